@@ -1,0 +1,465 @@
+"""Datasets: where the files live, how they are fetched and verified, and the paper's splits.
+
+Data root: ``$QNNLIB_DATA`` (default ``~/.cache/qnnlib``); each dataset has a sub-directory
+(``mnist/``, ``fashion-mnist/``). Fashion-MNIST is also looked up in
+``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``).
+
+MNIST family (``load_mnist``): the four original IDX files (``*.gz``, or the same names without
+``.gz``). A missing file is downloaded from the mirrors in :data:`MNIST_FAMILY` into
+``<root>/<name>/``; the download goes to a hidden temporary file in that directory and is renamed
+only after its checksum passed, so an interrupted download never leaves a file that passes for
+complete. A file is accepted when EITHER the md5 of its bytes equals the official ``.gz`` md5 OR
+the md5 of its decompressed content equals the official decompressed md5 (re-compressed copies,
+such as the project's shared MNIST test files, differ only in the gzip container). The IDX header
+(magic number, dimensions) and the exact length are checked as well. Anything wrong raises
+:class:`DatasetCorruptError`; a file that is missing and cannot be fetched raises
+:class:`DatasetNotFoundError` naming the file, every URL tried and its error, and where to put the
+file by hand. Nothing is ever returned partially.
+
+Splits (PAPER.md §2.10, Theano MNIST): train = the first 50,000 of the 60,000 training images,
+valid = the last 10,000, test = the 10,000 test images. Inputs are flattened to 784 and scaled to
+[-1, 1] as ``pixel / 255 * 2 - 1``. ``train_size``/``valid_size``/``test_size`` take a
+deterministic, class-stratified subset for small profiles (see :func:`stratified_subset`).
+
+Later datasets (CIFAR-10, SVHN, PTB) add their own spec and ``load_*`` function next to the MNIST
+family and reuse :func:`data_root`, :func:`fetch_file` and the errors.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import math
+import os
+import sys
+import tempfile
+import urllib.request
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATA_ENV = "QNNLIB_DATA"
+DEFAULT_DATA_ROOT = Path("~/.cache/qnnlib")
+DOWNLOAD_TIMEOUT_S = 30.0
+_CHUNK = 1 << 16
+
+
+# --------------------------------------------------------------------------------------- errors
+class DatasetError(RuntimeError):
+    """Base class of the dataset errors."""
+
+
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
+    """A dataset file is missing and could not be downloaded; ``attempts`` lists ``"url: error"``."""
+
+    def __init__(self, message: str, attempts: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.attempts = list(attempts)
+
+
+class DatasetCorruptError(DatasetError, ValueError):
+    """A dataset file exists but is not the expected file (checksum, header or length)."""
+
+
+# ---------------------------------------------------------------------------------- locations
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data root: ``root`` if given, else ``$QNNLIB_DATA``, else ``~/.cache/qnnlib``."""
+    if root is None:
+        root = os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT
+    return Path(root).expanduser()
+
+
+# ------------------------------------------------------------------------------------ IDX files
+_IDX_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8"),
+}
+_IDX_CODES = {dt.newbyteorder("=") if dt.itemsize > 1 else dt: code for code, dt in _IDX_DTYPES.items()}
+
+
+def _maybe_gunzip(data: bytes, path: Path | str) -> bytes:
+    if data[:2] != b"\x1f\x8b":
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DatasetCorruptError(
+            f"{path}: the gzip stream is damaged or truncated ({exc}). Delete the file and fetch it again."
+        ) from exc
+
+
+def parse_idx(raw: bytes, path: Path | str = "<bytes>") -> np.ndarray:
+    """Parse uncompressed IDX bytes; checks magic number, dimensions and the exact length."""
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
+        raise DatasetCorruptError(
+            f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'}; expected 0000<type><ndim>, "
+            "e.g. 00000803 for images, 00000801 for labels)."
+        )
+    dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DatasetCorruptError(f"{path}: IDX header truncated ({len(raw)} bytes, need {header}).")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    expected = header + math.prod(dims) * dtype.itemsize
+    if len(raw) != expected:
+        raise DatasetCorruptError(
+            f"{path}: IDX length {len(raw)} bytes does not match its header (shape {dims}, {dtype}): "
+            f"expected {expected} bytes. The file is truncated or damaged; delete it and fetch it again."
+        )
+    arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    return arr.astype(dtype.newbyteorder("="), copy=True)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read a gzipped or raw IDX file into a native-byte-order array (validated, see :func:`parse_idx`)."""
+    path = Path(path)
+    return parse_idx(_maybe_gunzip(path.read_bytes(), path), path)
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write ``array`` as an IDX file, gzipped when ``path`` ends with ``.gz`` (used by tests and tools)."""
+    arr = np.asarray(array)
+    key = arr.dtype.newbyteorder("=") if arr.dtype.itemsize > 1 else arr.dtype
+    if key not in _IDX_CODES:
+        raise ValueError(f"IDX cannot store dtype {arr.dtype}; use one of uint8, int8, int16, int32, float32, float64")
+    if arr.ndim == 0 or arr.ndim > 255:
+        raise ValueError(f"IDX needs 1 to 255 dimensions, got {arr.ndim}")
+    code = _IDX_CODES[key]
+    header = bytes([0, 0, code, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
+    payload = header + np.ascontiguousarray(arr, dtype=_IDX_DTYPES[code]).tobytes()
+    path = Path(path)
+    path.write_bytes(gzip.compress(payload, mtime=0) if path.name.endswith(".gz") else payload)
+
+
+# ------------------------------------------------------------------------ verification/fetching
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a dataset: its official name, checksums and expected array shape."""
+
+    name: str  # official file name (".gz")
+    gz_md5: str | None  # md5 of the official .gz bytes
+    raw_md5: str | None  # md5 of the decompressed content
+    shape: tuple[int, ...]  # expected IDX shape
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def check_bytes(data: bytes, remote: RemoteFile, path: Path | str) -> np.ndarray:
+    """Verify file bytes against ``remote`` (gz md5 OR content md5, then header and shape); return the array."""
+    raw = _maybe_gunzip(data, path)
+    if remote.gz_md5 is not None or remote.raw_md5 is not None:
+        got_gz, got_raw = _md5(data), _md5(raw)
+        if got_gz != remote.gz_md5 and got_raw != remote.raw_md5:
+            raise DatasetCorruptError(
+                f"{path}: checksum mismatch for {remote.name}: md5 of file {got_gz}, md5 of content {got_raw}; "
+                f"expected file md5 {remote.gz_md5} or content md5 {remote.raw_md5}. "
+                "The file is incomplete or not the official one: delete it and fetch it again."
+            )
+    arr = parse_idx(raw, path)
+    if arr.shape != remote.shape:
+        raise DatasetCorruptError(f"{path}: shape {arr.shape}, expected {remote.shape} for {remote.name}.")
+    return arr
+
+
+def verify_file(path: str | os.PathLike, remote: RemoteFile) -> np.ndarray:
+    """Read ``path`` and verify it as ``remote`` (see :func:`check_bytes`)."""
+    return check_bytes(Path(path).read_bytes(), remote, path)
+
+
+def _download(url: str, tmp, timeout: float, progress: bool) -> None:
+    from tqdm import tqdm  # plain tqdm: tqdm.auto needs ipywidgets inside notebooks
+
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        total = resp.headers.get("Content-Length")
+        total = int(total) if total and total.isdigit() else None
+        got = 0
+        with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
+                  disable=not progress, leave=False, file=sys.stderr) as bar:
+            while chunk := resp.read(_CHUNK):
+                tmp.write(chunk)
+                got += len(chunk)
+                bar.update(len(chunk))
+    if total is not None and got != total:
+        raise OSError(f"truncated download: {got} of {total} bytes")
+
+
+def fetch_file(remote: RemoteFile, dest_dir: Path, mirrors: Sequence[str], *,
+               timeout: float = DOWNLOAD_TIMEOUT_S, progress: bool = True) -> tuple[Path, list[str]]:
+    """Download ``remote`` into ``dest_dir`` from the first mirror that gives a verified copy.
+
+    Returns ``(path, errors)`` where ``errors`` lists ``"url: error"`` for each mirror that failed
+    before success; raises :class:`DatasetNotFoundError` (with every URL and error) if all failed.
+    The file is streamed to a temporary file in ``dest_dir`` and renamed with ``os.replace`` only
+    after :func:`check_bytes` passed.
+    """
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    final = dest_dir / remote.name
+    errors: list[str] = []
+    for base in mirrors:
+        url = base.rstrip("/") + "/" + remote.name
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{remote.name}.", suffix=".part", dir=dest_dir)
+        try:
+            with os.fdopen(fd, "wb") as tmp:
+                _download(url, tmp, timeout, progress)
+            check_bytes(Path(tmp_name).read_bytes(), remote, url)
+            os.replace(tmp_name, final)
+            return final, errors
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError,
+            # DatasetCorruptError a ValueError
+            errors.append(f"{url}: {type(exc).__name__}: {exc}")
+        finally:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+    raise DatasetNotFoundError(f"could not download {remote.name}:\n  " + "\n  ".join(errors or ["no mirrors"]),
+                               attempts=errors or ["no mirrors configured"])
+
+
+# ---------------------------------------------------------------------------------- splits
+@dataclass(frozen=True)
+class Split:
+    """One split: ``x`` float32 (N, 784) in [-1, 1]; ``y`` int64 (N,)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(f"x has {self.x.shape[0]} rows but y has {self.y.shape[0]}")
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """train/valid/test splits of one dataset plus where they came from."""
+
+    name: str
+    train: Split
+    valid: Split
+    test: Split
+    source: str
+    subset: str = "full"  # how the splits were subset (see load_mnist)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
+
+    def describe(self) -> dict:
+        """JSON-ready description stored in every metrics file (see :mod:`qnnlib.results`)."""
+        return {"name": self.name, "sizes": self.sizes(), "source": self.source, "subset": self.subset,
+                "inputs": "flattened 28x28, pixel/255*2-1 in [-1, 1]"}
+
+
+class Batches:
+    """Re-iterable mini-batches of a :class:`Split` (a fresh permutation each pass when shuffling)."""
+
+    def __init__(self, split: Split, batch_size: int, shuffle: bool = False,
+                 generator: torch.Generator | None = None, drop_last: bool = False) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.split, self.batch_size, self.shuffle = split, batch_size, shuffle
+        self.generator, self.drop_last = generator, drop_last
+
+    def __len__(self) -> int:
+        n = len(self.split)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.split)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        for i in range(len(self)):
+            sl = slice(i * self.batch_size, min((i + 1) * self.batch_size, n))
+            if order is None:
+                yield self.split.x[sl], self.split.y[sl]
+            else:
+                idx = order[sl]
+                yield self.split.x[idx], self.split.y[idx]
+
+
+def as_loader(split: Split, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
+              drop_last: bool = False) -> Batches:
+    """Mini-batches ``(x, y)`` of ``split``; much faster than a per-sample DataLoader for in-memory tensors."""
+    return Batches(split, batch_size, shuffle, generator, drop_last)
+
+
+def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of a class-stratified, seeded random subset of ``n`` of ``labels``.
+
+    Each class gets ``floor(n * n_c / N)`` items, the remainder goes to the classes with the largest
+    fractional parts (ties: lower class first); the items inside a class are drawn with
+    ``numpy.random.default_rng(seed)``. The result keeps the original order.
+    """
+    total = len(labels)
+    if not 0 < n <= total:
+        raise ValueError(f"subset size must be in 1..{total}, got {n}")
+    if n == total:
+        return np.arange(total)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = n * counts / total
+    take = np.floor(quota).astype(int)
+    order = sorted(range(len(classes)), key=lambda i: (-(quota[i] - take[i]), i))
+    for i in order[: n - int(take.sum())]:
+        take[i] += 1
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c, k in zip(classes, take)]
+    return np.sort(np.concatenate(picked))
+
+
+# ------------------------------------------------------------------------------- MNIST family
+@dataclass(frozen=True)
+class IdxDatasetSpec:
+    """Where an IDX dataset (MNIST family) is looked up and fetched, and what its files must be."""
+
+    name: str
+    subdir: str
+    files: Mapping[str, RemoteFile]  # roles: train_images, train_labels, test_images, test_labels
+    mirrors: tuple[str, ...]
+    system_dirs: tuple[str, ...] = ()
+    valid_count: int = 10_000  # validation = the last `valid_count` training images
+    homepage: str = ""
+
+
+def _mnist_files(md5s: Mapping[str, tuple[str, str]], n_train: int = 60_000, n_test: int = 10_000,
+                 hw: tuple[int, int] = (28, 28)) -> dict[str, RemoteFile]:
+    names = {"train_images": ("train-images-idx3-ubyte.gz", (n_train, *hw)),
+             "train_labels": ("train-labels-idx1-ubyte.gz", (n_train,)),
+             "test_images": ("t10k-images-idx3-ubyte.gz", (n_test, *hw)),
+             "test_labels": ("t10k-labels-idx1-ubyte.gz", (n_test,))}
+    return {role: RemoteFile(fname, *md5s[role], shape) for role, (fname, shape) in names.items()}
+
+
+# (gz md5 from torchvision / the zalando README, decompressed md5). The decompressed md5s of the
+# MNIST train files and of all Fashion-MNIST files agree across several independent public loaders
+# and with the files in /work/shared/data/mnist and /usr/share/datasets/fashion-mnist.
+MNIST_FAMILY: dict[str, IdxDatasetSpec] = {
+    "mnist": IdxDatasetSpec(
+        name="mnist", subdir="mnist",
+        files=_mnist_files({
+            "train_images": ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "6bbc9ace898e44ae57da46a324031adb"),
+            "train_labels": ("d53e105ee54ea40749a09fcbcd1e9432", "a25bea736e30d166cdddb491f175f624"),
+            "test_images": ("9fb629c4189551a2d022fa330f9573f3", "2646ac647ad5339dbf082846283269ea"),
+            "test_labels": ("ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637"),
+        }),
+        mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/",
+                 "https://storage.googleapis.com/cvdf-datasets/mnist/",
+                 "http://yann.lecun.com/exdb/mnist/"),
+        homepage="http://yann.lecun.com/exdb/mnist/",
+    ),
+    "fashion-mnist": IdxDatasetSpec(
+        name="fashion-mnist", subdir="fashion-mnist",
+        files=_mnist_files({
+            "train_images": ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
+            "train_labels": ("25c81989df183df01b3e8a0aad5dffbe", "9018921c3c673c538a1fc5bad174d6f9"),
+            "test_images": ("bef4ecab320f06d8554ea6380940ec79", "8181f5470baa50b63fa0f6fddb340f0a"),
+            "test_labels": ("bb300cfdad3c16e7a12a480ee83cd310", "15d484375f8d13e6eb1aabb0c3f46965"),
+        }),
+        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        system_dirs=("/usr/share/datasets/fashion-mnist",),
+        homepage="https://github.com/zalandoresearch/fashion-mnist",
+    ),
+}
+
+
+def _present(directory: Path, remote: RemoteFile) -> Path | None:
+    for candidate in (directory / remote.name, directory / remote.name.removesuffix(".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _spec(name: str) -> IdxDatasetSpec:
+    if name not in MNIST_FAMILY:
+        raise ValueError(f"unknown dataset {name!r}; supported: {', '.join(sorted(MNIST_FAMILY))}")
+    return MNIST_FAMILY[name]
+
+
+def ensure_files(name: str = "mnist", root: str | os.PathLike | None = None, *, download: bool = True,
+                 timeout: float = DOWNLOAD_TIMEOUT_S, progress: bool = True) -> dict[str, Path]:
+    """Paths of the four files of ``name`` (role -> path), all from one directory, downloading if needed.
+
+    Looks in ``<root>/<subdir>`` then the spec's system directories and takes the first directory
+    that holds all four files; otherwise downloads the missing ones into ``<root>/<subdir>``.
+    The files are not verified here (see :func:`verify_file`).
+    """
+    spec = _spec(name)
+    home = data_root(root) / spec.subdir
+    dirs = [home, *map(Path, spec.system_dirs)]
+    for d in dirs:
+        found = {role: _present(d, f) for role, f in spec.files.items()}
+        if all(found.values()):
+            return found  # type: ignore[return-value]
+    missing = [f for f in spec.files.values() if _present(home, f) is None]
+    for i, remote in enumerate(missing):
+        if not download:
+            attempts = ["nothing: downloading is disabled (download=False)"]
+        else:
+            try:
+                fetch_file(remote, home, spec.mirrors, timeout=timeout, progress=progress)
+                continue
+            except DatasetNotFoundError as exc:
+                attempts = exc.attempts
+        others = [f.name for f in missing[i + 1:]]
+        env = os.environ.get(DATA_ENV)
+        raise DatasetNotFoundError(
+            f"{spec.name}: file {remote.name} is missing and could not be fetched.\n"
+            f"Looked in: {', '.join(map(str, dirs))}\n"
+            "Tried:\n  " + "\n  ".join(attempts) + "\n"
+            + (f"Also missing: {', '.join(others)}\n" if others else "")
+            + f"Fix: put the four files ({', '.join(f.name for f in spec.files.values())}) into {home} by hand "
+            f"(from {spec.homepage or 'a mirror above'}; gzipped or not), or set {DATA_ENV} to a directory that "
+            f"holds {spec.subdir}/ with them ({DATA_ENV} is currently {env!r}; default {DEFAULT_DATA_ROOT}).",
+            attempts=attempts,
+        )
+    return {role: _present(home, f) for role, f in spec.files.items()}  # type: ignore[misc]
+
+
+def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
+    x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0 * 2.0 - 1.0)
+    return Split(x=x, y=torch.from_numpy(labels.astype(np.int64)))
+
+
+def load_mnist(name: str = "mnist", root: str | os.PathLike | None = None, *, download: bool = True,
+               train_size: int | None = None, valid_size: int | None = None, test_size: int | None = None,
+               seed: int = 0) -> DatasetSplits:
+    """Load MNIST or Fashion-MNIST as the paper's train (50k) / valid (10k) / test (10k) splits.
+
+    ``*_size`` = None keeps the whole split; an integer takes a class-stratified seeded subset of
+    that split (:func:`stratified_subset` with seeds ``seed``, ``seed+1``, ``seed+2`` for
+    train/valid/test). Raises ValueError for an unknown name or a bad size,
+    :class:`DatasetNotFoundError` when files are missing, :class:`DatasetCorruptError` when a file
+    fails its checks.
+    """
+    spec = _spec(name)
+    paths = ensure_files(name, root, download=download)
+    arrays = {role: verify_file(p, spec.files[role]) for role, p in paths.items()}
+    n_train = len(arrays["train_labels"])
+    cut = n_train - spec.valid_count
+    parts = {"train": (arrays["train_images"][:cut], arrays["train_labels"][:cut]),
+             "valid": (arrays["train_images"][cut:], arrays["train_labels"][cut:]),
+             "test": (arrays["test_images"], arrays["test_labels"])}
+    notes = []
+    for k, (split, size) in enumerate((("train", train_size), ("valid", valid_size), ("test", test_size))):
+        images, labels = parts[split]
+        if size is not None and size != len(labels):
+            if not 0 < size <= len(labels):
+                raise ValueError(f"{split}_size must be in 1..{len(labels)} for {name}, got {size}")
+            idx = stratified_subset(labels, size, seed + k)
+            parts[split] = (images[idx], labels[idx])
+            notes.append(f"{split} {size} of {len(labels)}")
+    subset = "full" if not notes else f"stratified random subset (seed {seed}): " + ", ".join(notes)
+    return DatasetSplits(name=spec.name, train=_to_split(*parts["train"]), valid=_to_split(*parts["valid"]),
+                         test=_to_split(*parts["test"]), source=str(paths["train_images"].parent.resolve()),
+                         subset=subset)
+
+
+if __name__ == "__main__":  # python -m qnnlib.datasets mnist fashion-mnist : fetch and verify
+    for _name in sys.argv[1:] or ["mnist"]:
+        _d = load_mnist(_name)
+        print(_name, _d.sizes(), _d.source)

@@ -1,0 +1,39 @@
+"""Square hinge loss (L2-SVM output layer), as in both of the authors' codebases (PAPER.md §2.8)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .quantize import check_float_tensor
+
+__all__ = ["pm1_targets", "square_hinge_loss"]
+
+
+def pm1_targets(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Integer class labels (N,) → ±1 one-hot targets (N, C): ``t = 2·onehot − 1``."""
+    if target.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64) or target.dim() != 1:
+        raise ValueError(f"target must be a 1-D integer tensor of class indices, got {target.dtype} {tuple(target.shape)}")
+    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= num_classes):
+        raise ValueError(f"target values must lie in [0, {num_classes - 1}], got [{int(target.min())}, {int(target.max())}]")
+    return F.one_hot(target.long(), num_classes).mul(2).sub(1)
+
+
+def square_hinge_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``L = mean_{n,c} max(0, 1 − t_nc · y_nc)²`` with ``t`` the ±1 one-hot targets.
+
+    ``target`` is either integer class indices (N,) or already ±1 targets shaped like ``output``.
+    The mean runs over batch × classes (Theano's ``T.mean(T.sqr(T.maximum(0., 1. - t*y)))``).
+    """
+    check_float_tensor(output, "output")
+    if output.dim() != 2:
+        raise ValueError(f"output must be (N, C) scores, got shape {tuple(output.shape)}")
+    if target.is_floating_point():
+        if target.shape != output.shape:
+            raise ValueError(f"±1 targets must have the output's shape {tuple(output.shape)}, got {tuple(target.shape)}")
+        t = target.to(output.dtype)
+    else:
+        if target.shape[0] != output.shape[0]:
+            raise ValueError(f"target has {target.shape[0]} labels for {output.shape[0]} outputs")
+        t = pm1_targets(target, output.shape[1]).to(output.dtype)
+    return torch.clamp(1 - t * output, min=0).square().mean()

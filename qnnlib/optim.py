@@ -1,0 +1,157 @@
+"""Shift-based AdaMax (paper Alg. 2), Glorot per-layer learning-rate scaling and latent-weight clipping.
+
+Alg. 2 (DESIGN.md §6.8), element-wise, with ``⊘`` a binary shift (multiplication by a power of two):
+
+* ``m_t = β1 · m_{t−1} + (1 − β1) · g_t``
+* ``v_t = max(β2 · v_{t−1}, |g_t|)``
+* ``θ_t = θ_{t−1} − (α ⊘ (1 − β1^t)) · (m_t ⊘ v_t^{−1})``, i.e. the step ``AP2(α/(1 − β1^t))`` times
+  ``m_t · AP2(1/(v_t + ε))`` (ε as in the Torch7 code, 2^−27).
+
+Paper defaults ``α = 2^−10``, ``β1 = 1 − 2^−3``, ``β2 = 1 − 2^−10``.
+
+Glorot scaling (Alg. 1 step 3, DESIGN.md §6.9): the weight update of layer k is multiplied by
+``γ_k = 1/sqrt(1.5/(fan_in + fan_out))`` — done here through a param group whose LR is ``γ_k · η``
+(for ADAM this equals Theano's ``W ← W + γ_k (AdamStep(W) − W)``); BN and bias parameters keep the
+base LR.  Then ``W ← Clip(W, −1, 1)`` (:func:`clip_latent_weights`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from .layers import LatentWeightLayer
+from .quantize import ap2
+
+__all__ = ["ShiftAdaMax", "glorot_lr_scale", "glorot_param_groups", "clip_latent_weights"]
+
+
+class ShiftAdaMax(torch.optim.Optimizer):
+    """Shift-based AdaMax (Alg. 2): AdaMax with every multiplication by a step size made a shift.
+
+    Each param group may carry its own ``lr`` (e.g. from :func:`glorot_param_groups`); the group
+    LR enters through ``AP2(lr/(1 − β1^t))``, so a Glorot factor is effectively rounded to a power of
+    two (as in the Torch7 code).  State per parameter: ``step``, ``exp_avg`` (m), ``exp_inf`` (v).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float = 2.0**-10,
+        betas: tuple[float, float] = (1 - 2.0**-3, 1 - 2.0**-10),
+        eps: float = 2.0**-27,
+    ) -> None:
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas}")
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if g.is_sparse:
+                    raise ValueError("ShiftAdaMax does not support sparse gradients")
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_inf"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = state["step"]
+                m, v = state["exp_avg"], state["exp_inf"]
+                m.mul_(beta1).add_(g, alpha=1 - beta1)  # m_t = β1 m + (1-β1) g
+                torch.maximum(v.mul_(beta2), g.abs(), out=v)  # v_t = max(β2 v, |g|)
+                step_size = 2.0 ** round(math.log2(group["lr"] / (1 - beta1**t)))  # AP2(α / (1-β1^t))
+                # θ ← θ − AP2(α/(1−β1^t)) · m · AP2(1/(v + ε))
+                p.addcmul_(m, ap2(torch.reciprocal(v + group["eps"])), value=-step_size)
+        return loss
+
+
+def _fans(module: nn.Module) -> tuple[int, int]:
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    if isinstance(module, nn.modules.conv._ConvNd):
+        k = math.prod(module.kernel_size)
+        return k * module.in_channels // module.groups, k * module.out_channels
+    if isinstance(module, (nn.RNNBase,)):
+        return module.input_size, module.hidden_size
+    raise ValueError(
+        f"glorot_lr_scale needs a Linear or Conv layer (or a module with weight of known fans), "
+        f"got {type(module).__name__}"
+    )
+
+
+def glorot_lr_scale(module: nn.Module) -> float:
+    """``γ = 1/sqrt(1.5/(fan_in + fan_out))`` (Glorot & Bengio 2010), as in Theano BinaryNet.
+
+    Linear: fan_in = in_features, fan_out = out_features.  Conv: fan_in = k²·C_in (per group),
+    fan_out = k²·C_out, no division by a pooling size.  MNIST 784→4096 gives ≈ 57.0.
+    """
+    fan_in, fan_out = _fans(module)
+    return 1.0 / math.sqrt(1.5 / (fan_in + fan_out))
+
+
+def glorot_param_groups(
+    model: nn.Module,
+    lr: float,
+    *,
+    round_pow2: bool = False,
+    include_float_layers: bool = False,
+) -> list[dict[str, Any]]:
+    """Param groups giving each quantized layer's ``weight`` the LR ``γ_k · lr``; all else ``lr``.
+
+    ``round_pow2`` rounds ``γ_k`` to a power of two (the Torch7 recipe).  By default only layers with
+    latent weights (:class:`~qnnlib.layers.LatentWeightLayer`) are scaled, as in the paper's Alg. 1;
+    ``include_float_layers=True`` also scales float ``nn.Linear``/``nn.Conv*`` weights (a float
+    baseline "trained the same way").  Each group records its ``lr_scale`` and ``name``.
+    """
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    scaled: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for name, mod in model.named_modules():
+        is_q = isinstance(mod, LatentWeightLayer)
+        is_f = isinstance(mod, (nn.Linear, nn.modules.conv._ConvNd)) and include_float_layers
+        if (is_q or is_f) and getattr(mod, "weight", None) is not None:
+            scale = glorot_lr_scale(mod)
+            if round_pow2:
+                scale = 2.0 ** round(math.log2(scale))
+            scaled.append({"params": [mod.weight], "lr": lr * scale, "lr_scale": scale, "name": f"{name}.weight"})
+            seen.add(id(mod.weight))
+    rest = [p for p in model.parameters() if id(p) not in seen]
+    groups = scaled
+    if rest:
+        groups = groups + [{"params": rest, "lr": lr, "lr_scale": 1.0, "name": "unscaled"}]
+    return groups
+
+
+@torch.no_grad()
+def clip_latent_weights(model: nn.Module, bound: float | None = None) -> int:
+    """Clip every quantized layer's latent weights to ``[−c, c]`` (Alg. 1: ``W ← Clip(Update(W), −1, 1)``).
+
+    ``c`` is each layer's ``clip_value`` (1 by default) unless ``bound`` is given.  Call after every
+    optimizer step.  Returns the number of layers clipped.
+    """
+    n = 0
+    for mod in model.modules():
+        if isinstance(mod, LatentWeightLayer):
+            c = float(bound if bound is not None else mod.clip_value)
+            mod.weight.clamp_(-c, c)  # type: ignore[attr-defined]
+            n += 1
+    return n
