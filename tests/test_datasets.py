@@ -1,0 +1,316 @@
+"""Tests for qnnlib.datasets: IDX format, checksums, atomic downloads, clear errors, real files."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.server
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from qnnlib import datasets as ds
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+if not SHARED_MNIST.is_dir():
+    SHARED_MNIST = Path("/work/shared/data/mnist")
+FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
+
+
+# ------------------------------------------------------------------------------ helpers
+def _md5(b: bytes) -> str:
+    return hashlib.md5(b).hexdigest()
+
+
+def make_tiny(directory: Path, n_train: int = 40, n_test: int = 20, n_valid: int = 10, seed: int = 0,
+              gz: bool = True) -> ds.IdxDatasetSpec:
+    """Write a tiny MNIST-like dataset into ``directory`` and return a spec whose md5s match it."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {"train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+              "train_labels": (np.arange(n_train) % 10).astype(np.uint8),
+              "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+              "test_labels": (np.arange(n_test) % 10).astype(np.uint8)}
+    arrays["train_images"][0, 0, 0], arrays["train_images"][0, 0, 1] = 0, 255
+    base = ds.MNIST_FAMILY["mnist"]
+    files = {}
+    for role, arr in arrays.items():
+        name = base.files[role].name
+        path = directory / (name if gz else name.removesuffix(".gz"))
+        ds.write_idx(path, arr)
+        data = path.read_bytes()
+        raw = gzip.decompress(data) if gz else data
+        files[role] = ds.RemoteFile(name, _md5(data) if gz else None, _md5(raw), arr.shape)
+    return replace(base, name="mnist", files=files, valid_count=n_valid, mirrors=(), system_dirs=())
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    """A tiny dataset registered as "mnist" under tmp_path/data/mnist; returns (root, spec)."""
+    root = tmp_path / "data"
+    spec = make_tiny(root / "mnist")
+    monkeypatch.setitem(ds.MNIST_FAMILY, "mnist", spec)
+    return root, spec
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def http_dir(tmp_path):
+    """Serve tmp_path/www on 127.0.0.1; yields (directory, base URL)."""
+    www = tmp_path / "www"
+    www.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(www)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield www, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def _dead_port() -> int:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ----------------------------------------------------------------------------------- IDX
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])
+@pytest.mark.parametrize("suffix", [".idx", ".idx.gz"])
+def test_idx_roundtrip(tmp_path, dtype, suffix):
+    arr = (np.arange(2 * 3 * 5).reshape(2, 3, 5) - 7).astype(dtype)
+    path = tmp_path / f"a{suffix}"
+    ds.write_idx(path, arr)
+    back = ds.read_idx(path)
+    assert back.dtype == arr.dtype and back.shape == arr.shape
+    np.testing.assert_array_equal(back, arr)
+    assert (path.read_bytes()[:2] == b"\x1f\x8b") == suffix.endswith(".gz")
+
+
+def test_idx_header_is_big_endian_mnist_layout(tmp_path):
+    ds.write_idx(tmp_path / "l", np.zeros(3, np.uint8))
+    assert (tmp_path / "l").read_bytes()[:8] == bytes.fromhex("00000801 00000003")
+
+
+@pytest.mark.parametrize("corrupt, match", [
+    (lambda b: b"\x12\x34" + b[2:], "magic"),
+    (lambda b: b[:2] + b"\x07" + b[3:], "magic"),
+    (lambda b: b[:-5], "length"),
+    (lambda b: b + b"\x00", "length"),
+    (lambda b: b[:6], "header"),
+])
+def test_idx_corrupt_raw(tmp_path, corrupt, match):
+    path = tmp_path / "x"
+    ds.write_idx(path, np.ones((4, 28, 28), np.uint8))
+    path.write_bytes(corrupt(path.read_bytes()))
+    with pytest.raises(ds.DatasetCorruptError, match=match) as info:
+        ds.read_idx(path)
+    assert str(path) in str(info.value)
+
+
+def test_idx_truncated_gzip(tmp_path):
+    path = tmp_path / "x.gz"
+    ds.write_idx(path, np.arange(5000, dtype=np.int32))
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ds.DatasetCorruptError, match="gzip"):
+        ds.read_idx(path)
+
+
+def test_write_idx_rejects_unsupported_dtype(tmp_path):
+    with pytest.raises(ValueError, match="dtype"):
+        ds.write_idx(tmp_path / "x", np.zeros(3, np.uint64))
+
+
+# ------------------------------------------------------------------------- loading / splits
+def test_load_tiny_splits_and_scaling(tiny):
+    root, spec = tiny
+    d = ds.load_mnist("mnist", root, download=False)
+    assert d.sizes() == {"train": 30, "valid": 10, "test": 20}
+    assert d.train.x.dtype == torch.float32 and d.train.x.shape == (30, 784)
+    assert d.train.y.dtype == torch.int64
+    assert d.train.x[0, 0] == -1.0 and d.train.x[0, 1] == 1.0
+    assert d.train.x.min() >= -1 and d.train.x.max() <= 1
+    train = ds.read_idx(root / "mnist" / spec.files["train_images"].name)
+    # valid = the LAST valid_count training images, train = the first ones
+    np.testing.assert_allclose(d.valid.x.numpy(), train[30:].reshape(10, -1) / 255.0 * 2 - 1, atol=1e-6)
+    assert d.source == str((root / "mnist").resolve())
+    desc = d.describe()
+    assert desc["name"] == "mnist" and desc["sizes"] == d.sizes() and desc["source"] == d.source
+
+
+def test_env_var_is_default_root(tiny, monkeypatch):
+    root, _ = tiny
+    monkeypatch.setenv("QNNLIB_DATA", str(root))
+    assert ds.load_mnist(download=False).sizes()["test"] == 20
+
+
+def test_uncompressed_files_accepted(tmp_path, monkeypatch):
+    spec = make_tiny(tmp_path / "mnist", gz=False)
+    monkeypatch.setitem(ds.MNIST_FAMILY, "mnist", spec)
+    assert ds.load_mnist("mnist", tmp_path, download=False).sizes()["train"] == 30
+
+
+def test_subsets_are_stratified_and_deterministic(tiny):
+    root, _ = tiny
+    a = ds.load_mnist("mnist", root, download=False, train_size=20, valid_size=5, test_size=10, seed=3)
+    b = ds.load_mnist("mnist", root, download=False, train_size=20, valid_size=5, test_size=10, seed=3)
+    c = ds.load_mnist("mnist", root, download=False, train_size=20, seed=4)
+    assert a.sizes() == {"train": 20, "valid": 5, "test": 10}
+    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
+    assert not torch.equal(a.train.x, c.train.x)
+    assert torch.bincount(a.train.y, minlength=10).tolist() == [2] * 10
+    assert "subset" in a.describe()["subset"] and a.describe()["sizes"]["train"] == 20
+    with pytest.raises(ValueError, match="train_size"):
+        ds.load_mnist("mnist", root, download=False, train_size=31)
+
+
+def test_stratified_subset_exact_size():
+    labels = np.array([0] * 7 + [1] * 2 + [2] * 1)
+    for n in range(1, 11):
+        idx = ds.stratified_subset(labels, n, seed=0)
+        assert len(idx) == n == len(set(idx.tolist())) and np.all(np.diff(idx) > 0)
+
+
+def test_unknown_name(tmp_path):
+    with pytest.raises(ValueError, match="fashion-mnist.*mnist|mnist.*fashion-mnist"):
+        ds.load_mnist("cifar", tmp_path)
+
+
+def test_checksum_mismatch_on_disk(tiny):
+    root, spec = tiny
+    path = root / "mnist" / spec.files["test_labels"].name
+    labels = ds.read_idx(path)
+    labels[0] = (labels[0] + 1) % 10  # structurally valid, wrong content
+    ds.write_idx(path, labels)
+    with pytest.raises(ds.DatasetCorruptError, match="checksum") as info:
+        ds.load_mnist("mnist", root, download=False)
+    assert spec.files["test_labels"].name in str(info.value)
+
+
+def test_recompressed_file_accepted_by_content_md5(tiny):
+    root, spec = tiny
+    path = root / "mnist" / spec.files["test_images"].name
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw, compresslevel=1, mtime=12345))  # other container, same content
+    assert _md5(path.read_bytes()) != spec.files["test_images"].gz_md5
+    assert ds.load_mnist("mnist", root, download=False).sizes()["test"] == 20
+
+
+def test_missing_without_download(tiny):
+    root, spec = tiny
+    (root / "mnist" / spec.files["train_labels"].name).unlink()
+    with pytest.raises(ds.DatasetNotFoundError, match="train-labels-idx1-ubyte.gz") as info:
+        ds.load_mnist("mnist", root, download=False)
+    assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, RuntimeError)
+    assert "QNNLIB_DATA" in str(info.value)
+
+
+# ------------------------------------------------------------------------------ downloading
+def test_download_from_local_http(tmp_path, monkeypatch, http_dir):
+    www, url = http_dir
+    spec = make_tiny(www)
+    spec = replace(spec, mirrors=(f"http://127.0.0.1:{_dead_port()}/", url))
+    monkeypatch.setitem(ds.MNIST_FAMILY, "mnist", spec)
+    root = tmp_path / "data"
+    d = ds.load_mnist("mnist", root)
+    assert d.sizes() == {"train": 30, "valid": 10, "test": 20}
+    got = sorted(p.name for p in (root / "mnist").iterdir())
+    assert got == sorted(f.name for f in spec.files.values())  # no temporary files left behind
+    for f in spec.files.values():
+        assert (root / "mnist" / f.name).read_bytes() == (www / f.name).read_bytes()
+
+
+def test_download_checksum_mismatch_leaves_nothing(tmp_path, http_dir):
+    www, url = http_dir
+    spec = make_tiny(www)
+    remote = spec.files["test_labels"]
+    ds.write_idx(www / remote.name, np.zeros(20, np.uint8))  # valid IDX, wrong content
+    dest = tmp_path / "dest"
+    with pytest.raises(ds.DatasetNotFoundError) as info:
+        ds.fetch_file(remote, dest, [url], progress=False)
+    assert "checksum mismatch" in str(info.value) and url + remote.name in str(info.value)
+    assert list(dest.iterdir()) == []
+
+
+class _Truncating(_Quiet):
+    def do_GET(self):  # announce 1000 bytes, send 10, close
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        self.wfile.write(b"\x1f\x8b" + b"\x00" * 8)
+        self.close_connection = True
+
+
+def test_truncated_download_leaves_nothing(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Truncating)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        remote = ds.RemoteFile("x.gz", "0" * 32, "0" * 32, (3,))
+        with pytest.raises(ds.DatasetNotFoundError, match="truncated|IncompleteRead"):
+            ds.fetch_file(remote, tmp_path, [f"http://127.0.0.1:{server.server_address[1]}/"], progress=False)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_offline_error_names_file_urls_and_env(tmp_path, monkeypatch):
+    port = _dead_port()
+    spec = replace(ds.MNIST_FAMILY["mnist"], mirrors=(f"http://127.0.0.1:{port}/a/", f"http://127.0.0.1:{port}/b/"))
+    monkeypatch.setitem(ds.MNIST_FAMILY, "mnist", spec)
+    monkeypatch.setenv("QNNLIB_DATA", str(tmp_path))
+    with pytest.raises(ds.DatasetNotFoundError) as info:
+        ds.load_mnist("mnist")
+    msg = str(info.value)
+    for needle in ("train-images-idx3-ubyte.gz", f"http://127.0.0.1:{port}/a/train-images-idx3-ubyte.gz",
+                   f"http://127.0.0.1:{port}/b/train-images-idx3-ubyte.gz", "QNNLIB_DATA", str(tmp_path / "mnist")):
+        assert needle in msg
+    assert len(info.value.attempts) == 2 and all("URLError" in a for a in info.value.attempts)
+    assert list((tmp_path / "mnist").iterdir()) == []
+
+
+# --------------------------------------------------------------------------- real files
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="shared MNIST test files absent")
+def test_real_mnist_test_files():
+    spec = ds.MNIST_FAMILY["mnist"]
+    images = ds.verify_file(SHARED_MNIST / "t10k-images-idx3-ubyte.gz", spec.files["test_images"])
+    labels = ds.verify_file(SHARED_MNIST / "t10k-labels-idx1-ubyte.gz", spec.files["test_labels"])
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
+    assert np.bincount(labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.mark.skipif(not FASHION_SYSTEM.is_dir(), reason="dataset-fashion-mnist not installed")
+def test_real_fashion_mnist(tmp_path, monkeypatch):
+    monkeypatch.setenv("QNNLIB_DATA", str(tmp_path))  # empty root: falls back to the system directory
+    d = ds.load_mnist("fashion-mnist", download=False)
+    assert d.sizes() == {"train": 50000, "valid": 10000, "test": 10000}
+    assert d.source == str(FASHION_SYSTEM.resolve())
+    for split in (d.train, d.valid, d.test):
+        assert split.x.shape[1] == 784 and split.x.min() >= -1 and split.x.max() <= 1
+        assert torch.bincount(split.y, minlength=10).min() > 0
+    assert torch.bincount(d.test.y).tolist() == [1000] * 10
+
+
+# ------------------------------------------------------------------------------- batches
+def test_as_loader_covers_split_once(tiny):
+    root, _ = tiny
+    split = ds.load_mnist("mnist", root, download=False).train
+    loader = ds.as_loader(split, 7, shuffle=True, generator=torch.Generator().manual_seed(0))
+    assert len(loader) == 5
+    ys = torch.cat([y for _, y in loader])
+    assert sorted(ys.tolist()) == sorted(split.y.tolist())
+    assert len(ds.as_loader(split, 7, drop_last=True)) == 4
+    x0, _ = next(iter(ds.as_loader(split, 4)))
+    assert torch.equal(x0, split.x[:4])
