@@ -1,0 +1,419 @@
+"""Results: the paper's reference numbers, the metrics JSON every notebook writes, and comparison tables.
+
+Where files go
+--------------
+``results_dir`` defaults to ``$QNNLIB_RESULTS`` if set, else ``<repo>/results``. A notebook of
+profile P writes ``<results_dir>/P/<experiment>.json`` (atomically: temp file + ``os.replace``)
+and its figures under ``<results_dir>/P/figures/`` (:func:`figure_path`).
+
+Metrics JSON schema (``"schema": "qnnlib.metrics/1"``) — the contract between notebooks and
+:func:`comparison_table`::
+
+    {
+      "schema": "qnnlib.metrics/1",
+      "experiment": str,               # e.g. "mnist"; also the file name
+      "profile": str,                  # "smoke" | "quick" | "paper" | ...
+      "created_utc": str,              # ISO 8601, e.g. "2026-11-27T06:00:00+00:00"
+      "wall_time_s": float,            # the notebook's own measured wall time
+      "config": {...},                 # the resolved config (dataclasses/paths/arrays made JSON-able)
+      "dataset": {"name": str, "sizes": {"train": int, "valid": int, "test": int}, "source": str, ...},
+                                       # DatasetSplits.describe()
+      "metrics": {
+        "rows": [                      # what goes into the paper-vs-ours table (may be empty)
+          {"row": "BNN (Theano)",      # the method, named like PAPER rows where one matches
+           "metric": "test error %",   # same metric names as PAPER
+           "value": 1.23,              # float
+           "dataset": "fashion-mnist", # filled from "dataset.name" when omitted
+           "dataset_sizes": {...},     # filled from "dataset.sizes" when omitted
+           "paper_key": "mnist:BNN (Theano):test error %",   # optional, else matched by
+                                       # (experiment, row, metric)
+           "note": str}                # optional
+        ],
+        ...                            # any other scalars/lists the notebook reports
+      },
+      "history": [ {"epoch": int, ...}, ... ] | {...},   # per-epoch curves
+      "environment": {"python", "torch", "numpy", "platform", "machine", "cpu", "cpu_count",
+                      "cpu_affinity", "cuda", "gpu"},
+      "git": {"commit": str | null, "dirty": bool | null, "error"?: str},
+      "extra": {...}                   # optional, free-form
+    }
+
+Non-finite floats (NaN, ±inf) are stored as ``null`` so the files are strict JSON.
+
+Dataset honesty: every comparison row carries our dataset name and sizes next to the paper's
+dataset; when they differ (e.g. Fashion-MNIST standing in for MNIST) the table says
+"DIFFERENT DATASET ... not comparable" and leaves ``delta`` empty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SCHEMA = "qnnlib.metrics/1"
+RESULTS_ENV = "QNNLIB_RESULTS"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+# ------------------------------------------------------------------------ paper reference numbers
+@dataclasses.dataclass(frozen=True)
+class PaperNumber:
+    """One number the paper reports, with where it comes from (PAPER.md tags)."""
+
+    experiment: str  # "mnist" | "svhn" | "cifar10" | "imagenet" | "ptb" | "kernels" | "memory" | "filters"
+    row: str
+    dataset: str
+    metric: str
+    value: float
+    source: str
+    status: str  # "VERIFIED" | "SEC" | "UNCONFIRMED"
+    spread: float | None = None  # the ± the paper gives, if any
+    note: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.experiment}:{self.row}:{self.metric}"
+
+
+def _table1() -> list[PaperNumber]:
+    err, src, ok = "test error %", "NIPS Table 1", "VERIFIED"
+    cols = ("mnist", "svhn", "cifar10")
+    rows = [  # row, (mnist, svhn, cifar10) values, mnist spread
+        ("BNN (Torch7)", (1.40, 2.53, 10.15), None),
+        ("BNN (Theano)", (0.96, 2.80, 11.40), None),
+        ("Committee Machines' Array (Baldassi et al., 2015)", (1.35, None, None), None),
+        ("BinaryConnect", (1.29, 2.30, 9.90), 0.08),
+        ("EBP (Cheng et al., 2015)", (2.2, None, None), 0.1),
+        ("Bitwise DNNs (Kim & Smaragdis, 2016)", (1.33, None, None), None),
+        ("Ternary weights, binary activations (Hwang & Sung, 2014)", (1.45, None, None), None),
+        ("No regularization", (1.3, 2.44, 10.94), 0.2),
+        ("Gated pooling (Lee et al., 2015)", (None, 1.69, 7.62), None),
+    ]
+    out = [PaperNumber(c, r, c, err, v, src, ok, spread if c == "mnist" else None)
+           for r, vals, spread in rows for c, v in zip(cols, vals) if v is not None]
+    recalled = "arXiv v3 / QNN version of Table 1 (recalled)"
+    for r, vals in (("Maxout Networks", (0.94, 2.47, 11.68)), ("Network in Network", (None, 2.35, 10.41))):
+        out += [PaperNumber(c, r, c, err, v, recalled, "UNCONFIRMED") for c, v in zip(cols, vals) if v is not None]
+    return out
+
+
+def _imagenet() -> list[PaperNumber]:
+    t1, t5, ds = "top-1 %", "top-5 %", "imagenet"
+    nips = "NIPS 'Preliminary Results on ImageNet'"
+    uniq = "UNIQ paper table quoting QNN"
+    seed = "seed summary of the QNN paper"
+    qnn = "QNN ImageNet table (recalled)"
+    P = PaperNumber
+    return [
+        P("imagenet", "AlexNet BNN (W1/A1)", ds, t1, 36.1, nips, "VERIFIED"),
+        P("imagenet", "AlexNet BNN (W1/A1)", ds, t5, 60.1, nips, "VERIFIED"),
+        P("imagenet", "GoogleNet BNN (W1/A1)", ds, t1, 47.1, nips, "VERIFIED"),
+        P("imagenet", "GoogleNet BNN (W1/A1)", ds, t5, 69.1, nips, "VERIFIED"),
+        P("imagenet", "AlexNet QNN (W1/A1, relaxed Htanh)", ds, t1, 41.8, uniq, "SEC", note="seed summary agrees"),
+        P("imagenet", "AlexNet QNN (W1/A1, relaxed Htanh)", ds, t5, 67.1, seed, "UNCONFIRMED"),
+        P("imagenet", "AlexNet QNN (W1/A2)", ds, t1, 51.03, uniq, "SEC", note="NIPS text: '51%' (VERIFIED)"),
+        P("imagenet", "AlexNet QNN (W1/A2)", ds, t5, 73.67, qnn, "UNCONFIRMED"),
+        P("imagenet", "AlexNet QNN (W1/A2/G6)", ds, t1, 46.8, seed, "UNCONFIRMED"),
+        P("imagenet", "AlexNet float (W32/A32)", ds, t1, 56.6, qnn, "UNCONFIRMED"),
+        P("imagenet", "AlexNet float (W32/A32)", ds, t5, 80.2, qnn, "UNCONFIRMED"),
+        P("imagenet", "XNOR-Net AlexNet (W1/A1)", ds, t1, 44.2, uniq, "SEC"),
+        P("imagenet", "XNOR-Net AlexNet (W1/A1)", ds, t5, 69.2, qnn, "UNCONFIRMED"),
+        P("imagenet", "GoogleNet QNN (W4/A4)", ds, t1, 66.6, "NIPS text quoting QNN", "VERIFIED",
+          note="the seed summary says 66.5%"),
+        P("imagenet", "GoogleNet QNN (W4/A4), seed summary", ds, t1, 66.5, seed, "UNCONFIRMED",
+          note="NIPS text says 66.6%"),
+        P("imagenet", "GoogleNet QNN (W6/A6/G6)", ds, t1, 66.4, seed, "UNCONFIRMED"),
+        P("imagenet", "GoogleNet float (W32/A32)", ds, t1, 71.3, qnn, "UNCONFIRMED"),
+        P("imagenet", "GoogleNet float (W32/A32)", ds, t5, 90.0, qnn, "UNCONFIRMED"),
+    ]
+
+
+def _ptb() -> list[PaperNumber]:
+    ppl, recalled, sec = "perplexity", "QNN §Language Models (recalled)", "PMC9117057 Tab. 3 quoting QNN"
+    return [
+        PaperNumber("ptb", "LSTM 300 (W2/A3)", "ptb", ppl, 220.0, recalled, "UNCONFIRMED", note="'~220'"),
+        PaperNumber("ptb", "LSTM 300 (W3/A4)", "ptb", ppl, 110.0, recalled, "UNCONFIRMED", note="'~110'"),
+        PaperNumber("ptb", "LSTM 300 (W4/A4)", "ptb", ppl, 100.0, sec, "SEC"),
+        PaperNumber("ptb", "LSTM 300 (float)", "ptb", ppl, 97.0, sec, "SEC"),
+    ]
+
+
+def _hardware() -> list[PaperNumber]:
+    k, mm = "NIPS §4 + Fig. 2", "8192x8192x8192 binary matmul (GTX750)"
+    return [
+        PaperNumber("kernels", "XNOR kernel vs baseline kernel", mm, "speed-up x", 23.0, k, "VERIFIED"),
+        PaperNumber("kernels", "XNOR kernel vs cuBLAS", mm, "speed-up x", 3.4, k, "VERIFIED"),
+        PaperNumber("kernels", "MNIST MLP, XNOR vs baseline kernel", "mnist", "speed-up x", 7.0, k, "VERIFIED",
+                    note="same accuracy; first layer on the baseline kernel"),
+        PaperNumber("kernels", "Theoretical XNOR-popcount bound (32/6)", "-", "speed-up x", 32 / 6, "NIPS §4",
+                    "VERIFIED"),
+        PaperNumber("kernels", "MNIST MLP run-time (XNOR kernel)", "mnist", "test error %", 0.96,
+                    "Theano Run-time README", "VERIFIED"),
+        PaperNumber("memory", "BNN vs 32-bit DNN", "-", "memory size reduction x", 32.0, "NIPS §3", "VERIFIED"),
+        PaperNumber("memory", "BNN vs 32-bit DNN", "-", "memory access reduction x", 32.0, "NIPS §3", "VERIFIED"),
+        PaperNumber("filters", "CIFAR-10 ConvNet", "cifar10", "unique 2D filters per layer %", 42.0, "NIPS §3",
+                    "VERIFIED", note="average over layers; counting procedure not given"),
+        PaperNumber("filters", "3x3 binary filters", "-", "max unique 2D filters", 512.0, "NIPS §3", "VERIFIED"),
+    ]
+
+
+PAPER: tuple[PaperNumber, ...] = tuple(_table1() + _imagenet() + _ptb() + _hardware())
+"""The paper's numbers (Horowitz energy tables live with the energy model, not here)."""
+
+PAPER_BY_KEY: dict[str, PaperNumber] = {p.key: p for p in PAPER}
+
+PAPER_SPLITS: dict[str, dict[str, int]] = {
+    "mnist": {"train": 50_000, "valid": 10_000, "test": 10_000},
+    "cifar10": {"train": 45_000, "valid": 5_000, "test": 10_000},
+}
+"""The paper's split sizes where PAPER.md §2.10 gives them."""
+
+
+def paper_table(experiment: str | None = None) -> pd.DataFrame:
+    """PAPER as a DataFrame (optionally one experiment), with a ``key`` column."""
+    rows = [{"key": p.key, **dataclasses.asdict(p)} for p in PAPER if experiment in (None, p.experiment)]
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------ environment
+def environment_info() -> dict:
+    """Python/torch/numpy versions, platform, CPU model and cores, GPU name (if CUDA is available)."""
+    info: dict = {"python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform(),
+                  "machine": platform.machine(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+                  "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["cuda"] = torch.version.cuda
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except Exception as exc:  # torch missing or broken CUDA: still record the rest
+        info.update(torch=None, cuda=None, gpu=None, torch_error=f"{type(exc).__name__}: {exc}")
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def git_info(repo: Path = REPO_ROOT) -> dict:
+    """``{"commit", "dirty"}`` of ``repo`` (untracked files ignored); nulls plus ``error`` without git."""
+    try:
+        run = dict(cwd=repo, capture_output=True, text=True, timeout=20, check=True)
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **run).stdout
+        return {"commit": commit, "dirty": bool(status.strip())}
+    except (OSError, subprocess.SubprocessError) as exc:
+        err = exc.stderr.strip() if isinstance(exc, subprocess.CalledProcessError) and exc.stderr else str(exc)
+        return {"commit": None, "dirty": None, "error": f"{type(exc).__name__}: {err}"}
+
+
+# ----------------------------------------------------------------------------------- files
+def results_root(results_dir: str | os.PathLike | None = None) -> Path:
+    """``results_dir``, else ``$QNNLIB_RESULTS``, else ``<repo>/results``."""
+    if results_dir is None:
+        results_dir = os.environ.get(RESULTS_ENV) or REPO_ROOT / "results"
+    return Path(results_dir).expanduser()
+
+
+def _check_name(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not _SAFE_NAME.match(name):
+        raise ValueError(f"{kind} {name!r} must be a plain file name: letters, digits, '_', '.', '-'")
+    return name
+
+
+def profile_dir(profile: str, results_dir: str | os.PathLike | None = None) -> Path:
+    """``<results>/<profile>/`` (not created)."""
+    return results_root(results_dir) / _check_name("profile", profile)
+
+
+def to_jsonable(obj):
+    """Convert dataclasses, paths, numpy/torch values, sets and tuples to JSON types; NaN/inf -> None."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return to_jsonable(obj.tolist())
+    if type(obj).__module__.startswith("torch"):
+        if hasattr(obj, "tolist"):  # tensors
+            return to_jsonable(obj.detach().cpu().tolist())
+        return str(obj)  # dtype, device
+    if isinstance(obj, (datetime,)):
+        return obj.isoformat()
+    raise TypeError(f"cannot store {type(obj).__name__} in a metrics JSON: {obj!r:.80}")
+
+
+def _complete_rows(rows, dataset: Mapping) -> list[dict]:
+    if not isinstance(rows, Sequence) or isinstance(rows, str):
+        raise ValueError('metrics["rows"] must be a list of dicts with "row", "metric", "value"')
+    out = []
+    for i, r in enumerate(rows):
+        missing = [k for k in ("row", "metric", "value") if k not in r]
+        if missing:
+            raise ValueError(f'metrics["rows"][{i}] lacks {missing}; each row needs "row", "metric", "value"')
+        r = dict(r)
+        r.setdefault("dataset", dataset.get("name"))
+        r.setdefault("dataset_sizes", dataset.get("sizes"))
+        if not r["dataset"]:
+            raise ValueError(f'metrics["rows"][{i}] has no dataset and the dataset argument has no "name"')
+        if r.get("paper_key") is not None and r["paper_key"] not in PAPER_BY_KEY:
+            raise ValueError(f'metrics["rows"][{i}]: unknown paper_key {r["paper_key"]!r}; see results.PAPER_BY_KEY')
+        out.append(r)
+    return out
+
+
+def write_metrics(experiment: str, profile: str, *, config: dict, metrics: dict, history: list[dict] | dict,
+                  dataset: dict, wall_time_s: float, results_dir: Path | None = None,
+                  extra: dict | None = None) -> Path:
+    """Write ``<results>/<profile>/<experiment>.json`` atomically (schema in the module docstring)."""
+    metrics = dict(metrics)
+    dataset = to_jsonable(dataset)
+    if not isinstance(dataset, dict):
+        raise ValueError("dataset must be a dict such as DatasetSplits.describe()")
+    metrics["rows"] = _complete_rows(metrics.get("rows", []), dataset)
+    record = {
+        "schema": SCHEMA, "experiment": _check_name("experiment", experiment), "profile": profile,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": float(wall_time_s), "config": config, "dataset": dataset, "metrics": metrics,
+        "history": history, "environment": environment_info(), "git": git_info(), "extra": extra or {},
+    }
+    text = json.dumps(to_jsonable(record), indent=1, allow_nan=False)
+    out_dir = profile_dir(profile, results_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{experiment}.json"
+    fd, tmp = tempfile.mkstemp(prefix=f".{experiment}.", suffix=".json.tmp", dir=out_dir)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_metrics(experiment: str, profile: str, results_dir: Path | None = None) -> dict:
+    """Load one metrics JSON; FileNotFoundError says which notebook/profile produces it."""
+    path = profile_dir(profile, results_dir) / f"{_check_name('experiment', experiment)}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run the {experiment!r} notebook with profile {profile!r} "
+                                f"(python -m qnnlib.reproduce --profile {profile} --only {experiment})")
+    return json.loads(path.read_text())
+
+
+def metrics_files(profile: str, results_dir: Path | None = None) -> list[Path]:
+    """All ``*.json`` metrics files of a profile, sorted by name."""
+    d = profile_dir(profile, results_dir)
+    return sorted(p for p in d.glob("*.json") if not p.name.startswith(".")) if d.is_dir() else []
+
+
+def figure_path(profile: str, name: str, results_dir: Path | None = None) -> Path:
+    """``<results>/<profile>/figures/<name>`` (``.png`` added when ``name`` has no suffix); creates the folder."""
+    d = profile_dir(profile, results_dir) / "figures"
+    d.mkdir(parents=True, exist_ok=True)
+    name = _check_name("figure name", name)
+    return d / (name if Path(name).suffix else f"{name}.png")
+
+
+# ------------------------------------------------------------------------------- comparison
+COMPARISON_COLUMNS = ["experiment", "row", "metric", "ours", "paper", "delta", "dataset", "dataset_sizes",
+                      "paper_dataset", "comparable", "paper_status", "paper_source", "note", "json"]
+
+
+def _sizes_text(sizes) -> str:
+    if not isinstance(sizes, Mapping):
+        return "" if sizes is None else str(sizes)
+    return "/".join(str(sizes.get(k, "?")) for k in ("train", "valid", "test"))
+
+
+def _compare_row(experiment: str, r: Mapping, json_name: str) -> dict:
+    paper = PAPER_BY_KEY.get(r.get("paper_key") or f"{experiment}:{r['row']}:{r['metric']}")
+    ours_ds, sizes = r.get("dataset"), r.get("dataset_sizes")
+    value = r.get("value")
+    notes = []
+    comparable = False
+    if paper is None:
+        notes.append("no paper number for this row")
+    elif ours_ds != paper.dataset:
+        notes.append(f"DIFFERENT DATASET: ours {ours_ds}, paper {paper.dataset} - not comparable")
+    else:
+        comparable = True
+        ref = PAPER_SPLITS.get(paper.dataset)
+        if ref and isinstance(sizes, Mapping) and any(sizes.get(k) != n for k, n in ref.items()):
+            notes.append(f"reduced data ({_sizes_text(sizes)} vs paper {_sizes_text(ref)})")
+    if paper is not None and paper.status != "VERIFIED":
+        notes.append(f"paper number {paper.status}")
+    if r.get("note"):
+        notes.append(str(r["note"]))
+    delta = value - paper.value if comparable and isinstance(value, (int, float)) else None
+    return {"experiment": experiment, "row": r["row"], "metric": r["metric"], "ours": value,
+            "paper": paper.value if paper else None, "delta": delta, "dataset": ours_ds,
+            "dataset_sizes": _sizes_text(sizes), "paper_dataset": paper.dataset if paper else None,
+            "comparable": comparable, "paper_status": paper.status if paper else None,
+            "paper_source": paper.source if paper else None, "note": "; ".join(notes), "json": json_name}
+
+
+def comparison_table(profile: str, results_dir: Path | None = None) -> pd.DataFrame:
+    """Paper-vs-ours rows from every metrics JSON of ``profile`` (columns: :data:`COMPARISON_COLUMNS`).
+
+    Rows come from ``metrics["rows"]``; each is matched to PAPER by ``paper_key`` or by
+    (experiment, row, metric). Unreadable files are skipped with a warning.
+    """
+    rows = []
+    for path in metrics_files(profile, results_dir):
+        try:
+            data = json.loads(path.read_text())
+            experiment = data.get("experiment", path.stem)
+            dataset = data.get("dataset") or {}
+            for r in data.get("metrics", {}).get("rows", []):
+                r = {"dataset": dataset.get("name"), "dataset_sizes": dataset.get("sizes"), **r}
+                rows.append(_compare_row(experiment, r, path.name))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            warnings.warn(f"skipping {path}: {type(exc).__name__}: {exc}", stacklevel=2)
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
+    """A GitHub markdown table of ``df`` (no ``tabulate`` needed); NaN/None print as empty cells."""
+    def cell(v) -> str:
+        if v is None or (not isinstance(v, (list, tuple, dict, set)) and pd.isna(v)):
+            return ""
+        if isinstance(v, (float, np.floating)):
+            return format(float(v), floatfmt)
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    head = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False, name=None)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,161 @@
+"""Tests for qnnlib.results: paper numbers, metrics JSON, comparison tables, markdown."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from qnnlib import results as R
+
+MNIST_SIZES = {"train": 50000, "valid": 10000, "test": 10000}
+
+
+def _write(tmp_path, experiment="mnist", dataset=None, rows=(), **kw) -> Path:
+    dataset = dataset or {"name": "mnist", "sizes": MNIST_SIZES, "source": "/data/mnist"}
+    return R.write_metrics(experiment, "smoke", config=kw.pop("config", {"lr": 0.003}),
+                           metrics={"rows": list(rows), **kw.pop("metrics", {})},
+                           history=kw.pop("history", [{"epoch": 1, "valid_error": 5.0}]), dataset=dataset,
+                           wall_time_s=1.5, results_dir=tmp_path, **kw)
+
+
+# ----------------------------------------------------------------------------- PAPER
+def test_paper_keys_unique_and_tagged():
+    assert len(R.PAPER_BY_KEY) == len(R.PAPER)
+    assert {p.status for p in R.PAPER} <= {"VERIFIED", "SEC", "UNCONFIRMED"}
+    assert all(p.source and p.metric and p.dataset for p in R.PAPER)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("mnist:BNN (Theano):test error %", 0.96), ("mnist:BNN (Torch7):test error %", 1.40),
+    ("svhn:BNN (Torch7):test error %", 2.53), ("cifar10:BNN (Theano):test error %", 11.40),
+    ("cifar10:BinaryConnect:test error %", 9.90), ("mnist:No regularization:test error %", 1.3),
+    ("imagenet:AlexNet BNN (W1/A1):top-1 %", 36.1), ("imagenet:GoogleNet QNN (W4/A4):top-1 %", 66.6),
+    ("imagenet:AlexNet QNN (W1/A2):top-1 %", 51.03), ("ptb:LSTM 300 (W4/A4):perplexity", 100.0),
+    ("kernels:XNOR kernel vs baseline kernel:speed-up x", 23.0), ("kernels:XNOR kernel vs cuBLAS:speed-up x", 3.4),
+    ("kernels:MNIST MLP, XNOR vs baseline kernel:speed-up x", 7.0),
+    ("memory:BNN vs 32-bit DNN:memory size reduction x", 32.0),
+    ("filters:CIFAR-10 ConvNet:unique 2D filters per layer %", 42.0),
+])
+def test_paper_values(key, value):
+    assert R.PAPER_BY_KEY[key].value == pytest.approx(value)
+
+
+def test_paper_status_follows_sources():
+    assert R.PAPER_BY_KEY["mnist:BNN (Theano):test error %"].status == "VERIFIED"
+    assert R.PAPER_BY_KEY["imagenet:AlexNet QNN (W1/A2):top-1 %"].status == "SEC"
+    assert R.PAPER_BY_KEY["ptb:LSTM 300 (W2/A3):perplexity"].status == "UNCONFIRMED"
+    assert R.PAPER_BY_KEY["mnist:BinaryConnect:test error %"].spread == 0.08
+    assert set(R.paper_table("ptb")["experiment"]) == {"ptb"}
+
+
+# ------------------------------------------------------------------------ metrics JSON
+def test_write_read_roundtrip_schema(tmp_path):
+    @dataclasses.dataclass(frozen=True)
+    class Cfg:
+        lr: float
+        path: Path
+        widths: tuple
+
+    path = _write(tmp_path, config=Cfg(0.1, Path("/x"), (1, 2)),
+                  metrics={"best": np.float32(0.5), "curve": torch.tensor([1.0, 2.0]), "bad": float("nan")},
+                  history={"loss": np.array([1.0, math.inf])}, extra={"note": "hi"},
+                  rows=[{"row": "BNN (Theano)", "metric": "test error %", "value": 1.5}])
+    assert path == tmp_path / "smoke" / "mnist.json"
+    assert [p.name for p in path.parent.iterdir()] == ["mnist.json"]  # no temp file left
+    data = json.loads(path.read_text())  # strict JSON: json.loads would accept NaN, so check the text
+    assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
+    assert set(data) == {"schema", "experiment", "profile", "created_utc", "wall_time_s", "config", "dataset",
+                         "metrics", "history", "environment", "git", "extra"}
+    assert data["schema"] == R.SCHEMA and data["experiment"] == "mnist" and data["profile"] == "smoke"
+    assert data["config"] == {"lr": 0.1, "path": "/x", "widths": [1, 2]}
+    assert data["metrics"]["best"] == 0.5 and data["metrics"]["curve"] == [1.0, 2.0] and data["metrics"]["bad"] is None
+    assert data["history"] == {"loss": [1.0, None]}
+    row = data["metrics"]["rows"][0]
+    assert row["dataset"] == "mnist" and row["dataset_sizes"] == MNIST_SIZES  # filled from dataset
+    env = data["environment"]
+    assert env["torch"] == torch.__version__ and env["numpy"] == np.__version__ and env["cpu_count"] >= 1
+    assert "gpu" in env and "python" in env and "cpu" in env
+    assert set(data["git"]) >= {"commit", "dirty"}
+    assert R.read_metrics("mnist", "smoke", tmp_path) == data
+
+
+def test_results_dir_from_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("QNNLIB_RESULTS", str(tmp_path / "r"))
+    path = R.write_metrics("e1", "quick", config={}, metrics={}, history=[], dataset={"name": "mnist"},
+                           wall_time_s=0.0)
+    assert path == tmp_path / "r" / "quick" / "e1.json"
+    assert R.read_metrics("e1", "quick")["metrics"] == {"rows": []}
+
+
+def test_default_results_dir_is_repo_results(monkeypatch):
+    monkeypatch.delenv("QNNLIB_RESULTS", raising=False)
+    assert R.results_root() == Path(R.__file__).resolve().parents[1] / "results"
+
+
+def test_git_info_without_git(tmp_path):
+    info = R.git_info(tmp_path)  # not a repository
+    assert info["commit"] is None and info["dirty"] is None and info["error"]
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(ValueError, match="experiment"):
+        _write(tmp_path, experiment="../evil")
+    with pytest.raises(ValueError, match="value"):
+        _write(tmp_path, rows=[{"row": "x", "metric": "m"}])
+    with pytest.raises(ValueError, match="paper_key"):
+        _write(tmp_path, rows=[{"row": "x", "metric": "m", "value": 1, "paper_key": "nope"}])
+    with pytest.raises(TypeError, match="object"):
+        _write(tmp_path, metrics={"x": object()})
+    assert not (tmp_path / "smoke" / "mnist.json").exists()
+    with pytest.raises(FileNotFoundError, match="--only mnist"):
+        R.read_metrics("mnist", "smoke", tmp_path)
+
+
+def test_figure_path(tmp_path):
+    p = R.figure_path("quick", "curves", tmp_path)
+    assert p == tmp_path / "quick" / "figures" / "curves.png" and p.parent.is_dir()
+    assert R.figure_path("quick", "a.svg", tmp_path).name == "a.svg"
+
+
+# ---------------------------------------------------------------------- comparison table
+def test_comparison_same_and_different_dataset(tmp_path):
+    _write(tmp_path, rows=[{"row": "BNN (Theano)", "metric": "test error %", "value": 1.06},
+                           {"row": "BNN (Torch7)", "metric": "test error %", "value": 1.5,
+                            "dataset_sizes": {"train": 1000, "valid": 500, "test": 500}},
+                           {"row": "our own thing", "metric": "test error %", "value": 3.0}])
+    _write(tmp_path, experiment="fmnist",
+           dataset={"name": "fashion-mnist", "sizes": MNIST_SIZES, "source": "/usr/share"},
+           rows=[{"row": "BNN (Theano)", "metric": "test error %", "value": 9.9,
+                  "paper_key": "mnist:BNN (Theano):test error %"}])
+    (tmp_path / "smoke" / "broken.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="broken.json"):
+        df = R.comparison_table("smoke", tmp_path)
+    assert list(df.columns) == R.COMPARISON_COLUMNS and len(df) == 4
+    f = df[df.experiment == "fmnist"].iloc[0]
+    assert f.dataset == "fashion-mnist" and f.paper_dataset == "mnist" and not f.comparable
+    assert "DIFFERENT DATASET" in f.note and pd.isna(f.delta) and f.paper == 0.96
+    m = df[(df.experiment == "mnist") & (df.row == "BNN (Theano)")].iloc[0]
+    assert m.comparable and m.delta == pytest.approx(0.10) and m.dataset_sizes == "50000/10000/10000"
+    assert m.note == ""
+    t = df[df.row == "BNN (Torch7)"].iloc[0]
+    assert "reduced data (1000/500/500" in t.note and t.dataset_sizes == "1000/500/500"
+    o = df[df.row == "our own thing"].iloc[0]
+    assert pd.isna(o.paper) and "no paper number" in o.note
+
+
+def test_comparison_empty(tmp_path):
+    df = R.comparison_table("nothing", tmp_path)
+    assert df.empty and list(df.columns) == R.COMPARISON_COLUMNS
+
+
+def test_markdown_table():
+    df = pd.DataFrame({"a": ["x|y", None], "b": [1.23456789, float("nan")], "c": [True, False]})
+    md = R.markdown_table(df)
+    assert md.splitlines() == ["| a | b | c |", "|---|---|---|", "| x\\|y | 1.235 | True |", "|  |  | False |"]
