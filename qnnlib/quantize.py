@@ -203,7 +203,7 @@ class _BinarizeSTE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, stochastic: bool, generator: torch.Generator | None) -> torch.Tensor:
-        ctx.save_for_backward(x)
+        ctx.save_for_backward(x.abs() <= 1)  # a bool mask: 1/4 of the memory of x
         if stochastic:
             # Eq. 2: +1 with probability σ(x) = hard_sigmoid(x), else −1.
             u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
@@ -213,8 +213,8 @@ class _BinarizeSTE(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        (x,) = ctx.saved_tensors
-        return g * (x.abs() <= 1).to(g.dtype), None, None
+        (inside,) = ctx.saved_tensors
+        return torch.where(inside, g, 0.0), None, None
 
 
 def binarize(x: torch.Tensor, stochastic: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -234,17 +234,17 @@ class _IdentitySTE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, q: torch.Tensor, lo: float | None, hi: float | None) -> torch.Tensor:
-        ctx.lo, ctx.hi = lo, hi
-        if lo is not None:
-            ctx.save_for_backward(x)
+        ctx.masked = lo is not None
+        if ctx.masked:
+            ctx.save_for_backward((x >= lo) & (x <= hi))
         return q
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
-        if ctx.lo is None:
+        if not ctx.masked:
             return g, None, None, None
-        (x,) = ctx.saved_tensors
-        return g * ((x >= ctx.lo) & (x <= ctx.hi)).to(g.dtype), None, None, None
+        (inside,) = ctx.saved_tensors
+        return torch.where(inside, g, 0.0), None, None, None
 
 
 def sign_ste(x: torch.Tensor) -> torch.Tensor:
