@@ -1,0 +1,248 @@
+"""Reproduce the paper: execute every notebook of a profile with Papermill and write a summary.
+
+Usage::
+
+    python -m qnnlib.reproduce --profile quick [--only mnist,ptb] [--results-dir D] [--timeout S]
+    python -m qnnlib.reproduce --list
+
+Each registered notebook ``notebooks/<file>`` is executed with Papermill into
+``<results>/<profile>/<file>`` with the parameter ``profile=<profile>``, the working directory
+``notebooks/``, and the environment variables ``QNNLIB_PROFILE``, ``QNNLIB_RESULTS`` (absolute)
+and ``PYTHONPATH`` (repository root first, so ``import qnnlib`` works without installing). The
+kernel is the ``python3`` kernelspec; jupyter_client replaces its ``python`` command by
+``sys.executable``, so the notebooks run in the interpreter that runs this module (the venv).
+
+A failing notebook is saved with its error (Papermill does that), named in
+``<results>/<profile>/SUMMARY.md`` and on stdout, and the others still run; the exit code is 1 if
+any notebook failed or a requested one is missing, else 0. SUMMARY.md holds the per-notebook status
+and wall time, the paper-vs-ours table (:func:`qnnlib.results.comparison_table`, built from every
+metrics JSON in the profile folder, including those of earlier runs), and the hardware.
+
+Registry: :data:`NOTEBOOKS` is the declared, ordered list of experiments; only notebooks that exist
+are run (:func:`available_notebooks`), so a later issue just adds its line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from qnnlib import results as R
+
+NOTEBOOKS: dict[str, str] = {
+    # experiment key -> notebook file in notebooks/, in execution order. Add new experiments here.
+    "mnist": "01_mnist_bnn.ipynb",
+}
+NOTEBOOKS_DIR: Path = R.REPO_ROOT / "notebooks"
+KERNEL_NAME = "python3"
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """What happened to one notebook."""
+
+    key: str
+    notebook: str  # file name
+    status: str  # "ok" | "failed" | "missing"
+    wall_time_s: float | None = None
+    output: Path | None = None  # executed notebook
+    error: str = ""
+
+
+def available_notebooks(notebooks_dir: Path | None = None) -> dict[str, Path]:
+    """The registered notebooks that exist, in :data:`NOTEBOOKS` order (key -> path)."""
+    d = Path(notebooks_dir or NOTEBOOKS_DIR)
+    return {k: d / f for k, f in NOTEBOOKS.items() if (d / f).is_file()}
+
+
+@contextlib.contextmanager
+def _child_env(profile: str, results_dir: Path) -> Iterator[None]:
+    """Set the variables the kernel inherits (jupyter_client copies os.environ), restore afterwards."""
+    old = {k: os.environ.get(k) for k in ("QNNLIB_PROFILE", R.RESULTS_ENV, "PYTHONPATH")}
+    os.environ["QNNLIB_PROFILE"] = profile
+    os.environ[R.RESULTS_ENV] = str(results_dir.resolve())
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(R.REPO_ROOT), old["PYTHONPATH"]) if p)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _describe_error(exc: BaseException) -> str:
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    text = f"{ename}: {evalue}" if ename else f"{type(exc).__name__}: {exc}"
+    text = _ANSI.sub("", text).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def run_notebook(key: str, path: Path, profile: str, results_dir: Path, *, timeout: float | None = None,
+                 kernel_name: str = KERNEL_NAME, progress_bar: bool = False) -> NotebookRun:
+    """Execute one notebook into ``<results_dir>/<profile>/<file>``; never raises for notebook errors.
+
+    ``timeout`` is Papermill's per-cell execution timeout in seconds (None: no limit).
+    """
+    import papermill as pm
+
+    out_dir = R.profile_dir(profile, results_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / path.name
+    start = time.perf_counter()
+    error = ""
+    with _child_env(profile, results_dir):
+        try:
+            pm.execute_notebook(str(path), str(output), parameters={"profile": profile}, kernel_name=kernel_name,
+                                cwd=str(path.parent), progress_bar=progress_bar, execution_timeout=timeout)
+        except Exception as exc:  # a failing notebook must not stop the others
+            error = _describe_error(exc)
+    wall = time.perf_counter() - start
+    return NotebookRun(key, path.name, "failed" if error else "ok", wall, output if output.exists() else None, error)
+
+
+def reproduce(profile: str, only: Sequence[str] | None = None, results_dir: Path | None = None,
+              timeout: float | None = None, notebooks_dir: Path | None = None, *,
+              kernel_name: str = KERNEL_NAME, progress_bar: bool = False, echo: bool = True) -> list[NotebookRun]:
+    """Run the notebooks of ``profile`` (all present ones, or the keys in ``only``), then write SUMMARY.md."""
+    results_dir = R.results_root(results_dir)
+    R.profile_dir(profile, results_dir)  # validates the profile name
+    unknown = sorted(set(only or ()) - set(NOTEBOOKS))
+    if unknown:
+        raise ValueError(f"unknown experiment(s) {unknown}; registered: {', '.join(NOTEBOOKS)}")
+    present = available_notebooks(notebooks_dir)
+    # all: the present notebooks (absent ones are listed in the summary); --only: exactly those asked for
+    keys = list(present) if only is None else [k for k in NOTEBOOKS if k in only]
+    if echo and only is None and len(present) < len(NOTEBOOKS):
+        print("not yet present (skipped): " + ", ".join(f for k, f in NOTEBOOKS.items() if k not in present))
+    runs: list[NotebookRun] = []
+    for i, key in enumerate(keys, 1):
+        if key not in present:
+            runs.append(NotebookRun(key, NOTEBOOKS[key], "missing", error="notebook file not present"))
+            if echo:
+                print(f"[{i}/{len(keys)}] {key}: {NOTEBOOKS[key]} is not present", flush=True)
+            continue
+        if echo:
+            print(f"[{i}/{len(keys)}] {key}: {present[key].name} (profile {profile}) ...", flush=True)
+        run = run_notebook(key, present[key], profile, results_dir, timeout=timeout, kernel_name=kernel_name,
+                           progress_bar=progress_bar)
+        runs.append(run)
+        if echo:
+            print(f"    {run.status} in {run.wall_time_s:.1f} s" + (f": {run.error}" if run.error else ""),
+                  flush=True)
+    summary = write_summary(profile, runs, results_dir, only=only)
+    if echo:
+        print(f"summary: {summary}")
+    return runs
+
+
+def _runs_table(runs: Sequence[NotebookRun], base: Path) -> str:
+    import pandas as pd
+
+    rows = [{"#": i, "experiment": r.key, "notebook": r.notebook, "status": r.status.upper(),
+             "wall time (s)": None if r.wall_time_s is None else round(r.wall_time_s, 1),
+             "executed notebook": os.path.relpath(r.output, base) if r.output else "", "error": r.error}
+            for i, r in enumerate(runs, 1)]
+    return R.markdown_table(pd.DataFrame(rows, columns=["#", "experiment", "notebook", "status", "wall time (s)",
+                                                        "executed notebook", "error"]), floatfmt=".1f")
+
+
+def write_summary(profile: str, runs: Sequence[NotebookRun], results_dir: Path | None = None,
+                  only: Sequence[str] | None = None) -> Path:
+    """Write ``<results>/<profile>/SUMMARY.md`` (runs, paper-vs-ours table, metrics files, hardware)."""
+    import pandas as pd
+
+    out_dir = R.profile_dir(profile, results_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env, git = R.environment_info(), R.git_info()
+    failed = [r for r in runs if r.status != "ok"]
+    cmd = f"python -m qnnlib.reproduce --profile {profile}" + (f" --only {','.join(only)}" if only else "")
+    lines = [f"# Reproduction summary - profile `{profile}`", "",
+             f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by `{cmd}`.", ""]
+    if failed:
+        lines += ["**FAILED: " + ", ".join(f"{r.key} ({r.notebook}: {r.error or r.status})" for r in failed)
+                  + "**", ""]
+    elif runs:
+        lines += [f"All {len(runs)} notebook(s) ran without error.", ""]
+    else:
+        lines += ["No notebook ran.", ""]
+    lines += ["## Notebooks", "", _runs_table(runs, out_dir)]
+    absent = [f"{k} ({f})" for k, f in NOTEBOOKS.items() if k not in {r.key for r in runs}]
+    if absent:
+        lines += [f"Not run this time (not requested or notebook not yet present): {', '.join(absent)}.", ""]
+    table = R.comparison_table(profile, results_dir)
+    lines += ["## Paper vs reproduced", "",
+              "Built from every metrics JSON in this folder and `qnnlib.results.PAPER`. `delta` = ours - paper, "
+              "given only when the datasets match; rows on another dataset than the paper's are marked "
+              "DIFFERENT DATASET and are not comparable. Paper status: VERIFIED (read in the paper), SEC "
+              "(secondary source), UNCONFIRMED (recalled, not checked).", ""]
+    lines += [R.markdown_table(table) if not table.empty else "_No metrics rows yet._\n"]
+    files = []
+    for p in R.metrics_files(profile, results_dir):
+        try:
+            d = json.loads(p.read_text())
+            git_d, env_d = d.get("git") or {}, d.get("environment") or {}
+            files.append({"file": p.name, "created (UTC)": d.get("created_utc"), "wall time (s)": d.get("wall_time_s"),
+                          "git": (git_d.get("commit") or "?")[:10] + (" dirty" if git_d.get("dirty") else ""),
+                          "gpu": env_d.get("gpu") or "none"})
+        except (OSError, ValueError, AttributeError) as exc:
+            files.append({"file": p.name, "created (UTC)": f"unreadable: {type(exc).__name__}"})
+    if files:
+        lines += ["## Metrics files", "", R.markdown_table(pd.DataFrame(files), floatfmt=".1f")]
+    lines += ["## Hardware and software", "",
+              f"- CPU: {env['cpu']} ({env['cpu_count']} cores, {env['cpu_affinity']} usable)",
+              f"- GPU: {env.get('gpu') or 'none'} (CUDA {env.get('cuda') or '-'})",
+              f"- Python {env['python']}, torch {env.get('torch')}, numpy {env['numpy']}; {env['platform']}",
+              f"- git: {git.get('commit') or git.get('error')}" + (" (dirty)" if git.get("dirty") else ""), ""]
+    path = out_dir / "SUMMARY.md"
+    tmp = path.with_name(".SUMMARY.md.tmp")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, path)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qnnlib.reproduce", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default=os.environ.get("QNNLIB_PROFILE") or "quick",
+                        help="smoke | quick | paper (default: $QNNLIB_PROFILE or quick)")
+    parser.add_argument("--only", default=None, help=f"comma-separated experiments, of: {', '.join(NOTEBOOKS)}")
+    parser.add_argument("--results-dir", type=Path, default=None, help="default: $QNNLIB_RESULTS or <repo>/results")
+    parser.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds (default: none)")
+    parser.add_argument("--notebooks-dir", type=Path, default=None, help=f"default: {NOTEBOOKS_DIR}")
+    parser.add_argument("--list", action="store_true", help="list the registered notebooks and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        present = available_notebooks(args.notebooks_dir)
+        for k, f in NOTEBOOKS.items():
+            print(f"{k:12s} {f:32s} {'present' if k in present else 'not present'}")
+        return 0
+    only = [k.strip() for k in args.only.split(",") if k.strip()] if args.only else None
+    try:
+        runs = reproduce(args.profile, only, args.results_dir, args.timeout, args.notebooks_dir,
+                         progress_bar=sys.stderr.isatty())
+    except ValueError as exc:
+        parser.error(str(exc))
+    bad = [r for r in runs if r.status != "ok"]
+    if bad:
+        print("FAILED: " + ", ".join(f"{r.key} ({r.status}: {r.error})" for r in bad), file=sys.stderr)
+        return 1
+    if not runs:
+        print("no notebooks to run", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

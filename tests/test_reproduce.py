@@ -1,0 +1,111 @@
+"""Tests for qnnlib.reproduce: a tiny notebook registry, one good and one failing notebook.
+
+The papermill run (two kernel launches) happens once, in a module-scoped fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from qnnlib import reproduce as rp
+
+GOOD = '''
+import os, sys
+from qnnlib import results as R
+R.write_metrics("good", profile, config={"profile": profile}, history=[{"epoch": 1, "valid_error": 50.0}],
+                metrics={"rows": [{"row": "BNN (Theano)", "metric": "test error %", "value": 12.5,
+                                   "paper_key": "mnist:BNN (Theano):test error %"}]},
+                dataset={"name": "fashion-mnist", "sizes": {"train": 100, "valid": 10, "test": 10}, "source": "x"},
+                wall_time_s=0.1,
+                extra={"executable": sys.executable, "prefix": sys.prefix, "cwd": os.getcwd(),
+                       "env_profile": os.environ.get("QNNLIB_PROFILE"), "qnnlib": R.__file__})
+'''
+
+
+def _notebook(path: Path, body: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "quick"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("repro")
+    nbdir, res = tmp / "notebooks", tmp / "results"
+    nbdir.mkdir()
+    _notebook(nbdir / "01_bad.ipynb", 'raise RuntimeError("deliberate failure")')
+    _notebook(nbdir / "02_good.ipynb", GOOD)
+    registry = {"bad": "01_bad.ipynb", "good": "02_good.ipynb", "later": "03_later.ipynb"}
+    env_before = {k: os.environ.get(k) for k in ("QNNLIB_PROFILE", "QNNLIB_RESULTS", "PYTHONPATH")}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rp, "NOTEBOOKS", registry)
+        mp.setattr(rp, "NOTEBOOKS_DIR", nbdir)
+        code = rp.main(["--profile", "smoke", "--results-dir", str(res), "--timeout", "120"])
+        env_after = {k: os.environ.get(k) for k in env_before}
+    return {"code": code, "nbdir": nbdir, "out": res / "smoke", "env": (env_before, env_after)}
+
+
+def test_exit_code_and_env_restored(ran):
+    assert ran["code"] == 1
+    before, after = ran["env"]
+    assert before == after
+
+
+def test_failed_notebook_saved_with_error(ran):
+    nb = nbformat.read(ran["out"] / "01_bad.ipynb", as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert any(o.get("output_type") == "error" and "deliberate failure" in o.get("evalue", "") for o in outputs)
+
+
+def test_good_notebook_ran_after_failure(ran):
+    nb = nbformat.read(ran["out"] / "02_good.ipynb", as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and 'profile = "smoke"' in injected[0].source
+    data = json.loads((ran["out"] / "good.json").read_text())
+    extra = data["extra"]
+    assert data["profile"] == "smoke" and extra["env_profile"] == "smoke"
+    assert Path(extra["prefix"]).resolve() == Path(sys.prefix).resolve()  # the venv's interpreter
+    assert Path(extra["cwd"]).resolve() == ran["nbdir"].resolve()
+    assert Path(extra["qnnlib"]).resolve().parent == Path(rp.__file__).resolve().parent
+
+
+def test_summary_names_failure_and_table(ran):
+    text = (ran["out"] / "SUMMARY.md").read_text()
+    assert "FAILED" in text and "bad (01_bad.ipynb: RuntimeError: deliberate failure)" in text
+    assert "| 2 | good | 02_good.ipynb | OK |" in text
+    assert "03_later.ipynb" in text  # declared but not present: listed, not run
+    assert "DIFFERENT DATASET: ours fashion-mnist, paper mnist" in text and "| 12.5 | 0.96 |" in text
+    assert "good.json" in text and "## Hardware and software" in text and "CPU:" in text
+
+
+def test_only_missing_notebook_fails_without_kernel(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(rp, "NOTEBOOKS", {"later": "03_later.ipynb"})
+    monkeypatch.setattr(rp, "NOTEBOOKS_DIR", tmp_path)
+    assert rp.main(["--profile", "smoke", "--only", "later", "--results-dir", str(tmp_path / "r")]) == 1
+    assert "later" in capsys.readouterr().err
+    assert "missing" in (tmp_path / "r" / "smoke" / "SUMMARY.md").read_text().lower()
+
+
+def test_unknown_only_and_list(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(rp, "NOTEBOOKS_DIR", tmp_path)
+    with pytest.raises(SystemExit) as info:
+        rp.main(["--only", "nope", "--results-dir", str(tmp_path)])
+    assert info.value.code == 2 and "nope" in capsys.readouterr().err
+    assert rp.main(["--list"]) == 0
+    assert "01_mnist_bnn.ipynb" in capsys.readouterr().out
+
+
+def test_registry_filters_absent(tmp_path, monkeypatch):
+    monkeypatch.setattr(rp, "NOTEBOOKS", {"a": "01_a.ipynb", "b": "02_b.ipynb", "c": "03_c.ipynb"})
+    for name in ("03_c.ipynb", "01_a.ipynb"):
+        _notebook(tmp_path / name, "pass")
+    assert list(rp.available_notebooks(tmp_path)) == ["a", "c"]
