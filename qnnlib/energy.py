@@ -1,0 +1,498 @@
+"""Energy and memory account of a ``qnnlib`` model (paper §3, PAPER.md §1.4 and §3.1).
+
+The paper's hardware argument (NIPS §3):
+
+* Horowitz (ISSCC 2014, 45 nm) energies — :data:`HOROWITZ_ARITH_PJ` and :data:`HOROWITZ_MEMORY_PJ`,
+  the paper's Tables 2 and 3 as data, with their source in :data:`HOROWITZ_SOURCE`.
+* "BNNs need 32× smaller memory size and 32× fewer memory accesses" than 32-bit DNNs, which "is
+  expected to reduce energy consumption drastically (i.e., more than 32 times)".
+* "most of the 32-bit floating point multiply-accumulations are replaced by 1-bit XNOR-count
+  operations"; the first layer's 8-bit input is split into bit-planes (Eq. 6):
+  ``s = Σ_{n=1..8} 2^(n−1) · XnorDotProduct(x^n, w_b)``.
+
+:func:`account` runs one real forward pass (batch 1, eval mode, ``torch.no_grad``) with forward
+hooks on every leaf module, so every shape and count comes from the model itself, and prices every
+layer under five executions: ``fp32``, ``fp16``, ``int8`` and ``binary`` (hypothetical uniform
+precisions of the same architecture) and ``native`` (the model's own bit widths: ``weight_bits`` of
+the quantized layers, ``QuantAct.bits`` of the activations).
+
+Counting rules
+--------------
+* MACs: ``Linear`` = in_features · out_features; ``Conv2d`` = output elements · (C_in/groups) · kh · kw
+  (per image).  Bias additions and pooling are not counted.
+* A compute layer's input precision is tracked through the forward pass: the model input; the
+  output of ``QuantAct(bits=k)`` is k-bit; ``MaxPool``/``Dropout``/``Flatten``/``Identity`` keep their
+  input's precision; every other module's output is float.  A 1-bit input is verified to be ±1.
+* MAC kinds, by (weight, input) precision:
+  float × anything → float MACs (a ±1 weight or input makes it an add only, BinaryConnect);
+  1-bit × k-bit integer → ``k`` bit-plane XNOR-popcounts per MAC (Eq. 6; 1 × 1 → one XNOR-popcount;
+  **our choice: the 8-bit first layer counts as 8 XNOR-popcounts per MAC**, not as 8-bit MACs);
+  k-bit × j-bit (both ≥ 2) → integer MACs.
+* The model input is an ``input_bits``-bit (8) fixed-point image for ``native`` quantized layers,
+  ``binary`` and ``int8``; float for ``fp32``/``fp16`` and for a native float first layer.
+
+Energy assumptions (:class:`EnergyAssumptions`, every one a parameter)
+---------------------------------------------------------------------
+* Float MAC = mul + add of that format; integer MAC (≤ 8 bits) = int8 mul + int32 add (the
+  accumulator is 32 bits wide; 0.2 + 0.1 pJ).
+* **XNOR-popcount: the Horowitz table has no XNOR gate.**  We charge one 8-bit integer add
+  (0.03 pJ) per 1-bit connection.  Rationale: a popcount tree needs about one full adder per input
+  bit and an XNOR gate per bit, i.e. ~1/8 of an 8-bit adder plus the 32-bit accumulate shared by 64
+  connections (0.1/64 pJ) — about 0.006 pJ; 0.03 pJ is a conservative (≈5× pessimistic) estimate.
+* Memory: every access moves one 64-bit word (Horowitz's unit); accesses = ⌈bits / 64⌉ per tensor.
+  Weights (and biases / folded BN parameters) are read **once per inference** from
+  ``weight_memory``; each compute layer reads its input activation once and writes its output once
+  (after the fused pool → BN → quantizer, at the precision the next compute layer reads it; the last
+  layer writes float scores) to ``act_memory``.  Levels: ``"8K"``, ``"32K"``, ``"1M"``, ``"DRAM"``
+  or ``"auto"`` (the smallest level whose capacity holds the tensor — the "smaller memory" effect).
+  DRAM costs 1.3 nJ (Horowitz's low end) unless ``dram="high"`` (2.6 nJ).
+* Batch norm at inference is folded into one scale and shift per channel (2·C values, float32;
+  float16 under ``fp16``) costing one MAC per element at float precision, or one int32 add per
+  element (a threshold compare, as in FINN) when its input comes from integer MACs.  Biases are
+  stored at 32 bits (16 under ``fp16``).  Activation quantizers, pooling and dropout cost nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .bitpack import pack
+from .layers import LatentWeightLayer, QuantAct
+
+__all__ = [
+    "HOROWITZ_SOURCE",
+    "HOROWITZ_ARITH_PJ",
+    "HOROWITZ_MEMORY_PJ",
+    "MEMORY_CAPACITY_BYTES",
+    "SCHEMES",
+    "EnergyAssumptions",
+    "horowitz_table",
+    "account",
+    "layer_table",
+    "scheme_totals",
+    "summary",
+    "packed_export",
+    "save_packed",
+    "disk_sizes",
+]
+
+HOROWITZ_SOURCE = (
+    "M. Horowitz, 'Computing's energy problem (and what we can do about it)', ISSCC 2014, 45 nm; "
+    "as printed in Hubara et al., Binarized Neural Networks, NIPS 2016, Tables 2 and 3 (PAPER.md §1.4)"
+)
+
+HOROWITZ_ARITH_PJ: dict[tuple[str, str], float] = {
+    ("int8", "mul"): 0.2, ("int8", "add"): 0.03,
+    ("int32", "mul"): 3.1, ("int32", "add"): 0.1,
+    ("fp16", "mul"): 1.1, ("fp16", "add"): 0.4,
+    ("fp32", "mul"): 3.7, ("fp32", "add"): 0.9,
+}
+"""Energy of one arithmetic operation in pJ, keyed by (format, "mul" | "add") — NIPS Table 2."""
+
+HOROWITZ_MEMORY_PJ: dict[str, tuple[float, float]] = {
+    "8K": (10.0, 10.0), "32K": (20.0, 20.0), "1M": (100.0, 100.0), "DRAM": (1300.0, 2600.0),
+}
+"""Energy of one 64-bit memory access in pJ as (low, high), keyed by memory size — NIPS Table 3."""
+
+MEMORY_CAPACITY_BYTES: dict[str, float] = {"8K": 8 * 1024, "32K": 32 * 1024, "1M": 1024 * 1024, "DRAM": math.inf}
+"""Capacity used by ``"auto"`` placement (the table's "8K/32K/1M" read as bytes)."""
+
+SCHEMES: tuple[str, ...] = ("fp32", "fp16", "int8", "binary", "native")
+"""Executions priced by :func:`account`; ``native`` is the model's own bit widths."""
+
+Prec = int | str  # "fp32" | "fp16" | an integer bit width
+MemoryLevel = Literal["8K", "32K", "1M", "DRAM", "auto"]
+_PRESERVING = (nn.MaxPool1d, nn.MaxPool2d, nn.Dropout, nn.Flatten, nn.Identity)
+_COMPUTE = (nn.Linear, nn.Conv2d)
+
+
+@dataclass(frozen=True)
+class EnergyAssumptions:
+    """The stated assumptions of the energy model (see the module docstring for the rationale)."""
+
+    weight_memory: MemoryLevel = "DRAM"
+    act_memory: MemoryLevel = "1M"
+    dram: Literal["low", "high"] = "low"
+    xnor_pj_per_connection: float = HOROWITZ_ARITH_PJ[("int8", "add")]
+    input_bits: int = 8
+    word_bits: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("weight_memory", "act_memory"):
+            if getattr(self, name) not in (*HOROWITZ_MEMORY_PJ, "auto"):
+                raise ValueError(f"{name} must be one of {[*HOROWITZ_MEMORY_PJ, 'auto']}, got {getattr(self, name)!r}")
+        if self.dram not in ("low", "high"):
+            raise ValueError(f"dram must be 'low' or 'high', got {self.dram!r}")
+        if not self.xnor_pj_per_connection >= 0:
+            raise ValueError(f"xnor_pj_per_connection must be >= 0, got {self.xnor_pj_per_connection}")
+        if self.input_bits < 1 or self.word_bits < 1:
+            raise ValueError("input_bits and word_bits must be >= 1")
+
+    def access_pj(self, level: MemoryLevel, nbytes: float) -> float:
+        """Energy of one ``word_bits`` access at ``level`` (``"auto"``: smallest level holding ``nbytes``)."""
+        if level == "auto":
+            level = next(k for k, cap in MEMORY_CAPACITY_BYTES.items() if nbytes <= cap)  # type: ignore[assignment]
+        low, high = HOROWITZ_MEMORY_PJ[level]
+        return high if self.dram == "high" else low
+
+    def describe(self) -> dict[str, object]:
+        """The assumptions as a flat dict (for the notebook and the metrics JSON)."""
+        return {**asdict(self), "source": HOROWITZ_SOURCE,
+                "float_mac": "mul + add of the format (add only when one operand is ±1)",
+                "int_mac": "int8 mul + int32 add (k <= 8), int32 mul + int32 add otherwise",
+                "first_layer": f"{self.input_bits} bit-plane XNOR-popcounts per MAC (Eq. 6)",
+                "weights": "read once per inference", "activations": "input read once, output written once"}
+
+
+def horowitz_table() -> pd.DataFrame:
+    """The Horowitz 45 nm table as a DataFrame: (kind, format/level, op, pJ low, pJ high, source)."""
+    rows = [{"kind": "arithmetic", "what": f, "op": op, "pj_low": v, "pj_high": v}
+            for (f, op), v in HOROWITZ_ARITH_PJ.items()]
+    rows += [{"kind": "memory", "what": lvl, "op": "64-bit access", "pj_low": lo, "pj_high": hi}
+             for lvl, (lo, hi) in HOROWITZ_MEMORY_PJ.items()]
+    df = pd.DataFrame(rows)
+    df["source"] = HOROWITZ_SOURCE
+    return df
+
+
+# ------------------------------------------------------------------------------- forward trace
+@dataclass
+class _Rec:
+    name: str
+    module: nn.Module
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    in_prec: Prec | Literal["input"]
+    macs: int
+
+
+def _kind(m: nn.Module) -> str:
+    if isinstance(m, nn.Conv2d):
+        return "conv"
+    if isinstance(m, nn.Linear):
+        return "linear"
+    if "BatchNorm" in type(m).__name__:
+        return "norm"
+    if isinstance(m, (QuantAct, nn.Hardtanh, nn.ReLU)):
+        return "act"
+    if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+        return "pool"
+    return "other"
+
+
+def _trace(model: nn.Module, input_shape: Sequence[int]) -> list[_Rec]:
+    leaves = [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
+    prec: dict[int, Prec | str] = {}  # id(tensor) -> precision of that tensor
+    keep: list[torch.Tensor] = []  # keeps traced tensors alive so that their ids stay unique
+    recs: list[_Rec] = []
+    last: list[Prec | str] = ["input"]
+
+    def hook(name: str, m: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        x = args[0] if args else None
+        if not isinstance(x, torch.Tensor) or not isinstance(out, torch.Tensor):
+            return  # modules with non-tensor inputs/outputs (none in qnnlib.models) are not accounted
+        p = prec.get(id(x), last[0])
+        if p == 1 and not bool((x.abs() == 1).all()):
+            raise RuntimeError(f"{name}: input tracked as binary but not all values are ±1")
+        macs = 0
+        if isinstance(m, nn.Linear):
+            macs = out[0].numel() * m.in_features
+        elif isinstance(m, nn.Conv2d):
+            macs = out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        recs.append(_Rec(name, m, tuple(x.shape[1:]), tuple(out.shape[1:]), p, macs))
+        if isinstance(m, QuantAct):
+            q: Prec | str = m.bits
+        elif isinstance(m, _PRESERVING):
+            q = p
+        else:
+            q = "fp32"
+        prec[id(out)] = q
+        keep.append(out)
+        last[0] = q
+
+    handles = [m.register_forward_hook(lambda mod, a, o, n=n: hook(n, mod, a, o)) for n, m in leaves]
+    was_training = model.training
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand((1, *input_shape), generator=g) * 2 - 1
+    prec[id(x)] = "input"
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return recs
+
+
+# ------------------------------------------------------------------------------------ pricing
+def _bits(p: Prec) -> int:
+    return {"fp32": 32, "fp16": 16}.get(p, p) if isinstance(p, str) else int(p)  # type: ignore[return-value]
+
+
+def _is_float(p: Prec) -> bool:
+    return isinstance(p, str)
+
+
+def _precisions(r: _Rec, scheme: str, asm: EnergyAssumptions) -> tuple[Prec, Prec]:
+    """(weight precision, input precision) of compute layer ``r`` under ``scheme``."""
+    first = r.in_prec == "input"
+    if scheme in ("fp32", "fp16"):
+        return scheme, scheme
+    if scheme == "int8":
+        return 8, 8
+    if scheme == "binary":
+        return 1, (asm.input_bits if first else 1)
+    w: Prec = r.module.weight_bits if isinstance(r.module, LatentWeightLayer) else "fp32"
+    if first:
+        a: Prec = asm.input_bits if not _is_float(w) else "fp32"
+    else:
+        a = r.in_prec  # type: ignore[assignment]
+    return w, a
+
+
+def _mac_split(macs: int, w: Prec, a: Prec) -> tuple[int, int, int, float, str]:
+    """(float MACs, k-bit MACs, XNOR-popcounts, pJ per op, op format) for ``macs`` MACs."""
+    if _is_float(w) or _is_float(a):
+        fmt = "fp16" if "fp32" not in (w, a) else "fp32"
+        pj = HOROWITZ_ARITH_PJ[(fmt, "add")] + (0.0 if 1 in (w, a) else HOROWITZ_ARITH_PJ[(fmt, "mul")])
+        return macs, 0, 0, pj, fmt
+    wb, ab = int(w), int(a)
+    if wb == 1 or ab == 1:
+        return 0, 0, macs * wb * ab, math.nan, "xnor"
+    mul = "int8" if max(wb, ab) <= 8 else "int32"
+    return 0, macs, 0, HOROWITZ_ARITH_PJ[(mul, "mul")] + HOROWITZ_ARITH_PJ[("int32", "add")], f"int{max(wb, ab)}"
+
+
+def _words(bits: float, word_bits: int) -> int:
+    return math.ceil(bits / word_bits)
+
+
+def account(
+    model: nn.Module, input_shape: Sequence[int], assumptions: EnergyAssumptions | None = None
+) -> pd.DataFrame:
+    """Per-layer, per-execution account of ``model`` for one input of shape ``input_shape`` (no batch).
+
+    Long form: one row per (leaf module, scheme in :data:`SCHEMES`), modules in forward order.
+    Columns: ``layer, type, kind, in_shape, out_shape, params`` (trainable), ``weight_params,
+    aux_params`` (bias / folded BN values stored at inference), ``scheme, weight_bits, input_bits``
+    (32/16 = float), ``macs, float_macs, kbit_macs, xnor_popcounts, weight_bytes, aux_bytes,
+    act_bytes, weight_accesses, act_accesses`` (64-bit words), ``compute_pj, weight_mem_pj,
+    act_mem_pj, energy_pj``.  ``df.attrs["assumptions"]`` holds :meth:`EnergyAssumptions.describe`.
+    """
+    asm = assumptions or EnergyAssumptions()
+    recs = _trace(model, input_shape)
+    compute_idx = [i for i, r in enumerate(recs) if isinstance(r.module, _COMPUTE)]
+    rows: list[dict[str, object]] = []
+    for scheme in SCHEMES:
+        prev_int = False  # did the last compute layer run integer/XNOR MACs (→ BN folds to a threshold)?
+        for i, r in enumerate(recs):
+            m, kind = r.module, _kind(r.module)
+            row: dict[str, object] = {
+                "layer": r.name, "type": type(m).__name__, "kind": kind, "in_shape": r.in_shape,
+                "out_shape": r.out_shape, "params": sum(p.numel() for p in m.parameters()), "scheme": scheme,
+                "weight_params": 0, "aux_params": 0, "weight_bits": None, "input_bits": None, "macs": r.macs,
+                "float_macs": 0, "kbit_macs": 0, "xnor_popcounts": 0, "weight_bytes": 0.0, "aux_bytes": 0.0,
+                "act_bytes": 0.0, "weight_accesses": 0, "act_accesses": 0, "compute_pj": 0.0,
+                "weight_mem_pj": 0.0, "act_mem_pj": 0.0,
+            }
+            aux_bits = 16 if scheme == "fp16" else 32
+            if isinstance(m, _COMPUTE):
+                w, a = _precisions(r, scheme, asm)
+                fm, km, xn, pj, _ = _mac_split(r.macs, w, a)
+                compute = xn * asm.xnor_pj_per_connection if xn else (fm + km) * pj
+                prev_int = not (_is_float(w) or _is_float(a))
+                # output: written at the precision/size the next compute layer reads it
+                nxt = next((j for j in compute_idx if j > i), None)
+                if nxt is None:
+                    out_bits = math.prod(r.out_shape) * aux_bits
+                else:
+                    _, a_next = _precisions(recs[nxt], scheme, asm)
+                    out_bits = math.prod(recs[nxt].in_shape) * _bits(a_next)
+                in_bits = math.prod(r.in_shape) * _bits(a)
+                wp = m.weight.numel()
+                aux = m.bias.numel() if m.bias is not None else 0
+                row.update(weight_params=wp, aux_params=aux, weight_bits=_bits(w), input_bits=_bits(a),
+                           float_macs=fm, kbit_macs=km, xnor_popcounts=xn, compute_pj=compute,
+                           act_bytes=(in_bits + out_bits) / 8,
+                           act_accesses=_words(in_bits, asm.word_bits) + _words(out_bits, asm.word_bits))
+                row["act_mem_pj"] = (_words(in_bits, asm.word_bits) * asm.access_pj(asm.act_memory, in_bits / 8)
+                                     + _words(out_bits, asm.word_bits) * asm.access_pj(asm.act_memory, out_bits / 8))
+                w_bits_total = wp * _bits(w)
+            elif kind == "norm":
+                aux = 2 * int(getattr(m, "num_features", 0))
+                elems = math.prod(r.out_shape)
+                float_norm = scheme in ("fp32", "fp16") or (scheme == "native" and not prev_int)
+                fmt = "fp16" if scheme == "fp16" else "fp32"
+                per = (HOROWITZ_ARITH_PJ[(fmt, "mul")] + HOROWITZ_ARITH_PJ[(fmt, "add")] if float_norm
+                       else HOROWITZ_ARITH_PJ[("int32", "add")])
+                row.update(aux_params=aux, compute_pj=elems * per)
+                w_bits_total = 0
+            else:
+                w_bits_total, aux = 0, sum(p.numel() for p in m.parameters())
+                row["aux_params"] = aux
+            aux_total = row["aux_params"] * aux_bits  # type: ignore[operator]
+            row["weight_bytes"], row["aux_bytes"] = w_bits_total / 8, aux_total / 8
+            ww, wa = _words(w_bits_total, asm.word_bits), _words(aux_total, asm.word_bits)
+            row["weight_accesses"] = ww + wa
+            row["weight_mem_pj"] = (ww * asm.access_pj(asm.weight_memory, w_bits_total / 8)
+                                    + wa * asm.access_pj(asm.weight_memory, aux_total / 8))
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    df["memory_pj"] = df["weight_mem_pj"] + df["act_mem_pj"]
+    df["energy_pj"] = df["compute_pj"] + df["memory_pj"]
+    df.attrs["assumptions"] = asm.describe()
+    df.attrs["input_shape"] = tuple(input_shape)
+    return df
+
+
+def layer_table(acct: pd.DataFrame, scheme: str = "native", compute_only: bool = False) -> pd.DataFrame:
+    """The rows of one scheme (optionally only conv/linear layers), indexed like the forward order."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    df = acct[acct["scheme"] == scheme]
+    if compute_only:
+        df = df[df["kind"].isin(["conv", "linear"])]
+    return df.reset_index(drop=True)
+
+
+_SUMS = ["params", "weight_params", "aux_params", "macs", "float_macs", "kbit_macs", "xnor_popcounts",
+         "weight_bytes", "aux_bytes", "act_bytes", "weight_accesses", "act_accesses", "compute_pj",
+         "weight_mem_pj", "act_mem_pj", "memory_pj", "energy_pj"]
+
+
+def scheme_totals(acct: pd.DataFrame) -> pd.DataFrame:
+    """Totals per scheme, with ratios to ``fp32``: weight memory, all accesses and energy.
+
+    ``weight_compression`` = fp32 weight bytes / this scheme's weight bytes (32 for an all-binary
+    network: the paper's "32× smaller memory"); ``memory_compression`` includes biases/BN values;
+    ``access_reduction`` = fp32 64-bit accesses / this scheme's (the "32× fewer memory accesses");
+    ``energy_reduction`` = fp32 energy / this scheme's.
+    """
+    t = acct.groupby("scheme", sort=False)[_SUMS].sum()
+    t["memory_bytes"] = t["weight_bytes"] + t["aux_bytes"]
+    t["accesses"] = t["weight_accesses"] + t["act_accesses"]
+    ref = t.loc["fp32"]
+    t["weight_compression"] = ref["weight_bytes"] / t["weight_bytes"]
+    t["memory_compression"] = ref["memory_bytes"] / t["memory_bytes"]
+    t["weight_access_reduction"] = ref["weight_accesses"] / t["weight_accesses"]
+    t["access_reduction"] = ref["accesses"] / t["accesses"]
+    t["energy_reduction"] = ref["energy_pj"] / t["energy_pj"]
+    t["compute_energy_reduction"] = ref["compute_pj"] / t["compute_pj"]
+    return t
+
+
+def _fmt_int(v: float) -> str:
+    return f"{int(v):,}"
+
+
+def summary(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    assumptions: EnergyAssumptions | None = None,
+    print_fn: Callable[[str], None] | None = print,
+) -> pd.DataFrame:
+    """Print a larq-style summary of ``model`` (native precision) and return its per-layer DataFrame.
+
+    The printed table has one line per leaf layer (output shape, parameters, weight/input bits,
+    memory, MAC split) and totals: parameters, memory at native precision vs float32 (the
+    compression ratio), MACs by kind, and the energy of each scheme with its ratio to float32.
+    The returned DataFrame is :func:`layer_table` (``native``) plus one ``energy_pj_<scheme>`` column
+    per scheme; ``attrs["totals"]`` is :func:`scheme_totals` as a dict of dicts.
+    """
+    acct = account(model, input_shape, assumptions)
+    native = layer_table(acct, "native")
+    for s in SCHEMES:
+        native[f"energy_pj_{s}"] = layer_table(acct, s)["energy_pj"].to_numpy()
+    totals = scheme_totals(acct)
+    native.attrs = {**acct.attrs, "totals": totals.to_dict(orient="index")}
+    if print_fn is not None:
+        show = pd.DataFrame({
+            "Layer (type)": native["layer"] + " (" + native["type"] + ")",
+            "Output shape": native["out_shape"].map(lambda s: "x".join(map(str, s))),
+            "Params": native["params"].map(_fmt_int),
+            "W bits": native["weight_bits"].map(lambda v: "" if v is None or pd.isna(v) else str(int(v))),
+            "In bits": native["input_bits"].map(lambda v: "" if v is None or pd.isna(v) else str(int(v))),
+            "Mem (KiB)": ((native["weight_bytes"] + native["aux_bytes"]) / 1024).map(lambda v: f"{v:,.2f}"),
+            "Float MACs": native["float_macs"].map(_fmt_int),
+            "k-bit MACs": native["kbit_macs"].map(_fmt_int),
+            "XNOR-popc": native["xnor_popcounts"].map(_fmt_int),
+        })
+        n, f = totals.loc["native"], totals.loc["fp32"]
+        width = len(show.to_string(index=False).splitlines()[0])
+        lines = ["=" * width, show.to_string(index=False), "=" * width,
+                 f"Total params: {int(n['params']):,}",
+                 f"Memory (weights + bias/BN): {n['memory_bytes'] / 1024**2:,.3f} MiB native vs "
+                 f"{f['memory_bytes'] / 1024**2:,.3f} MiB float32 -> compression {n['memory_compression']:.2f}x "
+                 f"(weights only {n['weight_compression']:.2f}x)",
+                 f"MACs: {int(n['macs']):,}; float MACs {int(n['float_macs']):,}, k-bit MACs {int(n['kbit_macs']):,}, "
+                 f"XNOR-popcounts {int(n['xnor_popcounts']):,} (a k-bit input to a binary layer: k bit-planes)",
+                 f"64-bit memory accesses: {int(n['accesses']):,} native vs {int(f['accesses']):,} float32 "
+                 f"({n['access_reduction']:.2f}x fewer)",
+                 "Energy per inference (µJ): " + ", ".join(
+                     f"{s} {totals.loc[s, 'energy_pj'] / 1e6:,.3f} ({totals.loc[s, 'energy_reduction']:.1f}x)"
+                     for s in SCHEMES),
+                 "=" * width]
+        print_fn("\n".join(lines))
+    return native
+
+
+# ------------------------------------------------------------------------------ measured on disk
+def packed_export(model: nn.Module, word_bits: int = 64) -> dict[str, np.ndarray]:
+    """Inference tensors of ``model``: binary weights bit-packed, everything else as float32 arrays.
+
+    Every ``weight_bits == 1`` layer's latent weight is replaced by ``sign(W)`` packed with
+    :func:`qnnlib.bitpack.pack` along its fan-in (rows = output units / channels, ``word_bits`` per
+    word; key ``<layer>.weight.packed``, plus ``<layer>.weight.shape``).  All other ``state_dict``
+    entries (biases, BN parameters and running statistics, float layers) are kept as float32.
+    """
+    binary = {n for n, m in model.named_modules() if isinstance(m, LatentWeightLayer) and m.weight_bits == 1}
+    out: dict[str, np.ndarray] = {}
+    for key, t in model.state_dict().items():
+        layer, _, leaf = key.rpartition(".")
+        if leaf == "weight" and layer in binary:
+            out[f"{key}.packed"] = pack(t.detach().cpu().reshape(t.shape[0], -1), word_bits)
+            out[f"{key}.shape"] = np.asarray(t.shape, dtype=np.int64)
+        else:
+            out[key] = t.detach().cpu().numpy().astype(np.float32)
+    return out
+
+
+def save_packed(model: nn.Module, path: str | os.PathLike, word_bits: int = 64) -> Path:
+    """Write :func:`packed_export` to ``path`` as an uncompressed ``.npz`` (no compression hides the size)."""
+    path = Path(path)
+    with open(path, "wb") as f:
+        np.savez(f, **packed_export(model, word_bits))
+    return path
+
+
+def disk_sizes(model: nn.Module, directory: str | os.PathLike, word_bits: int = 64) -> dict[str, float]:
+    """Bytes written on disk: the float ``state_dict`` (``torch.save``) vs the packed export.
+
+    Returns ``float_state_dict_bytes``, ``packed_bytes`` (file sizes as written), their ratio
+    ``disk_ratio``, and the binary weights alone: ``binary_weight_float_bytes`` (4 bytes each) vs
+    ``binary_weight_packed_bytes`` (the packed arrays' bytes, padding included) and their ratio.
+    """
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    f32, packed = d / "float_state_dict.pt", d / "packed.npz"
+    torch.save(model.state_dict(), f32)
+    export = packed_export(model, word_bits)
+    save_packed(model, packed, word_bits)
+    bw_packed = sum(v.nbytes for k, v in export.items() if k.endswith(".packed"))
+    bw_float = sum(4 * int(np.prod(v)) for k, v in export.items() if k.endswith(".shape"))
+    fb, pb = f32.stat().st_size, packed.stat().st_size
+    return {"float_state_dict_bytes": fb, "packed_bytes": pb, "disk_ratio": fb / pb,
+            "binary_weight_float_bytes": bw_float, "binary_weight_packed_bytes": bw_packed,
+            "binary_weight_ratio": bw_float / bw_packed if bw_packed else math.nan}

@@ -1,0 +1,203 @@
+"""Tests for qnnlib.energy: counts checked by hand on tiny models, energy units, on-disk sizes."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from qnnlib import energy as E
+from qnnlib.bitpack import unpack
+from qnnlib.layers import QuantAct, QuantConv2d, QuantLinear
+from qnnlib.models import FLOAT, Precision, mnist_mlp
+
+DRAM, SRAM1M = 1300.0, 100.0  # pJ per 64-bit access (Horowitz low DRAM, 1M SRAM): the defaults
+XNOR = 0.03  # default pJ per binary connection (= int8 add)
+FP32_MAC, FP16_MAC, INT_MAC = 3.7 + 0.9, 1.1 + 0.4, 0.2 + 0.1
+
+
+def tiny_mlp(wb: int | None = 1, ab: int | None = 1) -> nn.Sequential:
+    """4 → 3 → 2: fc1 → bn1 → act1 → fc2 → bn2."""
+    lin = (lambda i, o: nn.Linear(i, o)) if wb is None else (lambda i, o: QuantLinear(i, o, weight_bits=wb))
+    act = nn.Hardtanh() if ab is None else QuantAct(ab)
+    return nn.Sequential(OrderedDict(fc1=lin(4, 3), bn1=nn.BatchNorm1d(3), act1=act, fc2=lin(3, 2),
+                                     bn2=nn.BatchNorm1d(2)))
+
+
+def tiny_conv() -> nn.Sequential:
+    """1×4×4 → conv 3×3 (2 maps, same) → pool 2 → bn → sign → flatten (8) → fc 3."""
+    return nn.Sequential(OrderedDict(conv1=QuantConv2d(1, 2, 3, padding=1), pool1=nn.MaxPool2d(2),
+                                     bn1=nn.BatchNorm2d(2), act1=QuantAct(1), flatten=nn.Flatten(),
+                                     fc2=QuantLinear(8, 3)))
+
+
+def row(acct: pd.DataFrame, layer: str, scheme: str) -> pd.Series:
+    r = acct[(acct["layer"] == layer) & (acct["scheme"] == scheme)]
+    assert len(r) == 1
+    return r.iloc[0]
+
+
+# ------------------------------------------------------------------------------ Horowitz table
+def test_horowitz_table_is_the_papers():
+    t = E.horowitz_table()
+    assert len(t) == 8 + 4
+    assert E.HOROWITZ_ARITH_PJ[("fp32", "mul")] == 3.7 and E.HOROWITZ_ARITH_PJ[("int8", "add")] == 0.03
+    assert E.HOROWITZ_MEMORY_PJ["DRAM"] == (1300.0, 2600.0)
+    assert (t["source"] == E.HOROWITZ_SOURCE).all() and "Horowitz" in E.HOROWITZ_SOURCE
+
+
+def test_access_energy_levels_and_auto_placement():
+    a = E.EnergyAssumptions()
+    assert a.access_pj("DRAM", 1) == DRAM
+    assert E.EnergyAssumptions(dram="high").access_pj("DRAM", 1) == 2600.0
+    assert a.access_pj("auto", 8 * 1024) == 10.0  # fits 8K
+    assert a.access_pj("auto", 8 * 1024 + 1) == 20.0
+    assert a.access_pj("auto", 1024**2) == 100.0
+    assert a.access_pj("auto", 1024**2 + 1) == DRAM
+
+
+def test_assumptions_are_validated_and_described():
+    with pytest.raises(ValueError):
+        E.EnergyAssumptions(weight_memory="L2")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        E.EnergyAssumptions(xnor_pj_per_connection=-1)
+    d = E.EnergyAssumptions().describe()
+    assert d["weight_memory"] == "DRAM" and d["source"] == E.HOROWITZ_SOURCE
+
+
+# ----------------------------------------------------------------------- hand-counted 2-layer MLP
+def test_binary_mlp_native_counts_by_hand():
+    acct = E.account(tiny_mlp(), (4,))
+    fc1, bn1, fc2, bn2 = (row(acct, n, "native") for n in ("fc1", "bn1", "fc2", "bn2"))
+    # fc1: binary weights, 8-bit input → 8 bit-plane XNOR-popcounts per MAC (Eq. 6)
+    assert (fc1.macs, fc1.weight_bits, fc1.input_bits) == (12, 1, 8)
+    assert (fc1.float_macs, fc1.kbit_macs, fc1.xnor_popcounts) == (0, 0, 96)
+    assert fc1.compute_pj == pytest.approx(96 * XNOR)
+    # memory: 12 weight bits (1 word) + 3 float32 biases (96 bits, 2 words), read from DRAM
+    assert (fc1.weight_bytes, fc1.aux_bytes, fc1.weight_accesses) == (1.5, 12.0, 3)
+    assert fc1.weight_mem_pj == pytest.approx(3 * DRAM)
+    # activations: 4×8-bit input read (1 word) + 3 binary outputs written (1 word)
+    assert fc1.act_bytes == pytest.approx((32 + 3) / 8)
+    assert fc1.act_accesses == 2 and fc1.act_mem_pj == pytest.approx(2 * SRAM1M)
+    # bn1: folded to 2×3 float32 values (3 words), a threshold compare (int32 add) per element
+    assert (bn1.params, bn1.aux_params, bn1.weight_accesses) == (6, 6, 3)
+    assert bn1.compute_pj == pytest.approx(3 * 0.1)
+    # fc2: binary × binary → one XNOR-popcount per MAC; the last layer writes float32 scores
+    assert (fc2.macs, fc2.input_bits, fc2.xnor_popcounts) == (6, 1, 6)
+    assert fc2.compute_pj == pytest.approx(6 * XNOR)
+    assert fc2.act_accesses == 1 + 1 and fc2.weight_accesses == 1 + 1
+    assert bn2.compute_pj == pytest.approx(2 * 0.1)
+    assert fc1.energy_pj == pytest.approx(96 * XNOR + 3 * DRAM + 2 * SRAM1M)
+
+
+def test_fp32_scheme_by_hand():
+    acct = E.account(tiny_mlp(), (4,))
+    fc1 = row(acct, "fc1", "fp32")
+    assert (fc1.float_macs, fc1.xnor_popcounts, fc1.weight_bits, fc1.input_bits) == (12, 0, 32, 32)
+    assert fc1.compute_pj == pytest.approx(12 * FP32_MAC)
+    assert fc1.weight_accesses == 384 // 64 + 2  # 12 float32 weights + 3 float32 biases
+    assert fc1.act_accesses == 2 + 2  # 4 and 3 float32 values
+    assert fc1.energy_pj == pytest.approx(12 * FP32_MAC + 8 * DRAM + 4 * SRAM1M)
+    bn1 = row(acct, "bn1", "fp32")
+    assert bn1.compute_pj == pytest.approx(3 * FP32_MAC)
+    fp16 = row(acct, "fc1", "fp16")
+    assert fp16.compute_pj == pytest.approx(12 * FP16_MAC) and fp16.weight_bytes == 24
+    int8 = row(acct, "fc2", "int8")
+    assert (int8.kbit_macs, int8.compute_pj) == (6, pytest.approx(6 * INT_MAC))
+
+
+def test_float_model_native_is_fp32_and_binary_model_native_is_binary():
+    for model, same in ((tiny_mlp(None, None), "fp32"), (tiny_mlp(), "binary")):
+        acct = E.account(model, (4,))
+        nat, ref = E.layer_table(acct, "native"), E.layer_table(acct, same)
+        np.testing.assert_allclose(nat["energy_pj"], ref["energy_pj"])
+        assert (nat["weight_accesses"] == ref["weight_accesses"]).all()
+
+
+def test_kbit_and_binaryconnect_mac_kinds():
+    acct = E.account(tiny_mlp(2, 2), (4,))
+    fc1, fc2 = row(acct, "fc1", "native"), row(acct, "fc2", "native")
+    assert (fc1.input_bits, fc1.kbit_macs) == (8, 12)  # 2-bit weights × 8-bit input: integer MACs
+    assert (fc2.input_bits, fc2.kbit_macs, fc2.compute_pj) == (2, 6, pytest.approx(6 * INT_MAC))
+    # binary weights with float activations (BinaryConnect): float adds, no multiplications
+    bc = E.account(tiny_mlp(1, None), (4,))
+    fc2 = row(bc, "fc2", "native")
+    assert (fc2.float_macs, fc2.xnor_popcounts) == (6, 0)
+    assert fc2.compute_pj == pytest.approx(6 * 0.9)
+
+
+def test_one_conv_net_by_hand():
+    acct = E.account(tiny_conv(), (1, 4, 4))
+    c, fc = row(acct, "conv1", "native"), row(acct, "fc2", "native")
+    assert c.macs == 2 * 4 * 4 * 1 * 9 and c.xnor_popcounts == 288 * 8
+    assert c.in_shape == (1, 4, 4) and c.out_shape == (2, 4, 4)
+    # conv1 writes what fc2 reads: 8 pooled, binarized values (1 word); reads 16 8-bit pixels (2 words)
+    assert c.act_accesses == 2 + 1 and c.act_bytes == pytest.approx((16 * 8 + 8) / 8)
+    assert (fc.macs, fc.input_bits, fc.xnor_popcounts) == (24, 1, 24)  # pool/flatten keep the sign
+    assert row(acct, "pool1", "native").macs == 0
+
+
+def test_totals_compression_and_ratios():
+    t = E.scheme_totals(E.account(mnist_mlp(hidden=64, depth=2), (784,)))
+    assert t.loc["binary", "weight_compression"] == pytest.approx(32.0)
+    assert t.loc["fp16", "weight_compression"] == pytest.approx(2.0)
+    assert t.loc["int8", "weight_compression"] == pytest.approx(4.0)
+    assert 1 < t.loc["binary", "memory_compression"] < 32  # float BN/biases dilute it
+    assert t.loc["fp32", "energy_reduction"] == 1.0
+    assert t.loc["binary", "energy_reduction"] > t.loc["int8", "energy_reduction"] > t.loc["fp16", "energy_reduction"] > 1
+    assert t.loc["binary", "energy_pj"] == pytest.approx(t.loc["native", "energy_pj"])
+
+
+def test_summary_prints_and_returns_per_layer_frame():
+    lines: list[str] = []
+    df = E.summary(mnist_mlp(hidden=32, depth=1), (784,), print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "fc1 (QuantLinear)" in text and "compression" in text and "Total params" in text
+    assert list(df["layer"]) == ["fc1", "bn1", "act1", "fc2", "bn2"]
+    assert {f"energy_pj_{s}" for s in E.SCHEMES} <= set(df.columns)
+    assert df.attrs["totals"]["binary"]["weight_compression"] == pytest.approx(32.0)
+    assert int(df["params"].sum()) == sum(p.numel() for p in mnist_mlp(hidden=32, depth=1).parameters())
+
+
+def test_account_leaves_the_model_as_it_was():
+    m = tiny_mlp()
+    m.train()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    E.account(m, (4,))
+    assert m.training
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_float_precision_model_and_paper_mlp_totals():
+    # the paper's MLP: 784-3x4096-10; parameters are a closed form
+    t = E.scheme_totals(E.account(mnist_mlp(precision=FLOAT), (784,)))
+    macs = 784 * 4096 + 2 * 4096 * 4096 + 4096 * 10
+    assert t.loc["native", "macs"] == macs and t.loc["native", "float_macs"] == macs
+    assert t.loc["binary", "xnor_popcounts"] == 8 * 784 * 4096 + 2 * 4096 * 4096 + 4096 * 10
+    assert math.isclose(t.loc["native", "energy_pj"], t.loc["fp32", "energy_pj"])
+    assert Precision().label == "W1A1"
+
+
+# ----------------------------------------------------------------------------------- on disk
+def test_packed_export_roundtrip_and_disk_sizes(tmp_path):
+    m = tiny_conv()
+    exp = E.packed_export(m)
+    w = m.conv1.weight.detach()
+    bits = unpack(exp["conv1.weight.packed"], 9)
+    np.testing.assert_array_equal(bits, np.where(w.reshape(2, 9).numpy() >= 0, 1.0, -1.0))
+    assert exp["conv1.weight.packed"].dtype == np.uint64
+    assert "conv1.bias" in exp and "bn1.running_mean" in exp
+    big = mnist_mlp(hidden=256, depth=2)
+    s = E.disk_sizes(big, tmp_path)
+    assert s["float_state_dict_bytes"] == (tmp_path / "float_state_dict.pt").stat().st_size
+    assert s["packed_bytes"] == (tmp_path / "packed.npz").stat().st_size
+    assert 20 < s["disk_ratio"] < 32
+    # 784 inputs pad to 13 words of 64: 832 bits per row for 784 values
+    assert s["binary_weight_packed_bytes"] == 256 * 13 * 8 + 256 * 4 * 8 + 10 * 4 * 8
+    assert s["binary_weight_ratio"] == pytest.approx(s["binary_weight_float_bytes"] / s["binary_weight_packed_bytes"])
