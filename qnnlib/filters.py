@@ -1,0 +1,216 @@
+"""Filter repetition in binary ConvNets (paper §3, PAPER.md §1.6).
+
+The paper: "with 3×3 binary filters there are at most 2^9 = 512 unique 2D filters"; on the CIFAR-10
+ConvNet "only 42% of the filters are unique per layer, on average", and applying only the unique 2D
+filters can "reduce the number of the XNOR-popcount operations by 3".  The counting rule is not
+given (PAPER.md §5.12); we count so that the saving is real:
+
+* A binary conv layer with weights ``W_b ∈ {±1}^(O×I×k×k)`` computes, per output pixel,
+  ``y_o = Σ_i (x_i ⋆ W_b[o, i])``.  If ``W_b[o, i] = W_b[o', i]`` (same input channel ``i``), the
+  partial result ``x_i ⋆ W_b[o, i]`` is computed once and reused for ``o'``.  So the unique filters
+  are counted **per input channel**, across the ``O`` output channels: ``U_i = |{W_b[o, i] : o}|``,
+  and the layer's unique fraction is ``Σ_i U_i / (O · I)``.
+* With ``sign_invariant=True`` a filter and its negation count as one (``x ⋆ (−w) = −(x ⋆ w)``, a
+  free negation of the popcount result); the paper does not say which it used, so both are reported.
+* XNOR-popcounts per image: ``H'·W'·O·I·k²`` → ``H'·W'·(Σ_i U_i)·k²`` with reuse; the accumulation
+  of the ``O·I`` partial sums (adds) is not saved and is reported separately.
+* For reference we also report the layer-wide unique count over all ``O·I`` filters (≤ 512, so its
+  fraction is tiny for wide layers — this cannot be the paper's 42%), and the fraction expected if
+  every sign were an independent fair coin, ``E[U]/O = (N/O)(1 − (1 − 1/N)^O)`` with ``N = 2^(k²)``
+  (``2^(k²−1)`` sign-invariant): an untrained or barely trained network sits at that baseline.
+
+:func:`pad_images` turns flat 28×28 images (Fashion-MNIST / MNIST rows in [-1, 1]) into 1×32×32
+images so the paper's 32×32 ConvNet can be trained on them (padding with the background value −1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .layers import LatentWeightLayer
+from .quantize import sign
+
+__all__ = [
+    "filter_codes",
+    "canonical_codes",
+    "unique_per_input_channel",
+    "expected_unique_fraction",
+    "LayerRepetition",
+    "layer_repetition",
+    "filter_repetition",
+    "pad_images",
+    "StandInProfile",
+    "STAND_IN_PROFILES",
+    "stand_in_profile",
+]
+
+
+def filter_codes(weight: torch.Tensor) -> torch.Tensor:
+    """Encode each 2D filter of ``sign(weight)`` (shape ``(O, I, kh, kw)``) as an integer ``(O, I)``.
+
+    Bit ``j`` (row-major position in the kh×kw kernel) is 1 where the binary weight is +1 (sign(0) = +1,
+    Eq. 1).  Two filters are equal iff their codes are equal.
+    """
+    if weight.dim() != 4:
+        raise ValueError(f"expected a conv weight (O, I, kh, kw), got shape {tuple(weight.shape)}")
+    n = weight.shape[2] * weight.shape[3]
+    if n > 62:
+        raise ValueError(f"kernel of {n} elements does not fit a 63-bit code")
+    bits = (sign(weight.detach().float()) > 0).flatten(2).to(torch.int64)  # (O, I, n)
+    return (bits << torch.arange(n, dtype=torch.int64)).sum(-1)
+
+
+def canonical_codes(codes: torch.Tensor, n_bits: int) -> torch.Tensor:
+    """Map a code and the code of its negated filter to the same value: ``min(c, c XOR (2^n − 1))``."""
+    return torch.minimum(codes, codes ^ ((1 << n_bits) - 1))
+
+
+def unique_per_input_channel(weight: torch.Tensor, *, sign_invariant: bool = False) -> torch.Tensor:
+    """``U_i``: the number of distinct binary 2D filters among ``W_b[:, i]`` for each input channel i."""
+    codes = filter_codes(weight)
+    if sign_invariant:
+        codes = canonical_codes(codes, weight.shape[2] * weight.shape[3])
+    s = codes.sort(dim=0).values
+    return 1 + (s[1:] != s[:-1]).sum(dim=0)
+
+
+def expected_unique_fraction(n_out: int, n_patterns: int) -> float:
+    """Expected fraction of distinct values among ``n_out`` uniform draws from ``n_patterns`` values."""
+    if n_out < 1 or n_patterns < 1:
+        raise ValueError("n_out and n_patterns must be >= 1")
+    return n_patterns / n_out * (1.0 - (1.0 - 1.0 / n_patterns) ** n_out)
+
+
+@dataclass(frozen=True)
+class LayerRepetition:
+    """Filter-repetition statistics of one binary conv layer (per image for the operation counts)."""
+
+    layer: str
+    out_channels: int
+    in_channels: int
+    kernel: int  # k·k, the number of weights in one 2D filter
+    out_pixels: int  # H'·W' of the conv output (before pooling)
+    n_filters: int  # O·I
+    unique: int  # Σ_i U_i
+    unique_sign: int  # Σ_i U_i with a filter and its negation counted once
+    unique_fraction: float
+    unique_fraction_sign: float
+    random_fraction: float  # E[unique fraction] for random signs
+    random_fraction_sign: float
+    layer_unique: int  # distinct filters over the whole layer
+    layer_unique_sign: int
+    xnor_popcounts: int  # H'·W'·O·I·k², every filter applied
+    xnor_popcounts_unique: int  # only unique filters applied
+    xnor_popcounts_unique_sign: int
+    accumulations: int  # H'·W'·O·I partial sums still added
+
+    @property
+    def ops_reduction(self) -> float:
+        """XNOR-popcounts without reuse / with reuse (the paper's "by 3")."""
+        return self.xnor_popcounts / self.xnor_popcounts_unique
+
+    @property
+    def ops_reduction_sign(self) -> float:
+        return self.xnor_popcounts / self.xnor_popcounts_unique_sign
+
+
+def layer_repetition(name: str, weight: torch.Tensor, out_pixels: int) -> LayerRepetition:
+    """Statistics of one conv layer with (latent) weight ``weight`` and ``out_pixels`` output positions."""
+    o, i, kh, kw = weight.shape
+    n = kh * kw
+    u = int(unique_per_input_channel(weight).sum())
+    us = int(unique_per_input_channel(weight, sign_invariant=True).sum())
+    codes = filter_codes(weight)
+    per = out_pixels * n
+    return LayerRepetition(
+        layer=name, out_channels=o, in_channels=i, kernel=n, out_pixels=out_pixels, n_filters=o * i,
+        unique=u, unique_sign=us, unique_fraction=u / (o * i), unique_fraction_sign=us / (o * i),
+        random_fraction=expected_unique_fraction(o, 2**n),
+        random_fraction_sign=expected_unique_fraction(o, 2 ** (n - 1)),
+        layer_unique=int(codes.unique().numel()),
+        layer_unique_sign=int(canonical_codes(codes, n).unique().numel()),
+        xnor_popcounts=per * o * i, xnor_popcounts_unique=per * u, xnor_popcounts_unique_sign=per * us,
+        accumulations=out_pixels * o * i,
+    )
+
+
+def filter_repetition(model: nn.Module, input_shape: Sequence[int]) -> pd.DataFrame:
+    """One row of :class:`LayerRepetition` per binary (``weight_bits == 1``) ``Conv2d`` of ``model``.
+
+    Output sizes come from a real forward pass (batch 1, eval mode).  Extra columns:
+    ``ops_reduction`` and ``ops_reduction_sign``.  Empty if the model has no binary conv layer.
+    """
+    convs = {n: m for n, m in model.named_modules()
+             if isinstance(m, nn.Conv2d) and isinstance(m, LatentWeightLayer) and m.weight_bits == 1}
+    pixels: dict[str, int] = {}
+    handles = [m.register_forward_hook(lambda mod, a, out, n=n: pixels.__setitem__(n, out.shape[2] * out.shape[3]))
+               for n, m in convs.items()]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    rows = []
+    for n, m in convs.items():
+        r = layer_repetition(n, m.weight, pixels[n])
+        rows.append({**asdict(r), "ops_reduction": r.ops_reduction, "ops_reduction_sign": r.ops_reduction_sign})
+    return pd.DataFrame(rows, columns=[*LayerRepetition.__dataclass_fields__, "ops_reduction", "ops_reduction_sign"])
+
+
+def pad_images(x: torch.Tensor, side: int = 28, size: int = 32, fill: float = -1.0) -> torch.Tensor:
+    """Flat ``(N, side²)`` images → ``(N, 1, size, size)``, centred, padded with ``fill`` (the −1 background)."""
+    if x.dim() != 2 or x.shape[1] != side * side:
+        raise ValueError(f"expected flat images of shape (N, {side * side}), got {tuple(x.shape)}")
+    if size < side:
+        raise ValueError(f"size ({size}) must be >= side ({side})")
+    lo = (size - side) // 2
+    hi = size - side - lo
+    img = x.reshape(-1, 1, side, side)
+    return nn.functional.pad(img, (lo, hi, lo, hi), value=fill)
+
+
+# ------------------------------------------------------------------------------- stand-in profiles
+@dataclass(frozen=True)
+class StandInProfile:
+    """Sizes of the binary ConvNet trained in notebook 08 when no trained CIFAR-10 BNN exists.
+
+    It is the paper's ConvNet (``qnnlib.models.convnet``, 32×32 input) at ``channels``/``fc`` width,
+    trained on Fashion-MNIST (1 channel, padded to 32×32) — a stand-in, not CIFAR-10.
+    """
+
+    channels: tuple[int, int, int]
+    fc: int
+    train_size: int
+    valid_size: int
+    test_size: int
+    epochs: int
+    batch_size: int = 50
+    lr_start: float = 3e-3
+    lr_end: float = 3e-5
+
+
+STAND_IN_PROFILES: dict[str, StandInProfile] = {
+    "smoke": StandInProfile(channels=(16, 32, 64), fc=64, train_size=500, valid_size=100, test_size=200,
+                            epochs=1),
+    "quick": StandInProfile(channels=(64, 128, 256), fc=256, train_size=6000, valid_size=1000,
+                            test_size=2000, epochs=3),
+    "paper": StandInProfile(channels=(128, 256, 512), fc=1024, train_size=50_000, valid_size=10_000,
+                            test_size=10_000, epochs=50, lr_start=1e-3, lr_end=3e-7),
+}
+
+
+def stand_in_profile(profile: str) -> StandInProfile:
+    """The :class:`StandInProfile` of ``profile`` ("smoke" | "quick" | "paper")."""
+    try:
+        return STAND_IN_PROFILES[profile]
+    except KeyError:
+        raise ValueError(f"unknown profile {profile!r}; one of {sorted(STAND_IN_PROFILES)}") from None

@@ -1,0 +1,90 @@
+"""Tests for qnnlib.filters: unique-filter counting on planted filters, ops saved, padding helper."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qnnlib import filters as F
+from qnnlib.models import FLOAT, convnet
+
+
+def planted() -> torch.Tensor:
+    """(O=4, I=2, 3, 3): channel 0 holds one filter 4 times; channel 1 holds f, −f, g, g."""
+    g = torch.Generator().manual_seed(0)
+    f, h, k = (torch.randn(3, 3, generator=g) for _ in range(3))
+    w = torch.empty(4, 2, 3, 3)
+    w[:, 0] = f
+    w[0, 1], w[1, 1], w[2, 1], w[3, 1] = h, -h, k, 0.5 * k  # scaling keeps the sign
+    return w
+
+
+def test_filter_codes_follow_sign_with_zero_positive():
+    w = torch.zeros(1, 1, 3, 3)
+    assert F.filter_codes(w).item() == 511  # sign(0) = +1: all bits set
+    w[0, 0, 0, 0] = -1.0
+    assert F.filter_codes(w).item() == 510  # bit 0 = top-left element
+    assert F.canonical_codes(torch.tensor([510, 1, 0, 511]), 9).tolist() == [1, 1, 0, 0]
+
+
+def test_unique_counts_on_planted_filters():
+    w = planted()
+    assert F.unique_per_input_channel(w).tolist() == [1, 3]
+    assert F.unique_per_input_channel(w, sign_invariant=True).tolist() == [1, 2]
+    r = F.layer_repetition("conv", w, out_pixels=10)
+    assert (r.n_filters, r.unique, r.unique_sign) == (8, 4, 3)
+    assert r.unique_fraction == 0.5 and r.unique_fraction_sign == 3 / 8
+    assert r.xnor_popcounts == 10 * 9 * 8 and r.xnor_popcounts_unique == 10 * 9 * 4
+    assert r.xnor_popcounts_unique_sign == 10 * 9 * 3 and r.accumulations == 10 * 8
+    assert r.ops_reduction == 2.0 and r.ops_reduction_sign == pytest.approx(8 / 3)
+    assert (r.layer_unique, r.layer_unique_sign) == (4, 3)  # f, h, −h, k over the whole layer
+
+
+def test_all_distinct_and_all_equal_extremes():
+    w = torch.ones(5, 3, 3, 3)
+    assert F.layer_repetition("x", w, 1).unique_fraction == 1 / 5
+    codes = torch.arange(6)  # six distinct 3×3 patterns in one input channel
+    bits = ((codes[:, None] >> torch.arange(9)) & 1).float() * 2 - 1
+    w = bits.reshape(6, 1, 3, 3)
+    assert F.layer_repetition("x", w, 1).unique_fraction == 1.0
+
+
+def test_expected_unique_fraction_closed_form_and_random_weights():
+    assert F.expected_unique_fraction(1, 512) == pytest.approx(1.0)
+    assert F.expected_unique_fraction(2, 2) == pytest.approx(0.75)  # E[U] = 1.5 of 2 draws
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(256, 64, 3, 3, generator=g)
+    r = F.layer_repetition("rand", w, 1)
+    assert r.unique_fraction == pytest.approx(r.random_fraction, abs=0.01)
+    assert r.unique_fraction_sign == pytest.approx(r.random_fraction_sign, abs=0.01)
+    assert r.layer_unique <= 512 and r.layer_unique_sign <= 256
+
+
+def test_filter_repetition_on_a_binary_convnet_uses_real_shapes():
+    m = convnet((4, 4, 8), fc=8, in_channels=1, image_size=8)
+    with torch.no_grad():
+        m.conv2.weight.copy_(torch.ones_like(m.conv2.weight))  # one filter everywhere
+    df = F.filter_repetition(m, (1, 8, 8))
+    assert list(df["layer"]) == [f"conv{k}" for k in range(1, 7)]
+    assert df.set_index("layer").loc["conv2", "unique_fraction"] == 1 / 4
+    assert list(df["out_pixels"]) == [64, 64, 16, 16, 4, 4]  # conv output, before pooling
+    assert df.set_index("layer").loc["conv2", "ops_reduction"] == 4.0
+    assert F.filter_repetition(convnet((4, 4, 4), 8, precision=FLOAT, in_channels=1, image_size=8), (1, 8, 8)).empty
+
+
+def test_pad_images():
+    x = torch.linspace(-1, 1, 2 * 784).reshape(2, 784)
+    y = F.pad_images(x)
+    assert y.shape == (2, 1, 32, 32)
+    assert torch.equal(y[:, 0, 2:30, 2:30], x.reshape(2, 28, 28))
+    assert (y[:, :, :2] == -1).all() and (y[:, :, :, 30:] == -1).all()
+    with pytest.raises(ValueError):
+        F.pad_images(torch.zeros(2, 100))
+
+
+def test_stand_in_profiles():
+    assert F.stand_in_profile("smoke").epochs >= 1
+    assert set(F.STAND_IN_PROFILES) == {"smoke", "quick", "paper"}
+    assert F.stand_in_profile("paper").channels == (128, 256, 512)
+    with pytest.raises(ValueError):
+        F.stand_in_profile("huge")
