@@ -1,0 +1,172 @@
+"""Bit-packing of binary (±1) matrices into machine words.
+
+The paper's run-time kernels (Hubara et al., NIPS 2016 §4, QNN §"Run-time", Eq. 7) store 32 binary
+values in one 32-bit register so that one XNOR/XOR, one popcount and one accumulate evaluate 32
+connections ("SWAR": 32 connections per 3 instructions)::
+
+    a1 += popcount(xnor(a0^{32b}, w1^{32b}))                                    (Eq. 7)
+
+This module is the packing half of that scheme; :mod:`qnnlib.binary_gemm` is the arithmetic half.
+
+Layout (the contract every kernel in ``kernels/`` and :mod:`qnnlib.binary_gemm` relies on):
+
+- A real array ``x`` of shape ``(..., K)`` is binarized with ``sign(0) = +1`` (paper Eq. 1,
+  DESIGN §6.1): element ``x >= 0`` -> bit 1 (value +1), ``x < 0`` -> bit 0 (value -1).
+- It is packed along its last axis into ``W = ceil(K / word_bits)`` unsigned words
+  (``uint32`` for ``word_bits=32``, ``uint64`` for ``word_bits=64``).
+- Bit order is LSB first: element ``j`` lives in word ``j // word_bits`` at bit ``j % word_bits``.
+  Hence two consecutive ``uint32`` words are exactly one ``uint64`` word (low word first), and a
+  row packed with ``word_bits=64`` viewed as ``uint32`` (on a little-endian machine) is the row
+  packed with ``word_bits=32`` (plus one zero word if ``W32`` is odd).
+- Padding bits (positions ``K .. W*word_bits - 1`` of the last word) are always 0. Because they are
+  0 in *both* operands, they XOR to 0 and the GEMM ``K - 2*popcount(a XOR b)`` stays exact for any K.
+
+Inputs may be NumPy arrays, torch tensors (CPU: packed with NumPy; CUDA: via CuPy) or CuPy arrays
+(packed on the GPU). CuPy is imported lazily, only when a CuPy array (or CUDA tensor) is passed.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+__all__ = ["pack", "unpack", "packed_width", "word_dtype", "WORD_BITS"]
+
+#: Supported word sizes (bits per packed word).
+WORD_BITS = (32, 64)
+
+
+def word_dtype(word_bits: int) -> np.dtype:
+    """The unsigned NumPy dtype holding ``word_bits`` packed binary values (uint32 or uint64)."""
+    if word_bits not in WORD_BITS:
+        raise ValueError(f"word_bits must be 32 or 64, got {word_bits!r}")
+    return np.dtype(np.uint32 if word_bits == 32 else np.uint64)
+
+
+def packed_width(k: int, word_bits: int = 64) -> int:
+    """Number of words ``ceil(k / word_bits)`` that hold ``k`` binary values."""
+    word_dtype(word_bits)
+    if int(k) != k or k < 1:
+        raise ValueError(f"k (the number of binary values per row) must be a positive integer, got {k!r}")
+    return (int(k) + word_bits - 1) // word_bits
+
+
+def _is_cupy(x: Any) -> bool:
+    return type(x).__module__.split(".")[0] == "cupy"
+
+
+def _cupy():
+    try:
+        import cupy  # noqa: PLC0415 (lazy on purpose: CuPy is an optional GPU extra)
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        raise ImportError(
+            "a CUDA array was given but CuPy is not installed; install the [gpu] extra "
+            "(pip install 'qnnlib[gpu]') or pass a NumPy array"
+        ) from exc
+    return cupy
+
+
+def _from_torch(x: Any) -> Any:
+    """torch.Tensor -> NumPy (CPU tensors) or CuPy (CUDA tensors, zero-copy); others unchanged."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(x, torch.Tensor):
+        return x
+    x = x.detach()
+    if x.is_cuda:
+        return _cupy().from_dlpack(x)
+    if x.dtype == torch.bool:
+        return x.numpy()
+    return x.numpy() if x.dtype != torch.bfloat16 else x.float().numpy()
+
+
+def pack(x: Any, word_bits: int = 64) -> Any:
+    """Pack the signs of ``x`` (shape ``(..., K)``) into words of shape ``(..., ceil(K/word_bits))``.
+
+    Bit ``j % word_bits`` of word ``j // word_bits`` is 1 where ``x[..., j] >= 0`` (the value +1,
+    with ``sign(0) = +1``) and 0 where ``x[..., j] < 0`` (the value -1); padding bits are 0.
+    Boolean input is taken as the bits themselves (True -> +1).
+
+    Args:
+        x: real or boolean array (NumPy, CuPy or torch) with at least one axis; the last axis K >= 1
+            is packed. NaN is rejected because it has no sign.
+        word_bits: 32 (-> ``uint32`` words, the paper's registers) or 64 (-> ``uint64``).
+
+    Returns:
+        The packed words, on the same device kind as ``x`` (NumPy for NumPy/CPU torch input, CuPy for
+        CuPy/CUDA torch input), C-contiguous.
+    """
+    dtype = word_dtype(word_bits)
+    x = _from_torch(x)
+    cupy_input = _is_cupy(x)
+    xp = _cupy() if cupy_input else np
+    x = xp.asarray(x)
+    if x.ndim < 1 or x.shape[-1] < 1:
+        raise ValueError(
+            f"pack expects an array of shape (..., K) with K >= 1 values to pack along the last axis, "
+            f"got shape {tuple(x.shape)}; reshape a scalar or empty array first"
+        )
+    if x.dtype.kind == "c":
+        raise ValueError(f"pack expects real values, got dtype {x.dtype}")
+    if x.dtype.kind == "f" and bool(xp.isnan(x).any()):
+        raise ValueError("pack got NaN values, which have no sign; clean the input first")
+    bits = x if x.dtype == np.bool_ else (x >= 0)  # sign(0) = +1  (Eq. 1)
+    k = x.shape[-1]
+    w = packed_width(k, word_bits)
+    if cupy_input:
+        return _pack_bits_generic(xp, bits, w, word_bits, dtype)
+    # NumPy: packbits (LSB first) into a zero-filled byte buffer of whole words, then view as words.
+    nbytes = (k + 7) // 8
+    buf = np.zeros(bits.shape[:-1] + (w * dtype.itemsize,), dtype=np.uint8)
+    buf[..., :nbytes] = np.packbits(bits, axis=-1, bitorder="little")
+    words = buf.view(dtype.newbyteorder("<"))  # byte b of a word holds elements 8b..8b+7
+    return words if words.dtype.isnative else words.astype(dtype)
+
+
+def _pack_bits_generic(xp: Any, bits: Any, w: int, word_bits: int, dtype: np.dtype) -> Any:
+    """Array-API packing (used for CuPy): pad to whole words, then OR the shifted bits of each word.
+
+    Distinct powers of two never carry, so their sum equals their bitwise OR.
+    """
+    k = bits.shape[-1]
+    pad = w * word_bits - k
+    if pad:
+        bits = xp.concatenate([bits, xp.zeros(bits.shape[:-1] + (pad,), dtype=bits.dtype)], axis=-1)
+    bits = bits.reshape(bits.shape[:-1] + (w, word_bits)).astype(dtype)
+    shifts = xp.arange(word_bits, dtype=dtype)
+    return xp.ascontiguousarray((bits << shifts).sum(axis=-1, dtype=dtype))
+
+
+def unpack(packed: Any, k: int) -> Any:
+    """Invert :func:`pack`: words of shape ``(..., W)`` -> float32 ±1 array of shape ``(..., k)``.
+
+    The word size is read from the dtype (``uint32`` or ``uint64``); ``W`` must equal
+    ``ceil(k / word_bits)``. Padding bits beyond ``k`` are ignored. The result lives on the same
+    device kind as ``packed`` (NumPy or CuPy).
+    """
+    packed = _from_torch(packed)
+    cupy_input = _is_cupy(packed)
+    xp = _cupy() if cupy_input else np
+    packed = xp.asarray(packed)
+    if packed.dtype not in (np.uint32, np.uint64):
+        raise ValueError(
+            f"unpack expects uint32 or uint64 words (as returned by pack), got dtype {packed.dtype}"
+        )
+    word_bits = packed.dtype.itemsize * 8
+    if packed.ndim < 1:
+        raise ValueError(f"unpack expects packed words of shape (..., W), got shape {tuple(packed.shape)}")
+    w = packed_width(k, word_bits)
+    if packed.shape[-1] != w:
+        raise ValueError(
+            f"k={k} needs ceil({k}/{word_bits}) = {w} words of {word_bits} bits per row, but the packed "
+            f"array has {packed.shape[-1]} (shape {tuple(packed.shape)}); pass the K that was packed"
+        )
+    if cupy_input:
+        shifts = xp.arange(word_bits, dtype=packed.dtype)
+        bits = (packed[..., None] >> shifts) & packed.dtype.type(1)
+        bits = bits.reshape(packed.shape[:-1] + (w * word_bits,))[..., :k]
+    else:
+        le = np.ascontiguousarray(packed, dtype=packed.dtype.newbyteorder("<"))
+        bits = np.unpackbits(le.view(np.uint8), axis=-1, count=k, bitorder="little")
+    return bits.astype(np.float32) * 2 - 1  # bit 1 -> +1, bit 0 -> -1

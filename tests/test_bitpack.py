@@ -1,0 +1,118 @@
+"""Tests for qnnlib.bitpack: layout (LSB first, sign(0) = +1, zero padding), round trip, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from qnnlib.bitpack import pack, packed_width, unpack, word_dtype
+
+
+def _signs(x: np.ndarray) -> np.ndarray:
+    return np.where(x >= 0, 1.0, -1.0).astype(np.float32)
+
+
+def test_bit_order_is_lsb_first_and_bit_one_means_plus_one():
+    x = np.array([[1.0, -1.0, -1.0, 1.0, -2.5, 0.0, -0.0]])  # bits 1,0,0,1,0,1,1 -> 0b1101001
+    for word_bits in (32, 64):
+        p = pack(x, word_bits)
+        assert p.dtype == word_dtype(word_bits) and p.shape == (1, 1)
+        assert int(p[0, 0]) == 0b1101001
+
+
+def test_sign_of_zero_is_plus_one():
+    p = pack(np.zeros((2, 5)), 32)
+    assert (unpack(p, 5) == 1).all()
+
+
+def test_element_j_goes_to_word_j_div_wordbits_bit_j_mod_wordbits():
+    k = 200
+    for word_bits in (32, 64):
+        for j in (0, 1, 31, 32, 63, 64, 65, 199):
+            x = -np.ones((1, k))
+            x[0, j] = 1
+            p = pack(x, word_bits)
+            expected = np.zeros(packed_width(k, word_bits), dtype=word_dtype(word_bits))
+            expected[j // word_bits] = word_dtype(word_bits).type(1) << word_dtype(word_bits).type(j % word_bits)
+            np.testing.assert_array_equal(p[0], expected)
+
+
+@pytest.mark.parametrize("k", [1, 7, 31, 32, 33, 63, 64, 65, 1000])
+@pytest.mark.parametrize("word_bits", [32, 64])
+def test_round_trip_and_zero_padding(k, word_bits):
+    x = np.random.default_rng(k).standard_normal((5, k)).astype(np.float32)
+    p = pack(x, word_bits)
+    assert p.shape == (5, -(-k // word_bits)) and p.flags.c_contiguous
+    np.testing.assert_array_equal(unpack(p, k), _signs(x))
+    # padding bits past K are zero
+    if k % word_bits:
+        tail = int(p.dtype.type(~((1 << (k % word_bits)) - 1) & ((1 << word_bits) - 1)))
+        assert not (p[:, -1] & p.dtype.type(tail)).any()
+
+
+def test_64_bit_words_are_pairs_of_32_bit_words():
+    x = np.random.default_rng(0).standard_normal((4, 150))
+    p32, p64 = pack(x, 32), pack(x, 64)
+    lo = (p64 & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    hi = (p64 >> np.uint64(32)).astype(np.uint32)
+    np.testing.assert_array_equal(np.stack([lo, hi], -1).reshape(4, -1)[:, : p32.shape[1]], p32)
+
+
+def test_batched_leading_axes_bool_int_and_torch_inputs():
+    x = np.random.default_rng(1).standard_normal((2, 3, 70))
+    p = pack(x, 64)
+    assert p.shape == (2, 3, 2)
+    np.testing.assert_array_equal(unpack(p, 70), _signs(x))
+    np.testing.assert_array_equal(pack(x >= 0, 64), p)
+    np.testing.assert_array_equal(pack(np.where(x >= 0, 1, -1).astype(np.int8), 64), p)
+    np.testing.assert_array_equal(pack(torch.from_numpy(x), 64), p)
+    np.testing.assert_array_equal(pack(torch.from_numpy(x).bfloat16(), 64), p)
+
+
+def test_errors_are_clear():
+    with pytest.raises(ValueError, match="word_bits"):
+        pack(np.ones((2, 3)), 16)
+    with pytest.raises(ValueError, match="K >= 1"):
+        pack(np.float32(1.0))
+    with pytest.raises(ValueError, match="K >= 1"):
+        pack(np.ones((3, 0)))
+    with pytest.raises(ValueError, match="NaN"):
+        pack(np.array([[1.0, np.nan]]))
+    p = pack(np.ones((2, 70)), 32)
+    with pytest.raises(ValueError, match="has 3"):
+        unpack(p, 100)
+    with pytest.raises(ValueError, match="positive integer"):
+        unpack(p, 0)
+    with pytest.raises(ValueError, match="uint32 or uint64"):
+        unpack(p.astype(np.int64), 70)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    x=hnp.arrays(
+        np.float32,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=130),
+        elements=st.floats(-2, 2, width=32),
+    ),
+    word_bits=st.sampled_from([32, 64]),
+)
+def test_round_trip_property(x, word_bits):
+    p = pack(x, word_bits)
+    assert p.shape == (x.shape[0], packed_width(x.shape[1], word_bits))
+    np.testing.assert_array_equal(unpack(p, x.shape[1]), _signs(x))
+
+
+def test_cupy_matches_numpy():
+    cp = pytest.importorskip("cupy")
+    if cp.cuda.runtime.getDeviceCount() < 1:
+        pytest.skip("no CUDA device")
+    x = np.random.default_rng(2).standard_normal((7, 1000)).astype(np.float32)
+    for word_bits in (32, 64):
+        p = pack(cp.asarray(x), word_bits)
+        assert isinstance(p, cp.ndarray)
+        np.testing.assert_array_equal(cp.asnumpy(p), pack(x, word_bits))
+        np.testing.assert_array_equal(cp.asnumpy(unpack(p, 1000)), _signs(x))
