@@ -21,19 +21,27 @@ given (PAPER.md §5.12); we count so that the saving is real:
 
 :func:`pad_images` turns flat 28×28 images (Fashion-MNIST / MNIST rows in [-1, 1]) into 1×32×32
 images so the paper's 32×32 ConvNet can be trained on them (padding with the background value −1).
+CIFAR-10 is not available offline: when no trained CIFAR-10 BNN has been saved
+(:func:`trained_convnet_checkpoint`), notebook 08 trains the paper's ConvNet on Fashion-MNIST
+(:func:`stand_in_data`, :func:`train_stand_in`, sizes in :data:`STAND_IN_PROFILES`) and says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import nn
 
+from .datasets import DatasetSplits, data_root, load_mnist
 from .layers import LatentWeightLayer
+from .models import BINARY, Precision, convnet
 from .quantize import sign
+from .train import FitResult, TrainConfig, fit
 
 __all__ = [
     "filter_codes",
@@ -43,10 +51,16 @@ __all__ = [
     "LayerRepetition",
     "layer_repetition",
     "filter_repetition",
+    "channel_unique_fractions",
     "pad_images",
     "StandInProfile",
     "STAND_IN_PROFILES",
     "stand_in_profile",
+    "stand_in_data",
+    "stand_in_description",
+    "train_stand_in",
+    "trained_convnet_checkpoint",
+    "convnet_from_state_dict",
 ]
 
 
@@ -166,6 +180,21 @@ def filter_repetition(model: nn.Module, input_shape: Sequence[int]) -> pd.DataFr
     return pd.DataFrame(rows, columns=[*LayerRepetition.__dataclass_fields__, "ops_reduction", "ops_reduction_sign"])
 
 
+def channel_unique_fractions(model: nn.Module) -> pd.DataFrame:
+    """Long form ``layer, in_channel, counting, unique_fraction`` (``U_i / O``) of every binary conv.
+
+    ``counting`` is ``"exact"`` or ``"sign-invariant"``; for the histogram of notebook 08.
+    """
+    rows = []
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Conv2d) and isinstance(m, LatentWeightLayer) and m.weight_bits == 1:
+            for counting, inv in (("exact", False), ("sign-invariant", True)):
+                u = unique_per_input_channel(m.weight, sign_invariant=inv)
+                rows += [{"layer": n, "in_channel": i, "counting": counting, "unique_fraction": v / m.out_channels}
+                         for i, v in enumerate(u.tolist())]
+    return pd.DataFrame(rows, columns=["layer", "in_channel", "counting", "unique_fraction"])
+
+
 def pad_images(x: torch.Tensor, side: int = 28, size: int = 32, fill: float = -1.0) -> torch.Tensor:
     """Flat ``(N, side²)`` images → ``(N, 1, size, size)``, centred, padded with ``fill`` (the −1 background)."""
     if x.dim() != 2 or x.shape[1] != side * side:
@@ -199,10 +228,12 @@ class StandInProfile:
 
 
 STAND_IN_PROFILES: dict[str, StandInProfile] = {
-    "smoke": StandInProfile(channels=(16, 32, 64), fc=64, train_size=500, valid_size=100, test_size=200,
-                            epochs=1),
-    "quick": StandInProfile(channels=(64, 128, 256), fc=256, train_size=6000, valid_size=1000,
-                            test_size=2000, epochs=3),
+    # smoke: proves the pipeline in seconds; quick: half the paper's conv widths, ~10 min on 2 CPU cores;
+    # paper: the CIFAR-10 ConvNet's widths (a GPU run).
+    "smoke": StandInProfile(channels=(16, 32, 64), fc=64, train_size=2000, valid_size=400, test_size=400,
+                            epochs=3),
+    "quick": StandInProfile(channels=(64, 128, 256), fc=256, train_size=4000, valid_size=1000,
+                            test_size=1000, epochs=4),
     "paper": StandInProfile(channels=(128, 256, 512), fc=1024, train_size=50_000, valid_size=10_000,
                             test_size=10_000, epochs=50, lr_start=1e-3, lr_end=3e-7),
 }
@@ -214,3 +245,60 @@ def stand_in_profile(profile: str) -> StandInProfile:
         return STAND_IN_PROFILES[profile]
     except KeyError:
         raise ValueError(f"unknown profile {profile!r}; one of {sorted(STAND_IN_PROFILES)}") from None
+
+
+def stand_in_data(p: StandInProfile, name: str = "fashion-mnist") -> DatasetSplits:
+    """The stand-in dataset at ``p``'s sizes, every split padded to ``(N, 1, 32, 32)`` (:func:`pad_images`)."""
+    d = load_mnist(name, train_size=p.train_size, valid_size=p.valid_size, test_size=p.test_size)
+    pad = lambda s: dataclasses.replace(s, x=pad_images(s.x))  # noqa: E731
+    return dataclasses.replace(d, train=pad(d.train), valid=pad(d.valid), test=pad(d.test))
+
+
+def stand_in_description(d: DatasetSplits) -> dict:
+    """``d.describe()`` corrected for the padding, and marked as a stand-in for CIFAR-10."""
+    return {**d.describe(), "inputs": "28x28 pixel/255*2-1 in [-1, 1], padded to 1x32x32 with -1",
+            "stand_in_for": "cifar10 (not available offline): NOT the paper's dataset"}
+
+
+def train_stand_in(p: StandInProfile, data: DatasetSplits, *, seed: int = 1234, progress: bool = True,
+                   precision: Precision = BINARY) -> tuple[nn.Module, FitResult]:
+    """Train the paper's ConvNet (``convnet(p.channels, p.fc, in_channels=1, image_size=32)``) on ``data``.
+
+    Theano recipe (PAPER.md §2.10): deterministic BNN, vanilla BN, Adam with Glorot LR scaling,
+    exponential LR decay ``p.lr_start → p.lr_end``, square hinge loss.  Returns the best-validation model.
+    """
+    torch.manual_seed(seed)
+    in_ch = int(data.train.x.shape[1])
+    model = convnet(p.channels, p.fc, precision=precision, in_channels=in_ch, image_size=int(data.train.x.shape[-1]))
+    cfg = TrainConfig(epochs=p.epochs, batch_size=p.batch_size, optimizer="adam", lr_start=p.lr_start,
+                      lr_end=p.lr_end, lr_schedule="exp", glorot=True, seed=seed, progress=progress)
+    return model, fit(model, data, cfg, desc="stand-in BNN")
+
+
+def trained_convnet_checkpoint(profile: str, experiment: str = "cifar10",
+                               recipes: Sequence[str] = ("theano", "torch7")) -> Path | None:
+    """The first saved trained ConvNet ``$QNNLIB_DATA/models/<profile>/<experiment>_<recipe>.pt`` that exists.
+
+    Same location as ``qnnlib.experiment.model_path`` (the file holds ``{"state_dict": ..., ...}``);
+    ``None`` when no notebook has saved one yet.
+    """
+    for r in recipes:
+        path = data_root() / "models" / profile / f"{experiment}_{r}.pt"
+        if path.is_file():
+            return path
+    return None
+
+
+def convnet_from_state_dict(state: dict[str, torch.Tensor], image_size: int = 32) -> nn.Module:
+    """Rebuild a binary ``convnet`` from its ``state_dict`` (channels, fc width and norm read from shapes)."""
+    convs = sorted((k for k in state if k.startswith("conv") and k.endswith(".weight")),
+                   key=lambda k: int(k[4:].split(".")[0]))
+    if len(convs) != 6:
+        raise ValueError(f"expected the 6 conv layers of qnnlib.models.convnet, found {convs}")
+    ch = tuple(int(state[convs[j]].shape[0]) for j in (0, 2, 4))
+    fc = int(state["fc7.weight"].shape[0])
+    norm = "sbn" if any(k.endswith("running_invstd") for k in state) else "bn"
+    m = convnet(ch, fc, precision=Precision(norm=norm), in_channels=int(state[convs[0]].shape[1]),  # type: ignore[arg-type]
+                image_size=image_size, num_classes=int(state["fc9.weight"].shape[0]))
+    m.load_state_dict(state)
+    return m

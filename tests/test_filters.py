@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 import torch
 
 from qnnlib import filters as F
+from qnnlib.datasets import DatasetSplits, Split
 from qnnlib.models import FLOAT, convnet
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 def planted() -> torch.Tensor:
@@ -88,3 +94,54 @@ def test_stand_in_profiles():
     assert F.stand_in_profile("paper").channels == (128, 256, 512)
     with pytest.raises(ValueError):
         F.stand_in_profile("huge")
+
+
+def _fake_images(n: int, seed: int) -> Split:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 10
+    x = torch.rand(n, 1, 8, 8, generator=g) * 2 - 1
+    x[:, 0, 0, 0] = y.float() / 5 - 1  # a learnable cue
+    return Split(x, y)
+
+
+def test_train_stand_in_and_rebuild_from_state_dict():
+    data = DatasetSplits("fake", _fake_images(40, 0), _fake_images(20, 1), _fake_images(20, 2), source="test")
+    p = F.StandInProfile(channels=(4, 4, 8), fc=8, train_size=40, valid_size=20, test_size=20, epochs=1,
+                         batch_size=10)
+    model, result = F.train_stand_in(p, data, progress=False)
+    assert len(result.history) == 1 and 0 <= result.test_error_at_best <= 1
+    rebuilt = F.convnet_from_state_dict(model.state_dict(), image_size=8)
+    model.eval(), rebuilt.eval()
+    x = data.test.x[:5]
+    assert torch.equal(model(x), rebuilt(x))
+    a, b = F.filter_repetition(model, (1, 8, 8)), F.filter_repetition(rebuilt, (1, 8, 8))
+    assert a.equals(b)
+
+
+def test_trained_convnet_checkpoint_lookup(tmp_path, monkeypatch):
+    monkeypatch.setenv("QNNLIB_DATA", str(tmp_path))
+    assert F.trained_convnet_checkpoint("smoke") is None
+    path = tmp_path / "models" / "smoke" / "cifar10_torch7.pt"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"x")
+    assert F.trained_convnet_checkpoint("smoke") == path
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Fashion-MNIST is not installed")
+def test_stand_in_data_is_padded_fashion_mnist():
+    p = dataclasses.replace(F.stand_in_profile("smoke"), train_size=100, valid_size=50, test_size=50)
+    d = F.stand_in_data(p)
+    assert d.name == "fashion-mnist" and d.train.x.shape == (100, 1, 32, 32) and d.test.x.shape[0] == 50
+    desc = F.stand_in_description(d)
+    assert "padded" in desc["inputs"] and "NOT" in desc["stand_in_for"] and desc["sizes"]["train"] == 100
+
+
+def test_channel_unique_fractions_long_form():
+    m = convnet((4, 4, 8), fc=8, in_channels=1, image_size=8)
+    with torch.no_grad():
+        m.conv2.weight.copy_(planted().repeat(1, 2, 1, 1))  # O=4, I=4: channels 0, 2 one filter; 1, 3: f, −f, g, g
+    df = F.channel_unique_fractions(m)
+    c2 = df[df["layer"] == "conv2"].set_index(["counting", "in_channel"])["unique_fraction"]
+    assert c2["exact"].tolist() == [0.25, 0.75, 0.25, 0.75]
+    assert c2["sign-invariant"].tolist() == [0.25, 0.5, 0.25, 0.5]
+    assert len(df) == 2 * (1 + 4 + 4 + 4 + 4 + 8)  # every input channel of the six convs, both countings
