@@ -1,0 +1,216 @@
+"""Tests for qnnlib.binary_gemm: every backend bit-exact against the unpacked ±1 product.
+
+The CUDA backends run only where CuPy and a GPU are present (skipped cleanly otherwise); their
+sources are compiled by nvcc in tests/test_kernels_compile.py on any machine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qnnlib.binary_gemm import BACKENDS, KERNEL_DIR, _KERNELS, _xor_popcount_gemm, binary_matmul
+from qnnlib.bitpack import pack, unpack
+
+_WORDS = numba.types.uint64[:, ::1]
+_KERNEL_SIG = (_WORDS, _WORDS, numba.types.int64, numba.types.int32[:, ::1])
+ODD_SHAPES = [(7, 13, 1000), (1, 1, 1), (3, 5, 64), (4, 6, 65), (2, 3, 63), (17, 9, 128), (67, 300, 517)]
+
+
+def _random_pm1(rng: np.random.Generator, rows: int, k: int) -> np.ndarray:
+    return rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(rows, k))
+
+
+def _expected(a_packed: np.ndarray, b_packed: np.ndarray, k: int) -> np.ndarray:
+    """The definition: the integer product of the unpacked ±1 matrices, A @ B.T."""
+    a = unpack(a_packed, k).astype(np.int64)
+    b = unpack(b_packed, k).astype(np.int64)
+    return a @ b.T
+
+
+@pytest.mark.parametrize("shape", ODD_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("word_bits", [32, 64])
+@pytest.mark.parametrize("backend", ["numpy", "cpu", "auto"])
+def test_cpu_backends_are_exact(shape, word_bits, backend):
+    m, n, k = shape
+    rng = np.random.default_rng(m * 1000 + n + k)
+    a, b = pack(_random_pm1(rng, m, k), word_bits), pack(_random_pm1(rng, n, k), word_bits)
+    out = binary_matmul(a, b, k, backend=backend)
+    assert isinstance(out, np.ndarray) and out.dtype == np.int32 and out.shape == (m, n)
+    np.testing.assert_array_equal(out, _expected(a, b, k))
+
+
+def test_extreme_values_and_real_inputs():
+    k = 300
+    ones = pack(np.ones((2, k)))
+    minus = pack(-np.ones((3, k)))
+    np.testing.assert_array_equal(binary_matmul(ones, ones, k), np.full((2, 2), k))
+    np.testing.assert_array_equal(binary_matmul(ones, minus, k), np.full((2, 3), -k))
+    x = np.random.default_rng(3).standard_normal((5, k))
+    w = np.random.default_rng(4).standard_normal((6, k))
+    sx, sw = np.where(x >= 0, 1, -1), np.where(w >= 0, 1, -1)
+    np.testing.assert_array_equal(binary_matmul(pack(x), pack(w), k), sx @ sw.T)
+
+
+def test_large_tile_remainders_and_empty():
+    rng = np.random.default_rng(5)
+    m, n, k = 131, 517, 2000  # several row tasks, a column block remainder, odd M
+    a, b = pack(_random_pm1(rng, m, k)), pack(_random_pm1(rng, n, k))
+    np.testing.assert_array_equal(binary_matmul(a, b, k, "cpu"), binary_matmul(a, b, k, "numpy"))
+    empty = binary_matmul(a[:0], b, k, "cpu")
+    assert empty.shape == (0, n) and empty.dtype == np.int32
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    m=st.integers(1, 20),
+    n=st.integers(1, 20),
+    k=st.integers(1, 200),
+    word_bits=st.sampled_from([32, 64]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_matches_unpacked_product_property(m, n, k, word_bits, seed):
+    rng = np.random.default_rng(seed)
+    a, b = pack(rng.standard_normal((m, k)), word_bits), pack(rng.standard_normal((n, k)), word_bits)
+    expected = _expected(a, b, k)
+    np.testing.assert_array_equal(binary_matmul(a, b, k, "cpu"), expected)
+    np.testing.assert_array_equal(binary_matmul(a, b, k, "numpy"), expected)
+
+
+def test_errors_are_clear():
+    a64, b64 = pack(np.ones((2, 100))), pack(np.ones((3, 100)))
+    with pytest.raises(ValueError, match="backend"):
+        binary_matmul(a64, b64, 100, backend="gpu")
+    with pytest.raises(ValueError, match="positive integer"):
+        binary_matmul(a64, b64, 0)
+    with pytest.raises(ValueError, match="same word size"):
+        binary_matmul(a64, pack(np.ones((3, 100)), 32), 100)
+    with pytest.raises(ValueError, match="words per row"):
+        binary_matmul(a64, b64, 200)
+    with pytest.raises(ValueError, match="words per row"):
+        binary_matmul(a64, pack(np.ones((3, 150))), 100)
+    with pytest.raises(ValueError, match="padding bits"):
+        binary_matmul(a64, b64, 90)  # packed with K=100: bits 90..99 are set
+    with pytest.raises(ValueError, match="2-D"):
+        binary_matmul(a64[0], b64, 100)
+    with pytest.raises(ValueError, match="uint32 or uint64"):
+        binary_matmul(a64.astype(np.int64), b64.astype(np.int64), 100)
+
+
+def test_kernel_sources_are_found_next_to_the_package():
+    assert KERNEL_DIR == Path(__file__).resolve().parent.parent / "kernels"
+    for source, names in _KERNELS.items():
+        text = (KERNEL_DIR / source).read_text()
+        for name in names:
+            assert re.search(rf'extern "C" __global__ void (__launch_bounds__\(\w+\)\s+)?{name}\(', text), name
+    assert set(BACKENDS) >= {"auto", "numpy", "cpu", "cuda-xnor", "cuda-tc"}
+
+
+# --- generated code: the popcount must be vectorised ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def host_asm() -> str:
+    """Assembly of the CPU kernel compiled for this host (a fresh, uncached copy: Numba cannot
+    inspect code loaded from its on-disk cache)."""
+    fresh = numba.njit(parallel=True, cache=False)(_xor_popcount_gemm.py_func)
+    fresh.compile(_KERNEL_SIG)
+    return fresh.inspect_asm(_KERNEL_SIG)
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    match = re.search(r"^flags\s*:(.*)$", text, re.M)
+    return set(match.group(1).split()) if match else set()
+
+
+@pytest.mark.skipif("avx512_vpopcntdq" not in _cpu_flags(), reason="CPU lacks AVX-512 VPOPCNTDQ")
+def test_host_asm_uses_vpopcntq(host_asm):
+    assert "vpopcntq" in host_asm
+
+
+@pytest.mark.skipif("avx2" not in _cpu_flags(), reason="not an AVX2 x86 CPU")
+def test_host_asm_vectorises_the_popcount(host_asm):
+    # AVX-512 VPOPCNTDQ: vpopcntq; AVX2 only: LLVM's nibble-table popcount (vpshufb + vpsadbw).
+    assert "vpopcntq" in host_asm or ("vpshufb" in host_asm and "vpsadbw" in host_asm)
+
+
+def test_kernel_compiles_to_vpopcntq_for_an_avx512_cpu(tmp_path):
+    """Cross-compile the same kernel for Ice Lake server (AVX-512 VPOPCNTDQ) without running it."""
+    code = (
+        "from numba import types\n"
+        "from qnnlib.binary_gemm import _xor_popcount_gemm as f\n"
+        "sig = (types.uint64[:, ::1], types.uint64[:, ::1], types.int64, types.int32[:, ::1])\n"  # = _KERNEL_SIG
+        "f.compile(sig)\n"
+        "print(f.inspect_asm(sig))\n"
+    )
+    env = dict(
+        os.environ,
+        NUMBA_CPU_NAME="icelake-server",
+        NUMBA_CPU_FEATURES="+64bit,+avx,+avx2,+fma,+bmi,+bmi2,+popcnt,+sse4.2,+lzcnt,"
+        "+avx512f,+avx512cd,+avx512bw,+avx512dq,+avx512vl,+avx512vpopcntdq",
+        NUMBA_CACHE_DIR=str(tmp_path),
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"vpopcntq\s+%[yz]mm", done.stdout)
+
+
+# --- GPU backends (skipped without CuPy and a CUDA device) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cp():
+    cupy = pytest.importorskip("cupy")
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError:
+        count = 0
+    if count < 1:
+        pytest.skip("no CUDA device")
+    return cupy
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", ODD_SHAPES + [(130, 257, 4097)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("backend", ["cuda-xnor", "cuda-tc", "auto"])
+def test_cuda_backends_are_exact(cp, shape, backend):
+    from qnnlib.binary_gemm import _compute_capability
+
+    if backend == "cuda-tc" and _compute_capability() < 80:
+        pytest.skip("1-bit tensor cores need compute capability >= 8.0")
+    m, n, k = shape
+    rng = np.random.default_rng(m + n + k)
+    for word_bits in (32, 64):
+        a, b = pack(_random_pm1(rng, m, k), word_bits), pack(_random_pm1(rng, n, k), word_bits)
+        out = binary_matmul(cp.asarray(a), cp.asarray(b), k, backend)
+        assert isinstance(out, cp.ndarray) and out.dtype == cp.int32
+        np.testing.assert_array_equal(cp.asnumpy(out), _expected(a, b, k))
+    # NumPy inputs with an explicit CUDA backend come back as NumPy
+    assert isinstance(binary_matmul(a, b, k, "cuda-xnor"), np.ndarray)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(7, 13, 1000), (1, 1, 1), (33, 65, 64), (100, 37, 129)])
+def test_cuda_pack_and_float_baseline_are_exact(cp, shape):
+    from qnnlib.binary_gemm import gemm_float_cuda, pack_cuda
+
+    m, n, k = shape
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    x[0, 0] = 0.0
+    np.testing.assert_array_equal(cp.asnumpy(pack_cuda(cp.asarray(x))), pack(x, 32))
+    a, b = _random_pm1(rng, m, k), _random_pm1(rng, n, k)
+    c = gemm_float_cuda(cp.asarray(a), cp.asarray(np.ascontiguousarray(b.T)))
+    np.testing.assert_array_equal(cp.asnumpy(c), a.astype(np.int64) @ b.T.astype(np.int64))
