@@ -1,0 +1,354 @@
+"""Binary GEMM benchmarks: ``python -m qnnlib.bench cpu`` and ``python -m qnnlib.bench gpu``.
+
+The paper (NIPS 2016 §4, Fig. 2; PAPER.md §1.5) times an 8192^3 binary matrix product on a GTX 750:
+the XNOR kernel is ~23x faster than its own tiled float baseline and ~3.4x faster than cuBLAS. We
+measure the same comparison, with every baseline timed in the same run on the same shapes:
+
+- ``cpu``: :func:`qnnlib.binary_gemm.binary_matmul` (Numba XOR-popcount on packed words) against
+  ``torch.matmul`` on float32 ±1 matrices, plus the packing time (:func:`cpu_gemm_sweep`).
+- ``gpu``: compiles every CUDA kernel, checks each bit-exact against the CPU reference on odd sizes,
+  then times the paper's tiled float baseline, the XNOR CUDA-core kernel, the 1-bit tensor-core
+  kernel, cuBLAS fp32 and torch TF32/bf16 with CUDA events (:func:`gpu_gemm_sweep`). It needs only
+  numpy, cupy and (optionally) torch -- no pandas.
+
+Times are medians of several runs after warm-up. Ops are counted as 2*M*N*K (one multiply and one add
+per connection, binary or not), so "Gop/s" compares like with like. A size ``n`` means M = N = K = n.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from qnnlib.binary_gemm import binary_matmul
+from qnnlib.bitpack import pack
+
+Shape = tuple[int, int, int]
+
+
+def _shape(size: int | Sequence[int]) -> Shape:
+    if isinstance(size, int):
+        return (size, size, size)
+    m, n, k = size
+    return (int(m), int(n), int(k))
+
+
+def _median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1, budget_s: float = 20.0) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs (CPU work only).
+
+    Stops early (after at least 3 runs) once ``budget_s`` seconds have been spent timing.
+    """
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 3 and sum(times) > budget_s:
+            break
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------------------------------------------
+# CPU
+# ---------------------------------------------------------------------------------------------------
+
+
+def cpu_gemm_sweep(
+    sizes: Iterable[int | Sequence[int]] = (256, 1024, 2048, 4096),
+    repeats: int = 5,
+    seed: int = 0,
+) -> "pandas.DataFrame":  # noqa: F821 - pandas is imported lazily
+    """Time the packed binary GEMM against ``torch.matmul`` float32 on the same ±1 matrices.
+
+    For each shape (M, N, K) it computes A @ B.T with A (M, K) and B (N, K) and records, per method,
+    the median seconds, Gop/s (2*M*N*K / s) and the speed-up over torch float32:
+
+    - ``torch.matmul fp32``: the float baseline (all of torch's threads);
+    - ``binary_matmul cpu``: the Numba XOR-popcount kernel on already packed operands;
+    - ``pack A and B``: :func:`qnnlib.bitpack.pack` of both float operands;
+    - ``binary incl. packing``: the sum of the two rows above (for weights, packing is done once).
+
+    Every binary result is checked equal to the float product (exact: |entries| <= K < 2**24).
+    """
+    import numba  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    for size in sizes:
+        m, n, k = _shape(size)
+        a = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(m, k))
+        b = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(n, k))
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        pa, pb = pack(a), pack(b)
+
+        exact = bool(np.array_equal(binary_matmul(pa, pb, k, "cpu"), torch.matmul(ta, tb.T).numpy()))
+        t_torch = _median_seconds(lambda: torch.matmul(ta, tb.T), repeats)
+        t_bin = _median_seconds(lambda: binary_matmul(pa, pb, k, "cpu"), repeats)
+        t_pack = _median_seconds(lambda: (pack(a), pack(b)), repeats)
+        ops = 2.0 * m * n * k
+        for method, seconds in (
+            ("torch.matmul fp32", t_torch),
+            ("binary_matmul cpu", t_bin),
+            ("pack A and B", t_pack),
+            ("binary incl. packing", t_bin + t_pack),
+        ):
+            rows.append(
+                {
+                    "M": m, "N": n, "K": k, "method": method, "seconds": seconds,
+                    "Gop/s": ops / seconds / 1e9 if method != "pack A and B" else float("nan"),
+                    "speedup_vs_torch": t_torch / seconds if method != "pack A and B" else float("nan"),
+                    "exact": exact,
+                    "torch_threads": torch.get_num_threads(),
+                    "numba_threads": numba.get_num_threads(),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _main_cpu(args: argparse.Namespace) -> int:
+    import llvmlite.binding as llvm  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415
+
+    sizes = args.sizes or [256, 1024, 2048, 4096]
+    print(f"CPU: {_cpu_name()} (LLVM target {llvm.get_host_cpu_name()}), binary GEMM vs torch.matmul fp32")
+    t0 = time.perf_counter()
+    binary_matmul(pack(np.ones((2, 64))), pack(np.ones((2, 64))), 64, "cpu")  # Numba compile / cache load
+    print(f"Numba kernel ready in {time.perf_counter() - t0:.1f} s")
+    df = cpu_gemm_sweep(sizes, repeats=args.repeats)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(df.drop(columns=["torch_threads", "numba_threads"]).to_string(index=False, float_format="%.4g"))
+    print(f"threads: torch {df.torch_threads.iloc[0]}, numba {df.numba_threads.iloc[0]}")
+    ok = bool(df.exact.all())
+    print("all binary results equal the float products" if ok else "MISMATCH between binary and float results")
+    return 0 if ok else 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# GPU
+# ---------------------------------------------------------------------------------------------------
+
+VERIFY_SHAPES: tuple[Shape, ...] = ((7, 13, 1000), (1, 1, 1), (33, 65, 64), (130, 257, 4097), (129, 131, 513))
+
+
+def gpu_available() -> tuple[bool, str]:
+    """Whether CuPy and a CUDA device are usable, with the reason when not."""
+    try:
+        import cupy as cp  # noqa: PLC0415
+    except ImportError:
+        return False, "CuPy is not installed (pip install 'qnnlib[gpu]')"
+    try:
+        if cp.cuda.runtime.getDeviceCount() < 1:
+            return False, "no CUDA device found"
+    except Exception as exc:  # noqa: BLE001 - any driver/runtime failure means: no usable GPU
+        return False, f"CUDA runtime unavailable: {exc}"
+    return True, ""
+
+
+def gpu_name() -> str:
+    import cupy as cp  # noqa: PLC0415
+
+    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    return f"{name} (sm_{cp.cuda.Device().compute_capability})"
+
+
+def verify_cuda_kernels(shapes: Iterable[Shape] = VERIFY_SHAPES, seed: int = 0) -> list[dict[str, Any]]:
+    """Run every CUDA kernel on odd shapes and compare bit-exactly with the NumPy reference."""
+    import cupy as cp  # noqa: PLC0415
+
+    from qnnlib.binary_gemm import _compute_capability, gemm_float_cuda, pack_cuda  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    results = []
+    for m, n, k in shapes:
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        a = np.where(x >= 0, 1.0, -1.0).astype(np.float32)
+        b = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(n, k))
+        pa, pb = pack(a, 32), pack(b, 32)
+        ref = binary_matmul(pa, pb, k, "numpy")
+        checks = {
+            "pack_rows_f32": np.array_equal(cp.asnumpy(pack_cuda(cp.asarray(x))), pa),
+            "gemm_f32_tiled": np.array_equal(
+                cp.asnumpy(gemm_float_cuda(cp.asarray(a), cp.asarray(np.ascontiguousarray(b.T)))), ref
+            ),
+            "xnor_gemm_u32": np.array_equal(
+                cp.asnumpy(binary_matmul(cp.asarray(pa), cp.asarray(pb), k, "cuda-xnor")), ref
+            ),
+            "xnor_gemm_u32 (uint64 input)": np.array_equal(
+                cp.asnumpy(binary_matmul(cp.asarray(pack(a)), cp.asarray(pack(b)), k, "cuda-xnor")), ref
+            ),
+        }
+        if _compute_capability() >= 80:
+            checks["b1_tc_gemm"] = np.array_equal(
+                cp.asnumpy(binary_matmul(cp.asarray(pa), cp.asarray(pb), k, "cuda-tc")), ref
+            )
+        results += [{"shape": (m, n, k), "kernel": name, "exact": bool(ok)} for name, ok in checks.items()]
+    return results
+
+
+def _cuda_median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 3, budget_s: float = 4.0) -> float:
+    """Median GPU time of ``fn()`` between CUDA events (on the legacy default stream, which both CuPy
+    and torch use by default), after ``warmup`` runs; stops early once ``budget_s`` is spent."""
+    import cupy as cp  # noqa: PLC0415
+
+    for _ in range(warmup):
+        fn()
+    cp.cuda.Device().synchronize()
+    start, stop = cp.cuda.Event(), cp.cuda.Event()
+    times: list[float] = []
+    for _ in range(max(1, repeats)):
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, stop) / 1e3)
+        if len(times) >= 3 and sum(times) > budget_s:
+            break
+    return statistics.median(times)
+
+
+def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), repeats: int = 30,
+                   seed: int = 0) -> list[dict[str, Any]]:
+    """Time every GPU GEMM on ±1 matrices A (M, K), B (N, K) computing A @ B.T; rows of plain dicts.
+
+    Methods: the paper's 16x16-tiled float baseline, the XNOR CUDA-core kernel and the 1-bit
+    tensor-core kernel (each on packed operands, and including the packing of both operands as in the
+    paper's benchmark), cuBLAS fp32 via CuPy, and torch fp32 (TF32 off) / TF32 / bf16 when torch has
+    CUDA. Speed-ups are against the float baseline and against cuBLAS fp32. All binary results are
+    checked equal to the baseline's at every size.
+    """
+    import cupy as cp  # noqa: PLC0415
+
+    from qnnlib.binary_gemm import _compute_capability, gemm_float_cuda, pack_cuda  # noqa: PLC0415
+
+    try:
+        import torch  # noqa: PLC0415
+
+        torch_cuda = torch.cuda.is_available()
+    except ImportError:
+        torch_cuda = False
+    rows: list[dict[str, Any]] = []
+    cp.random.seed(seed)
+    for size in sizes:
+        m, n, k = _shape(size)
+        a = cp.where(cp.random.random((m, k)) < 0.5, -1.0, 1.0).astype(cp.float32)
+        b = cp.where(cp.random.random((n, k)) < 0.5, -1.0, 1.0).astype(cp.float32)
+        b_t = cp.ascontiguousarray(b.T)  # the baseline multiplies (M, K) by (K, N), as the paper's gemm
+        pa, pb = pack_cuda(a), pack_cuda(b)
+        methods: dict[str, Callable[[], Any]] = {
+            "baseline float (16x16 tiles)": lambda: gemm_float_cuda(a, b_t),
+            "XNOR CUDA cores": lambda: binary_matmul(pa, pb, k, "cuda-xnor"),
+            "XNOR CUDA cores incl. packing": lambda: binary_matmul(pack_cuda(a), pack_cuda(b), k, "cuda-xnor"),
+        }
+        if _compute_capability() >= 80:
+            methods["b1 tensor cores"] = lambda: binary_matmul(pa, pb, k, "cuda-tc")
+            methods["b1 tensor cores incl. packing"] = lambda: binary_matmul(pack_cuda(a), pack_cuda(b), k, "cuda-tc")
+        methods["cuBLAS fp32 (cupy)"] = lambda: cp.matmul(a, b.T)
+        if torch_cuda:
+            ta, tb = torch.from_dlpack(a), torch.from_dlpack(b)
+            ta16, tb16 = ta.bfloat16(), tb.bfloat16()
+
+            def _torch_mm(x, y, precision):
+                def run():
+                    torch.set_float32_matmul_precision(precision)  # "highest": fp32, "high": TF32
+                    return torch.matmul(x, y.T)
+                return run
+
+            methods["torch fp32 (cuBLAS, TF32 off)"] = _torch_mm(ta, tb, "highest")
+            methods["torch TF32"] = _torch_mm(ta, tb, "high")
+            methods["torch bf16"] = _torch_mm(ta16, tb16, "highest")
+
+        # exactness at the timed size: every binary kernel equals the float baseline
+        base = gemm_float_cuda(a, b_t)
+        for name in ("XNOR CUDA cores", "b1 tensor cores"):
+            if name in methods and not bool(cp.array_equal(methods[name]().astype(cp.float32), base)):
+                raise AssertionError(f"{name} differs from the float baseline at {m}x{n}x{k}")
+        del base
+
+        ops = 2.0 * m * n * k
+        times = {name: _cuda_median_seconds(fn, repeats) for name, fn in methods.items()}
+        if torch_cuda:
+            torch.set_float32_matmul_precision("highest")
+        t_base = times["baseline float (16x16 tiles)"]
+        t_cublas = times.get("torch fp32 (cuBLAS, TF32 off)", times["cuBLAS fp32 (cupy)"])
+        for name, seconds in times.items():
+            rows.append({"M": m, "N": n, "K": k, "method": name, "ms": seconds * 1e3,
+                         "Top/s": ops / seconds / 1e12, "vs_baseline": t_base / seconds,
+                         "vs_cublas_fp32": t_cublas / seconds})
+        del a, b, b_t, pa, pb
+        cp.get_default_memory_pool().free_all_blocks()
+    return rows
+
+
+def _print_rows(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    table = [[fmt(r[c]) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for t in table:
+        print("  ".join(v.ljust(w) for v, w in zip(t, widths)))
+
+
+def _main_gpu(args: argparse.Namespace) -> int:
+    ok, why = gpu_available()
+    if not ok:
+        print(f"gpu benchmark: no usable GPU: {why}")
+        return 2
+    from qnnlib.binary_gemm import compile_cuda_kernels  # noqa: PLC0415
+
+    print(f"GPU: {gpu_name()}")
+    for name, seconds in compile_cuda_kernels().items():
+        print(f"compiled {name:<20} {seconds:6.2f} s")
+    checks = verify_cuda_kernels()
+    bad = [c for c in checks if not c["exact"]]
+    print(f"bit-exact checks vs the CPU reference: {len(checks) - len(bad)}/{len(checks)} passed")
+    for c in bad:
+        print(f"  FAIL {c['kernel']} at M,N,K = {c['shape']}")
+    if bad:
+        return 1
+    rows = gpu_gemm_sweep(args.sizes or [1024, 4096, 8192], repeats=args.repeats)
+    print(f"\nbinary GEMM A @ B.T on {gpu_name()} (median of CUDA-event times after warm-up)")
+    _print_rows(rows, ["M", "N", "K", "method", "ms", "Top/s", "vs_baseline", "vs_cublas_fp32"])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for ``python -m qnnlib.bench {cpu,gpu} [--sizes ...] [--repeats N]``."""
+    parser = argparse.ArgumentParser(prog="python -m qnnlib.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("mode", choices=["cpu", "gpu"])
+    parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=None,
+                        help="comma-separated square sizes n (M = N = K = n)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per method (median)")
+    args = parser.parse_args(argv)
+    if args.mode == "cpu":
+        args.repeats = args.repeats or 5
+        return _main_cpu(args)
+    args.repeats = args.repeats or 30
+    return _main_gpu(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
