@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -81,6 +81,7 @@ __all__ = [
     "layer_table",
     "scheme_totals",
     "summary",
+    "comparison_rows",
     "packed_export",
     "save_packed",
     "disk_sizes",
@@ -446,6 +447,41 @@ def summary(
                  "=" * width]
         print_fn("\n".join(lines))
     return native
+
+
+def comparison_rows(totals: Mapping[str, pd.DataFrame],
+                    disk: Mapping[str, Mapping[str, float]] | None = None) -> list[dict[str, object]]:
+    """Paper-vs-ours rows (``metrics["rows"]``, see :mod:`qnnlib.results`) for BNN ``binary`` vs ``fp32``.
+
+    ``totals`` maps a model label to its :func:`scheme_totals`; ``disk`` a label to :func:`disk_sizes`.
+    Rows: weight memory reduction and 64-bit access reduction (paper: 32× each, NIPS §3), energy
+    reduction (paper: "more than 32 times"; no single number, so no ``paper_key``) and the on-disk
+    ratio of the packed checkpoint.  The dataset is ``"-"``: these are properties of the architecture.
+    """
+    size_key, access_key = "memory:BNN vs 32-bit DNN:memory size reduction x", \
+        "memory:BNN vs 32-bit DNN:memory access reduction x"
+    rows: list[dict[str, object]] = []
+    for label, t in totals.items():
+        b = t.loc["binary"]
+        rows += [
+            {"row": f"{label}: binary weights vs float32", "metric": "memory size reduction x",
+             "value": float(b["weight_compression"]), "dataset": "-", "paper_key": size_key,
+             "note": f"weights only; with float32 biases/BN {b['memory_compression']:.2f}x"},
+            {"row": f"{label}: 64-bit memory accesses", "metric": "memory access reduction x",
+             "value": float(b["access_reduction"]), "dataset": "-", "paper_key": access_key,
+             "note": f"weights + activations; weights alone {b['weight_access_reduction']:.2f}x"},
+            {"row": f"{label}: energy per inference (Horowitz 45 nm)", "metric": "energy reduction x",
+             "value": float(b["energy_reduction"]), "dataset": "-",
+             "note": f"paper: 'more than 32 times' (NIPS §3), no single number; compute alone "
+                     f"{b['compute_energy_reduction']:.1f}x; assumptions in energy.EnergyAssumptions"},
+        ]
+    for label, d in (disk or {}).items():
+        rows.append({"row": f"{label}: packed checkpoint on disk", "metric": "memory size reduction x",
+                     "value": float(d["disk_ratio"]), "dataset": "-", "paper_key": size_key,
+                     "note": f"{int(d['float_state_dict_bytes']):,} B float state_dict vs "
+                             f"{int(d['packed_bytes']):,} B packed (binary weights alone "
+                             f"{d['binary_weight_ratio']:.2f}x)"})
+    return rows
 
 
 # ------------------------------------------------------------------------------ measured on disk

@@ -201,3 +201,19 @@ def test_packed_export_roundtrip_and_disk_sizes(tmp_path):
     # 784 inputs pad to 13 words of 64: 832 bits per row for 784 values
     assert s["binary_weight_packed_bytes"] == 256 * 13 * 8 + 256 * 4 * 8 + 10 * 4 * 8
     assert s["binary_weight_ratio"] == pytest.approx(s["binary_weight_float_bytes"] / s["binary_weight_packed_bytes"])
+
+
+def test_comparison_rows_match_paper_keys(tmp_path):
+    from qnnlib import results
+
+    t = E.scheme_totals(E.account(tiny_mlp(), (4,)))
+    rows = E.comparison_rows({"tiny": t}, {"tiny": {"disk_ratio": 30.0, "float_state_dict_bytes": 300,
+                                                    "packed_bytes": 10, "binary_weight_ratio": 32.0}})
+    assert [r["metric"] for r in rows] == ["memory size reduction x", "memory access reduction x",
+                                          "energy reduction x", "memory size reduction x"]
+    assert rows[0]["value"] == pytest.approx(32.0)
+    results.write_metrics("energy_test", "t", config={}, metrics={"rows": rows}, history=[],
+                          dataset={"name": "-"}, wall_time_s=0.0, results_dir=tmp_path)
+    table = results.comparison_table("t", tmp_path)
+    assert table.loc[0, "paper"] == 32.0 and bool(table.loc[0, "comparable"])
+    assert table.loc[0, "delta"] == pytest.approx(0.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -145,3 +146,19 @@ def test_channel_unique_fractions_long_form():
     assert c2["exact"].tolist() == [0.25, 0.75, 0.25, 0.75]
     assert c2["sign-invariant"].tolist() == [0.25, 0.5, 0.25, 0.5]
     assert len(df) == 2 * (1 + 4 + 4 + 4 + 4 + 8)  # every input channel of the six convs, both countings
+
+
+def test_comparison_rows_are_valid_metrics_rows(tmp_path):
+    from qnnlib import results
+
+    w = planted()
+    rep = pd.DataFrame([dataclasses.asdict(F.layer_repetition("c", w, 4))])
+    rows = F.comparison_rows(rep, "fashion-mnist", {"train": 1, "valid": 1, "test": 1})
+    assert rows[0]["value"] == 50.0 and rows[1]["value"] == 37.5 and rows[2]["value"] == 2.0
+    results.write_metrics("filters_test", "t", config={}, metrics={"rows": rows}, history=[],
+                          dataset={"name": "fashion-mnist"}, wall_time_s=0.0, results_dir=tmp_path)
+    table = results.comparison_table("t", tmp_path)
+    assert table.loc[0, "paper"] == 42.0 and not table.loc[0, "comparable"]  # different dataset, said so
+    assert "DIFFERENT DATASET" in table.loc[0, "note"]
+    with pytest.raises(ValueError):
+        F.comparison_rows(rep.iloc[:0], "x")
