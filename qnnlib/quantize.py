@@ -110,11 +110,26 @@ def ap2(x: torch.Tensor) -> torch.Tensor:
 
 
 def linear_levels(bits: int, min_v: float = -1.0, max_v: float = 1.0) -> torch.Tensor:
-    """The 2^bits output levels of :func:`linear_quant` (float64, ascending)."""
+    """The 2^bits output levels of :func:`linear_quant` (float64, ascending).
+
+    Computed with the same float64 formula as :func:`linear_quant` (``(2i − n)/n`` for [−1, 1],
+    otherwise a two-sided lerp exact at both ends), so that the outputs of ``linear_quant`` on a
+    tensor of any dtype are exactly ``linear_levels(bits, min_v, max_v).to(dtype)``.
+    """
     bits = check_bits(bits)
     min_v, max_v = _check_range(min_v, max_v)
     n = 2**bits - 1
-    return torch.tensor([min_v + (max_v - min_v) * i / n for i in range(n + 1)], dtype=torch.float64)
+    idx = torch.arange(n + 1, dtype=torch.float64)
+    if (min_v, max_v) == (-1.0, 1.0):
+        return (2 * idx - n) / n
+    return _lerp_levels(idx, n, min_v, max_v)
+
+
+def _lerp_levels(idx: torch.Tensor, n: int, min_v: float, max_v: float) -> torch.Tensor:
+    # Level i of n on [min_v, max_v] in float64, exact at both ends (torch.lerp's two-sided formula).
+    w = idx / n
+    d = max_v - min_v
+    return torch.where(w < 0.5, min_v + d * w, max_v - d * (1 - w))
 
 
 def linear_quant(
@@ -138,23 +153,33 @@ def linear_quant(
     bits = check_bits(bits)
     min_v, max_v = _check_range(min_v, max_v)
     _check_generator(generator)
-    xc = x.clamp(min_v, max_v)
     if bits == 1 and not stochastic:
-        # Exact threshold at the mid-point: avoids (x - min)/Δ + ½ rounding tiny negatives up to +1.
+        # Exact threshold at the mid-point (0 for the default range): sign(0) = +1.
         mid = 0.5 * (min_v + max_v)
         lo = torch.full((), min_v, dtype=x.dtype, device=x.device)
         hi = torch.full((), max_v, dtype=x.dtype, device=x.device)
         return torch.where(x >= mid, hi, lo)
     n = 2**bits - 1
-    delta = (max_v - min_v) / n
-    t = (xc - min_v) / delta  # in [0, n]
+    # Work relative to the centre c of the range: s = (x − c)·n/(max_v − min_v) ∈ [−n/2, n/2], whose
+    # levels are (2i − n)/2 and whose rounding mid-points are the integers.  The level index
+    # ⌊s⌋ + (n+1)/2 therefore rounds exact mid-points (e.g. x = 0 for [−1, 1]) up; the naive
+    # ⌊(x − min_v)/Δ + ½⌋ does not, because Δ = (max_v − min_v)/n is inexact in floating point (in
+    # float32 it sent linear_quant(0., 3) to −1/7).  Multiplying by n before dividing keeps s exact
+    # at mid-points whenever they are representable.
+    c = 0.5 * (min_v + max_v)
+    work = x if x.dtype in (torch.float32, torch.float64) else x.float()  # half types: index in float32
+    s = ((work.clamp(min_v, max_v) - c) * n) / (max_v - min_v)
     if stochastic:
-        u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        idx = torch.floor(t + u)
+        # Round up with probability equal to the fractional part of t = s + n/2 ∈ [0, n].
+        r = torch.rand(x.shape, generator=generator, dtype=work.dtype, device=x.device)
+        idx = torch.floor(s + (n / 2 + r))
     else:
-        idx = torch.floor(t + 0.5)
+        idx = torch.floor(s) + (n + 1) // 2
     idx = idx.clamp(0, n)
-    return idx * delta + min_v
+    if (min_v, max_v) == (-1.0, 1.0):
+        return ((2 * idx - n) / n).to(x.dtype)
+    # Other ranges: the level in float64 with linear_levels' formula, then rounded once.
+    return _lerp_levels(idx.double(), n, min_v, max_v).to(x.dtype)
 
 
 def log_levels(bits: int, fsr: int) -> torch.Tensor:
@@ -278,6 +303,7 @@ def linear_quant_ste(
     ``cancel=True`` (activations): ``g_x = g · 1{min_v ≤ x ≤ max_v}``, the k-bit analogue of Eq. 4.
     ``cancel=False`` (latent weights, clipped after each update): ``g_x = g``.
     """
+    check_float_tensor(x)  # before x.detach(): a non-tensor must raise ValueError, not AttributeError
     q = linear_quant(x.detach(), bits, min_v, max_v, stochastic=stochastic, generator=generator)
     if cancel:
         return _IdentitySTE.apply(x, q, float(min_v), float(max_v))
