@@ -128,53 +128,56 @@ def _popcount64(typingctx, x):
     return types.uint64(types.uint64), codegen
 
 
-_ROW_BLOCK = 64  # rows of A per parallel task; the task reuses one (W, _COL_BLOCK) block of B from L2
-_COL_BLOCK = 256  # output columns per block: the vectorised inner loop and its two accumulators
+_ROW_BLOCK = 64  # rows of A per parallel task
+_B_BLOCK_BYTES = 256 * 1024  # a task's block of B, (W, col_block) words, is sized to stay in L2
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _xor_popcount_gemm(a, bt, k, out):  # pragma: no cover - compiled by Numba, tested through callers
+def _xor_popcount_gemm(a, bt, k, out, row_block, col_block):  # pragma: no cover - compiled by Numba
     """out[i, j] = k - 2 * sum_w popcount(a[i, w] ^ bt[w, j]) for a (M, W), bt (W, N) uint64 (Eq. 7).
 
     B is passed transposed so that the innermost loop runs over contiguous columns j: for fixed (i, w)
     it is ``acc[j] += popcount(a_iw ^ bt[w, j])``, which LLVM vectorises (``vpopcntq`` on AVX-512
-    VPOPCNTDQ). Two rows of A share each loaded vector of B (register tiling); a task owns
-    ``_ROW_BLOCK`` rows, and for each block of ``_COL_BLOCK`` columns the (W, _COL_BLOCK) block of B
-    stays in cache while the task's rows stream past it.
+    VPOPCNTDQ). Two rows of A share each loaded vector of B (register tiling). Parallel tasks are
+    (row block, column block) pairs, so skinny products (few rows, e.g. a small batch) still use every
+    core; within a task the (W, col_block) block of B stays in cache while the task's rows stream past.
     """
     m, w = a.shape
     n = bt.shape[1]
-    n_tasks = (m + _ROW_BLOCK - 1) // _ROW_BLOCK
-    for task in prange(n_tasks):
-        acc0 = np.empty(_COL_BLOCK, dtype=np.uint64)
-        acc1 = np.empty(_COL_BLOCK, dtype=np.uint64)
-        row_end = min(m, (task + 1) * _ROW_BLOCK)
-        for j0 in range(0, n, _COL_BLOCK):
-            nj = min(_COL_BLOCK, n - j0)
-            for i in range(task * _ROW_BLOCK, row_end, 2):
-                i1 = min(i + 1, m - 1)  # odd M: the last row is computed twice and stored once
-                acc0[:nj] = 0
-                acc1[:nj] = 0
-                for word in range(w):
-                    x0 = a[i, word]
-                    x1 = a[i1, word]
-                    bw = bt[word, j0 : j0 + nj]
-                    for j in range(nj):
-                        acc0[j] += _popcount64(x0 ^ bw[j])
-                        acc1[j] += _popcount64(x1 ^ bw[j])
+    n_row_blocks = (m + row_block - 1) // row_block
+    n_col_blocks = (n + col_block - 1) // col_block
+    for task in prange(n_row_blocks * n_col_blocks):
+        i0 = (task // n_col_blocks) * row_block
+        j0 = (task % n_col_blocks) * col_block
+        i_end = min(m, i0 + row_block)
+        nj = min(col_block, n - j0)
+        acc0 = np.empty(nj, dtype=np.uint64)
+        acc1 = np.empty(nj, dtype=np.uint64)
+        for i in range(i0, i_end, 2):
+            i1 = min(i + 1, i_end - 1)  # odd block: its last row is computed twice, stored once
+            acc0[:] = 0
+            acc1[:] = 0
+            for word in range(w):
+                x0 = a[i, word]
+                x1 = a[i1, word]
+                bw = bt[word, j0 : j0 + nj]
                 for j in range(nj):
-                    out[i, j0 + j] = k - 2 * np.int64(acc0[j])
-                if i + 1 < m:
-                    for j in range(nj):
-                        out[i + 1, j0 + j] = k - 2 * np.int64(acc1[j])
+                    acc0[j] += _popcount64(x0 ^ bw[j])
+                    acc1[j] += _popcount64(x1 ^ bw[j])
+            for j in range(nj):
+                out[i, j0 + j] = k - 2 * np.int64(acc0[j])  # K - 2 popcount(a XOR b)
+            if i + 1 < i_end:
+                for j in range(nj):
+                    out[i + 1, j0 + j] = k - 2 * np.int64(acc1[j])
 
 
 def _matmul_cpu(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
     a64 = _to_u64_words(a)
     bt64 = np.ascontiguousarray(_to_u64_words(b).T)
     out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
+    col_block = int(np.clip(_B_BLOCK_BYTES // (8 * a64.shape[1]) // 16 * 16, 16, 512))
     if out.size:
-        _xor_popcount_gemm(a64, bt64, np.int64(k), out)
+        _xor_popcount_gemm(a64, bt64, np.int64(k), out, np.int64(_ROW_BLOCK), np.int64(col_block))
     return out
 
 
@@ -193,17 +196,23 @@ _KERNELS = {  # source file -> kernel entry points (extern "C")
 
 
 @functools.lru_cache(maxsize=None)
-def _cuda_function(name: str) -> Any:
-    """The compiled CUDA kernel ``name`` (one RawModule per source file, compiled on first use)."""
+def _cuda_module(source: str) -> Any:
+    """The CuPy RawModule of ``kernels/<source>`` (NVRTC-compiled on first use, cached by CuPy on disk)."""
     cp = _cupy()
-    source = next(f for f, names in _KERNELS.items() if name in names)
     path = KERNEL_DIR / source
     if not path.is_file():
         raise FileNotFoundError(
             f"CUDA kernel source {path} not found: the GPU backends need the repository's kernels/ folder "
             f"next to the qnnlib package (install from a source checkout with `pip install -e .`)"
         )
-    return cp.RawModule(code=path.read_text(), options=("--std=c++14",)).get_function(name)
+    return cp.RawModule(code=path.read_text(), options=("--std=c++14",))
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_function(name: str) -> Any:
+    """The compiled CUDA kernel ``name`` (an ``extern "C"`` entry point listed in ``_KERNELS``)."""
+    source = next(f for f, names in _KERNELS.items() if name in names)
+    return _cuda_module(source).get_function(name)
 
 
 def compile_cuda_kernels() -> dict[str, float]:

@@ -18,11 +18,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qnnlib.binary_gemm import BACKENDS, KERNEL_DIR, _KERNELS, _xor_popcount_gemm, binary_matmul
+from qnnlib.binary_gemm import (
+    _KERNELS,
+    BACKENDS,
+    KERNEL_DIR,
+    _to_u32_words,
+    _to_u64_words,
+    _xor_popcount_gemm,
+    binary_matmul,
+)
 from qnnlib.bitpack import pack, unpack
 
 _WORDS = numba.types.uint64[:, ::1]
-_KERNEL_SIG = (_WORDS, _WORDS, numba.types.int64, numba.types.int32[:, ::1])
+_I64 = numba.types.int64
+_KERNEL_SIG = (_WORDS, _WORDS, _I64, numba.types.int32[:, ::1], _I64, _I64)
 ODD_SHAPES = [(7, 13, 1000), (1, 1, 1), (3, 5, 64), (4, 6, 65), (2, 3, 63), (17, 9, 128), (67, 300, 517)]
 
 
@@ -61,6 +70,17 @@ def test_extreme_values_and_real_inputs():
     np.testing.assert_array_equal(binary_matmul(pack(x), pack(w), k), sx @ sw.T)
 
 
+@pytest.mark.parametrize("row_block,col_block", [(1, 1), (3, 5), (2, 16), (64, 512)])
+def test_cpu_kernel_any_blocking(row_block, col_block):
+    rng = np.random.default_rng(row_block + col_block)
+    m, n, k = 23, 37, 300
+    a, b = pack(_random_pm1(rng, m, k)), pack(_random_pm1(rng, n, k))
+    out = np.full((m, n), -99999, dtype=np.int32)
+    bt = np.ascontiguousarray(b.T)
+    _xor_popcount_gemm(a, bt, np.int64(k), out, np.int64(row_block), np.int64(col_block))
+    np.testing.assert_array_equal(out, _expected(a, b, k))
+
+
 def test_large_tile_remainders_and_empty():
     rng = np.random.default_rng(5)
     m, n, k = 131, 517, 2000  # several row tasks, a column block remainder, odd M
@@ -84,6 +104,18 @@ def test_matches_unpacked_product_property(m, n, k, word_bits, seed):
     expected = _expected(a, b, k)
     np.testing.assert_array_equal(binary_matmul(a, b, k, "cpu"), expected)
     np.testing.assert_array_equal(binary_matmul(a, b, k, "numpy"), expected)
+
+
+@pytest.mark.parametrize("k", [1, 32, 33, 64, 65, 100, 128, 129])
+def test_word_size_conversions(k):
+    """64-bit words split into (low, high) 32-bit words and back, as the CPU/GPU paths convert them."""
+    x = np.random.default_rng(k).standard_normal((3, k))
+    p32, p64 = pack(x, 32), pack(x, 64)
+    as32 = _to_u32_words(p64, np)
+    assert as32.dtype == np.uint32 and as32.shape[1] in (p32.shape[1], p32.shape[1] + 1)
+    np.testing.assert_array_equal(as32[:, : p32.shape[1]], p32)
+    assert not as32[:, p32.shape[1] :].any()
+    np.testing.assert_array_equal(_to_u64_words(p32), p64)
 
 
 def test_errors_are_clear():
@@ -151,7 +183,8 @@ def test_kernel_compiles_to_vpopcntq_for_an_avx512_cpu(tmp_path):
     code = (
         "from numba import types\n"
         "from qnnlib.binary_gemm import _xor_popcount_gemm as f\n"
-        "sig = (types.uint64[:, ::1], types.uint64[:, ::1], types.int64, types.int32[:, ::1])\n"  # = _KERNEL_SIG
+        "w = types.uint64[:, ::1]\n"
+        "sig = (w, w, types.int64, types.int32[:, ::1], types.int64, types.int64)\n"  # = _KERNEL_SIG
         "f.compile(sig)\n"
         "print(f.inspect_asm(sig))\n"
     )
