@@ -6,7 +6,11 @@ w.r.t. that pre-activation — is quantized **per tensor**:
 
 * ``method="log"`` (the paper's choice: "only logarithmic quantization works"):
   ``g_q = LogQuant(g, bits)`` with ``fsr = ceil(log2 max|g|)`` (Miyashita et al. 2016), deterministic.
-* ``method="linear"``: ``g_q = s · LinearQuant(g / s, bits)`` with ``s = max|g|`` (symmetric).
+* ``method="linear"``: sign-magnitude with the same code budget as the log method (one sign bit,
+  2^(bits−1) magnitude codes including zero): ``g_q = s · sign(g) · ⌊n·|g|/s + ½⌋ / n`` with
+  ``s = max|g|`` and ``n = 2^(bits−1) − 1`` (bits ≥ 2).  Zero stays zero and ``g_q(−g) = −g_q(g)``;
+  the 2^bits levels of :func:`~qnnlib.quantize.linear_quant` contain no zero, which turned every exactly
+  zero gradient entry (e.g. one cancelled by the STE) into +s/(2^bits − 1), a systematic bias.
 
 :func:`register_param_grad_quant` optionally quantizes the parameter gradients as well (tensor hooks).
 """
@@ -18,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .quantize import check_bits, check_float_tensor, linear_quant, log_quant
+from .quantize import check_bits, check_float_tensor, log_quant
 
 __all__ = ["quantize_tensor", "quantize_grad", "GradQuant", "register_param_grad_quant", "METHODS"]
 
@@ -31,17 +35,24 @@ def _check_method(method: str) -> str:
     return method
 
 
+def _check_args(bits: int, method: str) -> tuple[int, str]:
+    method = _check_method(method)
+    bits = check_bits(bits, minimum=2 if method == "linear" else 1)
+    return bits, method
+
+
 def quantize_tensor(g: torch.Tensor, bits: int = 6, method: str = "log") -> torch.Tensor:
     """Per-tensor quantization of a gradient tensor (pure function, see the module docstring)."""
     check_float_tensor(g, "g")
-    bits = check_bits(bits)
-    _check_method(method)
+    bits, method = _check_args(bits, method)
     if method == "log":
         return log_quant(g, bits)
-    s = g.detach().abs().amax()
-    if not bool(s > 0):
-        return torch.zeros_like(g)
-    return linear_quant(g / s, bits) * s
+    mag = g.abs()
+    s = mag.amax() if g.numel() else torch.zeros((), dtype=g.dtype, device=g.device)
+    n = 2 ** (bits - 1) - 1
+    # s = 0 (all-zero tensor): 0/0 = nan → where() keeps the zeros.
+    k = torch.floor(mag / s * n + 0.5)
+    return torch.where(mag > 0, torch.sign(g) * (k / n) * s, torch.zeros_like(g))
 
 
 class _GradQuant(torch.autograd.Function):
@@ -58,8 +69,7 @@ class _GradQuant(torch.autograd.Function):
 def quantize_grad(x: torch.Tensor, bits: int = 6, method: str = "log") -> torch.Tensor:
     """Identity in the forward pass; the gradient flowing back through it is quantized to ``bits``."""
     check_float_tensor(x)
-    bits = check_bits(bits)
-    _check_method(method)
+    bits, method = _check_args(bits, method)
     return _GradQuant.apply(x, bits, method)
 
 
@@ -68,8 +78,7 @@ class GradQuant(nn.Module):
 
     def __init__(self, bits: int = 6, method: str = "log") -> None:
         super().__init__()
-        self.bits = check_bits(bits)
-        self.method = _check_method(method)
+        self.bits, self.method = _check_args(bits, method)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return quantize_grad(x, self.bits, self.method)
@@ -85,6 +94,5 @@ def register_param_grad_quant(
 
     Returns the hook handles; call ``h.remove()`` on each to undo.
     """
-    bits = check_bits(bits)
-    _check_method(method)
+    bits, method = _check_args(bits, method)
     return [p.register_hook(lambda g: quantize_tensor(g, bits, method)) for p in model.parameters() if p.requires_grad]
