@@ -53,6 +53,7 @@ __all__ = [
     "filter_repetition",
     "channel_unique_fractions",
     "comparison_rows",
+    "sign_changes",
     "pad_images",
     "StandInProfile",
     "STAND_IN_PROFILES",
@@ -196,6 +197,22 @@ def channel_unique_fractions(model: nn.Module) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["layer", "in_channel", "counting", "unique_fraction"])
 
 
+def sign_changes(trained: nn.Module, initial: nn.Module) -> pd.DataFrame:
+    """Per binary conv: the fraction of binary weights whose sign differs between two models of one architecture.
+
+    Tells whether training moved the filters at all (a short run can leave them near their random init).
+    """
+    init = dict(initial.named_modules())
+    rows = []
+    for n, m in trained.named_modules():
+        if isinstance(m, nn.Conv2d) and isinstance(m, LatentWeightLayer) and m.weight_bits == 1:
+            a, b = sign(m.weight.detach()), sign(init[n].weight.detach())
+            if a.shape != b.shape:
+                raise ValueError(f"{n}: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
+            rows.append({"layer": n, "sign_changed": float((a != b).float().mean())})
+    return pd.DataFrame(rows, columns=["layer", "sign_changed"])
+
+
 def comparison_rows(rep: pd.DataFrame, dataset: str, sizes: dict[str, int] | None = None,
                     note: str = "") -> list[dict[str, object]]:
     """Paper-vs-ours rows (``metrics["rows"]``) from :func:`filter_repetition` of a trained BNN.
@@ -262,9 +279,9 @@ class StandInProfile:
 STAND_IN_PROFILES: dict[str, StandInProfile] = {
     # smoke: proves the pipeline in seconds; quick: half the paper's conv widths, ~10 min on 2 CPU cores;
     # paper: the CIFAR-10 ConvNet's widths (a GPU run).
-    "smoke": StandInProfile(channels=(16, 32, 64), fc=64, train_size=2000, valid_size=400, test_size=400,
-                            epochs=3),
-    "quick": StandInProfile(channels=(64, 128, 256), fc=256, train_size=4000, valid_size=1000,
+    "smoke": StandInProfile(channels=(16, 32, 64), fc=64, train_size=1500, valid_size=300, test_size=300,
+                            epochs=2),
+    "quick": StandInProfile(channels=(64, 128, 256), fc=256, train_size=3000, valid_size=1000,
                             test_size=1000, epochs=4),
     "paper": StandInProfile(channels=(128, 256, 512), fc=1024, train_size=50_000, valid_size=10_000,
                             test_size=10_000, epochs=50, lr_start=1e-3, lr_end=3e-7),

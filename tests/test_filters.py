@@ -162,3 +162,13 @@ def test_comparison_rows_are_valid_metrics_rows(tmp_path):
     assert "DIFFERENT DATASET" in table.loc[0, "note"]
     with pytest.raises(ValueError):
         F.comparison_rows(rep.iloc[:0], "x")
+
+
+def test_sign_changes():
+    a = convnet((4, 4, 8), fc=8, in_channels=1, image_size=8)
+    b = convnet((4, 4, 8), fc=8, in_channels=1, image_size=8)
+    b.load_state_dict(a.state_dict())
+    with torch.no_grad():
+        b.conv2.weight.copy_(-a.conv2.weight.sign() * (a.conv2.weight.abs() + 0.1))  # every sign flipped
+    df = F.sign_changes(b, a).set_index("layer")["sign_changed"]
+    assert df["conv2"] == 1.0 and df["conv1"] == 0.0 and len(df) == 6
