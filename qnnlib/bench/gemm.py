@@ -39,21 +39,24 @@ def _shape(size: int | Sequence[int]) -> Shape:
     return (int(m), int(n), int(k))
 
 
-def _median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1, budget_s: float = 20.0) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs (CPU work only).
-
-    Stops early (after at least 3 runs) once ``budget_s`` seconds have been spent timing.
-    """
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if len(times) >= 3 and sum(times) > budget_s:
+def _interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1,
+                         budget_s: float = 30.0) -> dict[str, float]:
+    """Median wall time of each ``fn()`` (CPU work), the functions run in turn in every round so that
+    background load affects them alike; stops early (after 3 rounds) once ``budget_s`` is spent."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    spent = 0.0
+    for round_ in range(max(1, repeats)):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+            spent += times[name][-1]
+        if round_ >= 2 and spent > budget_s:
             break
-    return statistics.median(times)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -69,7 +72,8 @@ def cpu_gemm_sweep(
     """Time the packed binary GEMM against ``torch.matmul`` float32 on the same ±1 matrices.
 
     For each shape (M, N, K) it computes A @ B.T with A (M, K) and B (N, K) and records, per method,
-    the median seconds, Gop/s (2*M*N*K / s) and the speed-up over torch float32:
+    the median seconds (the methods alternate within each round, so background load hits them alike),
+    Gop/s (2*M*N*K / s) and the speed-up over torch float32:
 
     - ``torch.matmul fp32``: the float baseline (all of torch's threads);
     - ``binary_matmul cpu``: the Numba XOR-popcount kernel on already packed operands;
@@ -92,9 +96,15 @@ def cpu_gemm_sweep(
         pa, pb = pack(a), pack(b)
 
         exact = bool(np.array_equal(binary_matmul(pa, pb, k, "cpu"), torch.matmul(ta, tb.T).numpy()))
-        t_torch = _median_seconds(lambda: torch.matmul(ta, tb.T), repeats)
-        t_bin = _median_seconds(lambda: binary_matmul(pa, pb, k, "cpu"), repeats)
-        t_pack = _median_seconds(lambda: (pack(a), pack(b)), repeats)
+        med = _interleaved_medians(
+            {
+                "torch": lambda: torch.matmul(ta, tb.T),
+                "binary": lambda: binary_matmul(pa, pb, k, "cpu"),
+                "pack": lambda: (pack(a), pack(b)),
+            },
+            repeats,
+        )
+        t_torch, t_bin, t_pack = med["torch"], med["binary"], med["pack"]
         ops = 2.0 * m * n * k
         for method, seconds in (
             ("torch.matmul fp32", t_torch),
