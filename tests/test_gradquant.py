@@ -14,7 +14,7 @@ from qnnlib.gradquant import METHODS, GradQuant, quantize_grad, quantize_tensor,
 from qnnlib.layers import BinaryLinear, QuantAct
 from qnnlib.quantize import log_levels, log_quant
 
-FAST = settings(max_examples=50, deadline=None)
+FAST = settings(max_examples=40, deadline=None)
 grads = st.lists(
     st.floats(min_value=-1e4, max_value=1e4, allow_nan=False, allow_infinity=False, width=32), min_size=1, max_size=24
 ).map(lambda v: torch.tensor(v, dtype=torch.float32))

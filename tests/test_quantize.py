@@ -27,7 +27,7 @@ from qnnlib.quantize import (
 )
 
 FLOAT_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
-FAST = settings(max_examples=60, deadline=None)
+FAST = settings(max_examples=40, deadline=None)
 
 
 def t(*v: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
