@@ -21,7 +21,10 @@ Decisions where the paper is ambiguous (DESIGN.md §6):
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
+
+import numpy as np
 
 import torch
 
@@ -58,7 +61,7 @@ def check_float_tensor(x: Any, name: str = "x") -> None:
 
 def check_bits(bits: Any, name: str = "bits", minimum: int = 1) -> int:
     """Return ``bits`` as an int, or raise ``ValueError`` unless it is an integer ≥ ``minimum``."""
-    if isinstance(bits, bool) or not isinstance(bits, int):
+    if isinstance(bits, (bool, np.bool_)) or not isinstance(bits, numbers.Integral):  # int or numpy integer
         raise ValueError(f"{name} must be an integer >= {minimum}, got {bits!r} ({type(bits).__name__})")
     if bits < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {bits}")

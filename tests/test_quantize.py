@@ -467,3 +467,10 @@ def test_prop_log_quant_keeps_sign(x: torch.Tensor, bits: int) -> None:
     q = log_quant(x, bits, fsr=4)
     nz = q != 0
     assert torch.equal(torch.sign(q[nz]), sign(x[nz]))
+
+
+def test_bits_accepts_numpy_integers() -> None:
+    x = torch.linspace(-1, 1, 9)
+    assert torch.equal(linear_quant(x, np.int64(2)), linear_quant(x, 2))
+    with pytest.raises(ValueError, match="bits"):
+        linear_quant(x, np.float64(2.0))
