@@ -41,6 +41,8 @@ from qnnlib import results as R
 NOTEBOOKS: dict[str, str] = {
     # experiment key -> notebook file in notebooks/, in execution order. Add new experiments here.
     "mnist": "01_mnist_bnn.ipynb",
+    "energy": "08_energy_memory.ipynb",
+    "kernels": "09_xnor_kernel_benchmark.ipynb",
 }
 NOTEBOOKS_DIR: Path = R.REPO_ROOT / "notebooks"
 KERNEL_NAME = "python3"
