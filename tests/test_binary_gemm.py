@@ -247,3 +247,27 @@ def test_cuda_pack_and_float_baseline_are_exact(cp, shape):
     a, b = _random_pm1(rng, m, k), _random_pm1(rng, n, k)
     c = gemm_float_cuda(cp.asarray(a), cp.asarray(np.ascontiguousarray(b.T)))
     np.testing.assert_array_equal(cp.asnumpy(c), a.astype(np.int64) @ b.T.astype(np.int64))
+
+
+# --- the benchmark's reusable sweep (timings are printed by the benchmark only, never asserted) ---
+
+
+def test_cpu_benchmark_sweep_runs_and_checks_exactness():
+    from qnnlib.bench.gemm import cpu_gemm_sweep
+
+    df = cpu_gemm_sweep(sizes=(32, (7, 13, 100)), repeats=1)
+    assert set(df.method) == {"torch.matmul fp32", "binary_matmul cpu", "pack A and B", "binary incl. packing"}
+    assert df.exact.all() and (df.seconds > 0).all()
+    assert list(df.drop_duplicates(["M", "N", "K"])[["M", "N", "K"]].itertuples(index=False, name=None)) == [
+        (32, 32, 32),
+        (7, 13, 100),
+    ]
+
+
+def test_gpu_benchmark_without_gpu_exits_2(capsys):
+    from qnnlib.bench.gemm import gpu_available, main
+
+    if gpu_available()[0]:
+        pytest.skip("a GPU is present; `python -m qnnlib.bench gpu` runs the real benchmark")
+    assert main(["gpu"]) == 2
+    assert "no usable GPU" in capsys.readouterr().out
