@@ -1,0 +1,504 @@
+"""Notebook 09 (XNOR kernel benchmark): per-profile sizes, GEMM sweeps, MLP inference timing, metrics rows.
+
+The paper (NIPS 2016 §4, Fig. 2; PAPER.md §1.5) times an 8192³ binary matrix product on a GTX750 (XNOR
+kernel 23× its own float baseline kernel, 3.4× cuBLAS) and the MNIST MLP over the 10k test images (7×
+faster with the XNOR kernel than with the baseline kernel, same accuracy). We measure the same kinds of
+ratio with every baseline timed in the same run, on the hardware at hand:
+
+- GEMM: :func:`qnnlib.bench.gemm.cpu_gemm_sweep` (Numba XOR-popcount vs ``torch.matmul`` fp32) and, with a
+  GPU, :func:`qnnlib.bench.gemm.gpu_gemm_sweep` (tiled float baseline, XNOR CUDA cores, b1 tensor cores,
+  cuBLAS fp32, torch TF32/bf16).
+- MLP: the paper's architecture 784–3×4096–10 with **random** weights and BN statistics (timing does not
+  depend on the values), PyTorch float32 vs :class:`qnnlib.inference.PackedBNN`; exactness is checked on
+  that model *and* on the trained BNN of notebook 01 (identical predictions on its dataset's test set).
+
+CPU ratios are not the paper's GPU ratios and are stored under their own row names (the paper's number
+is quoted in the note). Timings are medians of interleaved runs after warm-up (background load hits all
+methods alike); there are no timed assertions except "binary beats float at the largest CPU size" at
+the ``quick``/``paper`` profiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from . import config, experiment
+from .bench import gemm
+from .datasets import Split, load_mnist
+from .inference import PackedBNN, inputs_from_pixels, pixels_from_inputs
+from .layers import QuantLinear
+from .models import FLOAT, mnist_mlp
+from .results import environment_info
+
+__all__ = [
+    "KernelBenchProfile",
+    "KERNEL_PROFILES",
+    "kernel_profile",
+    "hardware_info",
+    "cpu_sweep",
+    "gpu_sweep",
+    "random_bnn",
+    "float_mlp",
+    "time_mlp_cpu",
+    "time_mlp_gpu",
+    "TrainedBNN",
+    "trained_bnn",
+    "metrics_rows",
+    "check_sanity",
+]
+
+
+@dataclass(frozen=True)
+class KernelBenchProfile:
+    """Sizes of notebook 09 for one profile (DESIGN.md §3): smoke ≤ 90 s, quick ≤ 15 min on 2 CPU cores."""
+
+    profile: str
+    cpu_sizes: tuple[int, ...]  # square GEMM sizes n (M = N = K = n) on the CPU
+    cpu_repeats: int  # timed rounds (median), after one warm-up
+    gpu_sizes: tuple[int, ...]  # square sizes on a GPU (only when one is present)
+    gpu_repeats: int
+    mlp_hidden: int  # width of the timed MLP (the paper's: 4096)
+    mlp_depth: int  # hidden layers (the paper's: 3)
+    mlp_images: int  # test images per timed pass (the paper's: the whole 10k test set)
+    mlp_repeats: int
+    fallback_hidden: int  # if notebook 01's model is missing: train this small theano-recipe BNN here
+    fallback_epochs: int
+    fallback_train_size: int | None
+    fallback_valid_size: int | None
+    check_cpu_speedup: bool  # sanity: binary GEMM faster than torch fp32 at the largest CPU size
+
+    def __post_init__(self) -> None:
+        for name in ("cpu_sizes", "gpu_sizes"):
+            sizes = getattr(self, name)
+            if not sizes or any(int(s) != s or s < 1 for s in sizes):
+                raise ValueError(f"{name} must be a non-empty tuple of positive integers, got {sizes!r}")
+        for name in ("cpu_repeats", "gpu_repeats", "mlp_hidden", "mlp_depth", "mlp_images", "mlp_repeats",
+                     "fallback_hidden", "fallback_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+_COMMON = dict(mlp_depth=3, mlp_images=10_000)
+KERNEL_PROFILES: dict[str, KernelBenchProfile] = {
+    "smoke": KernelBenchProfile(
+        "smoke", cpu_sizes=(128, 256, 512), cpu_repeats=3, gpu_sizes=(256, 1024), gpu_repeats=10,
+        mlp_hidden=256, mlp_repeats=2, fallback_hidden=128, fallback_epochs=1, fallback_train_size=2000,
+        fallback_valid_size=500, check_cpu_speedup=False, **_COMMON),
+    "quick": KernelBenchProfile(
+        "quick", cpu_sizes=(256, 512, 1024, 2048, 4096), cpu_repeats=5, gpu_sizes=(1024, 2048, 4096, 8192),
+        gpu_repeats=30, mlp_hidden=4096, mlp_repeats=3, fallback_hidden=512, fallback_epochs=2,
+        fallback_train_size=10_000, fallback_valid_size=2000, check_cpu_speedup=True, **_COMMON),
+    "paper": KernelBenchProfile(
+        "paper", cpu_sizes=(256, 512, 1024, 2048, 4096), cpu_repeats=7, gpu_sizes=(1024, 2048, 4096, 8192),
+        gpu_repeats=50, mlp_hidden=4096, mlp_repeats=5, fallback_hidden=1024, fallback_epochs=5,
+        fallback_train_size=None, fallback_valid_size=None, check_cpu_speedup=True, **_COMMON),
+}
+
+
+def kernel_profile(profile: str = "quick", **overrides: Any) -> KernelBenchProfile:
+    """The sizes for ``profile`` (``$QNNLIB_PROFILE`` wins), with overrides (``None`` = the profile's)."""
+    p = KERNEL_PROFILES[config.default_profile(profile)]
+    fields = {f.name for f in dataclasses.fields(KernelBenchProfile)} - {"profile"}
+    bad = set(overrides) - fields
+    if bad:
+        raise ValueError(f"unknown kernel-benchmark settings {sorted(bad)}; known: {sorted(fields)}")
+    changes = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(p, **changes)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hardware
+# ---------------------------------------------------------------------------------------------------
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def hardware_info() -> dict[str, Any]:
+    """CPU model, LLVM target, the popcount the CPU kernel can use, threads, and the GPU (or why none)."""
+    import llvmlite.binding as llvm  # noqa: PLC0415
+    import numba  # noqa: PLC0415
+
+    flags = _cpu_flags()
+    if "avx512_vpopcntdq" in flags:
+        popcount = "AVX-512 VPOPCNTDQ (vpopcntq)"
+    elif "avx2" in flags:
+        popcount = "AVX2 only: vectorised popcount via vpshufb nibble tables (no AVX-512 VPOPCNTDQ)"
+    else:
+        popcount = "scalar popcnt" if "popcnt" in flags else "unknown"
+    ok, why = gemm.gpu_available()
+    return {"cpu": environment_info()["cpu"], "llvm_target": llvm.get_host_cpu_name(), "machine": platform.machine(),
+            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "cpu_popcount": popcount, "torch_threads": torch.get_num_threads(),
+            "numba_threads": numba.get_num_threads(), "torch": torch.__version__,
+            "gpu": gemm.gpu_name() if ok else None, "gpu_skipped_reason": None if ok else why}
+
+
+# ---------------------------------------------------------------------------------------------------
+# GEMM sweeps
+# ---------------------------------------------------------------------------------------------------
+
+
+def cpu_sweep(kb: KernelBenchProfile, seed: int = 0) -> pd.DataFrame:
+    """:func:`qnnlib.bench.gemm.cpu_gemm_sweep` over ``kb.cpu_sizes``; adds ``size`` (n) and ``bit-op/s``.
+
+    ``Gop/s`` counts 2·M·N·K operations: for the binary kernel these are bit-ops (one XNOR/XOR and one
+    popcount-accumulate per connection), for torch fp32 FLOPs.
+    """
+    df = gemm.cpu_gemm_sweep(kb.cpu_sizes, repeats=kb.cpu_repeats, seed=seed)
+    df.insert(0, "size", df["M"])
+    df["bit-op/s"] = np.where(df["method"].str.startswith("binary"), df["Gop/s"] * 1e9, np.nan)
+    return df
+
+
+def gpu_sweep(kb: KernelBenchProfile, seed: int = 0) -> tuple[pd.DataFrame | None, str]:
+    """Verify every CUDA kernel bit-exact, then time the GPU GEMMs; ``(None, reason)`` without a GPU."""
+    ok, why = gemm.gpu_available()
+    if not ok:
+        return None, why
+    from .binary_gemm import compile_cuda_kernels  # noqa: PLC0415
+
+    compile_cuda_kernels()
+    bad = [c for c in gemm.verify_cuda_kernels() if not c["exact"]]
+    if bad:
+        raise AssertionError(f"CUDA kernels differ from the CPU reference: {bad}")
+    df = pd.DataFrame(gemm.gpu_gemm_sweep(kb.gpu_sizes, repeats=kb.gpu_repeats, seed=seed))
+    df.insert(0, "size", df["M"])
+    return df, ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# MLP inference timing
+# ---------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def random_bnn(hidden: int, depth: int = 3, seed: int = 0, in_features: int = 784) -> nn.Sequential:
+    """An eval-mode binary ``mnist_mlp`` with random latent weights, biases and BN statistics (for timing).
+
+    The BN statistics are drawn around the scale of each layer's pre-activations (mean ~ N(0, √K),
+    variance ~ K) so that the thresholds fall inside the range of the dot products, as in a trained net.
+    """
+    torch.manual_seed(seed)
+    model = mnist_mlp(hidden, depth, in_features=in_features)
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, QuantLinear):
+            m.bias.copy_(torch.randn(m.out_features, generator=g) * 0.1)
+            k = m.in_features
+        if isinstance(m, nn.BatchNorm1d):
+            h = m.num_features
+            m.running_mean.copy_(torch.randn(h, generator=g) * k**0.5)
+            m.running_var.copy_(k * (0.5 + torch.rand(h, generator=g)))
+            m.weight.copy_(torch.randn(h, generator=g))
+            m.bias.copy_(torch.randn(h, generator=g) * 0.5)
+    return model.eval()
+
+
+def float_mlp(hidden: int, depth: int = 3, seed: int = 0, in_features: int = 784) -> nn.Sequential:
+    """The float32 baseline of the same architecture (``nn.Linear``, BN, Hardtanh), eval mode, random weights."""
+    torch.manual_seed(seed)
+    return mnist_mlp(hidden, depth, precision=FLOAT, in_features=in_features).eval()
+
+
+def _interleaved(fns: dict[str, Callable[[], Any]], repeats: int, sync: Callable[[], None] = lambda: None
+                 ) -> tuple[dict[str, float], dict[str, Any]]:
+    """Median seconds of each function (one warm-up, then ``repeats`` rounds running each in turn)
+    and the result of its last call."""
+    last: dict[str, Any] = {}
+    for name, fn in fns.items():
+        last[name] = fn()
+    sync()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            last[name] = fn()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}, last
+
+
+BASELINE = "PyTorch float32 MLP (nn.Linear, BN, Hardtanh)"
+TORCH_BNN = "PyTorch BNN (float32 emulation of sign(W), sign(a))"
+PACKED_EQ6 = "PackedBNN, all layers binary (Eq. 6 bit-planes)"
+PACKED_F1 = "PackedBNN, layer 1 exact float GEMM (paper's run-time demo)"
+
+
+def time_mlp_cpu(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, images: Any,
+                 repeats: int = 3) -> pd.DataFrame:
+    """Time 10k-image inference on the CPU: float MLP and PyTorch BNN (float inputs) vs PackedBNN (uint8 pixels).
+
+    Each method gets its natural input (float32 tensor / uint8 pixels) prepared outside the timing;
+    whole batch at once (the paper's demo used batch 10000). Rows: method, seconds, images/s,
+    ``speedup_vs_float`` (vs :data:`BASELINE`), ``speedup_vs_torch_bnn`` and, for the packed rows,
+    ``identical_to_torch_bnn`` (predictions equal to the PyTorch BNN's, element for element).
+    """
+    p = pixels_from_inputs(images)
+    x = inputs_from_pixels(p)
+
+    def run_torch(model: nn.Module) -> Callable[[], np.ndarray]:
+        def run() -> np.ndarray:
+            with torch.inference_mode():
+                return torch.argmax(model(x), dim=1).numpy()
+        return run
+
+    fns = {BASELINE: run_torch(float_model.eval()), TORCH_BNN: run_torch(bnn.eval()),
+           PACKED_EQ6: lambda: packed.predict(p, "cpu"), PACKED_F1: lambda: packed.predict(p, "cpu", first_layer="float")}
+    med, last = _interleaved(fns, repeats)
+    rows = []
+    for name, sec in med.items():
+        rows.append({"device": "cpu", "method": name, "seconds": sec, "images/s": len(p) / sec,
+                     "speedup_vs_float": med[BASELINE] / sec, "speedup_vs_torch_bnn": med[TORCH_BNN] / sec,
+                     "identical_to_torch_bnn": bool(np.array_equal(last[name], last[TORCH_BNN]))
+                     if name.startswith("PackedBNN") else None,
+                     "images": len(p), "hidden": packed.widths[0], "torch_threads": torch.get_num_threads()})
+    return pd.DataFrame(rows)
+
+
+def time_mlp_gpu(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, images: Any,
+                 repeats: int = 5) -> pd.DataFrame | None:
+    """GPU inference timing (``None`` without a GPU): PackedBNN on the CUDA kernels vs float MLPs.
+
+    Float baselines run the same float MLP with CuPy: every GEMM on cuBLAS fp32, and on the paper's
+    16×16-tiled baseline kernel (:func:`qnnlib.binary_gemm.gemm_float_cuda`). PackedBNN gets the pixels
+    as a CuPy uint8 array (its output BN runs on the CPU, a (N, classes) array). Wall-clock medians with
+    a device synchronisation after each call.
+    """
+    ok, _why = gemm.gpu_available()
+    if not ok:
+        return None
+    import cupy as cp  # noqa: PLC0415
+
+    from .binary_gemm import _compute_capability, gemm_float_cuda  # noqa: PLC0415
+
+    p = pixels_from_inputs(images)
+    p_gpu = cp.asarray(p)
+    x_gpu = cp.asarray(inputs_from_pixels(p).numpy())
+    layers = _float_layers(float_model, cp)
+
+    def float_forward(matmul: Callable[[Any, Any], Any]) -> Callable[[], np.ndarray]:
+        def run() -> np.ndarray:
+            h = x_gpu
+            for i, (w_t, b, scale, shift) in enumerate(layers):
+                h = matmul(h, w_t) + b
+                h = h * scale + shift  # eval-mode BN folded to an affine map
+                if i < len(layers) - 1:
+                    h = cp.clip(h, -1.0, 1.0)  # Hardtanh
+            return cp.asnumpy(cp.argmax(h, axis=1))
+        return run
+
+    fns: dict[str, Callable[[], Any]] = {
+        "float MLP, paper's baseline kernel (16x16 tiles)": float_forward(gemm_float_cuda),
+        "float MLP, cuBLAS fp32 (CuPy)": float_forward(lambda a, b: cp.matmul(a, b)),
+        "PackedBNN cuda-xnor (Eq. 6)": lambda: packed.predict(p_gpu, "cuda-xnor"),
+    }
+    if _compute_capability() >= 80:
+        fns["PackedBNN cuda-tc (Eq. 6)"] = lambda: packed.predict(p_gpu, "cuda-tc")
+        fns["PackedBNN cuda-tc, layer 1 float"] = lambda: packed.predict(p_gpu, "cuda-tc", first_layer="float")
+    med, last = _interleaved(fns, repeats, sync=lambda: cp.cuda.Device().synchronize())
+    with torch.inference_mode():
+        ref = torch.argmax(bnn.eval()(inputs_from_pixels(p)), dim=1).numpy()
+    base = med["float MLP, paper's baseline kernel (16x16 tiles)"]
+    cublas = med["float MLP, cuBLAS fp32 (CuPy)"]
+    return pd.DataFrame([
+        {"device": "gpu", "method": name, "seconds": sec, "images/s": len(p) / sec,
+         "speedup_vs_baseline_kernel": base / sec, "speedup_vs_cublas": cublas / sec,
+         "identical_to_torch_bnn": bool(np.array_equal(last[name], ref)) if name.startswith("PackedBNN") else None,
+         "images": len(p), "hidden": packed.widths[0]}
+        for name, sec in med.items()])
+
+
+def _float_layers(model: nn.Module, xp: Any) -> list[tuple[Any, Any, Any, Any]]:
+    """(W^T, bias, BN scale, BN shift) per Linear+BN pair of a float MLP, as ``xp`` float32 arrays."""
+    mods = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.BatchNorm1d))]
+    out = []
+    for lin, bn in zip(mods[0::2], mods[1::2]):
+        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+        shift = bn.bias.detach() - bn.running_mean * scale
+        out.append(tuple(xp.asarray(np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32))
+                         for t in (lin.weight.T, lin.bias, scale, shift)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# The trained BNN of notebook 01 (or a small one trained here)
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainedBNN:
+    """The trained theano-recipe BNN and the full test split of the dataset it was trained on."""
+
+    model: nn.Module
+    origin: str  # where the model came from
+    dataset: str  # the dataset it was trained on (and is tested on)
+    trained_on: dict  # DatasetSplits.describe() of its training data
+    test: Split  # that dataset's whole test split
+    test_source: str
+
+
+def _full_test(name: str) -> tuple[Split, str]:
+    data = load_mnist(name)
+    return data.test, data.source
+
+
+def trained_bnn(profile: str, kb: KernelBenchProfile, *, progress: bool = False) -> TrainedBNN:
+    """Notebook 01's trained ``theano`` BNN at ``profile`` (:func:`qnnlib.experiment.load_trained`).
+
+    If that file does not exist, train a small theano-recipe BNN here (``kb.fallback_*`` sizes, the
+    profile's dataset choice, checkpoints under experiment ``kernels``; the model is not saved as
+    notebook 01's). Either way the returned test split is the full test set of the training dataset.
+    """
+    try:
+        model, ck = experiment.load_trained(profile, "mnist", "theano")
+        described = dict(ck["dataset"])
+        origin = f"notebook 01 model {experiment.model_path(profile, 'mnist', 'theano')}"
+    except FileNotFoundError:
+        cfg = config.resolve("mnist", profile, recipes=("theano",), epochs=kb.fallback_epochs,
+                             hidden=kb.fallback_hidden, train_size=kb.fallback_train_size,
+                             valid_size=kb.fallback_valid_size)
+        data = experiment.load_data(cfg)
+        run = experiment.run_recipes(cfg, data, experiment="kernels", progress=progress, save_models=False)["theano"]
+        model, described = run.model.eval(), data.describe()
+        origin = (f"trained in notebook 09 (no notebook 01 model at profile {profile!r}): theano recipe, "
+                  f"{kb.fallback_hidden}x3, {kb.fallback_epochs} epoch(s)")
+    test, source = _full_test(described["name"])
+    return TrainedBNN(model=model.eval(), origin=origin, dataset=described["name"], trained_on=described,
+                      test=test, test_source=source)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Metrics rows and sanity
+# ---------------------------------------------------------------------------------------------------
+
+
+def _speedup(df: pd.DataFrame, size: int, method: str, col: str = "speedup_vs_torch") -> float:
+    sel = df[(df["size"] == size) & (df["method"] == method)]
+    return float(sel[col].iloc[0])
+
+
+def metrics_rows(kb: KernelBenchProfile, hw: dict, cpu: pd.DataFrame, mlp: pd.DataFrame, timing_dataset: str,
+                 trained: dict, sizes: dict, gpu: pd.DataFrame | None = None,
+                 gpu_mlp: pd.DataFrame | None = None) -> list[dict]:
+    """Rows for ``metrics["rows"]`` (:mod:`qnnlib.results`), CPU rows under their own names.
+
+    ``trained``: ``{"dataset", "test_error", "comparison"}`` (``comparison`` from
+    :func:`qnnlib.inference.compare_with_model`); ``sizes``: :func:`qnnlib.inference.size_report` of the
+    timed width-``kb.mlp_hidden`` model.
+    """
+    n = max(kb.cpu_sizes)
+    cpu_tag = f"CPU {hw['cpu']}, {hw['torch_threads']} threads"
+    rows = [
+        {"row": f"CPU binary_matmul vs torch.matmul fp32 ({n}^3)", "metric": "speed-up x",
+         "value": _speedup(cpu, n, "binary_matmul cpu"), "dataset": f"{n}x{n}x{n} ±1 matmul ({cpu_tag})",
+         "note": f"packed operands; popcount: {hw['cpu_popcount']}. Paper: XNOR 3.4x cuBLAS, 23x its baseline "
+                 "kernel, on a GTX750 at 8192^3 - different hardware, not comparable"},
+        {"row": f"CPU binary_matmul incl. packing vs torch.matmul fp32 ({n}^3)", "metric": "speed-up x",
+         "value": _speedup(cpu, n, "binary incl. packing"), "dataset": f"{n}x{n}x{n} ±1 matmul ({cpu_tag})"},
+    ]
+    arch = f"3x{kb.mlp_hidden}" if kb.mlp_depth == 3 else f"{kb.mlp_depth}x{kb.mlp_hidden}"
+    for method, label in ((PACKED_EQ6, "all layers binary, Eq. 6"), (PACKED_F1, "layer 1 float")):
+        r = mlp[mlp["method"] == method].iloc[0]
+        rows.append({"row": f"MNIST MLP {arch} inference, CPU: PackedBNN ({label}) vs PyTorch float32",
+                     "metric": "speed-up x", "value": float(r["speedup_vs_float"]), "dataset": timing_dataset,
+                     "note": f"{int(r['images'])} test images, random weights (timing only); predictions identical "
+                             f"to the PyTorch BNN: {bool(r['identical_to_torch_bnn'])}. Paper: 7x XNOR vs baseline "
+                             "kernel on a GTX750 - different hardware and baseline, not comparable"})
+    cmp_ = trained["comparison"]
+    rows += [
+        {"row": "Trained BNN: PackedBNN vs PyTorch eval-mode predictions", "metric": "identical predictions %",
+         "value": 100.0 * (1 - cmp_["prediction_mismatches"] / cmp_["n_images"]), "dataset": trained["dataset"],
+         "note": f"{cmp_['n_images']} test images; {trained['origin']}"},
+        {"row": "Trained BNN: first layer (Eq. 6, float64 threshold) vs PyTorch float32", "metric": "activation agreement %",
+         "value": 100.0 * cmp_["first_layer_agreement"], "dataset": trained["dataset"],
+         "note": f"{cmp_['first_layer_mismatches']} of {cmp_['first_layer_activations']} activations differ; "
+                 f"hidden layers given the same inputs: {cmp_['hidden_layer_mismatches']} mismatches"},
+        {"row": "MNIST MLP run-time (XNOR kernel)", "metric": "test error %", "value": 100.0 * trained["test_error"],
+         "dataset": trained["dataset"], "paper_key": "kernels:MNIST MLP run-time (XNOR kernel):test error %",
+         "note": f"PackedBNN on the CPU; {trained['origin']} (paper: 3x4096 trained 1000 epochs)"},
+        {"row": f"Packed checkpoint vs float state_dict, binary layers ({arch})", "metric": "memory size reduction x",
+         "value": float(sizes["binary_layers_ratio"]), "dataset": "-",
+         "paper_key": "memory:BNN vs 32-bit DNN:memory size reduction x",
+         "note": f"{sizes['binary_weight_float_bytes']:,} B float32 weights vs {sizes['binary_weight_packed_bytes']:,} "
+                 "B packed words (64-bit words, padding included)"},
+        {"row": f"Packed checkpoint vs float state_dict, whole file on disk ({arch})", "metric": "file size reduction x",
+         "value": float(sizes["file_ratio"]), "dataset": "-",
+         "note": f"{sizes['float_state_dict_bytes']:,} B torch.save(state_dict) vs {sizes['packed_bytes']:,} B "
+                 "uncompressed .npz (weights, thresholds, output BN)"},
+    ]
+    if gpu is not None:
+        g = int(gpu["size"].max())
+        tag = f"{g}x{g}x{g} binary matmul ({hw['gpu']})"
+        for method, key in (("XNOR CUDA cores incl. packing", "XNOR kernel vs baseline kernel"),
+                            ("b1 tensor cores incl. packing", "XNOR kernel vs baseline kernel")):
+            sel = gpu[(gpu["size"] == g) & (gpu["method"] == method)]
+            if len(sel):
+                rows.append({"row": f"GPU {method} vs baseline kernel ({g}^3)", "metric": "speed-up x",
+                             "value": float(sel["vs_baseline"].iloc[0]), "dataset": tag,
+                             "paper_key": f"kernels:{key}:speed-up x"})
+                rows.append({"row": f"GPU {method} vs cuBLAS fp32 ({g}^3)", "metric": "speed-up x",
+                             "value": float(sel["vs_cublas_fp32"].iloc[0]), "dataset": tag,
+                             "paper_key": "kernels:XNOR kernel vs cuBLAS:speed-up x"})
+    if gpu_mlp is not None:
+        for _, r in gpu_mlp[gpu_mlp["method"].str.startswith("PackedBNN")].iterrows():
+            rows.append({"row": f"MNIST MLP {arch} inference, GPU: {r['method']} vs float MLP on the baseline kernel",
+                         "metric": "speed-up x", "value": float(r["speedup_vs_baseline_kernel"]),
+                         "dataset": f"{timing_dataset} ({hw['gpu']})",
+                         "paper_key": "kernels:MNIST MLP, XNOR vs baseline kernel:speed-up x",
+                         "note": f"random weights; identical to the PyTorch BNN: {r['identical_to_torch_bnn']}; "
+                                 f"vs cuBLAS fp32 {r['speedup_vs_cublas']:.2f}x"})
+    return rows
+
+
+def check_sanity(kb: KernelBenchProfile, *, cpu: pd.DataFrame, mlp: pd.DataFrame, trained_comparison: dict,
+                 metrics_json: Any, gpu_mlp: pd.DataFrame | None = None) -> list[str]:
+    """Assert the notebook's sanity bounds; returns the checks that passed (``AssertionError`` names a failure).
+
+    Always: every CPU GEMM exact; PackedBNN predictions identical to PyTorch's on the timed random model
+    and on the trained model's test set; the metrics JSON exists. ``quick``/``paper``: the binary GEMM is
+    faster than torch fp32 at the largest CPU size.
+    """
+    from pathlib import Path  # noqa: PLC0415
+
+    passed = []
+    assert bool(cpu["exact"].all()), "a binary GEMM result differs from the float product"
+    passed.append(f"binary GEMM exact at sizes {sorted(set(cpu['size']))}")
+    packed_rows = mlp[mlp["method"].str.startswith("PackedBNN")]
+    assert bool(packed_rows["identical_to_torch_bnn"].all()), "PackedBNN predictions differ on the timed model"
+    passed.append("PackedBNN predictions identical to the PyTorch BNN on the timed (random) model")
+    c = trained_comparison
+    assert c["predictions_identical"], f"{c['prediction_mismatches']} of {c['n_images']} trained-model predictions differ"
+    passed.append(f"trained model: {c['n_images']} predictions identical")
+    if gpu_mlp is not None:
+        rows = gpu_mlp[gpu_mlp["method"].str.startswith("PackedBNN")]
+        assert bool(rows["identical_to_torch_bnn"].all()), "GPU PackedBNN predictions differ from PyTorch's"
+        passed.append("GPU PackedBNN predictions identical")
+    if kb.check_cpu_speedup:
+        n = max(kb.cpu_sizes)
+        s = _speedup(cpu, n, "binary_matmul cpu")
+        assert s > 1.0, f"binary GEMM is not faster than torch fp32 at {n}^3 ({s:.2f}x)"
+        passed.append(f"binary GEMM {s:.1f}x faster than torch fp32 at {n}^3")
+    assert Path(metrics_json).is_file(), f"metrics JSON {metrics_json} was not written"
+    passed.append(f"{metrics_json} written")
+    return passed
