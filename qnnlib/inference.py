@@ -462,7 +462,7 @@ class PackedBNN:
                 _combine_bitplanes(m, rows, arr["s1"].astype(np.int64), d)
             return d
         m = m.reshape(8, rows, -1).astype(xp.int64)
-        scale = (xp.int64(1) << xp.arange(8, dtype=xp.int64))[:, None, None]
+        scale = (2 ** xp.arange(8, dtype=xp.int64))[:, None, None]  # 2^n
         return (((m * scale).sum(0) + 255 * arr["s1"].astype(xp.int64)[None]) >> 1).astype(xp.int32)
 
     def _threshold(self, d: Any, layer: int, xp: Any, arr: dict) -> Any:

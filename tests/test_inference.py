@@ -332,7 +332,7 @@ def _gpu_or_skip():
 @pytest.mark.parametrize("backend", ["cuda", "cuda-xnor", "cuda-tc"])
 def test_gpu_predictions_identical(backend):
     cupy = _gpu_or_skip()
-    if backend == "cuda-tc" and cupy.cuda.Device().compute_capability < "80":
+    if backend == "cuda-tc" and int(cupy.cuda.Device().compute_capability) < 80:
         pytest.skip("1-bit tensor cores need compute capability >= 8.0")
     model = random_bnn(200, 3, 9)
     packed = export_bnn(model)
