@@ -237,7 +237,7 @@ def comparison_rows(rep: pd.DataFrame, dataset: str, sizes: dict[str, int] | Non
          "paper_key": key, "value": 100 * float(rep["unique_fraction_sign"].mean()), **common,
          "note": f"random signs would give {100 * rep['random_fraction_sign'].mean():.1f}%. {note}".strip()},
         {"row": "BNN ConvNet, unique filters only", "metric": "XNOR-popcount reduction x", "value": float(red),
-         **common, "note": f"paper: 'by 3' (NIPS §3); sign-invariant {red_s:.2f}x; accumulations not saved"},
+         "paper_key": "filters:CIFAR-10 ConvNet, unique filters only:XNOR-popcount reduction x", **common, "note": f"paper: 'by 3' (NIPS §3); sign-invariant {red_s:.2f}x; accumulations not saved"},
         {"row": "3x3 binary filters", "metric": "max unique 2D filters", "value": float(rep["layer_unique"].max()),
          "paper_key": "filters:3x3 binary filters:max unique 2D filters", "dataset": "-",
          "note": f"most distinct patterns in one layer of the trained net ({dataset}); the paper's is the bound 2^9"},
