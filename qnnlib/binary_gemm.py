@@ -12,9 +12,10 @@ so they XOR to 0 and ``K`` is exact for every K.
 along K, with one of these backends:
 
 - ``"numpy"``: reference, ``np.bitwise_count`` on the XOR of every row pair (slow, obviously right).
-- ``"cpu"``: Numba, parallel over (row block, column block) tasks, cache-blocked; the innermost loop
-  runs over contiguous output columns so LLVM vectorises ``ctpop`` (AVX-512 ``vpopcntq`` where the
-  CPU has VPOPCNTDQ; on AVX2-only CPUs LLVM's ``vpshufb`` nibble-table popcount, ~3x more work).
+- ``"cpu"``: Numba, parallel over (row block, column-panel block) tasks, cache-blocked; each 4x8 output
+  tile is a register-tiled micro-kernel written as plain LLVM vector IR (so it compiles for any CPU):
+  AVX-512 ``vpopcntq`` where the CPU has VPOPCNTDQ, else per-byte popcounts (``vpshufb`` nibble
+  table on AVX2/SSSE3) summed in byte counters that are widened only every 31 words.
 - ``"cuda-xnor"``: register-tiled XOR/``__popc`` kernel on CUDA cores (``kernels/xnor_gemm.cu``).
 - ``"cuda-tc"``: 1-bit tensor cores, ``mma.m16n8k256 .b1 .and.popc`` (``kernels/b1_tensorcore.cu``).
 - ``"cuda"``: ``cuda-tc`` on compute capability >= 8.0, else ``cuda-xnor``.
@@ -129,55 +130,173 @@ def _popcount64(typingctx, x):
 
 
 _ROW_BLOCK = 64  # rows of A per parallel task
-_B_BLOCK_BYTES = 256 * 1024  # a task's block of B, (W, col_block) words, is sized to stay in L2
+_B_BLOCK_BYTES = 256 * 1024  # a task's block of B panels, (panels, W, 8) words, is sized to stay in L2
+
+
+_TILE_ROWS = 4  # register tile of the CPU micro-kernel: rows of A ...
+_TILE_COLS = 8  # ... times columns of B (two 256-bit vectors of 4 uint64 columns)
+_BYTE_CHUNK = 31  # words per byte-accumulator flush: 31 * 8 = 248 <= 255, so per-byte counts never wrap
+
+
+def _has_vpopcntq(context) -> bool:
+    """Whether the CPU Numba compiles for has AVX-512 VPOPCNTDQ (honours NUMBA_CPU_NAME/_FEATURES)."""
+    features = getattr(context.codegen(), "_tm_features", "") or ""
+    return "+avx512vpopcntdq" in features.split(",")
+
+
+@intrinsic
+def _tile_xor_popcount(typingctx, a, bp, i0, panel, k, out, oi, oj):
+    """out[oi:oi+4, oj:oj+8] = k - 2 * popcount(a[i0:i0+4] XOR B's 8 columns bp[panel]): one LLVM loop.
+
+    ``a`` is (M, W) uint64 with i0 + 4 <= M; ``bp`` is B in column panels, (N/8, W, 8) uint64 (columns
+    8p..8p+7 of B^T, one contiguous 64-byte line per word); ``out`` is int32 (the result or a 4x8
+    scratch tile). Plain, target-independent LLVM vector IR, so it compiles for any CPU and LLVM picks
+    the popcount instruction: for every word w, ``acc[r, c] += ctpop(splat(a[i0+r, w]) ^ bp[p, w, 4c:4c+4])``
+    on 4 rows x 2 vectors of 4 columns held in registers. Without AVX-512 VPOPCNTDQ the popcounts are
+    per byte (``llvm.ctpop.v32i8``: the ``vpshufb`` nibble table on SSSE3/AVX2, bit arithmetic on plain
+    SSE2) into byte accumulators, widened to 64-bit lanes only every 31 words (31 * 8 = 248 <= 255);
+    with VPOPCNTDQ (decided by the CPU Numba compiles for) it is ``vpopcntq`` into 64-bit lanes.
+    """
+    u64_2d, u64_3d = types.Array(types.uint64, 2, "C"), types.Array(types.uint64, 3, "C")
+    if a != u64_2d or bp != u64_3d or out != types.Array(types.int32, 2, "C"):
+        return None
+    if not all(isinstance(t, types.Integer) for t in (i0, panel, k, oi, oj)):
+        return None
+    rows, vecs = _TILE_ROWS, _TILE_COLS // 4
+
+    def codegen(context, builder, signature, args):
+        from llvmlite import ir  # noqa: PLC0415
+        from numba.core import cgutils  # noqa: PLC0415
+
+        wide = _has_vpopcntq(context)
+        i64, i8, i32 = ir.IntType(64), ir.IntType(8), ir.IntType(32)
+        v4, v32, v4i32 = ir.VectorType(i64, 4), ir.VectorType(i8, 32), ir.VectorType(i32, 4)
+        ar_a = context.make_array(signature.args[0])(context, builder, args[0])
+        ar_b = context.make_array(signature.args[1])(context, builder, args[1])
+        ar_o = context.make_array(signature.args[5])(context, builder, args[5])
+        ii0, pp, kk, ooi, ooj = (
+            context.cast(builder, args[n], signature.args[n], types.int64) for n in (2, 3, 4, 6, 7)
+        )
+        w = cgutils.unpack_tuple(builder, ar_a.shape)[1]
+        ldo = cgutils.unpack_tuple(builder, ar_o.shape)[1]
+        vt = v4 if wide else v32
+        ctpop = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vt, [vt]), "llvm.ctpop.v4i64" if wide else "llvm.ctpop.v32i8"
+        )
+
+        def const(x):
+            return ir.Constant(i64, x)
+
+        def c4(x):
+            return ir.Constant(v4, [x] * 4)
+
+        def splat(x):
+            v = builder.insert_element(ir.Constant(v4, ir.Undefined), x, ir.Constant(i32, 0))
+            return builder.shuffle_vector(v, v, ir.Constant(v4i32, [0] * 4))
+
+        acc64 = [[cgutils.alloca_once_value(builder, c4(0)) for _ in range(vecs)] for _ in range(rows)]
+        a_rows = [builder.gep(ar_a.data, [builder.mul(builder.add(ii0, const(r)), w)]) for r in range(rows)]
+        b_panel = builder.gep(ar_b.data, [builder.mul(pp, builder.mul(w, const(8)))])
+
+        def accumulate(word, accs):
+            b_word = builder.gep(b_panel, [builder.mul(word, const(8))])
+            bv = [builder.load(builder.bitcast(builder.gep(b_word, [const(4 * c)]), v4.as_pointer()), align=8)
+                  for c in range(vecs)]
+            for r in range(rows):
+                x = splat(builder.load(builder.gep(a_rows[r], [word])))
+                for c in range(vecs):
+                    p = builder.call(ctpop, [builder.bitcast(builder.xor(x, bv[c]), vt)])
+                    builder.store(builder.add(builder.load(accs[r][c]), p), accs[r][c])
+
+        if wide:
+            with cgutils.for_range(builder, w) as loop:
+                accumulate(loop.index, acc64)
+        else:
+            accb = [[cgutils.alloca_once(builder, v32) for _ in range(vecs)] for _ in range(rows)]
+            chunk = const(_BYTE_CHUNK)
+            n_chunks = builder.sdiv(builder.add(w, const(_BYTE_CHUNK - 1)), chunk)
+            with cgutils.for_range(builder, n_chunks) as outer:
+                start = builder.mul(outer.index, chunk)
+                left = builder.sub(w, start)
+                count = builder.select(builder.icmp_signed("<", left, chunk), left, chunk)
+                for row in accb:
+                    for ptr in row:
+                        builder.store(ir.Constant(v32, [0] * 32), ptr)
+                with cgutils.for_range(builder, count) as inner:
+                    accumulate(builder.add(start, inner.index), accb)
+                for r in range(rows):  # widen: each 64-bit lane gets the sum of its 8 byte counts
+                    for c in range(vecs):
+                        t = builder.bitcast(builder.load(accb[r][c]), v4)
+                        for shift, mask in ((8, 0x00FF00FF00FF00FF), (16, 0x0000FFFF0000FFFF), (32, 0xFFFFFFFF)):
+                            t = builder.add(builder.and_(t, c4(mask)), builder.and_(builder.lshr(t, c4(shift)), c4(mask)))
+                        builder.store(builder.add(builder.load(acc64[r][c]), t), acc64[r][c])
+
+        kv = splat(kk)
+        for r in range(rows):
+            o_row = builder.gep(ar_o.data, [builder.add(builder.mul(builder.add(ooi, const(r)), ldo), ooj)])
+            for c in range(vecs):
+                res = builder.trunc(builder.sub(kv, builder.shl(builder.load(acc64[r][c]), c4(1))), v4i32)
+                builder.store(res, builder.bitcast(builder.gep(o_row, [const(4 * c)]), v4i32.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return types.none(a, bp, i0, panel, k, out, oi, oj), codegen
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _xor_popcount_gemm(a, bt, k, out, row_block, col_block):  # pragma: no cover - compiled by Numba
-    """out[i, j] = k - 2 * sum_w popcount(a[i, w] ^ bt[w, j]) for a (M, W), bt (W, N) uint64 (Eq. 7).
+def _xor_popcount_gemm(a, bp, k, out, row_block, panel_block):  # pragma: no cover - compiled by Numba
+    """out[i, j] = k - 2 * sum_w popcount(a[i, w] ^ b[j, w]) (Eq. 7) for a (M', W) and B in column
+    panels bp (N'/8, W, 8) (:func:`_b_panels`), both uint64 and zero-padded so that 4 | M' and 8 | N';
+    out is int32 (M, N) with M <= M', N <= N'.
 
-    B is passed transposed so that the innermost loop runs over contiguous columns j: for fixed (i, w)
-    it is ``acc[j] += popcount(a_iw ^ bt[w, j])``, which LLVM vectorises (``vpopcntq`` on AVX-512
-    VPOPCNTDQ). Two rows of A share each loaded vector of B (register tiling). Parallel tasks are
-    (row block, column block) pairs, so skinny products (few rows, e.g. a small batch) still use every
-    core; within a task the (W, col_block) block of B stays in cache while the task's rows stream past.
+    Parallel tasks are (row block, panel block) pairs, so skinny products (few rows, e.g. a small
+    batch) still use every core; within a task the block of B panels stays in L2 while the task's rows
+    stream past, and each 4x8 tile is one call of the register-tiled :func:`_tile_xor_popcount`. Tiles
+    that stick out of ``out`` (padding rows or columns) go through a 4x8 scratch tile.
     """
-    m, w = a.shape
-    n = bt.shape[1]
+    m, n = out.shape
+    n_panels = bp.shape[0]
+    row_block = max(4, row_block // 4 * 4)
     n_row_blocks = (m + row_block - 1) // row_block
-    n_col_blocks = (n + col_block - 1) // col_block
-    for task in prange(n_row_blocks * n_col_blocks):
-        i0 = (task // n_col_blocks) * row_block
-        j0 = (task % n_col_blocks) * col_block
+    n_panel_blocks = (n_panels + panel_block - 1) // panel_block
+    for task in prange(n_row_blocks * n_panel_blocks):
+        i0 = (task // n_panel_blocks) * row_block
+        p0 = (task % n_panel_blocks) * panel_block
         i_end = min(m, i0 + row_block)
-        nj = min(col_block, n - j0)
-        acc0 = np.empty(nj, dtype=np.uint64)
-        acc1 = np.empty(nj, dtype=np.uint64)
-        for i in range(i0, i_end, 2):
-            i1 = min(i + 1, i_end - 1)  # odd block: its last row is computed twice, stored once
-            acc0[:] = 0
-            acc1[:] = 0
-            for word in range(w):
-                x0 = a[i, word]
-                x1 = a[i1, word]
-                bw = bt[word, j0 : j0 + nj]
-                for j in range(nj):
-                    acc0[j] += _popcount64(x0 ^ bw[j])
-                    acc1[j] += _popcount64(x1 ^ bw[j])
-            for j in range(nj):
-                out[i, j0 + j] = k - 2 * np.int64(acc0[j])  # K - 2 popcount(a XOR b)
-            if i + 1 < i_end:
-                for j in range(nj):
-                    out[i + 1, j0 + j] = k - 2 * np.int64(acc1[j])
+        scratch = np.empty((4, 8), dtype=np.int32)
+        for i in range(i0, i_end, 4):
+            for p in range(p0, min(n_panels, p0 + panel_block)):
+                if i + 4 <= m and 8 * p + 8 <= n:
+                    _tile_xor_popcount(a, bp, i, p, k, out, i, 8 * p)
+                else:
+                    _tile_xor_popcount(a, bp, i, p, k, scratch, 0, 0)
+                    for r in range(min(4, m - i)):
+                        for c in range(min(8, n - 8 * p)):
+                            out[i + r, 8 * p + c] = scratch[r, c]
+
+
+def _a_rows(a: np.ndarray) -> np.ndarray:
+    """(M, W) words -> (M', W) uint64, C-contiguous, zero rows appended so that 4 divides M'."""
+    a64 = _to_u64_words(a)
+    pad = -a64.shape[0] % _TILE_ROWS
+    return np.concatenate([a64, np.zeros((pad, a64.shape[1]), np.uint64)]) if pad else a64
+
+
+def _b_panels(b: np.ndarray) -> np.ndarray:
+    """(N, W) words -> (N'/8, W, 8) uint64 column panels: panel p, word w holds columns 8p..8p+7."""
+    b64 = _to_u64_words(b)
+    n, w = b64.shape
+    pad = -n % _TILE_COLS
+    if pad:
+        b64 = np.concatenate([b64, np.zeros((pad, w), np.uint64)])
+    return np.ascontiguousarray(b64.reshape(-1, _TILE_COLS, w).transpose(0, 2, 1))
 
 
 def _matmul_cpu(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
-    a64 = _to_u64_words(a)
-    bt64 = np.ascontiguousarray(_to_u64_words(b).T)
     out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
-    col_block = int(np.clip(_B_BLOCK_BYTES // (8 * a64.shape[1]) // 16 * 16, 16, 512))
     if out.size:
-        _xor_popcount_gemm(a64, bt64, np.int64(k), out, np.int64(_ROW_BLOCK), np.int64(col_block))
+        a64, bp = _a_rows(a), _b_panels(b)
+        panel_block = int(np.clip(_B_BLOCK_BYTES // (64 * a64.shape[1]), 2, 64))
+        _xor_popcount_gemm(a64, bp, np.int64(k), out, np.int64(_ROW_BLOCK), np.int64(panel_block))
     return out
 
 
