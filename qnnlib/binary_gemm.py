@@ -138,10 +138,29 @@ _TILE_COLS = 8  # ... times columns of B (two 256-bit vectors of 4 uint64 column
 _BYTE_CHUNK = 31  # words per byte-accumulator flush: 31 * 8 = 248 <= 255, so per-byte counts never wrap
 
 
-def _has_vpopcntq(context) -> bool:
-    """Whether the CPU Numba compiles for has AVX-512 VPOPCNTDQ (honours NUMBA_CPU_NAME/_FEATURES)."""
-    features = getattr(context.codegen(), "_tm_features", "") or ""
-    return "+avx512vpopcntdq" in features.split(",")
+def _popcount_mode(context) -> str:
+    """How the micro-kernel counts bits on the CPU Numba compiles for (its NUMBA_CPU_NAME/_FEATURES):
+    ``"vpopcntq"`` (AVX-512 VPOPCNTDQ), ``"nibbles"`` (AVX2: ``vpshufb`` on operands pre-split into
+    nibbles) or ``"bytes"`` (anything else: LLVM's generic per-byte ``ctpop``)."""
+    features = set((getattr(context.codegen(), "_tm_features", "") or "").split(","))
+    if "+avx512vpopcntdq" in features:
+        return "vpopcntq"
+    return "nibbles" if "+avx2" in features else "bytes"
+
+
+@intrinsic
+def _nibble_split(typingctx):
+    """True where the compiled micro-kernel wants nibble-split operands (:func:`_popcount_mode`)."""
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.boolean, _popcount_mode(context) == "nibbles")
+
+    return types.boolean(), codegen
+
+
+@njit(cache=True)
+def _compiled_nibble_split():  # pragma: no cover - compiled by Numba
+    return _nibble_split()
 
 
 @intrinsic
@@ -168,7 +187,8 @@ def _tile_xor_popcount(typingctx, a, bp, i0, panel, k, out, oi, oj):
         from llvmlite import ir  # noqa: PLC0415
         from numba.core import cgutils  # noqa: PLC0415
 
-        wide = _has_vpopcntq(context)
+        mode = _popcount_mode(context)
+        wide, nib = mode == "vpopcntq", mode == "nibbles"
         i64, i8, i32 = ir.IntType(64), ir.IntType(8), ir.IntType(32)
         v4, v32, v4i32 = ir.VectorType(i64, 4), ir.VectorType(i8, 32), ir.VectorType(i32, 4)
         ar_a = context.make_array(signature.args[0])(context, builder, args[0])
@@ -177,9 +197,18 @@ def _tile_xor_popcount(typingctx, a, bp, i0, panel, k, out, oi, oj):
         ii0, pp, kk, ooi, ooj = (
             context.cast(builder, args[n], signature.args[n], types.int64) for n in (2, 3, 4, 6, 7)
         )
-        w = cgutils.unpack_tuple(builder, ar_a.shape)[1]
+        lda = cgutils.unpack_tuple(builder, ar_a.shape)[1]
+        w = cgutils.unpack_tuple(builder, ar_b.shape)[1]  # words per row (split: lo, hi nibble words)
         ldo = cgutils.unpack_tuple(builder, ar_o.shape)[1]
         vt = v4 if wide else v32
+        if nib:  # the only target-specific instruction, emitted only when compiling for an AVX2 CPU
+            pshufb = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(v32, [v32, v32]), "llvm.x86.avx2.pshuf.b"
+            )
+            psadbw = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(v4, [v32, v32]), "llvm.x86.avx2.psad.bw"
+            )
+        lut = ir.Constant(v32, [bin(x).count("1") for x in range(16)] * 2)
         ctpop = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vt, [vt]), "llvm.ctpop.v4i64" if wide else "llvm.ctpop.v32i8"
         )
@@ -195,10 +224,26 @@ def _tile_xor_popcount(typingctx, a, bp, i0, panel, k, out, oi, oj):
             return builder.shuffle_vector(v, v, ir.Constant(v4i32, [0] * 4))
 
         acc64 = [[cgutils.alloca_once_value(builder, c4(0)) for _ in range(vecs)] for _ in range(rows)]
-        a_rows = [builder.gep(ar_a.data, [builder.mul(builder.add(ii0, const(r)), w)]) for r in range(rows)]
-        b_panel = builder.gep(ar_b.data, [builder.mul(pp, builder.mul(w, const(8)))])
+        a_rows = [builder.gep(ar_a.data, [builder.mul(builder.add(ii0, const(r)), lda)]) for r in range(rows)]
+        pw = 16 if nib else 8  # panel width in words: 8 columns (split: 8 low-nibble, 8 high-nibble words)
+        b_panel = builder.gep(ar_b.data, [builder.mul(pp, builder.mul(w, const(pw)))])
+
+        def accumulate_nibbles(word, accs):  # acc += lut[a_lo ^ b_lo] + lut[a_hi ^ b_hi], bytewise
+            b_word = builder.gep(b_panel, [builder.mul(word, const(16))])
+            bv = [builder.load(builder.bitcast(builder.gep(b_word, [const(4 * c)]), v4.as_pointer()), align=8)
+                  for c in range(2 * vecs)]
+            for r in range(rows):
+                a_word = builder.gep(a_rows[r], [builder.mul(word, const(2))])
+                x_lo = splat(builder.load(a_word))
+                x_hi = splat(builder.load(builder.gep(a_word, [const(1)])))
+                for c in range(vecs):
+                    lo = builder.call(pshufb, [lut, builder.bitcast(builder.xor(x_lo, bv[c]), v32)])
+                    hi = builder.call(pshufb, [lut, builder.bitcast(builder.xor(x_hi, bv[vecs + c]), v32)])
+                    builder.store(builder.add(builder.add(builder.load(accs[r][c]), lo), hi), accs[r][c])
 
         def accumulate(word, accs):
+            if nib:
+                return accumulate_nibbles(word, accs)
             b_word = builder.gep(b_panel, [builder.mul(word, const(8))])
             bv = [builder.load(builder.bitcast(builder.gep(b_word, [const(4 * c)]), v4.as_pointer()), align=8)
                   for c in range(vecs)]
@@ -226,9 +271,14 @@ def _tile_xor_popcount(typingctx, a, bp, i0, panel, k, out, oi, oj):
                     accumulate(builder.add(start, inner.index), accb)
                 for r in range(rows):  # widen: each 64-bit lane gets the sum of its 8 byte counts
                     for c in range(vecs):
+                        if nib:  # vpsadbw against zero: the byte sum of each 64-bit lane
+                            t = builder.call(psadbw, [builder.load(accb[r][c]), ir.Constant(v32, [0] * 32)])
+                            builder.store(builder.add(builder.load(acc64[r][c]), t), acc64[r][c])
+                            continue
                         t = builder.bitcast(builder.load(accb[r][c]), v4)
                         for shift, mask in ((8, 0x00FF00FF00FF00FF), (16, 0x0000FFFF0000FFFF), (32, 0xFFFFFFFF)):
-                            t = builder.add(builder.and_(t, c4(mask)), builder.and_(builder.lshr(t, c4(shift)), c4(mask)))
+                            high = builder.and_(builder.lshr(t, c4(shift)), c4(mask))
+                            t = builder.add(builder.and_(t, c4(mask)), high)
                         builder.store(builder.add(builder.load(acc64[r][c]), t), acc64[r][c])
 
         kv = splat(kk)
@@ -246,7 +296,8 @@ def _tile_xor_popcount(typingctx, a, bp, i0, panel, k, out, oi, oj):
 def _xor_popcount_gemm(a, bp, k, out, row_block, panel_block):  # pragma: no cover - compiled by Numba
     """out[i, j] = k - 2 * sum_w popcount(a[i, w] ^ b[j, w]) (Eq. 7) for a (M', W) and B in column
     panels bp (N'/8, W, 8) (:func:`_b_panels`), both uint64 and zero-padded so that 4 | M' and 8 | N';
-    out is int32 (M, N) with M <= M', N <= N'.
+    out is int32 (M, N) with M <= M', N <= N'. Where the kernel is compiled for AVX2 (without
+    VPOPCNTDQ) both operands come nibble-split instead (``split=True``: a (M', 2W), bp (N'/8, W, 16)).
 
     Parallel tasks are (row block, panel block) pairs, so skinny products (few rows, e.g. a small
     batch) still use every core; within a task the block of B panels stays in L2 while the task's rows
@@ -254,6 +305,10 @@ def _xor_popcount_gemm(a, bp, k, out, row_block, panel_block):  # pragma: no cov
     that stick out of ``out`` (padding rows or columns) go through a 4x8 scratch tile.
     """
     m, n = out.shape
+    if bp.shape[2] != (16 if _nibble_split() else 8) or a.shape[1] != bp.shape[1] * (bp.shape[2] // 8):
+        raise ValueError("operand layout does not match the compiled micro-kernel (see _a_rows, _b_panels)")
+    if a.shape[0] < (m + 3) // 4 * 4 or 8 * bp.shape[0] < n:
+        raise ValueError("operands must be padded to whole 4x8 tiles of out (see _a_rows, _b_panels)")
     n_panels = bp.shape[0]
     row_block = max(4, row_block // 4 * 4)
     n_row_blocks = (m + row_block - 1) // row_block
@@ -274,28 +329,43 @@ def _xor_popcount_gemm(a, bp, k, out, row_block, panel_block):  # pragma: no cov
                             out[i + r, 8 * p + c] = scratch[r, c]
 
 
-def _a_rows(a: np.ndarray) -> np.ndarray:
-    """(M, W) words -> (M', W) uint64, C-contiguous, zero rows appended so that 4 divides M'."""
+_NIBBLES = np.uint64(0x0F0F0F0F0F0F0F0F)
+
+
+def _split_nibbles(x: np.ndarray, axis: int) -> np.ndarray:
+    """Words -> (low nibbles, high nibbles >> 4) stacked along ``axis``: popcount(a ^ b) is then the
+    sum of two 16-entry table look-ups per byte, lut[a_lo ^ b_lo] + lut[a_hi ^ b_hi] (``vpshufb``)."""
+    return np.stack([x & _NIBBLES, (x >> np.uint64(4)) & _NIBBLES], axis=axis)
+
+
+def _a_rows(a: np.ndarray, split: bool = False) -> np.ndarray:
+    """(M, W) words -> (M', W) uint64, C-contiguous, zero rows appended so that 4 divides M'
+    (``split``: (M', 2W), word w as its low- then high-nibble word)."""
     a64 = _to_u64_words(a)
     pad = -a64.shape[0] % _TILE_ROWS
-    return np.concatenate([a64, np.zeros((pad, a64.shape[1]), np.uint64)]) if pad else a64
+    if pad:
+        a64 = np.concatenate([a64, np.zeros((pad, a64.shape[1]), np.uint64)])
+    return _split_nibbles(a64, -1).reshape(a64.shape[0], -1) if split else a64
 
 
-def _b_panels(b: np.ndarray) -> np.ndarray:
-    """(N, W) words -> (N'/8, W, 8) uint64 column panels: panel p, word w holds columns 8p..8p+7."""
+def _b_panels(b: np.ndarray, split: bool = False) -> np.ndarray:
+    """(N, W) words -> (N'/8, W, 8) uint64 column panels: panel p, word w holds columns 8p..8p+7
+    (``split``: (N'/8, W, 16), the 8 columns' low-nibble words, then their high-nibble words)."""
     b64 = _to_u64_words(b)
     n, w = b64.shape
     pad = -n % _TILE_COLS
     if pad:
         b64 = np.concatenate([b64, np.zeros((pad, w), np.uint64)])
-    return np.ascontiguousarray(b64.reshape(-1, _TILE_COLS, w).transpose(0, 2, 1))
+    panels = b64.reshape(-1, _TILE_COLS, w).transpose(0, 2, 1)
+    return np.ascontiguousarray(_split_nibbles(panels, -2).reshape(panels.shape[0], w, -1) if split else panels)
 
 
 def _matmul_cpu(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
     out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
     if out.size:
-        a64, bp = _a_rows(a), _b_panels(b)
-        panel_block = int(np.clip(_B_BLOCK_BYTES // (64 * a64.shape[1]), 2, 64))
+        split = bool(_compiled_nibble_split())
+        a64, bp = _a_rows(a, split), _b_panels(b, split)
+        panel_block = int(np.clip(_B_BLOCK_BYTES // bp[0].nbytes, 2, 64))
         _xor_popcount_gemm(a64, bp, np.int64(k), out, np.int64(_ROW_BLOCK), np.int64(panel_block))
     return out
 

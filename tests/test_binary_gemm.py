@@ -24,6 +24,7 @@ from qnnlib.binary_gemm import (
     KERNEL_DIR,
     _a_rows,
     _b_panels,
+    _compiled_nibble_split,
     _to_u32_words,
     _to_u64_words,
     _xor_popcount_gemm,
@@ -73,18 +74,39 @@ def test_extreme_values_and_real_inputs():
 
 
 @pytest.mark.parametrize("row_block,panel_block", [(1, 1), (3, 5), (2, 16), (8, 2), (64, 64)])
-@pytest.mark.parametrize("shape", [(23, 37, 300), (24, 40, 2048), (5, 9, 64 * 31 + 1)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize(
+    "shape", [(23, 37, 300), (24, 40, 2048), (5, 9, 64 * 31 + 1)], ids=lambda s: "x".join(map(str, s))
+)
 def test_cpu_kernel_any_blocking(row_block, panel_block, shape):
     """Any task blocking, partial tiles in both directions, K over several 31-word byte chunks."""
     m, n, k = shape
     rng = np.random.default_rng(row_block + panel_block + k)
     a, b = pack(_random_pm1(rng, m, k)), pack(_random_pm1(rng, n, k))
     out = np.full((m, n), -99999, dtype=np.int32)
-    a_rows, panels = _a_rows(a), _b_panels(b)
-    assert a_rows.shape[0] % 4 == 0 and panels.shape[1:] == (a.shape[1], 8)
-    np.testing.assert_array_equal(panels.transpose(0, 2, 1).reshape(-1, a.shape[1])[:n], b)
+    split = _compiled_nibble_split()  # True on AVX2 CPUs without AVX-512 VPOPCNTDQ
+    a_rows, panels = _a_rows(a, split), _b_panels(b, split)
     _xor_popcount_gemm(a_rows, panels, np.int64(k), out, np.int64(row_block), np.int64(panel_block))
     np.testing.assert_array_equal(out, _expected(a, b, k))
+    with pytest.raises(ValueError, match="layout"):  # the other layout is refused, not misread
+        _xor_popcount_gemm(_a_rows(a, not split), _b_panels(b, not split), np.int64(k), out, np.int64(4), np.int64(2))
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_operand_layouts(split):
+    """Rows padded to a multiple of 4; B as 8-column panels; nibble split: low then high nibble words."""
+    rng = np.random.default_rng(7)
+    a, b = pack(_random_pm1(rng, 5, 200)), pack(_random_pm1(rng, 11, 200))  # 4 words per row
+    a_rows, panels = _a_rows(a, split), _b_panels(b, split)
+    assert a_rows.shape == (8, 4 * (1 + split)) and panels.shape == (2, 4, 8 * (1 + split))
+    assert a_rows.flags.c_contiguous and panels.flags.c_contiguous and not a_rows[5:].any()
+    if split:
+        lo, hi = a_rows[:, 0::2], a_rows[:, 1::2]
+        assert not ((lo | hi) & np.uint64(0xF0F0F0F0F0F0F0F0)).any()
+        a_rows = lo | (hi << np.uint64(4))
+        panels = panels[:, :, :8] | (panels[:, :, 8:] << np.uint64(4))
+    np.testing.assert_array_equal(a_rows[:5], a)
+    np.testing.assert_array_equal(panels.transpose(0, 2, 1).reshape(-1, 4)[:11], b)
+    assert not panels.transpose(0, 2, 1).reshape(-1, 4)[11:].any()
 
 
 def test_large_tile_remainders_and_empty():
@@ -207,10 +229,10 @@ def test_kernel_compiles_to_vpopcntq_for_an_avx512_cpu(tmp_path):
 
 
 @pytest.mark.skipif(not re.match(r"x86_64|amd64", os.uname().machine, re.I), reason="x86-64 host only")
-@pytest.mark.parametrize("cpu", ["x86-64", "nehalem"])
-def test_cpu_backend_runs_exactly_on_a_cpu_without_avx2(tmp_path, cpu):
-    """The same kernel compiled for a baseline x86-64 (SSE2) / Nehalem (SSE4.2, no AVX) CPU runs exactly
-    here: the micro-kernel is plain LLVM vector IR, so no AVX2 instruction may appear in it."""
+def test_cpu_backend_runs_exactly_on_a_cpu_without_avx2(tmp_path):
+    """The same kernel compiled for a baseline x86-64 CPU (SSE2 only: no SSSE3, no AVX) runs exactly
+    here: without AVX2 the micro-kernel is plain LLVM vector IR (generic per-byte ctpop, unsplit
+    operands), so no AVX2 instruction may appear in it."""
     code = (
         "import numpy as np, numba\n"
         "from qnnlib.binary_gemm import binary_matmul, _xor_popcount_gemm as f\n"
@@ -220,10 +242,13 @@ def test_cpu_backend_runs_exactly_on_a_cpu_without_avx2(tmp_path, cpu):
         "    a, b = pack(rng.standard_normal((m, k))), pack(rng.standard_normal((n, k)))\n"
         "    assert np.array_equal(binary_matmul(a, b, k, 'cpu'), binary_matmul(a, b, k, 'numpy')), (m, n, k)\n"
         "w = numba.types.uint64\n"
-        "sig = (w[:, ::1], w[:, :, ::1], numba.types.int64, numba.types.int32[:, ::1], numba.types.int64, numba.types.int64)\n"
+        "i = numba.types.int64\n"
+        "sig = (w[:, ::1], w[:, :, ::1], i, numba.types.int32[:, ::1], i, i)\n"
+        "from qnnlib.binary_gemm import _compiled_nibble_split\n"
+        "assert not _compiled_nibble_split()\n"
         "print(f.inspect_asm(sig))\n"
     )
-    env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES="", NUMBA_CACHE_DIR=str(tmp_path))
+    env = dict(os.environ, NUMBA_CPU_NAME="x86-64", NUMBA_CPU_FEATURES="", NUMBA_CACHE_DIR=str(tmp_path))
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "%ymm" not in done.stdout and "vpshufb" not in done.stdout
