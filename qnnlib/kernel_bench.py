@@ -23,8 +23,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +39,7 @@ from .inference import PackedBNN, inputs_from_pixels, pixels_from_inputs
 from .layers import QuantLinear
 from .models import FLOAT, mnist_mlp
 from .results import environment_info
+from .timing import interleaved_medians
 
 __all__ = [
     "KernelBenchProfile",
@@ -221,24 +220,6 @@ def float_mlp(hidden: int, depth: int = 3, seed: int = 0, in_features: int = 784
     return mnist_mlp(hidden, depth, precision=FLOAT, in_features=in_features).eval()
 
 
-def _interleaved(fns: dict[str, Callable[[], Any]], repeats: int, sync: Callable[[], None] = lambda: None
-                 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Median seconds of each function (one warm-up, then ``repeats`` rounds running each in turn)
-    and the result of its last call."""
-    last: dict[str, Any] = {}
-    for name, fn in fns.items():
-        last[name] = fn()
-    sync()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            last[name] = fn()
-            sync()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}, last
-
-
 BASELINE = "PyTorch float32 MLP (nn.Linear, BN, Hardtanh)"
 TORCH_BNN = "PyTorch BNN (float32 emulation of sign(W), sign(a))"
 PACKED_EQ6 = "PackedBNN, all layers binary (Eq. 6 bit-planes)"
@@ -265,7 +246,7 @@ def time_mlp_cpu(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, imag
 
     fns = {BASELINE: run_torch(float_model.eval()), TORCH_BNN: run_torch(bnn.eval()),
            PACKED_EQ6: lambda: packed.predict(p, "cpu"), PACKED_F1: lambda: packed.predict(p, "cpu", first_layer="float")}
-    med, last = _interleaved(fns, repeats)
+    med, last = interleaved_medians(fns, repeats)
     rows = []
     for name, sec in med.items():
         rows.append({"device": "cpu", "method": name, "seconds": sec, "images/s": len(p) / sec,
@@ -316,7 +297,7 @@ def time_mlp_gpu(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, imag
     if _compute_capability() >= 80:
         fns["PackedBNN cuda-tc (Eq. 6)"] = lambda: packed.predict(p_gpu, "cuda-tc")
         fns["PackedBNN cuda-tc, layer 1 float"] = lambda: packed.predict(p_gpu, "cuda-tc", first_layer="float")
-    med, last = _interleaved(fns, repeats, sync=lambda: cp.cuda.Device().synchronize())
+    med, last = interleaved_medians(fns, repeats, sync=lambda: cp.cuda.Device().synchronize())
     with torch.inference_mode():
         ref = torch.argmax(bnn.eval()(inputs_from_pixels(p)), dim=1).numpy()
     base = med["float MLP, paper's baseline kernel (16x16 tiles)"]

@@ -11,7 +11,7 @@ measure the same comparison, with every baseline timed in the same run on the sa
   kernel, cuBLAS fp32 and torch TF32/bf16 with CUDA events (:func:`gpu_gemm_sweep`). It needs only
   numpy, cupy and (optionally) torch -- no pandas.
 
-Times are medians of several runs after warm-up. Ops are counted as 2*M*N*K (one multiply and one add
+Times are medians of several runs after warm-up (the protocol of :mod:`qnnlib.timing`). Ops are counted as 2*M*N*K (one multiply and one add
 per connection, binary or not), so "Gop/s" compares like with like. A size ``n`` means M = N = K = n.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 
 from qnnlib.binary_gemm import binary_matmul
 from qnnlib.bitpack import pack
+from qnnlib.timing import cuda_event_median, interleaved_medians
 
 Shape = tuple[int, int, int]
 
@@ -37,26 +37,6 @@ def _shape(size: int | Sequence[int]) -> Shape:
         return (size, size, size)
     m, n, k = size
     return (int(m), int(n), int(k))
-
-
-def _interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1,
-                         budget_s: float = 30.0) -> dict[str, float]:
-    """Median wall time of each ``fn()`` (CPU work), the functions run in turn in every round so that
-    background load affects them alike; stops early (after 3 rounds) once ``budget_s`` is spent."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    spent = 0.0
-    for round_ in range(max(1, repeats)):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-            spent += times[name][-1]
-        if round_ >= 2 and spent > budget_s:
-            break
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -96,13 +76,14 @@ def cpu_gemm_sweep(
         pa, pb = pack(a), pack(b)
 
         exact = bool(np.array_equal(binary_matmul(pa, pb, k, "cpu"), torch.matmul(ta, tb.T).numpy()))
-        med = _interleaved_medians(
+        med, _ = interleaved_medians(
             {
                 "torch": lambda: torch.matmul(ta, tb.T),
                 "binary": lambda: binary_matmul(pa, pb, k, "cpu"),
                 "pack": lambda: (pack(a), pack(b)),
             },
             repeats,
+            budget_s=30.0,
         )
         t_torch, t_bin, t_pack = med["torch"], med["binary"], med["pack"]
         ops = 2.0 * m * n * k
@@ -217,27 +198,6 @@ def verify_cuda_kernels(shapes: Iterable[Shape] = VERIFY_SHAPES, seed: int = 0) 
     return results
 
 
-def _cuda_median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 3, budget_s: float = 4.0) -> float:
-    """Median GPU time of ``fn()`` between CUDA events (on the legacy default stream, which both CuPy
-    and torch use by default), after ``warmup`` runs; stops early once ``budget_s`` is spent."""
-    import cupy as cp  # noqa: PLC0415
-
-    for _ in range(warmup):
-        fn()
-    cp.cuda.Device().synchronize()
-    start, stop = cp.cuda.Event(), cp.cuda.Event()
-    times: list[float] = []
-    for _ in range(max(1, repeats)):
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(cp.cuda.get_elapsed_time(start, stop) / 1e3)
-        if len(times) >= 3 and sum(times) > budget_s:
-            break
-    return statistics.median(times)
-
-
 def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), repeats: int = 30,
                    seed: int = 0) -> list[dict[str, Any]]:
     """Time every GPU GEMM on ±1 matrices A (M, K), B (N, K) computing A @ B.T; rows of plain dicts.
@@ -297,7 +257,7 @@ def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), re
         del base
 
         ops = 2.0 * m * n * k
-        times = {name: _cuda_median_seconds(fn, repeats) for name, fn in methods.items()}
+        times = {name: cuda_event_median(fn, repeats) for name, fn in methods.items()}
         if torch_cuda:
             torch.set_float32_matmul_precision("highest")
         t_base = times["baseline float (16x16 tiles)"]
