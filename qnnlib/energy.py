@@ -55,19 +55,16 @@ Energy assumptions (:class:`EnergyAssumptions`, every one a parameter)
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from .bitpack import pack
 from .layers import LatentWeightLayer, QuantAct
+from .packed_checkpoint import disk_sizes, packed_export, save_packed  # the checkpoint on disk, re-exported
 
 __all__ = [
     "HOROWITZ_SOURCE",
@@ -482,53 +479,3 @@ def comparison_rows(totals: Mapping[str, pd.DataFrame],
                              f"{int(d['packed_bytes']):,} B packed (binary weights alone "
                              f"{d['binary_weight_ratio']:.2f}x)"})
     return rows
-
-
-# ------------------------------------------------------------------------------ measured on disk
-def packed_export(model: nn.Module, word_bits: int = 64) -> dict[str, np.ndarray]:
-    """Inference tensors of ``model``: binary weights bit-packed, everything else as float32 arrays.
-
-    Every ``weight_bits == 1`` layer's latent weight is replaced by ``sign(W)`` packed with
-    :func:`qnnlib.bitpack.pack` along its fan-in (rows = output units / channels, ``word_bits`` per
-    word; key ``<layer>.weight.packed``, plus ``<layer>.weight.shape``).  All other ``state_dict``
-    entries (biases, BN parameters and running statistics, float layers) are kept as float32.
-    """
-    binary = {n for n, m in model.named_modules() if isinstance(m, LatentWeightLayer) and m.weight_bits == 1}
-    out: dict[str, np.ndarray] = {}
-    for key, t in model.state_dict().items():
-        layer, _, leaf = key.rpartition(".")
-        if leaf == "weight" and layer in binary:
-            out[f"{key}.packed"] = pack(t.detach().cpu().reshape(t.shape[0], -1), word_bits)
-            out[f"{key}.shape"] = np.asarray(t.shape, dtype=np.int64)
-        else:
-            out[key] = t.detach().cpu().numpy().astype(np.float32)
-    return out
-
-
-def save_packed(model: nn.Module, path: str | os.PathLike, word_bits: int = 64) -> Path:
-    """Write :func:`packed_export` to ``path`` as an uncompressed ``.npz`` (no compression hides the size)."""
-    path = Path(path)
-    with open(path, "wb") as f:
-        np.savez(f, **packed_export(model, word_bits))
-    return path
-
-
-def disk_sizes(model: nn.Module, directory: str | os.PathLike, word_bits: int = 64) -> dict[str, float]:
-    """Bytes written on disk: the float ``state_dict`` (``torch.save``) vs the packed export.
-
-    Returns ``float_state_dict_bytes``, ``packed_bytes`` (file sizes as written), their ratio
-    ``disk_ratio``, and the binary weights alone: ``binary_weight_float_bytes`` (4 bytes each) vs
-    ``binary_weight_packed_bytes`` (the packed arrays' bytes, padding included) and their ratio.
-    """
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    f32, packed = d / "float_state_dict.pt", d / "packed.npz"
-    torch.save(model.state_dict(), f32)
-    export = packed_export(model, word_bits)
-    save_packed(model, packed, word_bits)
-    bw_packed = sum(v.nbytes for k, v in export.items() if k.endswith(".packed"))
-    bw_float = sum(4 * int(np.prod(v)) for k, v in export.items() if k.endswith(".shape"))
-    fb, pb = f32.stat().st_size, packed.stat().st_size
-    return {"float_state_dict_bytes": fb, "packed_bytes": pb, "disk_ratio": fb / pb,
-            "binary_weight_float_bytes": bw_float, "binary_weight_packed_bytes": bw_packed,
-            "binary_weight_ratio": bw_float / bw_packed if bw_packed else math.nan}

@@ -1,4 +1,5 @@
-"""Tests for qnnlib.energy: counts checked by hand on tiny models, energy units, on-disk sizes."""
+"""Tests for qnnlib.energy: counts checked by hand on tiny models, energy units, paper-vs-ours rows.
+The packed checkpoint on disk is tested in test_packed_checkpoint.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import torch
 from torch import nn
 
 from qnnlib import energy as E
-from qnnlib.bitpack import unpack
 from qnnlib.layers import QuantAct, QuantConv2d, QuantLinear
 from qnnlib.models import FLOAT, Precision, mnist_mlp
 
@@ -185,22 +185,12 @@ def test_float_precision_model_and_paper_mlp_totals():
 
 
 # ----------------------------------------------------------------------------------- on disk
-def test_packed_export_roundtrip_and_disk_sizes(tmp_path):
-    m = tiny_conv()
-    exp = E.packed_export(m)
-    w = m.conv1.weight.detach()
-    bits = unpack(exp["conv1.weight.packed"], 9)
-    np.testing.assert_array_equal(bits, np.where(w.reshape(2, 9).numpy() >= 0, 1.0, -1.0))
-    assert exp["conv1.weight.packed"].dtype == np.uint64
-    assert "conv1.bias" in exp and "bn1.running_mean" in exp
-    big = mnist_mlp(hidden=256, depth=2)
-    s = E.disk_sizes(big, tmp_path)
-    assert s["float_state_dict_bytes"] == (tmp_path / "float_state_dict.pt").stat().st_size
-    assert s["packed_bytes"] == (tmp_path / "packed.npz").stat().st_size
-    assert 20 < s["disk_ratio"] < 32
-    # 784 inputs pad to 13 words of 64: 832 bits per row for 784 values
-    assert s["binary_weight_packed_bytes"] == 256 * 13 * 8 + 256 * 4 * 8 + 10 * 4 * 8
-    assert s["binary_weight_ratio"] == pytest.approx(s["binary_weight_float_bytes"] / s["binary_weight_packed_bytes"])
+def test_packed_checkpoint_names_are_re_exported():
+    from qnnlib import packed_checkpoint
+
+    assert E.packed_export is packed_checkpoint.packed_export
+    assert E.save_packed is packed_checkpoint.save_packed
+    assert E.disk_sizes is packed_checkpoint.disk_sizes
 
 
 def test_comparison_rows_match_paper_keys(tmp_path):
