@@ -1,37 +1,34 @@
-"""Tests for qnnlib.inference: a packed BNN reproduces the PyTorch model exactly.
+"""Tests for qnnlib.inference: an exported BNN reproduces the PyTorch model exactly.
 
 - hidden layers k >= 2: the integer thresholds give exactly sign(BN(fc(a))) for the same binary inputs
   (random models with random BN statistics, negative and zero γ, odd widths);
-- first layer: Eq. 6 gives the exact integer W_b·p; its float64 threshold agrees with PyTorch's float32
-  pipeline on (nearly) every activation — the rate is printed (pytest -s) and bounded;
+- first layer: its float64 threshold agrees with PyTorch's float32 pipeline on (nearly) every
+  activation — the rate is printed (pytest -s) and bounded;
 - predictions: identical to the eval-mode model on a real test set (a BNN trained 1 epoch on a
   Fashion-MNIST subset; the real MNIST test images too when present);
-- checkpoint round trip, size ratio on disk, errors for models that are not exportable BNNs.
+- size ratio on disk, errors for models that are not exportable BNNs, names kept importable.
+The packed network itself (backends, file round trip) is tested in test_packed_bnn.py, the bit-planes
+in test_bitplanes.py, the thresholds in test_folding.py.
 """
 
 from __future__ import annotations
 
-import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from bnn_helpers import random_bnn, random_pixels, torch_predict
 from torch import nn
 
-from qnnlib.bitpack import pack
+from qnnlib import bitplanes, folding, packed_bnn
 from qnnlib.datasets import DatasetError, load_mnist, read_idx
 from qnnlib.inference import (
     NotExportableError,
     PackedBNN,
-    _hidden_thresholds,
-    _threshold_from_table,
-    _threshold_pack,
     compare_with_model,
     export_bnn,
-    inputs_from_pixels,
-    pixels_from_inputs,
     size_report,
 )
 from qnnlib.layers import QuantAct, QuantLinear
@@ -41,104 +38,19 @@ from qnnlib.train import TrainConfig, fit
 MNIST_TEST = Path("/work/shared/data/mnist/t10k-images-idx3-ubyte.gz")
 
 
-def random_bnn(hidden: int = 96, depth: int = 3, seed: int = 0, in_features: int = 784) -> nn.Sequential:
-    """An eval-mode binary MLP with random weights, biases and BN statistics (some γ < 0, some γ = 0)."""
-    torch.manual_seed(seed)
-    model = mnist_mlp(hidden, depth, in_features=in_features, dropout_in=0.2, dropout_hidden=0.5)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, QuantLinear):
-                m.bias.copy_(torch.randn(m.out_features, generator=g))
-            if isinstance(m, nn.BatchNorm1d):
-                h = m.num_features
-                m.running_mean.copy_(torch.randn(h, generator=g) * 15)
-                m.running_var.copy_(torch.rand(h, generator=g) * 400 + 20)
-                m.weight.copy_(torch.randn(h, generator=g))
-                m.weight[::11] = 0.0  # constant neurons: sign(β)
-                m.bias.copy_(torch.randn(h, generator=g) * 2)
-    return model.eval()
+def test_names_moved_out_of_inference_still_import_from_it():
+    from qnnlib import inference
 
-
-def random_pixels(n: int, k: int = 784, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, k), dtype=np.uint8)
-
-
-@torch.no_grad()
-def torch_predict(model: nn.Module, images) -> np.ndarray:
-    x = inputs_from_pixels(pixels_from_inputs(images))
-    return torch.argmax(model.eval()(x), dim=1).numpy()
-
-
-# --------------------------------------------------------------------------------- thresholds
-def test_threshold_from_table_reads_increasing_decreasing_and_constant_columns():
-    k = 4  # d = -4, -2, 0, 2, 4
-    cols = [[0, 0, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 1], [1, 0, 0, 0, 0]]
-    on = torch.tensor(cols, dtype=torch.bool).T
-    t, f = _threshold_from_table(on, k)
-    d = np.arange(-k, k + 1, 2)
-    for j, col in enumerate(cols):
-        assert np.array_equal(f[j] * d >= t[j], np.array(col, dtype=bool)), (j, t[j], f[j])
-    assert list(f) == [1, -1, 1, 1, 1, -1]
-    assert t[2] > k and t[3] <= -k  # constant neurons: out-of-range thresholds
-
-
-def test_threshold_from_table_rejects_non_monotone_columns():
-    on = torch.tensor([[0, 1, 0, 1, 1]], dtype=torch.bool).T
-    with pytest.raises(ValueError, match="not monotone"):
-        _threshold_from_table(on, 4)
-    with pytest.raises(ValueError, match="K\\+1"):
-        _threshold_from_table(torch.ones(3, 2, dtype=torch.bool), 4)
-
-
-def test_threshold_pack_kernel_matches_bitpack():
-    rng = np.random.default_rng(1)
-    for h in (1, 63, 64, 65, 200):
-        d = rng.integers(-50, 50, (9, h)).astype(np.int32)
-        t = rng.integers(-40, 40, h).astype(np.int32)
-        f = rng.choice(np.array([-1, 1], np.int8), h)
-        out = np.empty((9, -(-h // 64)), np.uint64)
-        _threshold_pack(d, t, f, out)
-        assert np.array_equal(out, pack(f * d.astype(np.int64) >= t))
-
-
-def test_fragile_neuron_is_counted_when_the_crossing_sits_on_a_lattice_point():
-    k = 64
-    bias = torch.zeros(3)
-    bnp = {"mean": torch.tensor([2.0, 2.5, -3.0]), "var": torch.ones(3), "weight": torch.tensor([1.0, 1.0, -1.0]),
-           "bias": torch.zeros(3), "eps": 1e-4}
-    t, f, fragile = _hidden_thresholds(k, bias, bnp)
-    assert fragile == 1  # only neuron 0: BN(d = 2) is exactly 0, one ulp below flips it
-    assert (t[0], f[0]) == (2, 1) and (t[1], f[1]) == (4, 1) and (t[2], f[2]) == (4, -1)
-
-
-# -------------------------------------------------------------------------------- 8-bit inputs
-def test_pixels_round_trip_and_off_grid_inputs_are_rejected():
-    p = random_pixels(5)
-    x = inputs_from_pixels(p)
-    assert x.dtype == torch.float32 and float(x.min()) >= -1 and float(x.max()) <= 1
-    assert np.array_equal(pixels_from_inputs(x), p)
-    assert np.array_equal(pixels_from_inputs(x.numpy().astype(np.float64)), p)
-    assert np.array_equal(pixels_from_inputs(p.reshape(5, 28, 28)), p)
-    with pytest.raises(ValueError, match="8-bit"):
-        pixels_from_inputs(x * 0.999)
-    with pytest.raises(ValueError, match="\\[-1, 1\\]"):
-        pixels_from_inputs(x * 2)
-    with pytest.raises(ValueError, match="shape"):
-        pixels_from_inputs(np.zeros(3))
-
-
-@pytest.mark.parametrize("k", [784, 130, 64, 1])
-def test_first_layer_integer_is_exact_for_bitplanes_and_float(k):
-    model = random_bnn(hidden=70, depth=1, in_features=k, seed=k)
-    packed = export_bnn(model)
-    p = random_pixels(33, k, seed=k)
-    wb = np.where(model.fc1.weight.detach().numpy() >= 0, 1, -1).astype(np.int64)
-    exact = p.astype(np.int64) @ wb.T  # D = W_b · p
-    for backend in ("cpu", "numpy"):
-        assert np.array_equal(packed.first_layer_integer(p, backend), exact)
-    assert np.array_equal(packed.first_layer_integer(p, first_layer="float"), exact)
-    assert np.array_equal(packed.row_sum, wb.sum(1))
+    for name in inference.__all__:
+        assert hasattr(inference, name), name
+    assert inference.PackedBNN is packed_bnn.PackedBNN and inference.FORMAT == packed_bnn.FORMAT
+    assert inference.pixels_from_inputs is bitplanes.pixels_from_inputs
+    assert inference.inputs_from_pixels is bitplanes.inputs_from_pixels
+    assert inference._threshold_pack is folding._threshold_pack
+    assert inference._hidden_thresholds is folding.hidden_thresholds
+    assert inference._threshold_from_table is folding.threshold_from_table
+    assert inference._pack_bitplanes is bitplanes._pack_bitplanes
+    assert inference._combine_bitplanes is bitplanes._combine_bitplanes
 
 
 # ------------------------------------------------------------------------- exactness vs PyTorch
@@ -154,36 +66,6 @@ def test_random_models_match_pytorch(hidden, depth, seed):
     assert r["first_layer_agreement"] >= 0.999
     # a prediction can only differ if a first-layer activation did
     assert r["prediction_mismatches"] == 0 or r["first_layer_mismatches"] > 0
-
-
-def test_activations_are_not_trivial_in_random_models():
-    model = random_bnn(96, 3, 0)
-    acts = export_bnn(model).forward_hidden(random_pixels(200))
-    for a in acts:
-        frac = float((a == 1).mean())
-        assert 0.2 < frac < 0.8  # thresholds are inside the range, not all-constant
-        assert set(np.unique(a)) <= {-1, 1}
-
-
-def test_backends_and_first_layer_modes_agree():
-    model = random_bnn(70, 2, 4)
-    packed = export_bnn(model)
-    p = random_pixels(50, seed=4)
-    ref = packed.predict(p)
-    assert np.array_equal(packed.predict(p, "numpy"), ref)
-    assert np.array_equal(packed.predict(p, "auto"), ref)
-    assert np.array_equal(packed.predict(p, first_layer="float"), ref)
-    assert np.array_equal(packed.predict(inputs_from_pixels(p), batch_size=7), ref)
-    assert np.array_equal(packed.logits(p).argmax(1), ref)
-    assert packed.predict(p[:0]).shape == (0,)
-    with pytest.raises(ValueError, match="backend"):
-        packed.predict(p, "gpu")
-    with pytest.raises(ValueError, match="first_layer"):
-        packed.predict(p, first_layer="int8")
-    with pytest.raises(ValueError, match="hidden layer"):
-        packed.binary_layer(1, np.ones((2, 784)))
-    with pytest.raises(ValueError, match="±1"):
-        packed.binary_layer(2, np.zeros((2, 70)))
 
 
 def test_export_uses_eval_semantics_and_leaves_the_model_unchanged():
@@ -248,25 +130,7 @@ def test_trained_bnn_identical_on_real_mnist_test_images(trained_fashion):
     assert np.array_equal(export_bnn(model).predict(images), torch_predict(model, images))
 
 
-# ------------------------------------------------------------------------------- file and size
-def test_save_load_round_trip_uncompressed_without_pickle(tmp_path):
-    model = random_bnn(100, 3, 7)
-    packed = export_bnn(model)
-    path = packed.save(tmp_path / "bnn.npz")
-    with zipfile.ZipFile(path) as z:
-        assert all(i.compress_type == zipfile.ZIP_STORED for i in z.infolist())
-    loaded = PackedBNN.load(path)
-    assert loaded.in_features == packed.in_features and loaded.out_eps == packed.out_eps
-    assert loaded.fragile == packed.fragile
-    for a, b in zip(packed._arrays().values(), loaded._arrays().values()):
-        assert np.array_equal(a, b) and a.dtype == b.dtype
-    p = random_pixels(64, seed=7)
-    assert np.array_equal(loaded.predict(p), packed.predict(p))
-    np.savez(tmp_path / "other.npz", a=np.zeros(3))
-    with pytest.raises(ValueError, match="not a PackedBNN"):
-        PackedBNN.load(tmp_path / "other.npz")
-
-
+# ------------------------------------------------------------------------------------ size
 def test_size_report_binary_layers_about_30x(tmp_path):
     model = random_bnn(512, 3, 8)
     packed = export_bnn(model)
@@ -309,6 +173,15 @@ def test_bad_models_raise_with_what_is_supported(make, match):
     with pytest.raises(NotExportableError, match=match) as exc:
         export_bnn(make())
     assert "supports" in str(exc.value) or "Sequential" in str(exc.value)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")
+def test_non_finite_first_layer_statistics_are_not_exportable():
+    model = random_bnn(16, 1, 10)
+    with torch.no_grad():
+        model.bn1.running_mean[3] = float("nan")
+    with pytest.raises(NotExportableError, match="layer 1 has non-finite BN statistics"):
+        export_bnn(model)
 
 
 def test_supported_precisions_export():

@@ -1,0 +1,320 @@
+"""The packed BNN: paper Alg. 4 ("Running a BNN") on the binary kernels, and its checkpoint file.
+
+A :class:`PackedBNN` holds what inference needs and nothing else: bit-packed ``sign(W)`` per layer,
+one integer threshold and one sign flip per hidden neuron (BN + sign folded, :mod:`qnnlib.folding`),
+the first layer's row sums for Eq. 6 (:mod:`qnnlib.bitplanes`) and the output layer's bias and BN.
+:meth:`PackedBNN.predict` runs every layer on :func:`qnnlib.binary_gemm.binary_matmul` (Numba
+XOR-popcount on the CPU, CuPy kernels on a GPU). :func:`qnnlib.inference.export_bnn` builds one from a
+trained model and documents why it is bit-exact.
+
+Alg. 4, layer by layer (L layers, W_k^b = sign(W_k) packed 64 values per ``uint64`` word)::
+
+    layer 1      a_1 = Σ_{n=1..8} 2^{n-1} XnorDotProduct(a_0^n, W_1^b);  a_1^b = Sign(BatchNorm(a_1))
+    layers 2..L-1  a_k = XnorDotProduct(a_{k-1}^b, W_k^b);               a_k^b = Sign(BatchNorm(a_k))
+    layer L      a_L = BatchNorm(XnorDotProduct(a_{L-1}^b, W_L^b))        -> argmax
+
+The paper's run-time demo ran layer 1 on the float baseline kernel (PAPER.md §1.5, §3.3);
+``predict(..., first_layer="float")`` does the same: ``D = p @ W_b^T`` as a float32 GEMM of 8-bit
+integers and ±1, exact (all partial sums are integers below 2^24) and therefore identical to Eq. 6.
+
+Checkpoint file: :meth:`PackedBNN.save` writes an **uncompressed** ``.npz`` (``np.savez``; no
+compression, so the size on disk is the size of the arrays plus small headers) that loads without
+pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .binary_gemm import BACKENDS, binary_matmul
+from .bitpack import _cupy, _is_cupy, pack, packed_width, unpack
+from .bitplanes import bitplane_dot, pixels_from_inputs
+from .folding import batch_norm, threshold_activations
+
+__all__ = ["FORMAT", "WORD_BITS", "FirstLayer", "PackedBNN"]
+
+FORMAT = "qnnlib.PackedBNN/1"
+WORD_BITS = 64
+FirstLayer = Literal["bitplanes", "float"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The packed network
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class PackedBNN:
+    """A BNN ready for the binary kernels: packed ``sign(W)``, integer thresholds, output BN.
+
+    Attributes (L layers; K_k = fan-in of layer k; H_k = its width):
+        weights: L arrays (H_k, ceil(K_k/64)) uint64, ``sign(W_k)`` packed by :func:`qnnlib.bitpack.pack`.
+        in_features: (K_1, ..., K_L).
+        thresholds, flips: L−1 arrays (H_k,) int32 / int8: ``a = +1 iff flips·d >= thresholds``
+            (layer 1 on D = W_b·p of Eq. 6; layers ≥ 2 on the ±1 dot product d).
+        row_sum: (H_1,) int32, S = Σ_j W_1^b[:, j] (Eq. 6 recombination).
+        out_bias, out_mean, out_var, out_weight, out_beta: (H_L,) float32, the output layer's bias and BN.
+        out_eps: the output BN's ε.
+        fragile: per hidden layer ≥ 2, neurons within PyTorch's float accumulation error of their
+            threshold (diagnostic, see :mod:`qnnlib.inference`).
+    """
+
+    weights: list[np.ndarray]
+    in_features: tuple[int, ...]
+    thresholds: list[np.ndarray]
+    flips: list[np.ndarray]
+    row_sum: np.ndarray
+    out_bias: np.ndarray
+    out_mean: np.ndarray
+    out_var: np.ndarray
+    out_weight: np.ndarray
+    out_beta: np.ndarray
+    out_eps: float
+    fragile: tuple[int, ...] = ()
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.weights)
+        if n < 2 or len(self.in_features) != n or len(self.thresholds) != n - 1 or len(self.flips) != n - 1:
+            raise ValueError("a PackedBNN needs L >= 2 weight arrays, L fan-ins and L-1 thresholds and flips")
+        for k, (w, kin) in enumerate(zip(self.weights, self.in_features), 1):
+            if w.dtype != np.uint64 or w.ndim != 2 or w.shape[1] != packed_width(kin, WORD_BITS):
+                raise ValueError(f"layer {k}: weights must be (H, ceil({kin}/64)) uint64, got {w.shape} {w.dtype}")
+            if k > 1 and kin != self.weights[k - 2].shape[0]:
+                raise ValueError(f"layer {k} has fan-in {kin} but layer {k - 1} has {self.weights[k - 2].shape[0]} units")
+        for k, (t, f) in enumerate(zip(self.thresholds, self.flips), 1):
+            h = self.weights[k - 1].shape[0]
+            if t.shape != (h,) or f.shape != (h,):
+                raise ValueError(f"layer {k}: thresholds and flips must have shape ({h},)")
+        if self.row_sum.shape != (self.widths[0],):
+            raise ValueError(f"row_sum must have shape ({self.widths[0]},)")
+
+    # ----------------------------------------------------------------------------------- shape
+    @property
+    def num_layers(self) -> int:
+        return len(self.weights)
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Units per layer (H_1, ..., H_L); H_L is the number of classes."""
+        return tuple(int(w.shape[0]) for w in self.weights)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all arrays (the on-disk file adds ~100-byte npy headers per array)."""
+        arrays = [*self.weights, *self.thresholds, *self.flips, self.row_sum, self.out_bias, self.out_mean,
+                  self.out_var, self.out_weight, self.out_beta]
+        return int(sum(a.nbytes for a in arrays))
+
+    def __repr__(self) -> str:
+        arch = "-".join(str(v) for v in (self.in_features[0], *self.widths))
+        return f"PackedBNN({arch}, {self.nbytes:,} bytes, fragile={self.fragile})"
+
+    # ------------------------------------------------------------------------------- save/load
+    def _arrays(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for k, w in enumerate(self.weights, 1):
+            out[f"w{k}"] = w
+        for k, (t, f) in enumerate(zip(self.thresholds, self.flips), 1):
+            out[f"t{k}"], out[f"f{k}"] = t, f
+        out.update(s1=self.row_sum, out_bias=self.out_bias, out_mean=self.out_mean, out_var=self.out_var,
+                   out_weight=self.out_weight, out_beta=self.out_beta)
+        meta = {"format": FORMAT, "word_bits": WORD_BITS, "in_features": list(self.in_features),
+                "out_eps": self.out_eps, "fragile": list(self.fragile)}
+        out["meta"] = np.array(json.dumps(meta))
+        return out
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write an **uncompressed** ``.npz`` (``np.savez``) and return its path; loads without pickle."""
+        path = Path(path)
+        with open(path, "wb") as fh:
+            np.savez(fh, **self._arrays())
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PackedBNN:
+        """Read a file written by :meth:`save` (``ValueError`` if it is not a PackedBNN checkpoint)."""
+        with np.load(path, allow_pickle=False) as z:
+            if "meta" not in z.files:
+                raise ValueError(f"{path} is not a PackedBNN checkpoint (no 'meta' entry)")
+            meta = json.loads(str(z["meta"]))
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"{path}: unknown format {meta.get('format')!r}, expected {FORMAT!r}")
+            n = len(meta["in_features"])
+            return cls(weights=[z[f"w{k}"] for k in range(1, n + 1)], in_features=tuple(meta["in_features"]),
+                       thresholds=[z[f"t{k}"] for k in range(1, n)], flips=[z[f"f{k}"] for k in range(1, n)],
+                       row_sum=z["s1"], out_bias=z["out_bias"], out_mean=z["out_mean"], out_var=z["out_var"],
+                       out_weight=z["out_weight"], out_beta=z["out_beta"], out_eps=float(meta["out_eps"]),
+                       fragile=tuple(meta.get("fragile", ())))
+
+    # -------------------------------------------------------------------------------- devices
+    def _on(self, backend: str) -> tuple[Any, dict[str, Any]]:
+        """(xp, arrays) for ``backend``: NumPy arrays for CPU backends, CuPy copies (cached) for CUDA."""
+        if backend not in BACKENDS or backend == "auto":  # "auto" is resolved by the callers
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if not backend.startswith("cuda"):
+            return np, {"w": self.weights, "t": self.thresholds, "f": self.flips, "s1": self.row_sum}
+        if "cuda" not in self._cache:
+            cp = _cupy()
+            self._cache["cuda"] = {"w": [cp.asarray(w) for w in self.weights],
+                                   "t": [cp.asarray(t) for t in self.thresholds],
+                                   "f": [cp.asarray(f) for f in self.flips], "s1": cp.asarray(self.row_sum)}
+        return _cupy(), self._cache["cuda"]
+
+    def _w1_float(self, xp: Any) -> Any:
+        """Layer 1's ±1 weights as float32 (H, K), unpacked once (``first_layer="float"``)."""
+        key = "w1f_cuda" if xp is not np else "w1f"
+        if key not in self._cache:
+            w = unpack(self.weights[0], self.in_features[0])
+            self._cache[key] = torch.from_numpy(w) if xp is np else _cupy().asarray(w)
+        return self._cache[key]
+
+    # ------------------------------------------------------------------------------ the layers
+    def first_layer_integer(self, images: Any, backend: str = "cpu", first_layer: FirstLayer = "bitplanes"
+                            ) -> np.ndarray:
+        """``D = W_1^b · p`` (int32, (N, H_1)) for 8-bit pixels ``p``: Eq. 6 bit-planes or a float GEMM.
+
+        ``first_layer="bitplanes"`` (Eq. 6): 8 binary GEMMs of the bit-planes q_n = 2 p^n − 1 with W_b,
+        recombined as D = Σ_n 2^n (W_b·q_n + S)/2. ``"float"``: D = p @ W_b^T as float32, exact because
+        every partial sum is an integer below 2^24 (the paper's run-time demo ran layer 1 on floats).
+        """
+        backend = _resolve(backend, images)
+        xp, arr = self._on(backend)
+        p = _to_xp(pixels_from_inputs(images) if not _is_cupy(images) else images, xp)
+        return _to_host(self._first_layer_d(p, xp, arr, backend, first_layer))
+
+    def _first_layer_d(self, p: Any, xp: Any, arr: dict, backend: str, first_layer: str) -> Any:
+        k = self.in_features[0]
+        if p.ndim != 2 or p.shape[1] != k:
+            raise ValueError(f"images must have {k} pixels each, got shape {tuple(p.shape)}")
+        if first_layer == "float":
+            if 255 * k >= 2**24:
+                raise ValueError(f"first_layer='float' is exact only for K < 65794 inputs, got K = {k}")
+            if xp is np:
+                d = torch.matmul(torch.from_numpy(p).float(), self._w1_float(np).T)
+                return d.numpy().astype(np.int32)
+            return xp.matmul(p.astype(xp.float32), self._w1_float(xp).T).astype(xp.int32)
+        if first_layer != "bitplanes":
+            raise ValueError(f"first_layer must be 'bitplanes' (Eq. 6) or 'float', got {first_layer!r}")
+        return bitplane_dot(p, arr["w"][0], arr["s1"], k, backend, xp)  # Eq. 6
+
+    def _threshold(self, d: Any, layer: int, xp: Any, arr: dict) -> Any:
+        """Packed ±1 activations ``f·d >= t`` of hidden layer ``layer`` (1-based)."""
+        return threshold_activations(d, arr["t"][layer - 1], arr["f"][layer - 1], xp)
+
+    def _run(self, images: Any, backend: str, first_layer: str, batch_size: int, keep_hidden: bool
+             ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Output-layer dot products (N, H_L) int32 and (optionally) every hidden layer's packed activations."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        backend = _resolve(backend, images)
+        xp, arr = self._on(backend)
+        p_all = images if _is_cupy(images) else pixels_from_inputs(images)
+        if _is_cupy(p_all) and (p_all.dtype != np.uint8 or p_all.ndim != 2):
+            raise ValueError(f"CuPy images must be uint8 pixels of shape (N, K), got {p_all.dtype} {p_all.shape}")
+        n = p_all.shape[0]
+        dots, hidden = [], [[] for _ in range(self.num_layers - 1)]
+        for i0 in range(0, n, batch_size):
+            p = _to_xp(p_all[i0:i0 + batch_size], xp)
+            a = self._threshold(self._first_layer_d(p, xp, arr, backend, first_layer), 1, xp, arr)
+            if keep_hidden:
+                hidden[0].append(_to_host(a))
+            for k in range(2, self.num_layers):  # Alg. 4: a_k = XnorDotProduct(a_{k-1}^b, W_k^b); sign(BN)
+                a = self._threshold(binary_matmul(a, arr["w"][k - 1], self.in_features[k - 1], backend), k, xp, arr)
+                if keep_hidden:
+                    hidden[k - 1].append(_to_host(a))
+            dots.append(_to_host(binary_matmul(a, arr["w"][-1], self.in_features[-1], backend)))
+        h_last = self.widths[-1]
+        dot = np.concatenate(dots) if dots else np.empty((0, h_last), dtype=np.int32)
+        packed = [np.concatenate(h) if h else np.empty((0, packed_width(self.widths[i], WORD_BITS)), np.uint64)
+                  for i, h in enumerate(hidden)] if keep_hidden else []
+        return dot, packed
+
+    def _output_bn(self, dot: np.ndarray) -> torch.Tensor:
+        """a_L = BatchNorm(dot + bias) in float32, the model's own arithmetic (CPU)."""
+        s = torch.from_numpy(dot.astype(np.float32)) + torch.from_numpy(self.out_bias)
+        p = {"mean": torch.from_numpy(self.out_mean), "var": torch.from_numpy(self.out_var),
+             "weight": torch.from_numpy(self.out_weight), "bias": torch.from_numpy(self.out_beta), "eps": self.out_eps}
+        return batch_norm(s, p)
+
+    # ------------------------------------------------------------------------------ public API
+    def logits(self, images: Any, backend: str = "cpu", *, first_layer: FirstLayer = "bitplanes",
+               batch_size: int = 2048) -> np.ndarray:
+        """The output layer ``BN(W_L^b · a_{L-1}^b + bias)`` (float32, (N, classes)), Alg. 4's a_L."""
+        dot, _ = self._run(images, backend, first_layer, batch_size, keep_hidden=False)
+        return self._output_bn(dot).numpy()
+
+    def predict(self, images: Any, backend: str = "cpu", *, first_layer: FirstLayer = "bitplanes",
+                batch_size: int = 2048) -> np.ndarray:
+        """Predicted labels (int64, (N,)) = argmax of :meth:`logits` (first maximum, as ``torch.argmax``).
+
+        Args:
+            images: uint8 pixels (N, ...) or the float inputs ``p/255·2 − 1`` (NumPy, torch CPU tensor;
+                CuPy uint8 (N, K) for the CUDA backends).
+            backend: ``"cpu"`` (Numba), ``"numpy"`` (slow reference), ``"cuda"``, ``"cuda-xnor"``,
+                ``"cuda-tc"`` (CuPy kernels; see :mod:`qnnlib.binary_gemm`). The output BN always runs
+                on the CPU in float32 (a (N, classes) array), so every backend reproduces the CPU model.
+            first_layer: ``"bitplanes"`` (Eq. 6, all layers binary) or ``"float"`` (layer 1 as an
+                exact float32 GEMM of 8-bit integers, as in the paper's run-time demo). Same result.
+            batch_size: images per chunk (bounds memory; each chunk uses every core).
+        """
+        dot, _ = self._run(images, backend, first_layer, batch_size, keep_hidden=False)
+        return torch.argmax(self._output_bn(dot), dim=1).numpy()
+
+    def forward_hidden(self, images: Any, backend: str = "cpu", *, first_layer: FirstLayer = "bitplanes",
+                       batch_size: int = 2048) -> list[np.ndarray]:
+        """Every hidden layer's binary activations a_k^b as ±1 int8 arrays (N, H_k) (diagnostics)."""
+        _, packed = self._run(images, backend, first_layer, batch_size, keep_hidden=True)
+        return [unpack(a, h).astype(np.int8) for a, h in zip(packed, self.widths)]
+
+    def binary_layer(self, layer: int, inputs: Any, backend: str = "cpu") -> np.ndarray:
+        """Hidden layer ``layer`` (2 ≤ layer ≤ L−1) on given ±1 inputs (N, K): ±1 int8 (N, H).
+
+        ``a = +1 iff f·d >= t`` with ``d = W_b · inputs`` from the binary GEMM; equals the model's
+        ``sign(BN(fc(inputs)))`` for the same binary inputs (see :mod:`qnnlib.folding`).
+        """
+        if not 2 <= layer <= self.num_layers - 1:
+            raise ValueError(f"layer must be a hidden layer 2..{self.num_layers - 1}, got {layer}")
+        backend = _resolve(backend, inputs)
+        xp, arr = self._on(backend)
+        x = _to_xp(_as_pm1_packed(inputs, self.in_features[layer - 1]), xp)
+        d = binary_matmul(x, arr["w"][layer - 1], self.in_features[layer - 1], backend)
+        return unpack(_to_host(self._threshold(d, layer, xp, arr)), self.widths[layer - 1]).astype(np.int8)
+
+    def output_layer(self, inputs: Any, backend: str = "cpu") -> np.ndarray:
+        """The output layer on given ±1 inputs (N, K_L): ``BN(W_L^b · inputs + bias)``, float32 (N, classes)."""
+        backend = _resolve(backend, inputs)
+        xp, arr = self._on(backend)
+        x = _to_xp(_as_pm1_packed(inputs, self.in_features[-1]), xp)
+        return self._output_bn(_to_host(binary_matmul(x, arr["w"][-1], self.in_features[-1], backend))).numpy()
+
+
+def _resolve(backend: str, data: Any) -> str:
+    """``"auto"`` -> ``"cuda"`` for CuPy data, else ``"cpu"``; other names pass through (checked by ``_on``)."""
+    return ("cuda" if _is_cupy(data) else "cpu") if backend == "auto" else backend
+
+
+def _as_pm1_packed(inputs: Any, k: int) -> np.ndarray:
+    x = inputs.detach().cpu().numpy() if isinstance(inputs, torch.Tensor) else np.asarray(inputs)
+    if x.ndim != 2 or x.shape[1] != k:
+        raise ValueError(f"inputs must be ±1 of shape (N, {k}), got shape {x.shape}")
+    if x.size and not np.isin(x, (-1, 1)).all():
+        raise ValueError("inputs of a binary layer must be exactly ±1")
+    return pack(x, WORD_BITS)
+
+
+def _to_xp(a: Any, xp: Any) -> Any:
+    if xp is np:
+        return _cupy().asnumpy(a) if _is_cupy(a) else np.ascontiguousarray(a)
+    return xp.ascontiguousarray(xp.asarray(a))
+
+
+def _to_host(a: Any) -> np.ndarray:
+    return _cupy().asnumpy(a) if _is_cupy(a) else a

@@ -1,0 +1,52 @@
+"""Tests for qnnlib.bitplanes: 8-bit pixels <-> model inputs, and Eq. 6 (D = W_b·p from 8 binary GEMMs)
+exact on every CPU backend, for fan-ins that do and do not fill 64-bit words."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from qnnlib.bitpack import pack
+from qnnlib.bitplanes import _pack_bitplanes, bitplane_dot, inputs_from_pixels, pixels_from_inputs
+
+
+def random_pixels(n: int, k: int = 784, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, k), dtype=np.uint8)
+
+
+def test_pixels_round_trip_and_off_grid_inputs_are_rejected():
+    p = random_pixels(5)
+    x = inputs_from_pixels(p)
+    assert x.dtype == torch.float32 and float(x.min()) >= -1 and float(x.max()) <= 1
+    assert np.array_equal(pixels_from_inputs(x), p)
+    assert np.array_equal(pixels_from_inputs(x.numpy().astype(np.float64)), p)
+    assert np.array_equal(pixels_from_inputs(p.reshape(5, 28, 28)), p)
+    with pytest.raises(ValueError, match="8-bit"):
+        pixels_from_inputs(x * 0.999)
+    with pytest.raises(ValueError, match="\\[-1, 1\\]"):
+        pixels_from_inputs(x * 2)
+    with pytest.raises(ValueError, match="shape"):
+        pixels_from_inputs(np.zeros(3))
+
+
+@pytest.mark.parametrize("k", [1, 63, 64, 65, 784])
+def test_pack_bitplanes_kernel_packs_each_bit_of_the_pixels(k):
+    p = random_pixels(9, k, seed=k)
+    planes = np.empty((8, 9, -(-k // 64)), np.uint64)
+    _pack_bitplanes(p, planes)
+    for n in range(8):
+        assert np.array_equal(planes[n], pack(((p >> n) & 1).astype(bool)))  # bit 1 = (p^n = 1)
+
+
+@pytest.mark.parametrize("k", [784, 130, 64, 1])
+def test_bitplane_dot_is_the_exact_integer_product(k):
+    rng = np.random.default_rng(k)
+    wb = rng.choice(np.array([-1, 1], np.int64), (70, k))
+    p = random_pixels(33, k, seed=k)
+    exact = p.astype(np.int64) @ wb.T  # D = W_b · p
+    w_packed, row_sum = pack(wb.astype(np.float32)), wb.sum(1).astype(np.int32)
+    for backend in ("cpu", "numpy"):
+        d = bitplane_dot(p, w_packed, row_sum, k, backend)
+        assert d.dtype == np.int32 and np.array_equal(d, exact)
+        assert bitplane_dot(p[:0], w_packed, row_sum, k, backend).shape == (0, 70)
