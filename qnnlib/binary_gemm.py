@@ -301,6 +301,32 @@ _tile_xor_popcount = _make_tile_kernel(_TILE_ROWS)  # full 4x8 tiles
 _row_xor_popcount = _make_tile_kernel(1)  # 1x8: the last M % 4 rows, without padding A
 
 
+@njit(cache=True, nogil=True)
+def _gemm_task(a, bp, k, out, i0, i_end, p0, p_end):  # pragma: no cover - compiled by Numba
+    """One task of :func:`_xor_popcount_gemm`: out[i0:i_end, 8 p0:8 p_end] (clipped to N), tile by tile.
+
+    A function of its own (not the body of the ``prange`` loop) keeps Numba's parfor compilation fast."""
+    n = out.shape[1]
+    scratch = np.empty((4, 8), dtype=np.int32)
+    for i in range(i0, i_end, 4):
+        for p in range(p0, p_end):
+            nc = min(8, n - 8 * p)
+            full = nc == 8  # else: the last, partial panel goes through the scratch tile
+            dst = out if full else scratch
+            if i + 4 <= i_end:
+                _tile_xor_popcount(a, bp, i, p, k, dst, i if full else 0, 8 * p if full else 0)
+                if not full:
+                    for r in range(4):
+                        for c in range(nc):
+                            out[i + r, 8 * p + c] = scratch[r, c]
+            else:
+                for r in range(i, i_end):  # the block's last 1-3 rows
+                    _row_xor_popcount(a, bp, r, p, k, dst, r if full else 0, 8 * p if full else 0)
+                    if not full:
+                        for c in range(nc):
+                            out[r, 8 * p + c] = scratch[0, c]
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _xor_popcount_gemm(a, bp, k, out, row_block, panel_block):  # pragma: no cover - compiled by Numba
     """out[i, j] = k - 2 * sum_w popcount(a[i, w] ^ b[j, w]) (Eq. 7) for a (M, W) and B in column
@@ -325,27 +351,7 @@ def _xor_popcount_gemm(a, bp, k, out, row_block, panel_block):  # pragma: no cov
     for task in prange(n_row_blocks * n_panel_blocks):
         i0 = (task // n_panel_blocks) * row_block
         p0 = (task % n_panel_blocks) * panel_block
-        i_end = min(m, i0 + row_block)
-        scratch = np.empty((4, 8), dtype=np.int32)
-        for i in range(i0, i_end, 4):
-            for p in range(p0, min(n_panels, p0 + panel_block)):
-                nc = min(8, n - 8 * p)
-                if i + 4 <= i_end:
-                    if nc == 8:
-                        _tile_xor_popcount(a, bp, i, p, k, out, i, 8 * p)
-                    else:
-                        _tile_xor_popcount(a, bp, i, p, k, scratch, 0, 0)
-                        for r in range(4):
-                            for c in range(nc):
-                                out[i + r, 8 * p + c] = scratch[r, c]
-                else:
-                    for r in range(i, i_end):  # the block's last 1-3 rows
-                        if nc == 8:
-                            _row_xor_popcount(a, bp, r, p, k, out, r, 8 * p)
-                        else:
-                            _row_xor_popcount(a, bp, r, p, k, scratch, 0, 0)
-                            for c in range(nc):
-                                out[r, 8 * p + c] = scratch[0, c]
+        _gemm_task(a, bp, k, out, i0, min(m, i0 + row_block), p0, min(n_panels, p0 + panel_block))
 
 
 _NIBBLES = np.uint64(0x0F0F0F0F0F0F0F0F)
