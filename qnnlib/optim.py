@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from .layers import LatentWeightLayer
-from .quantize import ap2
 
 __all__ = ["ShiftAdaMax", "glorot_lr_scale", "glorot_param_groups", "clip_latent_weights"]
 
@@ -78,8 +77,10 @@ class ShiftAdaMax(torch.optim.Optimizer):
                 m.mul_(beta1).add_(g, alpha=1 - beta1)  # m_t = β1 m + (1-β1) g
                 torch.maximum(v.mul_(beta2), g.abs(), out=v)  # v_t = max(β2 v, |g|)
                 step_size = 2.0 ** round(math.log2(group["lr"] / (1 - beta1**t)))  # AP2(α / (1-β1^t))
-                # θ ← θ − AP2(α/(1−β1^t)) · m · AP2(1/(v + ε))
-                p.addcmul_(m, ap2(torch.reciprocal(v + group["eps"])), value=-step_size)
+                # θ ← θ − AP2(α/(1−β1^t)) · m · AP2(1/(v + ε)); v + ε > 0, so
+                # AP2(1/(v + ε)) = 2^round(−log2(v + ε)) (one shift; 4 passes instead of ap2's 7).
+                inv_v = torch.log2(v + group["eps"]).neg_().round_().exp2_()
+                p.addcmul_(m, inv_v, value=-step_size)
         return loss
 
 
