@@ -209,6 +209,7 @@ def fetch_file(remote: RemoteFile, dest_dir: Path, mirrors: Sequence[str], *,
             with os.fdopen(fd, "wb") as tmp:
                 _download(url, tmp, timeout, progress)
             check_bytes(Path(tmp_name).read_bytes(), remote, url)
+            os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; data files are shared
             os.replace(tmp_name, final)
             return final, errors
         except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError,

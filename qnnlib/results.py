@@ -321,6 +321,7 @@ def write_metrics(experiment: str, profile: str, *, config: dict, metrics: dict,
             f.write(text + "\n")
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are shared files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -159,3 +159,13 @@ def test_markdown_table():
     df = pd.DataFrame({"a": ["x|y", None], "b": [1.23456789, float("nan")], "c": [True, False]})
     md = R.markdown_table(df)
     assert md.splitlines() == ["| a | b | c |", "|---|---|---|", "| x\\|y | 1.235 | True |", "|  |  | False |"]
+
+
+def test_metrics_file_is_world_readable(tmp_path) -> None:
+    import stat
+
+    from qnnlib import results
+
+    p = results.write_metrics("perm", "smoke", config={}, metrics={}, history=[], dataset={"name": "x"},
+                              wall_time_s=0.0, results_dir=tmp_path)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644
