@@ -287,7 +287,8 @@ def _complete_rows(rows, dataset: Mapping) -> list[dict]:
             raise ValueError(f'metrics["rows"][{i}] lacks {missing}; each row needs "row", "metric", "value"')
         r = dict(r)
         r.setdefault("dataset", dataset.get("name"))
-        r.setdefault("dataset_sizes", dataset.get("sizes"))
+        if r["dataset"] == dataset.get("name"):  # sizes belong to the JSON's dataset, not to e.g. "-"
+            r.setdefault("dataset_sizes", dataset.get("sizes"))
         if not r["dataset"]:
             raise ValueError(f'metrics["rows"][{i}] has no dataset and the dataset argument has no "name"')
         if r.get("paper_key") is not None and r["paper_key"] not in PAPER_BY_KEY:
@@ -360,7 +361,9 @@ COMPARISON_COLUMNS = ["experiment", "row", "metric", "ours", "paper", "delta", "
 def _sizes_text(sizes) -> str:
     if not isinstance(sizes, Mapping):
         return "" if sizes is None else str(sizes)
-    return "/".join(str(sizes.get(k, "?")) for k in ("train", "valid", "test"))
+    if all(k in sizes for k in ("train", "valid", "test")):
+        return "/".join(str(sizes[k]) for k in ("train", "valid", "test"))
+    return ", ".join(f"{k} {v}" for k, v in sizes.items())  # e.g. "test 10000"
 
 
 def _compare_row(experiment: str, r: Mapping, json_name: str) -> dict:
@@ -403,7 +406,9 @@ def comparison_table(profile: str, results_dir: Path | None = None) -> pd.DataFr
             experiment = data.get("experiment", path.stem)
             dataset = data.get("dataset") or {}
             for r in data.get("metrics", {}).get("rows", []):
-                r = {"dataset": dataset.get("name"), "dataset_sizes": dataset.get("sizes"), **r}
+                r = {"dataset": dataset.get("name"), **r}
+                if r["dataset"] == dataset.get("name"):
+                    r.setdefault("dataset_sizes", dataset.get("sizes"))
                 rows.append(_compare_row(experiment, r, path.name))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             warnings.warn(f"skipping {path}: {type(exc).__name__}: {exc}", stacklevel=2)

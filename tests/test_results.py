@@ -169,3 +169,16 @@ def test_metrics_file_is_world_readable(tmp_path) -> None:
     p = results.write_metrics("perm", "smoke", config={}, metrics={}, history=[], dataset={"name": "x"},
                               wall_time_s=0.0, results_dir=tmp_path)
     assert stat.S_IMODE(p.stat().st_mode) == 0o644
+
+
+def test_sizes_only_filled_for_the_json_dataset(tmp_path) -> None:
+    from qnnlib import results
+
+    rows = [{"row": "BNN vs 32-bit DNN", "metric": "memory size reduction x", "value": 31.0, "dataset": "-"},
+            {"row": "x", "metric": "m", "value": 1.0}]
+    results.write_metrics("mix", "smoke", config={}, metrics={"rows": rows}, history=[],
+                          dataset={"name": "fashion-mnist", "sizes": {"train": 10, "valid": 5, "test": 5}},
+                          wall_time_s=0.0, results_dir=tmp_path)
+    table = results.comparison_table("smoke", tmp_path).set_index("row")
+    assert table.loc["BNN vs 32-bit DNN", "dataset_sizes"] in ("", None)
+    assert table.loc["x", "dataset_sizes"] == "10/5/5"
