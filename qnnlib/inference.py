@@ -56,15 +56,6 @@ from .norm import ShiftBatchNorm1d, ShiftBatchNorm2d
 from .packed_bnn import FORMAT, WORD_BITS, FirstLayer, PackedBNN
 from .packed_checkpoint import FLOAT_FILE, binary_weight_float_bytes, file_size, state_dict_bytes
 
-# Names that lived here before the packed network moved to qnnlib.packed_bnn, Eq. 6 to qnnlib.bitplanes
-# and the BN folding to qnnlib.folding; they stay importable from qnnlib.inference.
-from .bitplanes import _combine_bitplanes, _pack_bitplanes  # noqa: F401
-from .folding import _threshold_pack  # noqa: F401
-from .folding import batch_norm as _batch_norm, bn_tensors as _bn_tensors  # noqa: F401
-from .folding import first_layer_thresholds as _first_layer_thresholds  # noqa: F401
-from .folding import hidden_thresholds as _hidden_thresholds, threshold_from_table as _threshold_from_table  # noqa: F401
-from .packed_bnn import _as_pm1_packed, _resolve, _to_host, _to_xp  # noqa: F401
-
 __all__ = [
     "SUPPORTED",
     "FORMAT",

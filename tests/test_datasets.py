@@ -16,10 +16,7 @@ import torch
 
 from qnnlib import datasets as ds
 
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-if not SHARED_MNIST.is_dir():
-    SHARED_MNIST = Path("/work/shared/data/mnist")
-FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
+from shared_data import FASHION_SYSTEM, SHARED_MNIST
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from qnnlib import experiment, kernel_bench as kb_mod, results
+from qnnlib import experiment, results
 from qnnlib.bench import gemm
 from qnnlib.datasets import DatasetError, load_mnist
 from qnnlib.inference import compare_with_model, export_bnn, size_report

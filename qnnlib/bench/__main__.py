@@ -9,7 +9,6 @@ Every benchmark measures its baseline in the same run and prints ratios; none is
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 

@@ -266,7 +266,8 @@ def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), re
             rows.append({"M": m, "N": n, "K": k, "method": name, "ms": seconds * 1e3,
                          "Top/s": ops / seconds / 1e12, "vs_baseline": t_base / seconds,
                          "vs_cublas_fp32": t_cublas / seconds})
-        del a, b, b_t, pa, pb
+        methods.clear()  # drop this size's operands before the next size allocates its own
+        a = b = b_t = pa = pb = ta = tb = ta16 = tb16 = None
         cp.get_default_memory_pool().free_all_blocks()
     return rows
 
