@@ -1,4 +1,4 @@
-"""Datasets: where the files live, how they are fetched and verified, and the paper's splits.
+"""Datasets: where the files live, which files make each dataset, and the paper's splits.
 
 Data root: ``$QNNLIB_DATA`` (default ``~/.cache/qnnlib``); each dataset has a sub-directory
 (``mnist/``, ``fashion-mnist/``). Fashion-MNIST is also looked up in
@@ -14,7 +14,9 @@ such as the project's shared MNIST test files, differ only in the gzip container
 (magic number, dimensions) and the exact length are checked as well. Anything wrong raises
 :class:`DatasetCorruptError`; a file that is missing and cannot be fetched raises
 :class:`DatasetNotFoundError` naming the file, every URL tried and its error, and where to put the
-file by hand. Nothing is ever returned partially.
+file by hand. Nothing is ever returned partially. The IDX format is :mod:`qnnlib.idx`, the verified
+atomic downloads are :mod:`qnnlib.download`; their public names (``read_idx``, ``write_idx``,
+``fetch_file``, ``RemoteFile``, the errors, ...) are re-exported here.
 
 Splits (PAPER.md §2.10, Theano MNIST): train = the first 50,000 of the 60,000 training images,
 valid = the last 10,000, test = the 10,000 test images. Inputs are flattened to 784 and scaled to
@@ -27,43 +29,29 @@ family and reuse :func:`data_root`, :func:`fetch_file` and the errors.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import http.client
-import math
 import os
 import sys
-import tempfile
-import urllib.request
-import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+# The IDX format and the verified downloads live in their own modules; their public names are
+# re-exported here so that ``from qnnlib.datasets import read_idx, fetch_file, DatasetError`` works.
+from .download import (  # noqa: F401  (re-exported)
+    DOWNLOAD_TIMEOUT_S,
+    DatasetNotFoundError,
+    RemoteFile,
+    check_bytes,
+    fetch_file,
+    verify_file,
+)
+from .idx import DatasetCorruptError, DatasetError, parse_idx, read_idx, write_idx  # noqa: F401  (re-exported)
+
 DATA_ENV = "QNNLIB_DATA"
 DEFAULT_DATA_ROOT = Path("~/.cache/qnnlib")
-DOWNLOAD_TIMEOUT_S = 30.0
-_CHUNK = 1 << 16
-
-
-# --------------------------------------------------------------------------------------- errors
-class DatasetError(RuntimeError):
-    """Base class of the dataset errors."""
-
-
-class DatasetNotFoundError(DatasetError, FileNotFoundError):
-    """A dataset file is missing and could not be downloaded; ``attempts`` lists ``"url: error"``."""
-
-    def __init__(self, message: str, attempts: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.attempts = list(attempts)
-
-
-class DatasetCorruptError(DatasetError, ValueError):
-    """A dataset file exists but is not the expected file (checksum, header or length)."""
 
 
 # ---------------------------------------------------------------------------------- locations
@@ -72,154 +60,6 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     if root is None:
         root = os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT
     return Path(root).expanduser()
-
-
-# ------------------------------------------------------------------------------------ IDX files
-_IDX_DTYPES: dict[int, np.dtype] = {
-    0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8"),
-}
-_IDX_CODES = {dt.newbyteorder("=") if dt.itemsize > 1 else dt: code for code, dt in _IDX_DTYPES.items()}
-
-
-def _maybe_gunzip(data: bytes, path: Path | str) -> bytes:
-    if data[:2] != b"\x1f\x8b":
-        return data
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DatasetCorruptError(
-            f"{path}: the gzip stream is damaged or truncated ({exc}). Delete the file and fetch it again."
-        ) from exc
-
-
-def parse_idx(raw: bytes, path: Path | str = "<bytes>") -> np.ndarray:
-    """Parse uncompressed IDX bytes; checks magic number, dimensions and the exact length."""
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        raise DatasetCorruptError(
-            f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'}; expected 0000<type><ndim>, "
-            "e.g. 00000803 for images, 00000801 for labels)."
-        )
-    dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DatasetCorruptError(f"{path}: IDX header truncated ({len(raw)} bytes, need {header}).")
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = header + math.prod(dims) * dtype.itemsize
-    if len(raw) != expected:
-        raise DatasetCorruptError(
-            f"{path}: IDX length {len(raw)} bytes does not match its header (shape {dims}, {dtype}): "
-            f"expected {expected} bytes. The file is truncated or damaged; delete it and fetch it again."
-        )
-    arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
-    return arr.astype(dtype.newbyteorder("="), copy=True)
-
-
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read a gzipped or raw IDX file into a native-byte-order array (validated, see :func:`parse_idx`)."""
-    path = Path(path)
-    return parse_idx(_maybe_gunzip(path.read_bytes(), path), path)
-
-
-def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write ``array`` as an IDX file, gzipped when ``path`` ends with ``.gz`` (used by tests and tools)."""
-    arr = np.asarray(array)
-    key = arr.dtype.newbyteorder("=") if arr.dtype.itemsize > 1 else arr.dtype
-    if key not in _IDX_CODES:
-        raise ValueError(f"IDX cannot store dtype {arr.dtype}; use one of uint8, int8, int16, int32, float32, float64")
-    if arr.ndim == 0 or arr.ndim > 255:
-        raise ValueError(f"IDX needs 1 to 255 dimensions, got {arr.ndim}")
-    code = _IDX_CODES[key]
-    header = bytes([0, 0, code, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
-    payload = header + np.ascontiguousarray(arr, dtype=_IDX_DTYPES[code]).tobytes()
-    path = Path(path)
-    path.write_bytes(gzip.compress(payload, mtime=0) if path.name.endswith(".gz") else payload)
-
-
-# ------------------------------------------------------------------------ verification/fetching
-@dataclass(frozen=True)
-class RemoteFile:
-    """One file of a dataset: its official name, checksums and expected array shape."""
-
-    name: str  # official file name (".gz")
-    gz_md5: str | None  # md5 of the official .gz bytes
-    raw_md5: str | None  # md5 of the decompressed content
-    shape: tuple[int, ...]  # expected IDX shape
-
-
-def _md5(data: bytes) -> str:
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def check_bytes(data: bytes, remote: RemoteFile, path: Path | str) -> np.ndarray:
-    """Verify file bytes against ``remote`` (gz md5 OR content md5, then header and shape); return the array."""
-    raw = _maybe_gunzip(data, path)
-    if remote.gz_md5 is not None or remote.raw_md5 is not None:
-        got_gz, got_raw = _md5(data), _md5(raw)
-        if got_gz != remote.gz_md5 and got_raw != remote.raw_md5:
-            raise DatasetCorruptError(
-                f"{path}: checksum mismatch for {remote.name}: md5 of file {got_gz}, md5 of content {got_raw}; "
-                f"expected file md5 {remote.gz_md5} or content md5 {remote.raw_md5}. "
-                "The file is incomplete or not the official one: delete it and fetch it again."
-            )
-    arr = parse_idx(raw, path)
-    if arr.shape != remote.shape:
-        raise DatasetCorruptError(f"{path}: shape {arr.shape}, expected {remote.shape} for {remote.name}.")
-    return arr
-
-
-def verify_file(path: str | os.PathLike, remote: RemoteFile) -> np.ndarray:
-    """Read ``path`` and verify it as ``remote`` (see :func:`check_bytes`)."""
-    return check_bytes(Path(path).read_bytes(), remote, path)
-
-
-def _download(url: str, tmp, timeout: float, progress: bool) -> None:
-    from tqdm import tqdm  # plain tqdm: tqdm.auto needs ipywidgets inside notebooks
-
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        total = resp.headers.get("Content-Length")
-        total = int(total) if total and total.isdigit() else None
-        got = 0
-        with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
-                  disable=not progress, leave=False, file=sys.stderr) as bar:
-            while chunk := resp.read(_CHUNK):
-                tmp.write(chunk)
-                got += len(chunk)
-                bar.update(len(chunk))
-    if total is not None and got != total:
-        raise OSError(f"truncated download: {got} of {total} bytes")
-
-
-def fetch_file(remote: RemoteFile, dest_dir: Path, mirrors: Sequence[str], *,
-               timeout: float = DOWNLOAD_TIMEOUT_S, progress: bool = True) -> tuple[Path, list[str]]:
-    """Download ``remote`` into ``dest_dir`` from the first mirror that gives a verified copy.
-
-    Returns ``(path, errors)`` where ``errors`` lists ``"url: error"`` for each mirror that failed
-    before success; raises :class:`DatasetNotFoundError` (with every URL and error) if all failed.
-    The file is streamed to a temporary file in ``dest_dir`` and renamed with ``os.replace`` only
-    after :func:`check_bytes` passed.
-    """
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    final = dest_dir / remote.name
-    errors: list[str] = []
-    for base in mirrors:
-        url = base.rstrip("/") + "/" + remote.name
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{remote.name}.", suffix=".part", dir=dest_dir)
-        try:
-            with os.fdopen(fd, "wb") as tmp:
-                _download(url, tmp, timeout, progress)
-            check_bytes(Path(tmp_name).read_bytes(), remote, url)
-            os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; data files are shared
-            os.replace(tmp_name, final)
-            return final, errors
-        except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError,
-            # DatasetCorruptError a ValueError
-            errors.append(f"{url}: {type(exc).__name__}: {exc}")
-        finally:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
-    raise DatasetNotFoundError(f"could not download {remote.name}:\n  " + "\n  ".join(errors or ["no mirrors"]),
-                               attempts=errors or ["no mirrors configured"])
 
 
 # ---------------------------------------------------------------------------------- splits
