@@ -1,4 +1,5 @@
-"""Tests for qnnlib.datasets: IDX format, checksums, atomic downloads, clear errors, real files."""
+"""Tests for qnnlib.datasets: specs, splits, checksums on disk, downloads via load_mnist, clear errors, real files.
+The IDX format is tested in test_idx.py, fetch_file's failure modes in test_download.py."""
 
 from __future__ import annotations
 
@@ -83,51 +84,16 @@ def _dead_port() -> int:
     return port
 
 
-# ----------------------------------------------------------------------------------- IDX
-@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])
-@pytest.mark.parametrize("suffix", [".idx", ".idx.gz"])
-def test_idx_roundtrip(tmp_path, dtype, suffix):
-    arr = (np.arange(2 * 3 * 5).reshape(2, 3, 5) - 7).astype(dtype)
-    path = tmp_path / f"a{suffix}"
-    ds.write_idx(path, arr)
-    back = ds.read_idx(path)
-    assert back.dtype == arr.dtype and back.shape == arr.shape
-    np.testing.assert_array_equal(back, arr)
-    assert (path.read_bytes()[:2] == b"\x1f\x8b") == suffix.endswith(".gz")
+# ------------------------------------------------------------------------- re-exports
+def test_idx_and_download_names_are_re_exported():
+    from qnnlib import download, idx
 
-
-def test_idx_header_is_big_endian_mnist_layout(tmp_path):
-    ds.write_idx(tmp_path / "l", np.zeros(3, np.uint8))
-    assert (tmp_path / "l").read_bytes()[:8] == bytes.fromhex("00000801 00000003")
-
-
-@pytest.mark.parametrize("corrupt, match", [
-    (lambda b: b"\x12\x34" + b[2:], "magic"),
-    (lambda b: b[:2] + b"\x07" + b[3:], "magic"),
-    (lambda b: b[:-5], "length"),
-    (lambda b: b + b"\x00", "length"),
-    (lambda b: b[:6], "header"),
-])
-def test_idx_corrupt_raw(tmp_path, corrupt, match):
-    path = tmp_path / "x"
-    ds.write_idx(path, np.ones((4, 28, 28), np.uint8))
-    path.write_bytes(corrupt(path.read_bytes()))
-    with pytest.raises(ds.DatasetCorruptError, match=match) as info:
-        ds.read_idx(path)
-    assert str(path) in str(info.value)
-
-
-def test_idx_truncated_gzip(tmp_path):
-    path = tmp_path / "x.gz"
-    ds.write_idx(path, np.arange(5000, dtype=np.int32))
-    path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(ds.DatasetCorruptError, match="gzip"):
-        ds.read_idx(path)
-
-
-def test_write_idx_rejects_unsupported_dtype(tmp_path):
-    with pytest.raises(ValueError, match="dtype"):
-        ds.write_idx(tmp_path / "x", np.zeros(3, np.uint64))
+    for name in ("parse_idx", "read_idx", "write_idx", "DatasetError", "DatasetCorruptError"):
+        assert getattr(ds, name) is getattr(idx, name), name
+    for name in ("RemoteFile", "check_bytes", "verify_file", "fetch_file", "DatasetNotFoundError",
+                 "DOWNLOAD_TIMEOUT_S"):
+        assert getattr(ds, name) is getattr(download, name), name
+    assert issubclass(ds.DatasetNotFoundError, ds.DatasetError)
 
 
 # ------------------------------------------------------------------------- loading / splits
@@ -227,40 +193,6 @@ def test_download_from_local_http(tmp_path, monkeypatch, http_dir):
     assert got == sorted(f.name for f in spec.files.values())  # no temporary files left behind
     for f in spec.files.values():
         assert (root / "mnist" / f.name).read_bytes() == (www / f.name).read_bytes()
-
-
-def test_download_checksum_mismatch_leaves_nothing(tmp_path, http_dir):
-    www, url = http_dir
-    spec = make_tiny(www)
-    remote = spec.files["test_labels"]
-    ds.write_idx(www / remote.name, np.zeros(20, np.uint8))  # valid IDX, wrong content
-    dest = tmp_path / "dest"
-    with pytest.raises(ds.DatasetNotFoundError) as info:
-        ds.fetch_file(remote, dest, [url], progress=False)
-    assert "checksum mismatch" in str(info.value) and url + remote.name in str(info.value)
-    assert list(dest.iterdir()) == []
-
-
-class _Truncating(_Quiet):
-    def do_GET(self):  # announce 1000 bytes, send 10, close
-        self.send_response(200)
-        self.send_header("Content-Length", "1000")
-        self.end_headers()
-        self.wfile.write(b"\x1f\x8b" + b"\x00" * 8)
-        self.close_connection = True
-
-
-def test_truncated_download_leaves_nothing(tmp_path):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Truncating)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        remote = ds.RemoteFile("x.gz", "0" * 32, "0" * 32, (3,))
-        with pytest.raises(ds.DatasetNotFoundError, match="truncated|IncompleteRead"):
-            ds.fetch_file(remote, tmp_path, [f"http://127.0.0.1:{server.server_address[1]}/"], progress=False)
-        assert list(tmp_path.iterdir()) == []
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_offline_error_names_file_urls_and_env(tmp_path, monkeypatch):

@@ -1,0 +1,80 @@
+"""Tests for qnnlib.download: a failed download (bad checksum, truncated stream) leaves nothing behind."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qnnlib.download import DatasetNotFoundError, RemoteFile, fetch_file
+from qnnlib.idx import write_idx
+
+
+# ------------------------------------------------------------------------------ helpers
+def _md5(b: bytes) -> str:
+    return hashlib.md5(b).hexdigest()
+
+
+def _remote(path: Path, arr: np.ndarray) -> RemoteFile:
+    """Write ``arr`` to ``path`` (gzipped IDX) and return a RemoteFile whose md5s match it."""
+    write_idx(path, arr)
+    data = path.read_bytes()
+    return RemoteFile(path.name, _md5(data), _md5(gzip.decompress(data)), arr.shape)
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def http_dir(tmp_path):
+    """Serve tmp_path/www on 127.0.0.1; yields (directory, base URL)."""
+    www = tmp_path / "www"
+    www.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(www)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield www, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+# ------------------------------------------------------------------------------ downloading
+def test_download_checksum_mismatch_leaves_nothing(tmp_path, http_dir):
+    www, url = http_dir
+    remote = _remote(www / "t10k-labels-idx1-ubyte.gz", (np.arange(20) % 10).astype(np.uint8))
+    write_idx(www / remote.name, np.zeros(20, np.uint8))  # valid IDX, wrong content
+    dest = tmp_path / "dest"
+    with pytest.raises(DatasetNotFoundError) as info:
+        fetch_file(remote, dest, [url], progress=False)
+    assert "checksum mismatch" in str(info.value) and url + remote.name in str(info.value)
+    assert list(dest.iterdir()) == []
+
+
+class _Truncating(_Quiet):
+    def do_GET(self):  # announce 1000 bytes, send 10, close
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        self.wfile.write(b"\x1f\x8b" + b"\x00" * 8)
+        self.close_connection = True
+
+
+def test_truncated_download_leaves_nothing(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Truncating)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        remote = RemoteFile("x.gz", "0" * 32, "0" * 32, (3,))
+        with pytest.raises(DatasetNotFoundError, match="truncated|IncompleteRead"):
+            fetch_file(remote, tmp_path, [f"http://127.0.0.1:{server.server_address[1]}/"], progress=False)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        server.shutdown()
+        server.server_close()
