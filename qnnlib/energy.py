@@ -3,7 +3,8 @@
 The paper's hardware argument (NIPS §3):
 
 * Horowitz (ISSCC 2014, 45 nm) energies — :data:`HOROWITZ_ARITH_PJ` and :data:`HOROWITZ_MEMORY_PJ`,
-  the paper's Tables 2 and 3 as data, with their source in :data:`HOROWITZ_SOURCE`.
+  the paper's Tables 2 and 3 as data, with their source in :data:`HOROWITZ_SOURCE` (kept in
+  :mod:`qnnlib.horowitz`, re-exported here).
 * "BNNs need 32× smaller memory size and 32× fewer memory accesses" than 32-bit DNNs, which "is
   expected to reduce energy consumption drastically (i.e., more than 32 times)".
 * "most of the 32-bit floating point multiply-accumulations are replaced by 1-bit XNOR-count
@@ -63,6 +64,13 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .horowitz import (  # the Horowitz 45 nm tables as data, re-exported
+    HOROWITZ_ARITH_PJ,
+    HOROWITZ_MEMORY_PJ,
+    HOROWITZ_SOURCE,
+    MEMORY_CAPACITY_BYTES,
+    horowitz_table,
+)
 from .layers import LatentWeightLayer, QuantAct
 from .packed_checkpoint import disk_sizes, packed_export, save_packed  # the checkpoint on disk, re-exported
 
@@ -83,27 +91,6 @@ __all__ = [
     "save_packed",
     "disk_sizes",
 ]
-
-HOROWITZ_SOURCE = (
-    "M. Horowitz, 'Computing's energy problem (and what we can do about it)', ISSCC 2014, 45 nm; "
-    "as printed in Hubara et al., Binarized Neural Networks, NIPS 2016, Tables 2 and 3 (PAPER.md §1.4)"
-)
-
-HOROWITZ_ARITH_PJ: dict[tuple[str, str], float] = {
-    ("int8", "mul"): 0.2, ("int8", "add"): 0.03,
-    ("int32", "mul"): 3.1, ("int32", "add"): 0.1,
-    ("fp16", "mul"): 1.1, ("fp16", "add"): 0.4,
-    ("fp32", "mul"): 3.7, ("fp32", "add"): 0.9,
-}
-"""Energy of one arithmetic operation in pJ, keyed by (format, "mul" | "add") — NIPS Table 2."""
-
-HOROWITZ_MEMORY_PJ: dict[str, tuple[float, float]] = {
-    "8K": (10.0, 10.0), "32K": (20.0, 20.0), "1M": (100.0, 100.0), "DRAM": (1300.0, 2600.0),
-}
-"""Energy of one 64-bit memory access in pJ as (low, high), keyed by memory size — NIPS Table 3."""
-
-MEMORY_CAPACITY_BYTES: dict[str, float] = {"8K": 8 * 1024, "32K": 32 * 1024, "1M": 1024 * 1024, "DRAM": math.inf}
-"""Capacity used by ``"auto"`` placement (the table's "8K/32K/1M" read as bytes)."""
 
 SCHEMES: tuple[str, ...] = ("fp32", "fp16", "int8", "binary", "native")
 """Executions priced by :func:`account`; ``native`` is the model's own bit widths."""
@@ -150,17 +137,6 @@ class EnergyAssumptions:
                 "int_mac": "int8 mul + int32 add (k <= 8), int32 mul + int32 add otherwise",
                 "first_layer": f"{self.input_bits} bit-plane XNOR-popcounts per MAC (Eq. 6)",
                 "weights": "read once per inference", "activations": "input read once, output written once"}
-
-
-def horowitz_table() -> pd.DataFrame:
-    """The Horowitz 45 nm table as a DataFrame: (kind, format/level, op, pJ low, pJ high, source)."""
-    rows = [{"kind": "arithmetic", "what": f, "op": op, "pj_low": v, "pj_high": v}
-            for (f, op), v in HOROWITZ_ARITH_PJ.items()]
-    rows += [{"kind": "memory", "what": lvl, "op": "64-bit access", "pj_low": lo, "pj_high": hi}
-             for lvl, (lo, hi) in HOROWITZ_MEMORY_PJ.items()]
-    df = pd.DataFrame(rows)
-    df["source"] = HOROWITZ_SOURCE
-    return df
 
 
 # ------------------------------------------------------------------------------- forward trace

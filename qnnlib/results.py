@@ -177,7 +177,7 @@ def _hardware() -> list[PaperNumber]:
 
 
 PAPER: tuple[PaperNumber, ...] = tuple(_table1() + _imagenet() + _ptb() + _hardware())
-"""The paper's numbers (Horowitz energy tables live with the energy model, not here)."""
+"""The paper's numbers (the Horowitz energy tables live in :mod:`qnnlib.horowitz`, not here)."""
 
 PAPER_BY_KEY: dict[str, PaperNumber] = {p.key: p for p in PAPER}
 
