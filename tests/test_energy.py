@@ -1,5 +1,5 @@
 """Tests for qnnlib.energy: counts checked by hand on tiny models, energy units, paper-vs-ours rows.
-The packed checkpoint on disk is tested in test_packed_checkpoint.py."""
+The packed checkpoint on disk is tested in test_packed_checkpoint.py, the Horowitz tables in test_horowitz.py."""
 
 from __future__ import annotations
 
@@ -42,15 +42,7 @@ def row(acct: pd.DataFrame, layer: str, scheme: str) -> pd.Series:
     return r.iloc[0]
 
 
-# ------------------------------------------------------------------------------ Horowitz table
-def test_horowitz_table_is_the_papers():
-    t = E.horowitz_table()
-    assert len(t) == 8 + 4
-    assert E.HOROWITZ_ARITH_PJ[("fp32", "mul")] == 3.7 and E.HOROWITZ_ARITH_PJ[("int8", "add")] == 0.03
-    assert E.HOROWITZ_MEMORY_PJ["DRAM"] == (1300.0, 2600.0)
-    assert (t["source"] == E.HOROWITZ_SOURCE).all() and "Horowitz" in E.HOROWITZ_SOURCE
-
-
+# ------------------------------------------------------------------------- energy assumptions
 def test_access_energy_levels_and_auto_placement():
     a = E.EnergyAssumptions()
     assert a.access_pj("DRAM", 1) == DRAM
