@@ -50,6 +50,12 @@ class LatentWeightLayer:
     weight_bits: int = 1
     clip_value: float = 1.0
 
+    def reset_parameters(self) -> None:
+        self._reset_latent()
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, weight_bits={self.weight_bits}"  # type: ignore[misc]
+
     def quantized_weight(self) -> torch.Tensor:
         """The weight actually used in the forward pass, ``W_b``."""
         return quantize_weight(self.weight, self.weight_bits)  # type: ignore[attr-defined]
@@ -79,15 +85,9 @@ class QuantLinear(LatentWeightLayer, nn.Linear):
         self.weight_bits = check_bits(weight_bits, "weight_bits")
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
 
-    def reset_parameters(self) -> None:
-        self._reset_latent()
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # s_k = a_{k-1}^b · W_k^b (+ bias)
         return F.linear(x, self.quantized_weight(), self.bias)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, weight_bits={self.weight_bits}"
 
 
 class BinaryLinear(QuantLinear):
@@ -111,14 +111,8 @@ class QuantConv2d(LatentWeightLayer, nn.Conv2d):
         self.weight_bits = check_bits(weight_bits, "weight_bits")
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
-    def reset_parameters(self) -> None:
-        self._reset_latent()
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.quantized_weight(), self.bias)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, weight_bits={self.weight_bits}"
 
 
 class BinaryConv2d(QuantConv2d):

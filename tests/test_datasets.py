@@ -3,11 +3,8 @@ The IDX format is tested in test_idx.py, fetch_file's failure modes in test_down
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
-import http.server
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -54,24 +51,6 @@ def tiny(tmp_path, monkeypatch):
     spec = make_tiny(root / "mnist")
     monkeypatch.setitem(ds.MNIST_FAMILY, "mnist", spec)
     return root, spec
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-
-@pytest.fixture
-def http_dir(tmp_path):
-    """Serve tmp_path/www on 127.0.0.1; yields (directory, base URL)."""
-    www = tmp_path / "www"
-    www.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(www)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield www, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
 
 
 def _dead_port() -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
 import http.server
@@ -28,24 +27,6 @@ def _remote(path: Path, arr: np.ndarray) -> RemoteFile:
     return RemoteFile(path.name, _md5(data), _md5(gzip.decompress(data)), arr.shape)
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-
-@pytest.fixture
-def http_dir(tmp_path):
-    """Serve tmp_path/www on 127.0.0.1; yields (directory, base URL)."""
-    www = tmp_path / "www"
-    www.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(www)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield www, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-
-
 # ------------------------------------------------------------------------------ downloading
 def test_download_checksum_mismatch_leaves_nothing(tmp_path, http_dir):
     www, url = http_dir
@@ -58,7 +39,10 @@ def test_download_checksum_mismatch_leaves_nothing(tmp_path, http_dir):
     assert list(dest.iterdir()) == []
 
 
-class _Truncating(_Quiet):
+class _Truncating(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
     def do_GET(self):  # announce 1000 bytes, send 10, close
         self.send_response(200)
         self.send_header("Content-Length", "1000")
