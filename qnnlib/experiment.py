@@ -61,19 +61,15 @@ def build_model(recipe: RecipeConfig, in_features: int = 784, num_classes: int =
                      num_classes=num_classes, dropout_in=recipe.dropout_in, dropout_hidden=recipe.dropout_hidden)
 
 
-def _cache_root() -> Path:
-    return data_root()
-
-
 def checkpoint_dir(profile: str, experiment: str, recipe: RecipeConfig, dataset: DatasetSplits) -> Path:
     """``$QNNLIB_DATA/checkpoints/<profile>/<experiment>/<recipe>-<dataset>-<fingerprint>`` (resumable)."""
     tag = f"{recipe.name}-{dataset.name}-{sum(dataset.sizes().values())}-h{recipe.hidden}-{recipe.train.fingerprint()}"
-    return _cache_root() / "checkpoints" / profile / experiment / tag
+    return data_root() / "checkpoints" / profile / experiment / tag
 
 
 def model_path(profile: str, experiment: str, recipe_name: str) -> Path:
     """Where a notebook saves the trained (best-validation) model of a recipe for later notebooks."""
-    return _cache_root() / "models" / profile / f"{experiment}_{recipe_name}.pt"
+    return data_root() / "models" / profile / f"{experiment}_{recipe_name}.pt"
 
 
 def run_recipes(cfg: MnistConfig, data: DatasetSplits, *, experiment: str = "mnist", progress: bool = True,

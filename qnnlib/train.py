@@ -31,7 +31,7 @@ from tqdm import tqdm
 from .losses import square_hinge_loss
 from .optim import ShiftAdaMax, clip_latent_weights, glorot_param_groups
 
-__all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "lr_at", "resolve_device"]
+__all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "lr_at", "make_optimizer", "resolve_device"]
 
 
 class _Split(Protocol):
@@ -144,7 +144,8 @@ def evaluate(model: nn.Module, split: _Split, batch_size: int = 1000, device: to
     return {"loss": loss_sum / max(n, 1), "error": wrong / max(n, 1)}
 
 
-def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer ``fit`` uses: Adam or ShiftAdaMax over Glorot-scaled param groups when ``config.glorot``."""
     if config.glorot:
         groups = glorot_param_groups(
             model, config.lr_start, round_pow2=config.glorot_pow2, include_float_layers=config.glorot_float
@@ -185,7 +186,7 @@ def fit(
     """
     device = resolve_device(config.device)
     model.to(device)
-    opt = _make_optimizer(model, config)
+    opt = make_optimizer(model, config)
     result = FitResult()
     best_state: dict[str, torch.Tensor] | None = None
     start_epoch = 0

@@ -18,14 +18,14 @@ import time
 import torch
 
 from ..models import BINARY, FLOAT, mnist_mlp
-from ..train import TrainConfig, _make_optimizer  # noqa: PLC2701 — same optimizer construction as fit()
+from ..train import TrainConfig, make_optimizer  # the optimizer construction fit() uses
 from ..losses import square_hinge_loss
 from ..optim import clip_latent_weights
 
 
 def _step_fn(model: torch.nn.Module, binary: bool, x: torch.Tensor, y: torch.Tensor):
     cfg = TrainConfig(glorot=binary, progress=False)
-    opt = _make_optimizer(model, cfg)
+    opt = make_optimizer(model, cfg)
 
     def step() -> None:
         loss = square_hinge_loss(model(x), y)
