@@ -35,7 +35,7 @@ data-fashion-mnist:
 
 # Reproduce the collection at a CPU-friendly profile: every notebook, Papermill, into results/$(PROFILE)/.
 reproduce: venv data-fashion-mnist
-	$(PY) -m qnnlib.reproduce --profile $(PROFILE)
+	$(PY) -m qnnlib reproduce --profile $(PROFILE)
 
 # Library tests and every notebook under nbval at the smoke profile, in one pytest run.
 test: venv data-fashion-mnist
@@ -48,8 +48,8 @@ test-notebooks: venv data-fashion-mnist
 	QNNLIB_PROFILE=smoke $(PY) -m pytest -q --nbval notebooks
 
 bench: venv
-	$(PY) -m qnnlib.bench qat
-	$(PY) -m qnnlib.bench cpu
+	$(PY) -m qnnlib bench qat
+	$(PY) -m qnnlib bench cpu
 
 lab: venv
 	$(PY) -m pip install --quiet -e ".[lab]"

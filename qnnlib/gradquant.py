@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .quantize import check_bits, check_float_tensor, log_quant
+from qnnlib.quantize import check_bits, check_float_tensor, log_quant
 
 __all__ = ["quantize_tensor", "quantize_grad", "GradQuant", "register_param_grad_quant", "METHODS"]
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .quantize import binarize, check_bits, linear_quant_ste, sign_ste
+from qnnlib.quantize import binarize, check_bits, linear_quant_ste, sign_ste
 
 __all__ = [
     "LatentWeightLayer",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .quantize import check_float_tensor
+from qnnlib.quantize import check_float_tensor
 
 __all__ = ["pm1_targets", "square_hinge_loss"]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .quantize import ap2, ap2_ste
+from qnnlib.quantize import ap2, ap2_ste
 
 __all__ = ["ShiftBatchNorm1d", "ShiftBatchNorm2d"]
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .layers import LatentWeightLayer
+from qnnlib.layers import LatentWeightLayer
 
 __all__ = ["ShiftAdaMax", "glorot_lr_scale", "glorot_param_groups", "clip_latent_weights"]
 

@@ -28,8 +28,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .losses import square_hinge_loss
-from .optim import ShiftAdaMax, clip_latent_weights, glorot_param_groups
+from qnnlib.losses import square_hinge_loss
+from qnnlib.optim import ShiftAdaMax, clip_latent_weights, glorot_param_groups
 
 __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "lr_at", "make_optimizer", "resolve_device"]
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qnnlib.binary_gemm import (
+from qnnlib.runtime.binary_gemm import (
     _KERNELS,
     BACKENDS,
     KERNEL_DIR,
@@ -30,7 +30,7 @@ from qnnlib.binary_gemm import (
     _xor_popcount_gemm,
     binary_matmul,
 )
-from qnnlib.bitpack import pack, unpack
+from qnnlib.runtime.bitpack import pack, unpack
 
 _WORDS = numba.types.uint64[:, ::1]
 _I64 = numba.types.int64
@@ -210,7 +210,7 @@ def test_kernel_compiles_to_vpopcntq_for_an_avx512_cpu(tmp_path):
     """Cross-compile the same kernel for Ice Lake server (AVX-512 VPOPCNTDQ) without running it."""
     code = (
         "from numba import types\n"
-        "from qnnlib.binary_gemm import _xor_popcount_gemm as f\n"
+        "from qnnlib.runtime.binary_gemm import _xor_popcount_gemm as f\n"
         "w = types.uint64[:, ::1]\n"
         "sig = (w, types.uint64[:, :, ::1], types.int64, types.int32[:, ::1], types.int64, types.int64)\n"
         "f.compile(sig)\n"
@@ -235,8 +235,8 @@ def test_cpu_backend_runs_exactly_on_a_cpu_without_avx2(tmp_path):
     operands), so no AVX2 instruction may appear in it."""
     code = (
         "import numpy as np, numba\n"
-        "from qnnlib.binary_gemm import binary_matmul, _xor_popcount_gemm as f\n"
-        "from qnnlib.bitpack import pack\n"
+        "from qnnlib.runtime.binary_gemm import binary_matmul, _xor_popcount_gemm as f\n"
+        "from qnnlib.runtime.bitpack import pack\n"
         "rng = np.random.default_rng(0)\n"
         "for m, n, k in [(7, 13, 1000), (1, 1, 1), (9, 17, 64 * 40 + 3), (33, 16, 128)]:\n"
         "    a, b = pack(rng.standard_normal((m, k))), pack(rng.standard_normal((n, k)))\n"
@@ -244,7 +244,7 @@ def test_cpu_backend_runs_exactly_on_a_cpu_without_avx2(tmp_path):
         "w = numba.types.uint64\n"
         "i = numba.types.int64\n"
         "sig = (w[:, ::1], w[:, :, ::1], i, numba.types.int32[:, ::1], i, i)\n"
-        "from qnnlib.binary_gemm import _compiled_nibble_split\n"
+        "from qnnlib.runtime.binary_gemm import _compiled_nibble_split\n"
         "assert not _compiled_nibble_split()\n"
         "print(f.inspect_asm(sig))\n"
     )
@@ -273,9 +273,9 @@ def cp():
 @pytest.mark.parametrize("shape", ODD_SHAPES + [(130, 257, 4097)], ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("backend", ["cuda-xnor", "cuda-tc", "auto"])
 def test_cuda_backends_are_exact(cp, shape, backend):
-    from qnnlib.binary_gemm import _compute_capability
+    from qnnlib.runtime.hardware import compute_capability
 
-    if backend == "cuda-tc" and _compute_capability() < 80:
+    if backend == "cuda-tc" and compute_capability() < 80:
         pytest.skip("1-bit tensor cores need compute capability >= 8.0")
     m, n, k = shape
     rng = np.random.default_rng(m + n + k)
@@ -291,7 +291,7 @@ def test_cuda_backends_are_exact(cp, shape, backend):
 @pytest.mark.gpu
 @pytest.mark.parametrize("shape", [(7, 13, 1000), (1, 1, 1), (33, 65, 64), (100, 37, 129)])
 def test_cuda_pack_and_float_baseline_are_exact(cp, shape):
-    from qnnlib.binary_gemm import gemm_float_cuda, pack_cuda
+    from qnnlib.runtime.binary_gemm import gemm_float_cuda, pack_cuda
 
     m, n, k = shape
     rng = np.random.default_rng(k)
@@ -319,9 +319,10 @@ def test_cpu_benchmark_sweep_runs_and_checks_exactness():
 
 
 def test_gpu_benchmark_without_gpu_exits_2(capsys):
-    from qnnlib.bench.gemm import gpu_available, main
+    from qnnlib.cli import main
+    from qnnlib.runtime.hardware import gpu_available
 
     if gpu_available()[0]:
-        pytest.skip("a GPU is present; `python -m qnnlib.bench gpu` runs the real benchmark")
-    assert main(["gpu"]) == 2
+        pytest.skip("a GPU is present; `python -m qnnlib bench gpu` runs the real benchmark")
+    assert main(["bench", "gpu"]) == 2
     assert "no usable GPU" in capsys.readouterr().out

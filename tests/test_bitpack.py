@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from qnnlib.bitpack import pack, packed_width, unpack, word_dtype
+from qnnlib.runtime.bitpack import pack, packed_width, unpack, word_dtype
 
 
 def _signs(x: np.ndarray) -> np.ndarray:

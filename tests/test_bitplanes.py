@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from qnnlib.bitpack import pack
-from qnnlib.bitplanes import _pack_bitplanes, bitplane_dot, inputs_from_pixels, pixels_from_inputs
+from qnnlib.runtime.bitpack import pack
+from qnnlib.runtime.bitplanes import _pack_bitplanes, bitplane_dot, inputs_from_pixels, pixels_from_inputs
 
 
 def random_pixels(n: int, k: int = 784, seed: int = 0) -> np.ndarray:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from qnnlib import config
-from qnnlib.models import BINARY, FLOAT
+from qnnlib.experiments import config
+from qnnlib.precision import BINARY, FLOAT
 
 
 def test_profiles_resolve(monkeypatch) -> None:

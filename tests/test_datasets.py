@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from qnnlib import datasets as ds
+from qnnlib.data import mnist as ds
+from qnnlib.data.download import DatasetNotFoundError, RemoteFile, verify_file
+from qnnlib.data.idx import DatasetCorruptError, DatasetError, read_idx, write_idx
+from qnnlib.data.splits import as_loader, stratified_subset
 
 from shared_data import FASHION_SYSTEM, SHARED_MNIST
 
@@ -37,10 +40,10 @@ def make_tiny(directory: Path, n_train: int = 40, n_test: int = 20, n_valid: int
     for role, arr in arrays.items():
         name = base.files[role].name
         path = directory / (name if gz else name.removesuffix(".gz"))
-        ds.write_idx(path, arr)
+        write_idx(path, arr)
         data = path.read_bytes()
         raw = gzip.decompress(data) if gz else data
-        files[role] = ds.RemoteFile(name, _md5(data) if gz else None, _md5(raw), arr.shape)
+        files[role] = RemoteFile(name, _md5(data) if gz else None, _md5(raw), arr.shape)
     return replace(base, name="mnist", files=files, valid_count=n_valid, mirrors=(), system_dirs=())
 
 
@@ -63,16 +66,10 @@ def _dead_port() -> int:
     return port
 
 
-# ------------------------------------------------------------------------- re-exports
-def test_idx_and_download_names_are_re_exported():
-    from qnnlib import download, idx
-
-    for name in ("parse_idx", "read_idx", "write_idx", "DatasetError", "DatasetCorruptError"):
-        assert getattr(ds, name) is getattr(idx, name), name
-    for name in ("RemoteFile", "check_bytes", "verify_file", "fetch_file", "DatasetNotFoundError",
-                 "DOWNLOAD_TIMEOUT_S"):
-        assert getattr(ds, name) is getattr(download, name), name
-    assert issubclass(ds.DatasetNotFoundError, ds.DatasetError)
+# ------------------------------------------------------------------------- errors
+def test_not_found_is_a_dataset_error():
+    assert issubclass(DatasetNotFoundError, DatasetError)
+    assert issubclass(DatasetCorruptError, DatasetError) and issubclass(DatasetCorruptError, ValueError)
 
 
 # ------------------------------------------------------------------------- loading / splits
@@ -84,7 +81,7 @@ def test_load_tiny_splits_and_scaling(tiny):
     assert d.train.y.dtype == torch.int64
     assert d.train.x[0, 0] == -1.0 and d.train.x[0, 1] == 1.0
     assert d.train.x.min() >= -1 and d.train.x.max() <= 1
-    train = ds.read_idx(root / "mnist" / spec.files["train_images"].name)
+    train = read_idx(root / "mnist" / spec.files["train_images"].name)
     # valid = the LAST valid_count training images, train = the first ones
     np.testing.assert_allclose(d.valid.x.numpy(), train[30:].reshape(10, -1) / 255.0 * 2 - 1, atol=1e-6)
     assert d.source == str((root / "mnist").resolve())
@@ -121,7 +118,7 @@ def test_subsets_are_stratified_and_deterministic(tiny):
 def test_stratified_subset_exact_size():
     labels = np.array([0] * 7 + [1] * 2 + [2] * 1)
     for n in range(1, 11):
-        idx = ds.stratified_subset(labels, n, seed=0)
+        idx = stratified_subset(labels, n, seed=0)
         assert len(idx) == n == len(set(idx.tolist())) and np.all(np.diff(idx) > 0)
 
 
@@ -133,10 +130,10 @@ def test_unknown_name(tmp_path):
 def test_checksum_mismatch_on_disk(tiny):
     root, spec = tiny
     path = root / "mnist" / spec.files["test_labels"].name
-    labels = ds.read_idx(path)
+    labels = read_idx(path)
     labels[0] = (labels[0] + 1) % 10  # structurally valid, wrong content
-    ds.write_idx(path, labels)
-    with pytest.raises(ds.DatasetCorruptError, match="checksum") as info:
+    write_idx(path, labels)
+    with pytest.raises(DatasetCorruptError, match="checksum") as info:
         ds.load_mnist("mnist", root, download=False)
     assert spec.files["test_labels"].name in str(info.value)
 
@@ -153,7 +150,7 @@ def test_recompressed_file_accepted_by_content_md5(tiny):
 def test_missing_without_download(tiny):
     root, spec = tiny
     (root / "mnist" / spec.files["train_labels"].name).unlink()
-    with pytest.raises(ds.DatasetNotFoundError, match="train-labels-idx1-ubyte.gz") as info:
+    with pytest.raises(DatasetNotFoundError, match="train-labels-idx1-ubyte.gz") as info:
         ds.load_mnist("mnist", root, download=False)
     assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, RuntimeError)
     assert "QNNLIB_DATA" in str(info.value)
@@ -179,7 +176,7 @@ def test_offline_error_names_file_urls_and_env(tmp_path, monkeypatch):
     spec = replace(ds.MNIST_FAMILY["mnist"], mirrors=(f"http://127.0.0.1:{port}/a/", f"http://127.0.0.1:{port}/b/"))
     monkeypatch.setitem(ds.MNIST_FAMILY, "mnist", spec)
     monkeypatch.setenv("QNNLIB_DATA", str(tmp_path))
-    with pytest.raises(ds.DatasetNotFoundError) as info:
+    with pytest.raises(DatasetNotFoundError) as info:
         ds.load_mnist("mnist")
     msg = str(info.value)
     for needle in ("train-images-idx3-ubyte.gz", f"http://127.0.0.1:{port}/a/train-images-idx3-ubyte.gz",
@@ -193,8 +190,8 @@ def test_offline_error_names_file_urls_and_env(tmp_path, monkeypatch):
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="shared MNIST test files absent")
 def test_real_mnist_test_files():
     spec = ds.MNIST_FAMILY["mnist"]
-    images = ds.verify_file(SHARED_MNIST / "t10k-images-idx3-ubyte.gz", spec.files["test_images"])
-    labels = ds.verify_file(SHARED_MNIST / "t10k-labels-idx1-ubyte.gz", spec.files["test_labels"])
+    images = verify_file(SHARED_MNIST / "t10k-images-idx3-ubyte.gz", spec.files["test_images"])
+    labels = verify_file(SHARED_MNIST / "t10k-labels-idx1-ubyte.gz", spec.files["test_labels"])
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
     assert np.bincount(labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
@@ -215,10 +212,10 @@ def test_real_fashion_mnist(tmp_path, monkeypatch):
 def test_as_loader_covers_split_once(tiny):
     root, _ = tiny
     split = ds.load_mnist("mnist", root, download=False).train
-    loader = ds.as_loader(split, 7, shuffle=True, generator=torch.Generator().manual_seed(0))
+    loader = as_loader(split, 7, shuffle=True, generator=torch.Generator().manual_seed(0))
     assert len(loader) == 5
     ys = torch.cat([y for _, y in loader])
     assert sorted(ys.tolist()) == sorted(split.y.tolist())
-    assert len(ds.as_loader(split, 7, drop_last=True)) == 4
-    x0, _ = next(iter(ds.as_loader(split, 4)))
+    assert len(as_loader(split, 7, drop_last=True)) == 4
+    x0, _ = next(iter(as_loader(split, 4)))
     assert torch.equal(x0, split.x[:4])

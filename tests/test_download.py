@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qnnlib.download import DatasetNotFoundError, RemoteFile, fetch_file
-from qnnlib.idx import write_idx
+from qnnlib.data.download import DatasetNotFoundError, RemoteFile, fetch_file
+from qnnlib.data.idx import write_idx
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -12,9 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from qnnlib import energy as E
+from qnnlib.analysis import energy as E
+from qnnlib.analysis.horowitz import HOROWITZ_SOURCE
 from qnnlib.layers import QuantAct, QuantConv2d, QuantLinear
-from qnnlib.models import FLOAT, Precision, mnist_mlp
+from qnnlib.precision import FLOAT, Precision
+from qnnlib.models.mlp import mnist_mlp
 
 DRAM, SRAM1M = 1300.0, 100.0  # pJ per 64-bit access (Horowitz low DRAM, 1M SRAM): the defaults
 XNOR = 0.03  # default pJ per binary connection (= int8 add)
@@ -59,7 +61,7 @@ def test_assumptions_are_validated_and_described():
     with pytest.raises(ValueError):
         E.EnergyAssumptions(xnor_pj_per_connection=-1)
     d = E.EnergyAssumptions().describe()
-    assert d["weight_memory"] == "DRAM" and d["source"] == E.HOROWITZ_SOURCE
+    assert d["weight_memory"] == "DRAM" and d["source"] == HOROWITZ_SOURCE
 
 
 # ----------------------------------------------------------------------- hand-counted 2-layer MLP
@@ -177,16 +179,8 @@ def test_float_precision_model_and_paper_mlp_totals():
 
 
 # ----------------------------------------------------------------------------------- on disk
-def test_packed_checkpoint_names_are_re_exported():
-    from qnnlib import packed_checkpoint
-
-    assert E.packed_export is packed_checkpoint.packed_export
-    assert E.save_packed is packed_checkpoint.save_packed
-    assert E.disk_sizes is packed_checkpoint.disk_sizes
-
-
 def test_comparison_rows_match_paper_keys(tmp_path):
-    from qnnlib import results
+    from qnnlib.experiments import results
 
     t = E.scheme_totals(E.account(tiny_mlp(), (4,)))
     rows = E.comparison_rows({"tiny": t}, {"tiny": {"disk_ratio": 30.0, "float_state_dict_bytes": 300,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from qnnlib import config, datasets, experiment, results
+from qnnlib.experiments import config, runner as experiment, results
+from qnnlib.data import mnist as datasets
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 pytestmark = pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (make test installs it)")

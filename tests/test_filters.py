@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from qnnlib import filters as F
-from qnnlib.datasets import DatasetSplits, Split
-from qnnlib.models import FLOAT, convnet
+from qnnlib.analysis import filters as F
+from qnnlib.data.splits import DatasetSplits, Split
+from qnnlib.precision import FLOAT
+from qnnlib.models.convnet import convnet
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -149,7 +150,7 @@ def test_channel_unique_fractions_long_form():
 
 
 def test_comparison_rows_are_valid_metrics_rows(tmp_path):
-    from qnnlib import results
+    from qnnlib.experiments import results
 
     w = planted()
     rep = pd.DataFrame([dataclasses.asdict(F.layer_repetition("c", w, 4))])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from qnnlib.bitpack import pack
-from qnnlib.folding import (
+from qnnlib.runtime.bitpack import pack
+from qnnlib.runtime.folding import (
     NonFiniteStatisticsError,
     _threshold_pack,
     first_layer_thresholds,

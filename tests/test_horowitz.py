@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from qnnlib import energy
-from qnnlib import horowitz as H
+from qnnlib.analysis import horowitz as H
 
 
 def test_horowitz_table_is_the_papers():
@@ -12,8 +11,3 @@ def test_horowitz_table_is_the_papers():
     assert H.HOROWITZ_ARITH_PJ[("fp32", "mul")] == 3.7 and H.HOROWITZ_ARITH_PJ[("int8", "add")] == 0.03
     assert H.HOROWITZ_MEMORY_PJ["DRAM"] == (1300.0, 2600.0)
     assert (t["source"] == H.HOROWITZ_SOURCE).all() and "Horowitz" in H.HOROWITZ_SOURCE
-
-
-def test_names_are_re_exported_from_energy():
-    for name in H.__all__:
-        assert getattr(energy, name) is getattr(H, name), name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qnnlib.idx import DatasetCorruptError, read_idx, write_idx
+from qnnlib.data.idx import DatasetCorruptError, read_idx, write_idx
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])

@@ -21,17 +21,15 @@ import torch
 from bnn_helpers import random_bnn, random_pixels, torch_predict
 from torch import nn
 
-from qnnlib import bitplanes, packed_bnn
-from qnnlib.datasets import DatasetError, load_mnist, read_idx
-from qnnlib.inference import (
-    NotExportableError,
-    PackedBNN,
-    compare_with_model,
-    export_bnn,
-    size_report,
-)
+from qnnlib.runtime import bitplanes, packed_bnn
+from qnnlib.data.idx import DatasetError, read_idx
+from qnnlib.data.mnist import load_mnist
+from qnnlib.runtime.export import NotExportableError, compare_with_model, export_bnn, size_report
+from qnnlib.runtime.packed_bnn import PackedBNN
 from qnnlib.layers import QuantAct, QuantLinear
-from qnnlib.models import BINARY, FLOAT, Precision, convnet, mnist_mlp
+from qnnlib.precision import BINARY, FLOAT, Precision
+from qnnlib.models.convnet import convnet
+from qnnlib.models.mlp import mnist_mlp
 from qnnlib.train import TrainConfig, fit
 from shared_data import SHARED_MNIST
 
@@ -39,7 +37,7 @@ MNIST_TEST = SHARED_MNIST / "t10k-images-idx3-ubyte.gz"
 
 
 def test_names_moved_out_of_inference_still_import_from_it():
-    from qnnlib import inference
+    from qnnlib.runtime import export as inference
 
     for name in inference.__all__:
         assert hasattr(inference, name), name

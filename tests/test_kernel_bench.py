@@ -10,29 +10,26 @@ import pandas as pd
 import pytest
 import torch
 
-from qnnlib import experiment, results
+from qnnlib.experiments import runner as experiment, results
 from qnnlib.bench import gemm
-from qnnlib.datasets import DatasetError, load_mnist
-from qnnlib.inference import compare_with_model, export_bnn, size_report
-from qnnlib.kernel_bench import (
+from qnnlib.data.idx import DatasetError
+from qnnlib.data.mnist import load_mnist
+from qnnlib.runtime.export import compare_with_model, export_bnn, size_report
+from qnnlib.bench.mlp import PACKED_EQ6, PACKED_F1, float_mlp, random_bnn, time_mlp_cpu, time_mlp_gpu
+from qnnlib.experiments.kernels import (
     KERNEL_PROFILES,
-    PACKED_EQ6,
-    PACKED_F1,
     KernelBenchProfile,
     check_sanity,
     cpu_sweep,
-    float_mlp,
     gpu_sweep,
-    hardware_info,
     kernel_profile,
     metrics_rows,
-    random_bnn,
-    time_mlp_cpu,
-    time_mlp_gpu,
     trained_bnn,
 )
+from qnnlib.runtime.hardware import describe as hardware_info
+from qnnlib.runtime.hardware import gpu_available
 
-GPU, _WHY = gemm.gpu_available()
+GPU, _WHY = gpu_available()
 
 
 def tiny(profile: str = "smoke", **kw) -> KernelBenchProfile:

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from qnnlib.binary_gemm import _KERNELS, KERNEL_DIR
+from qnnlib.runtime.binary_gemm import _KERNELS, KERNEL_DIR
 
 SOURCES = sorted(KERNEL_DIR.glob("*.cu"))
 ARCHS = ("80", "90")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from bnn_helpers import random_bnn, random_pixels
 
-from qnnlib.bitplanes import inputs_from_pixels
-from qnnlib.inference import export_bnn
-from qnnlib.packed_bnn import PackedBNN
+from qnnlib.runtime.bitplanes import inputs_from_pixels
+from qnnlib.runtime.export import export_bnn
+from qnnlib.runtime.packed_bnn import PackedBNN
 
 
 @pytest.mark.parametrize("k", [784, 130, 64, 1])

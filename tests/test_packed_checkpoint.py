@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from qnnlib.bitpack import unpack
+from qnnlib.runtime.bitpack import unpack
 from qnnlib.layers import QuantAct, QuantConv2d, QuantLinear
-from qnnlib.models import FLOAT, mnist_mlp
-from qnnlib.packed_checkpoint import (
+from qnnlib.precision import FLOAT
+from qnnlib.models.mlp import mnist_mlp
+from qnnlib.runtime.packed_checkpoint import (
     binary_weight_float_bytes,
     disk_sizes,
     file_size,

@@ -13,11 +13,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from qnnlib import reproduce as rp
+from qnnlib import cli
+from qnnlib.experiments import reproduction as rp
 
 GOOD = '''
 import os, sys
-from qnnlib import results as R
+from qnnlib.experiments import results as R
 R.write_metrics("good", profile, config={"profile": profile}, history=[{"epoch": 1, "valid_error": 50.0}],
                 metrics={"rows": [{"row": "BNN (Theano)", "metric": "test error %", "value": 12.5,
                                    "paper_key": "mnist:BNN (Theano):test error %"}]},
@@ -49,7 +50,7 @@ def ran(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(rp, "NOTEBOOKS", registry)
         mp.setattr(rp, "NOTEBOOKS_DIR", nbdir)
-        code = rp.main(["--profile", "smoke", "--results-dir", str(res), "--timeout", "120"])
+        code = cli.main(["reproduce", "--profile", "smoke", "--results-dir", str(res), "--timeout", "120"])
         env_after = {k: os.environ.get(k) for k in env_before}
     return {"code": code, "nbdir": nbdir, "out": res / "smoke", "env": (env_before, env_after)}
 
@@ -90,7 +91,7 @@ def test_summary_names_failure_and_table(ran):
 def test_only_missing_notebook_fails_without_kernel(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(rp, "NOTEBOOKS", {"later": "03_later.ipynb"})
     monkeypatch.setattr(rp, "NOTEBOOKS_DIR", tmp_path)
-    assert rp.main(["--profile", "smoke", "--only", "later", "--results-dir", str(tmp_path / "r")]) == 1
+    assert cli.main(["reproduce", "--profile", "smoke", "--only", "later", "--results-dir", str(tmp_path / "r")]) == 1
     assert "later" in capsys.readouterr().err
     assert "missing" in (tmp_path / "r" / "smoke" / "SUMMARY.md").read_text().lower()
 
@@ -98,9 +99,9 @@ def test_only_missing_notebook_fails_without_kernel(tmp_path, monkeypatch, capsy
 def test_unknown_only_and_list(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(rp, "NOTEBOOKS_DIR", tmp_path)
     with pytest.raises(SystemExit) as info:
-        rp.main(["--only", "nope", "--results-dir", str(tmp_path)])
+        cli.main(["reproduce", "--only", "nope", "--results-dir", str(tmp_path)])
     assert info.value.code == 2 and "nope" in capsys.readouterr().err
-    assert rp.main(["--list"]) == 0
+    assert cli.main(["list"]) == 0
     assert "01_mnist_bnn.ipynb" in capsys.readouterr().out
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from qnnlib import results as R
+from qnnlib.experiments import results as R
 
 MNIST_SIZES = {"train": 50000, "valid": 10000, "test": 10000}
 
@@ -96,7 +96,7 @@ def test_results_dir_from_env(tmp_path, monkeypatch):
 
 def test_default_results_dir_is_repo_results(monkeypatch):
     monkeypatch.delenv("QNNLIB_RESULTS", raising=False)
-    assert R.results_root() == Path(R.__file__).resolve().parents[1] / "results"
+    assert R.results_root() == Path(R.__file__).resolve().parents[2] / "results"
 
 
 def test_git_info_without_git(tmp_path):
@@ -164,7 +164,7 @@ def test_markdown_table():
 def test_metrics_file_is_world_readable(tmp_path) -> None:
     import stat
 
-    from qnnlib import results
+    from qnnlib.experiments import results
 
     p = results.write_metrics("perm", "smoke", config={}, metrics={}, history=[], dataset={"name": "x"},
                               wall_time_s=0.0, results_dir=tmp_path)
@@ -172,7 +172,7 @@ def test_metrics_file_is_world_readable(tmp_path) -> None:
 
 
 def test_sizes_only_filled_for_the_json_dataset(tmp_path) -> None:
-    from qnnlib import results
+    from qnnlib.experiments import results
 
     rows = [{"row": "BNN vs 32-bit DNN", "metric": "memory size reduction x", "value": 31.0, "dataset": "-"},
             {"row": "x", "metric": "m", "value": 1.0}]

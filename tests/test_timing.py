@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from qnnlib import timing
-from qnnlib.bench.gemm import gpu_available
-from qnnlib.timing import cuda_event_median, interleaved_medians
+from qnnlib.bench import timing
+from qnnlib.runtime.hardware import gpu_available
+from qnnlib.bench.timing import cuda_event_median, interleaved_medians
 
 
 def recorder(log: list[str], name: str, value: object = None):
@@ -49,7 +49,7 @@ def test_budget_stops_after_three_rounds_and_at_least_one_round_runs(monkeypatch
 
 
 def test_timing_imports_neither_pandas_nor_torch():
-    code = "import sys, qnnlib.timing; print(sorted({'pandas', 'torch'} & set(sys.modules)))"
+    code = "import sys, qnnlib.bench.timing; print(sorted({'pandas', 'torch'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

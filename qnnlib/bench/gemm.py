@@ -1,33 +1,32 @@
-"""Binary GEMM benchmarks: ``python -m qnnlib.bench cpu`` and ``python -m qnnlib.bench gpu``.
+"""Binary GEMM benchmarks: ``python -m qnnlib bench cpu`` and ``python -m qnnlib bench gpu``.
 
 The paper (NIPS 2016 §4, Fig. 2; PAPER.md §1.5) times an 8192^3 binary matrix product on a GTX 750:
 the XNOR kernel is ~23x faster than its own tiled float baseline and ~3.4x faster than cuBLAS. We
 measure the same comparison, with every baseline timed in the same run on the same shapes:
 
-- ``cpu``: :func:`qnnlib.binary_gemm.binary_matmul` (Numba XOR-popcount on packed words) against
+- ``cpu``: :func:`qnnlib.runtime.binary_gemm.binary_matmul` (Numba XOR-popcount on packed words) against
   ``torch.matmul`` on float32 ±1 matrices, plus the packing time (:func:`cpu_gemm_sweep`).
 - ``gpu``: compiles every CUDA kernel, checks each bit-exact against the CPU reference on odd sizes,
   then times the paper's tiled float baseline, the XNOR CUDA-core kernel, the 1-bit tensor-core
   kernel, cuBLAS fp32 and torch TF32/bf16 with CUDA events (:func:`gpu_gemm_sweep`). It needs only
   numpy, cupy and (optionally) torch -- no pandas.
 
-Times are medians of several runs after warm-up (the protocol of :mod:`qnnlib.timing`). Ops are counted as 2*M*N*K (one multiply and one add
+Times are medians of several runs after warm-up (the protocol of :mod:`qnnlib.bench.timing`). Ops are counted as 2*M*N*K (one multiply and one add
 per connection, binary or not), so "Gop/s" compares like with like. A size ``n`` means M = N = K = n.
 """
 
 from __future__ import annotations
 
-import argparse
-import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from qnnlib.binary_gemm import binary_matmul
-from qnnlib.bitpack import pack
-from qnnlib.timing import cuda_event_median, interleaved_medians
+from qnnlib.runtime.binary_gemm import binary_matmul
+from qnnlib.runtime.bitpack import pack
+from qnnlib.bench.timing import cuda_event_median, interleaved_medians
+from qnnlib.runtime.hardware import cpu_model, gpu_available, gpu_name, popcount_isa
 
 Shape = tuple[int, int, int]
 
@@ -106,27 +105,19 @@ def cpu_gemm_sweep(
     return pd.DataFrame(rows)
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
-
-def _main_cpu(args: argparse.Namespace) -> int:
+def run_cpu(sizes: Sequence[int] | None = None, repeats: int = 5) -> int:
+    """``python -m qnnlib bench cpu``: print the CPU GEMM table; exit code 1 if a product is not exact."""
     import llvmlite.binding as llvm  # noqa: PLC0415
     import pandas as pd  # noqa: PLC0415
 
-    sizes = args.sizes or [256, 1024, 2048, 4096]
-    print(f"CPU: {_cpu_name()} (LLVM target {llvm.get_host_cpu_name()}), binary GEMM vs torch.matmul fp32")
+    sizes = sizes or [256, 1024, 2048, 4096]
+    print(f"CPU: {cpu_model()} (LLVM target {llvm.get_host_cpu_name()}; popcount: {popcount_isa()}), "
+          "binary GEMM vs torch.matmul fp32")
     t0 = time.perf_counter()
     binary_matmul(pack(np.ones((2, 64))), pack(np.ones((2, 64))), 64, "cpu")  # Numba compile / cache load
     print(f"Numba kernel ready in {time.perf_counter() - t0:.1f} s")
-    df = cpu_gemm_sweep(sizes, repeats=args.repeats)
+    df = cpu_gemm_sweep(sizes, repeats=repeats)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(df.drop(columns=["torch_threads", "numba_threads"]).to_string(index=False, float_format="%.4g"))
     print(f"threads: torch {df.torch_threads.iloc[0]}, numba {df.numba_threads.iloc[0]}")
@@ -142,33 +133,13 @@ def _main_cpu(args: argparse.Namespace) -> int:
 VERIFY_SHAPES: tuple[Shape, ...] = ((7, 13, 1000), (1, 1, 1), (33, 65, 64), (130, 257, 4097), (129, 131, 513))
 
 
-def gpu_available() -> tuple[bool, str]:
-    """Whether CuPy and a CUDA device are usable, with the reason when not."""
-    try:
-        import cupy as cp  # noqa: PLC0415
-    except ImportError:
-        return False, "CuPy is not installed (pip install 'qnnlib[gpu]')"
-    try:
-        if cp.cuda.runtime.getDeviceCount() < 1:
-            return False, "no CUDA device found"
-    except Exception as exc:  # noqa: BLE001 - any driver/runtime failure means: no usable GPU
-        return False, f"CUDA runtime unavailable: {exc}"
-    return True, ""
-
-
-def gpu_name() -> str:
-    import cupy as cp  # noqa: PLC0415
-
-    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
-    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-    return f"{name} (sm_{cp.cuda.Device().compute_capability})"
 
 
 def verify_cuda_kernels(shapes: Iterable[Shape] = VERIFY_SHAPES, seed: int = 0) -> list[dict[str, Any]]:
     """Run every CUDA kernel on odd shapes and compare bit-exactly with the NumPy reference."""
     import cupy as cp  # noqa: PLC0415
 
-    from qnnlib.binary_gemm import _compute_capability, gemm_float_cuda, pack_cuda  # noqa: PLC0415
+    from qnnlib.runtime.binary_gemm import _compute_capability, gemm_float_cuda, pack_cuda  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
     results = []
@@ -210,7 +181,7 @@ def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), re
     """
     import cupy as cp  # noqa: PLC0415
 
-    from qnnlib.binary_gemm import _compute_capability, gemm_float_cuda, pack_cuda  # noqa: PLC0415
+    from qnnlib.runtime.binary_gemm import _compute_capability, gemm_float_cuda, pack_cuda  # noqa: PLC0415
 
     try:
         import torch  # noqa: PLC0415
@@ -283,12 +254,15 @@ def _print_rows(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(t, widths)))
 
 
-def _main_gpu(args: argparse.Namespace) -> int:
+def run_gpu(sizes: Sequence[int] | None = None, repeats: int = 30) -> int:
+    """``python -m qnnlib bench gpu``: compile and verify every CUDA kernel, then print the GPU GEMM table.
+
+    Exit code 2 without a usable GPU, 1 if a kernel is not bit-exact."""
     ok, why = gpu_available()
     if not ok:
         print(f"gpu benchmark: no usable GPU: {why}")
         return 2
-    from qnnlib.binary_gemm import compile_cuda_kernels  # noqa: PLC0415
+    from qnnlib.runtime.binary_gemm import compile_cuda_kernels  # noqa: PLC0415
 
     print(f"GPU: {gpu_name()}")
     for name, seconds in compile_cuda_kernels().items():
@@ -300,26 +274,7 @@ def _main_gpu(args: argparse.Namespace) -> int:
         print(f"  FAIL {c['kernel']} at M,N,K = {c['shape']}")
     if bad:
         return 1
-    rows = gpu_gemm_sweep(args.sizes or [1024, 4096, 8192], repeats=args.repeats)
+    rows = gpu_gemm_sweep(sizes or [1024, 4096, 8192], repeats=repeats)
     print(f"\nbinary GEMM A @ B.T on {gpu_name()} (median of CUDA-event times after warm-up)")
     _print_rows(rows, ["M", "N", "K", "method", "ms", "Top/s", "vs_baseline", "vs_cublas_fp32"])
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point for ``python -m qnnlib.bench {cpu,gpu} [--sizes ...] [--repeats N]``."""
-    parser = argparse.ArgumentParser(prog="python -m qnnlib.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=["cpu", "gpu"])
-    parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=None,
-                        help="comma-separated square sizes n (M = N = K = n)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per method (median)")
-    args = parser.parse_args(argv)
-    if args.mode == "cpu":
-        args.repeats = args.repeats or 5
-        return _main_cpu(args)
-    args.repeats = args.repeats or 30
-    return _main_gpu(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

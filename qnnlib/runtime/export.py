@@ -48,13 +48,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .bitpack import pack
-from .bitplanes import inputs_from_pixels, pixels_from_inputs
-from .folding import NonFiniteStatisticsError, bn_tensors, first_layer_thresholds, hidden_thresholds
-from .layers import LatentWeightLayer, QuantAct
-from .norm import ShiftBatchNorm1d, ShiftBatchNorm2d
-from .packed_bnn import FORMAT, WORD_BITS, FirstLayer, PackedBNN
-from .packed_checkpoint import FLOAT_FILE, binary_weight_float_bytes, file_size, state_dict_bytes
+from qnnlib.runtime.bitpack import pack
+from qnnlib.runtime.bitplanes import inputs_from_pixels, pixels_from_inputs
+from qnnlib.runtime.folding import NonFiniteStatisticsError, bn_tensors, first_layer_thresholds, hidden_thresholds
+from qnnlib.layers import LatentWeightLayer, QuantAct
+from qnnlib.norm import ShiftBatchNorm1d, ShiftBatchNorm2d
+from qnnlib.runtime.packed_bnn import FORMAT, WORD_BITS, FirstLayer, PackedBNN
+from qnnlib.runtime.packed_checkpoint import FLOAT_FILE, binary_weight_float_bytes, file_size, state_dict_bytes
 
 __all__ = [
     "SUPPORTED",

@@ -1,157 +1,40 @@
-"""Datasets: where the files live, which files make each dataset, and the paper's splits.
+"""MNIST and Fashion-MNIST: which files make each dataset, where they are looked up, the paper's splits.
 
-Data root: ``$QNNLIB_DATA`` (default ``~/.cache/qnnlib``); each dataset has a sub-directory
-(``mnist/``, ``fashion-mnist/``). Fashion-MNIST is also looked up in
-``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``).
+Files: the four original IDX files (``*.gz``, or the same names without ``.gz``) in
+``$QNNLIB_DATA/<name>/`` (:mod:`qnnlib.data.root`); Fashion-MNIST is also looked up in
+``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``). A missing file is
+downloaded from the mirrors in :data:`MNIST_FAMILY` by :func:`qnnlib.data.download.fetch_file`
+(verified, atomic: an interrupted download never leaves a file that passes for complete). A file is
+accepted when EITHER the md5 of its bytes equals the official ``.gz`` md5 OR the md5 of its
+decompressed content equals the official decompressed md5 (re-compressed copies, such as the project's
+shared MNIST test files, differ only in the gzip container). The IDX header and the exact length are
+checked as well (:mod:`qnnlib.data.idx`). Anything wrong raises
+:class:`~qnnlib.data.idx.DatasetCorruptError`; a file that is missing and cannot be fetched raises
+:class:`~qnnlib.data.download.DatasetNotFoundError` naming the file, every URL tried and its error, and
+where to put the file by hand. Nothing is ever returned partially.
 
-MNIST family (``load_mnist``): the four original IDX files (``*.gz``, or the same names without
-``.gz``). A missing file is downloaded from the mirrors in :data:`MNIST_FAMILY` into
-``<root>/<name>/``; the download goes to a hidden temporary file in that directory and is renamed
-only after its checksum passed, so an interrupted download never leaves a file that passes for
-complete. A file is accepted when EITHER the md5 of its bytes equals the official ``.gz`` md5 OR
-the md5 of its decompressed content equals the official decompressed md5 (re-compressed copies,
-such as the project's shared MNIST test files, differ only in the gzip container). The IDX header
-(magic number, dimensions) and the exact length are checked as well. Anything wrong raises
-:class:`DatasetCorruptError`; a file that is missing and cannot be fetched raises
-:class:`DatasetNotFoundError` naming the file, every URL tried and its error, and where to put the
-file by hand. Nothing is ever returned partially. The IDX format is :mod:`qnnlib.idx`, the verified
-atomic downloads are :mod:`qnnlib.download`; their public names (``read_idx``, ``write_idx``,
-``fetch_file``, ``RemoteFile``, the errors, ...) are re-exported here.
-
-Splits (PAPER.md §2.10, Theano MNIST): train = the first 50,000 of the 60,000 training images,
+Splits (Theano MNIST code; docs/paper.md): train = the first 50,000 of the 60,000 training images,
 valid = the last 10,000, test = the 10,000 test images. Inputs are flattened to 784 and scaled to
 [-1, 1] as ``pixel / 255 * 2 - 1``. ``train_size``/``valid_size``/``test_size`` take a
-deterministic, class-stratified subset for small profiles (see :func:`stratified_subset`).
-
-Later datasets (CIFAR-10, SVHN, PTB) add their own spec and ``load_*`` function next to the MNIST
-family and reuse :func:`data_root`, :func:`fetch_file` and the errors.
+deterministic, class-stratified subset for small profiles (:func:`qnnlib.data.splits.stratified_subset`).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-# The IDX format and the verified downloads live in their own modules; their public names are
-# re-exported here so that ``from qnnlib.datasets import read_idx, fetch_file, DatasetError`` works.
-from .download import (  # noqa: F401  (re-exported)
-    DOWNLOAD_TIMEOUT_S,
-    DatasetNotFoundError,
-    RemoteFile,
-    check_bytes,
-    fetch_file,
-    verify_file,
-)
-from .idx import DatasetCorruptError, DatasetError, parse_idx, read_idx, write_idx  # noqa: F401  (re-exported)
+from qnnlib.data.download import DOWNLOAD_TIMEOUT_S, DatasetNotFoundError, RemoteFile, fetch_file, verify_file
+from qnnlib.data.root import DATA_ENV, DEFAULT_DATA_ROOT, data_root
+from qnnlib.data.splits import DatasetSplits, Split, stratified_subset
 
-DATA_ENV = "QNNLIB_DATA"
-DEFAULT_DATA_ROOT = Path("~/.cache/qnnlib")
-
-
-# ---------------------------------------------------------------------------------- locations
-def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The data root: ``root`` if given, else ``$QNNLIB_DATA``, else ``~/.cache/qnnlib``."""
-    if root is None:
-        root = os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT
-    return Path(root).expanduser()
-
-
-# ---------------------------------------------------------------------------------- splits
-@dataclass(frozen=True)
-class Split:
-    """One split: ``x`` float32 (N, 784) in [-1, 1]; ``y`` int64 (N,)."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.x.shape[0] != self.y.shape[0]:
-            raise ValueError(f"x has {self.x.shape[0]} rows but y has {self.y.shape[0]}")
-
-    def __len__(self) -> int:
-        return int(self.y.shape[0])
-
-
-@dataclass(frozen=True)
-class DatasetSplits:
-    """train/valid/test splits of one dataset plus where they came from."""
-
-    name: str
-    train: Split
-    valid: Split
-    test: Split
-    source: str
-    subset: str = "full"  # how the splits were subset (see load_mnist)
-
-    def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
-
-    def describe(self) -> dict:
-        """JSON-ready description stored in every metrics file (see :mod:`qnnlib.results`)."""
-        return {"name": self.name, "sizes": self.sizes(), "source": self.source, "subset": self.subset,
-                "inputs": "flattened 28x28, pixel/255*2-1 in [-1, 1]"}
-
-
-class Batches:
-    """Re-iterable mini-batches of a :class:`Split` (a fresh permutation each pass when shuffling)."""
-
-    def __init__(self, split: Split, batch_size: int, shuffle: bool = False,
-                 generator: torch.Generator | None = None, drop_last: bool = False) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.split, self.batch_size, self.shuffle = split, batch_size, shuffle
-        self.generator, self.drop_last = generator, drop_last
-
-    def __len__(self) -> int:
-        n = len(self.split)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.split)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else None
-        for i in range(len(self)):
-            sl = slice(i * self.batch_size, min((i + 1) * self.batch_size, n))
-            if order is None:
-                yield self.split.x[sl], self.split.y[sl]
-            else:
-                idx = order[sl]
-                yield self.split.x[idx], self.split.y[idx]
-
-
-def as_loader(split: Split, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
-              drop_last: bool = False) -> Batches:
-    """Mini-batches ``(x, y)`` of ``split``; much faster than a per-sample DataLoader for in-memory tensors."""
-    return Batches(split, batch_size, shuffle, generator, drop_last)
-
-
-def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted indices of a class-stratified, seeded random subset of ``n`` of ``labels``.
-
-    Each class gets ``floor(n * n_c / N)`` items, the remainder goes to the classes with the largest
-    fractional parts (ties: lower class first); the items inside a class are drawn with
-    ``numpy.random.default_rng(seed)``. The result keeps the original order.
-    """
-    total = len(labels)
-    if not 0 < n <= total:
-        raise ValueError(f"subset size must be in 1..{total}, got {n}")
-    if n == total:
-        return np.arange(total)
-    classes, counts = np.unique(labels, return_counts=True)
-    quota = n * counts / total
-    take = np.floor(quota).astype(int)
-    order = sorted(range(len(classes)), key=lambda i: (-(quota[i] - take[i]), i))
-    for i in order[: n - int(take.sum())]:
-        take[i] += 1
-    rng = np.random.default_rng(seed)
-    picked = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c, k in zip(classes, take)]
-    return np.sort(np.concatenate(picked))
-
+__all__ = ["IdxDatasetSpec", "MNIST_FAMILY", "ensure_files", "load_mnist"]
 
 # ------------------------------------------------------------------------------- MNIST family
 @dataclass(frozen=True)
@@ -300,7 +183,7 @@ def load_mnist(name: str = "mnist", root: str | os.PathLike | None = None, *, do
                          subset=subset)
 
 
-if __name__ == "__main__":  # python -m qnnlib.datasets mnist fashion-mnist : fetch and verify
+if __name__ == "__main__":  # python -m qnnlib.data.mnist mnist fashion-mnist : fetch and verify
     for _name in sys.argv[1:] or ["mnist"]:
         _d = load_mnist(_name)
         print(_name, _d.sizes(), _d.source)

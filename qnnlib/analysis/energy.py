@@ -64,33 +64,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .horowitz import (  # the Horowitz 45 nm tables as data, re-exported
-    HOROWITZ_ARITH_PJ,
-    HOROWITZ_MEMORY_PJ,
-    HOROWITZ_SOURCE,
-    MEMORY_CAPACITY_BYTES,
-    horowitz_table,
-)
-from .layers import LatentWeightLayer, QuantAct
-from .packed_checkpoint import disk_sizes, packed_export, save_packed  # the checkpoint on disk, re-exported
+from qnnlib.analysis.horowitz import HOROWITZ_ARITH_PJ, HOROWITZ_MEMORY_PJ, HOROWITZ_SOURCE, MEMORY_CAPACITY_BYTES
+from qnnlib.layers import LatentWeightLayer, QuantAct
 
-__all__ = [
-    "HOROWITZ_SOURCE",
-    "HOROWITZ_ARITH_PJ",
-    "HOROWITZ_MEMORY_PJ",
-    "MEMORY_CAPACITY_BYTES",
-    "SCHEMES",
-    "EnergyAssumptions",
-    "horowitz_table",
-    "account",
-    "layer_table",
-    "scheme_totals",
-    "summary",
-    "comparison_rows",
-    "packed_export",
-    "save_packed",
-    "disk_sizes",
-]
+__all__ = ["SCHEMES", "EnergyAssumptions", "account", "layer_table", "scheme_totals", "summary", "comparison_rows"]
 
 SCHEMES: tuple[str, ...] = ("fp32", "fp16", "int8", "binary", "native")
 """Executions priced by :func:`account`; ``native`` is the model's own bit widths."""

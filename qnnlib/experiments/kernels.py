@@ -21,37 +21,27 @@ the ``quick``/``paper`` profiles.
 from __future__ import annotations
 
 import dataclasses
-import os
-import platform
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
-from . import config, experiment
-from .bench import gemm
-from .datasets import Split, load_mnist
-from .inference import PackedBNN, inputs_from_pixels, pixels_from_inputs
-from .layers import QuantLinear
-from .models import FLOAT, mnist_mlp
-from .results import environment_info
-from .timing import interleaved_medians
+from qnnlib.bench import gemm
+from qnnlib.bench.mlp import PACKED_EQ6, PACKED_F1
+from qnnlib.data.mnist import load_mnist
+from qnnlib.data.splits import Split
+from qnnlib.experiments import config
+from qnnlib.experiments import runner as experiment
+from qnnlib.runtime.hardware import gpu_available
 
 __all__ = [
     "KernelBenchProfile",
     "KERNEL_PROFILES",
     "kernel_profile",
-    "hardware_info",
     "cpu_sweep",
     "gpu_sweep",
-    "random_bnn",
-    "float_mlp",
-    "time_mlp_cpu",
-    "time_mlp_gpu",
     "TrainedBNN",
     "trained_bnn",
     "metrics_rows",
@@ -122,35 +112,6 @@ def kernel_profile(profile: str = "quick", **overrides: Any) -> KernelBenchProfi
 # ---------------------------------------------------------------------------------------------------
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def hardware_info() -> dict[str, Any]:
-    """CPU model, LLVM target, the popcount the CPU kernel can use, threads, and the GPU (or why none)."""
-    import llvmlite.binding as llvm  # noqa: PLC0415
-    import numba  # noqa: PLC0415
-
-    flags = _cpu_flags()
-    if "avx512_vpopcntdq" in flags:
-        popcount = "AVX-512 VPOPCNTDQ (vpopcntq)"
-    elif "avx2" in flags:
-        popcount = "AVX2 only: vectorised popcount via vpshufb nibble tables (no AVX-512 VPOPCNTDQ)"
-    else:
-        popcount = "scalar popcnt" if "popcnt" in flags else "unknown"
-    ok, why = gemm.gpu_available()
-    return {"cpu": environment_info()["cpu"], "llvm_target": llvm.get_host_cpu_name(), "machine": platform.machine(),
-            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "cpu_popcount": popcount, "torch_threads": torch.get_num_threads(),
-            "numba_threads": numba.get_num_threads(), "torch": torch.__version__,
-            "gpu": gemm.gpu_name() if ok else None, "gpu_skipped_reason": None if ok else why}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -172,10 +133,10 @@ def cpu_sweep(kb: KernelBenchProfile, seed: int = 0) -> pd.DataFrame:
 
 def gpu_sweep(kb: KernelBenchProfile, seed: int = 0) -> tuple[pd.DataFrame | None, str]:
     """Verify every CUDA kernel bit-exact, then time the GPU GEMMs; ``(None, reason)`` without a GPU."""
-    ok, why = gemm.gpu_available()
+    ok, why = gpu_available()
     if not ok:
         return None, why
-    from .binary_gemm import compile_cuda_kernels  # noqa: PLC0415
+    from qnnlib.runtime.binary_gemm import compile_cuda_kernels  # noqa: PLC0415
 
     compile_cuda_kernels()
     bad = [c for c in gemm.verify_cuda_kernels() if not c["exact"]]
@@ -184,142 +145,6 @@ def gpu_sweep(kb: KernelBenchProfile, seed: int = 0) -> tuple[pd.DataFrame | Non
     df = pd.DataFrame(gemm.gpu_gemm_sweep(kb.gpu_sizes, repeats=kb.gpu_repeats, seed=seed))
     df.insert(0, "size", df["M"])
     return df, ""
-
-
-# ---------------------------------------------------------------------------------------------------
-# MLP inference timing
-# ---------------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def random_bnn(hidden: int, depth: int = 3, seed: int = 0, in_features: int = 784) -> nn.Sequential:
-    """An eval-mode binary ``mnist_mlp`` with random latent weights, biases and BN statistics (for timing).
-
-    The BN statistics are drawn around the scale of each layer's pre-activations (mean ~ N(0, √K),
-    variance ~ K) so that the thresholds fall inside the range of the dot products, as in a trained net.
-    """
-    torch.manual_seed(seed)
-    model = mnist_mlp(hidden, depth, in_features=in_features)
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, QuantLinear):
-            m.bias.copy_(torch.randn(m.out_features, generator=g) * 0.1)
-            k = m.in_features
-        if isinstance(m, nn.BatchNorm1d):
-            h = m.num_features
-            m.running_mean.copy_(torch.randn(h, generator=g) * k**0.5)
-            m.running_var.copy_(k * (0.5 + torch.rand(h, generator=g)))
-            m.weight.copy_(torch.randn(h, generator=g))
-            m.bias.copy_(torch.randn(h, generator=g) * 0.5)
-    return model.eval()
-
-
-def float_mlp(hidden: int, depth: int = 3, seed: int = 0, in_features: int = 784) -> nn.Sequential:
-    """The float32 baseline of the same architecture (``nn.Linear``, BN, Hardtanh), eval mode, random weights."""
-    torch.manual_seed(seed)
-    return mnist_mlp(hidden, depth, precision=FLOAT, in_features=in_features).eval()
-
-
-BASELINE = "PyTorch float32 MLP (nn.Linear, BN, Hardtanh)"
-TORCH_BNN = "PyTorch BNN (float32 emulation of sign(W), sign(a))"
-PACKED_EQ6 = "PackedBNN, all layers binary (Eq. 6 bit-planes)"
-PACKED_F1 = "PackedBNN, layer 1 exact float GEMM (paper's run-time demo)"
-
-
-def time_mlp_cpu(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, images: Any,
-                 repeats: int = 3) -> pd.DataFrame:
-    """Time 10k-image inference on the CPU: float MLP and PyTorch BNN (float inputs) vs PackedBNN (uint8 pixels).
-
-    Each method gets its natural input (float32 tensor / uint8 pixels) prepared outside the timing;
-    whole batch at once (the paper's demo used batch 10000). Rows: method, seconds, images/s,
-    ``speedup_vs_float`` (vs :data:`BASELINE`), ``speedup_vs_torch_bnn`` and, for the packed rows,
-    ``identical_to_torch_bnn`` (predictions equal to the PyTorch BNN's, element for element).
-    """
-    p = pixels_from_inputs(images)
-    x = inputs_from_pixels(p)
-
-    def run_torch(model: nn.Module) -> Callable[[], np.ndarray]:
-        def run() -> np.ndarray:
-            with torch.inference_mode():
-                return torch.argmax(model(x), dim=1).numpy()
-        return run
-
-    fns = {BASELINE: run_torch(float_model.eval()), TORCH_BNN: run_torch(bnn.eval()),
-           PACKED_EQ6: lambda: packed.predict(p, "cpu"), PACKED_F1: lambda: packed.predict(p, "cpu", first_layer="float")}
-    med, last = interleaved_medians(fns, repeats)
-    rows = []
-    for name, sec in med.items():
-        rows.append({"device": "cpu", "method": name, "seconds": sec, "images/s": len(p) / sec,
-                     "speedup_vs_float": med[BASELINE] / sec, "speedup_vs_torch_bnn": med[TORCH_BNN] / sec,
-                     "identical_to_torch_bnn": bool(np.array_equal(last[name], last[TORCH_BNN]))
-                     if name.startswith("PackedBNN") else None,
-                     "images": len(p), "hidden": packed.widths[0], "torch_threads": torch.get_num_threads()})
-    return pd.DataFrame(rows)
-
-
-def time_mlp_gpu(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, images: Any,
-                 repeats: int = 5) -> pd.DataFrame | None:
-    """GPU inference timing (``None`` without a GPU): PackedBNN on the CUDA kernels vs float MLPs.
-
-    Float baselines run the same float MLP with CuPy: every GEMM on cuBLAS fp32, and on the paper's
-    16×16-tiled baseline kernel (:func:`qnnlib.binary_gemm.gemm_float_cuda`). PackedBNN gets the pixels
-    as a CuPy uint8 array (its output BN runs on the CPU, a (N, classes) array). Wall-clock medians with
-    a device synchronisation after each call.
-    """
-    ok, _why = gemm.gpu_available()
-    if not ok:
-        return None
-    import cupy as cp  # noqa: PLC0415
-
-    from .binary_gemm import _compute_capability, gemm_float_cuda  # noqa: PLC0415
-
-    p = pixels_from_inputs(images)
-    p_gpu = cp.asarray(p)
-    x_gpu = cp.asarray(inputs_from_pixels(p).numpy())
-    layers = _float_layers(float_model, cp)
-
-    def float_forward(matmul: Callable[[Any, Any], Any]) -> Callable[[], np.ndarray]:
-        def run() -> np.ndarray:
-            h = x_gpu
-            for i, (w_t, b, scale, shift) in enumerate(layers):
-                h = matmul(h, w_t) + b
-                h = h * scale + shift  # eval-mode BN folded to an affine map
-                if i < len(layers) - 1:
-                    h = cp.clip(h, -1.0, 1.0)  # Hardtanh
-            return cp.asnumpy(cp.argmax(h, axis=1))
-        return run
-
-    fns: dict[str, Callable[[], Any]] = {
-        "float MLP, paper's baseline kernel (16x16 tiles)": float_forward(gemm_float_cuda),
-        "float MLP, cuBLAS fp32 (CuPy)": float_forward(lambda a, b: cp.matmul(a, b)),
-        "PackedBNN cuda-xnor (Eq. 6)": lambda: packed.predict(p_gpu, "cuda-xnor"),
-    }
-    if _compute_capability() >= 80:
-        fns["PackedBNN cuda-tc (Eq. 6)"] = lambda: packed.predict(p_gpu, "cuda-tc")
-        fns["PackedBNN cuda-tc, layer 1 float"] = lambda: packed.predict(p_gpu, "cuda-tc", first_layer="float")
-    med, last = interleaved_medians(fns, repeats, sync=lambda: cp.cuda.Device().synchronize())
-    with torch.inference_mode():
-        ref = torch.argmax(bnn.eval()(inputs_from_pixels(p)), dim=1).numpy()
-    base = med["float MLP, paper's baseline kernel (16x16 tiles)"]
-    cublas = med["float MLP, cuBLAS fp32 (CuPy)"]
-    return pd.DataFrame([
-        {"device": "gpu", "method": name, "seconds": sec, "images/s": len(p) / sec,
-         "speedup_vs_baseline_kernel": base / sec, "speedup_vs_cublas": cublas / sec,
-         "identical_to_torch_bnn": bool(np.array_equal(last[name], ref)) if name.startswith("PackedBNN") else None,
-         "images": len(p), "hidden": packed.widths[0]}
-        for name, sec in med.items()])
-
-
-def _float_layers(model: nn.Module, xp: Any) -> list[tuple[Any, Any, Any, Any]]:
-    """(W^T, bias, BN scale, BN shift) per Linear+BN pair of a float MLP, as ``xp`` float32 arrays."""
-    mods = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.BatchNorm1d))]
-    out = []
-    for lin, bn in zip(mods[0::2], mods[1::2]):
-        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-        shift = bn.bias.detach() - bn.running_mean * scale
-        out.append(tuple(xp.asarray(np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32))
-                         for t in (lin.weight.T, lin.bias, scale, shift)))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------

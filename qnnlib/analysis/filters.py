@@ -37,11 +37,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .datasets import DatasetSplits, data_root, load_mnist
-from .layers import LatentWeightLayer
-from .models import BINARY, Precision, convnet
-from .quantize import sign
-from .train import FitResult, TrainConfig, fit
+from qnnlib.data.splits import DatasetSplits
+from qnnlib.data.root import data_root
+from qnnlib.data.mnist import load_mnist
+from qnnlib.layers import LatentWeightLayer
+from qnnlib.precision import BINARY, Precision
+from qnnlib.models.convnet import convnet
+from qnnlib.quantize import sign
+from qnnlib.train import FitResult, TrainConfig, fit
 
 __all__ = [
     "filter_codes",

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from .binary_gemm import binary_matmul
-from .bitpack import pack, packed_width
+from qnnlib.runtime.binary_gemm import binary_matmul
+from qnnlib.runtime.bitpack import pack, packed_width
 
 __all__ = ["PLANES", "WORD_BITS", "inputs_from_pixels", "pixels_from_inputs", "bitplane_dot"]
 

@@ -27,10 +27,11 @@ Inputs may be NumPy arrays, torch tensors (CPU: packed with NumPy; CUDA: via CuP
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
+
+from qnnlib.runtime.arrays import cupy, from_torch, is_cupy
 
 __all__ = ["pack", "unpack", "packed_width", "word_dtype", "WORD_BITS"]
 
@@ -53,32 +54,7 @@ def packed_width(k: int, word_bits: int = 64) -> int:
     return (int(k) + word_bits - 1) // word_bits
 
 
-def _is_cupy(x: Any) -> bool:
-    return type(x).__module__.split(".")[0] == "cupy"
 
-
-def _cupy():
-    try:
-        import cupy  # noqa: PLC0415 (lazy on purpose: CuPy is an optional GPU extra)
-    except ImportError as exc:  # pragma: no cover - depends on the machine
-        raise ImportError(
-            "a CUDA array was given but CuPy is not installed; install the [gpu] extra "
-            "(pip install 'qnnlib[gpu]') or pass a NumPy array"
-        ) from exc
-    return cupy
-
-
-def _from_torch(x: Any) -> Any:
-    """torch.Tensor -> NumPy (CPU tensors) or CuPy (CUDA tensors, zero-copy); others unchanged."""
-    torch = sys.modules.get("torch")
-    if torch is None or not isinstance(x, torch.Tensor):
-        return x
-    x = x.detach()
-    if x.is_cuda:
-        return _cupy().from_dlpack(x)
-    if x.dtype == torch.bool:
-        return x.numpy()
-    return x.numpy() if x.dtype != torch.bfloat16 else x.float().numpy()
 
 
 def pack(x: Any, word_bits: int = 64) -> Any:
@@ -98,9 +74,9 @@ def pack(x: Any, word_bits: int = 64) -> Any:
         CuPy/CUDA torch input), C-contiguous.
     """
     dtype = word_dtype(word_bits)
-    x = _from_torch(x)
-    cupy_input = _is_cupy(x)
-    xp = _cupy() if cupy_input else np
+    x = from_torch(x)
+    cupy_input = is_cupy(x)
+    xp = cupy() if cupy_input else np
     x = xp.asarray(x)
     if x.ndim < 1 or x.shape[-1] < 1:
         raise ValueError(
@@ -145,9 +121,9 @@ def unpack(packed: Any, k: int) -> Any:
     ``ceil(k / word_bits)``. Padding bits beyond ``k`` are ignored. The result lives on the same
     device kind as ``packed`` (NumPy or CuPy).
     """
-    packed = _from_torch(packed)
-    cupy_input = _is_cupy(packed)
-    xp = _cupy() if cupy_input else np
+    packed = from_torch(packed)
+    cupy_input = is_cupy(packed)
+    xp = cupy() if cupy_input else np
     packed = xp.asarray(packed)
     if packed.dtype not in (np.uint32, np.uint64):
         raise ValueError(

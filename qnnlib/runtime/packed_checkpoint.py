@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .bitpack import pack
-from .layers import LatentWeightLayer
+from qnnlib.runtime.bitpack import pack
+from qnnlib.layers import LatentWeightLayer
 
 __all__ = [
     "FLOAT_FILE",

@@ -36,7 +36,9 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from qnnlib.bitpack import _cupy, _from_torch, _is_cupy, packed_width
+from qnnlib.runtime.arrays import cupy, from_torch, is_cupy
+from qnnlib.runtime.bitpack import packed_width
+from qnnlib.runtime.hardware import compute_capability
 
 __all__ = [
     "BACKENDS",
@@ -414,7 +416,7 @@ def _matmul_cpu(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------
 
 #: Folder of the CUDA sources, found relative to the package (``<repo>/kernels``).
-KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
+KERNEL_DIR = Path(__file__).resolve().parents[2] / "kernels"
 _KERNELS = {  # source file -> kernel entry points (extern "C")
     "pack.cu": ("pack_rows_f32", "row_popcount_u32"),
     "gemm_float.cu": ("gemm_f32_tiled",),
@@ -426,7 +428,7 @@ _KERNELS = {  # source file -> kernel entry points (extern "C")
 @functools.lru_cache(maxsize=None)
 def _cuda_module(source: str) -> Any:
     """The CuPy RawModule of ``kernels/<source>`` (NVRTC-compiled on first use, cached by CuPy on disk)."""
-    cp = _cupy()
+    cp = cupy()
     path = KERNEL_DIR / source
     if not path.is_file():
         raise FileNotFoundError(
@@ -456,9 +458,6 @@ def compile_cuda_kernels() -> dict[str, float]:
     return times
 
 
-def _compute_capability() -> int:
-    return int(_cupy().cuda.Device().compute_capability)
-
 
 def _grid(n: int, block: int) -> int:
     return max(1, (n + block - 1) // block)
@@ -469,7 +468,7 @@ def pack_cuda(x: Any) -> Any:
 
     Same layout as :func:`qnnlib.bitpack.pack` with ``word_bits=32`` (x >= 0 -> bit 1, LSB first).
     """
-    cp = _cupy()
+    cp = cupy()
     x = cp.ascontiguousarray(x, dtype=cp.float32)
     if x.ndim != 2 or x.shape[1] < 1:
         raise ValueError(f"pack_cuda expects a (rows, K) array with K >= 1, got shape {x.shape}")
@@ -485,7 +484,7 @@ def pack_cuda(x: Any) -> Any:
 
 
 def _row_popcount_cuda(p: Any) -> Any:
-    cp = _cupy()
+    cp = cupy()
     rows, words = p.shape
     out = cp.empty(rows, dtype=cp.int32)
     _cuda_function("row_popcount_u32")((_grid(rows * 32, 256),), (256,), (p, out, np.int32(rows), np.int32(words)))
@@ -497,7 +496,7 @@ def gemm_float_cuda(a: Any, b: Any) -> Any:
 
     ``a`` is (M, K) and ``b`` is (K, N), CuPy float32 arrays; returns (M, N) float32.
     """
-    cp = _cupy()
+    cp = cupy()
     a = cp.ascontiguousarray(a, dtype=cp.float32)
     b = cp.ascontiguousarray(b, dtype=cp.float32)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
@@ -511,7 +510,7 @@ def gemm_float_cuda(a: Any, b: Any) -> Any:
 
 
 def _matmul_cuda(a: Any, b: Any, k: int, variant: str) -> Any:
-    cp = _cupy()
+    cp = cupy()
     a32, b32 = _to_u32_words(a, cp), _to_u32_words(b, cp)
     (m, w), n = a32.shape, b32.shape[0]
     out = cp.empty((m, n), dtype=cp.int32)
@@ -521,7 +520,7 @@ def _matmul_cuda(a: Any, b: Any, k: int, variant: str) -> Any:
     if variant == "cuda-xnor":
         _cuda_function("xnor_gemm_u32")((_grid(n, 64), _grid(m, 64)), (16, 16), (a32, b32, out, *dims))
     else:  # cuda-tc: C = K - 2 (popA + popB) + 4 sum popc(A AND B)
-        if _compute_capability() < 80:
+        if compute_capability() < 80:
             raise RuntimeError("backend 'cuda-tc' needs compute capability >= 8.0 (1-bit mma); use 'cuda-xnor'")
         pop_a, pop_b = _row_popcount_cuda(a32), _row_popcount_cuda(b32)
         _cuda_function("b1_tc_gemm")(
@@ -554,23 +553,23 @@ def binary_matmul(a_packed: Any, b_packed: Any, k: int, backend: str = "auto") -
     if isinstance(k, bool) or int(k) != k or k < 1:
         raise ValueError(f"k (the number of binary values per row) must be a positive integer, got {k!r}")
     k = int(k)
-    a, b = _from_torch(a_packed), _from_torch(b_packed)
-    if _is_cupy(a) != _is_cupy(b):
+    a, b = from_torch(a_packed), from_torch(b_packed)
+    if is_cupy(a) != is_cupy(b):
         raise TypeError("a_packed and b_packed must both be NumPy arrays or both CuPy arrays")
-    on_gpu = _is_cupy(a)
+    on_gpu = is_cupy(a)
     if not on_gpu:
         a, b = np.asarray(a), np.asarray(b)
     _check_operands(a, b, k)
     if backend == "auto":
         backend = "cuda" if on_gpu else "cpu"
     if backend == "cuda":
-        backend = "cuda-tc" if _compute_capability() >= 80 else "cuda-xnor"
+        backend = "cuda-tc" if compute_capability() >= 80 else "cuda-xnor"
 
     if backend.startswith("cuda"):
-        cp = _cupy()
+        cp = cupy()
         out = _matmul_cuda(cp.asarray(a), cp.asarray(b), k, backend)
         return out if on_gpu else cp.asnumpy(out)
     if on_gpu:
-        a, b = _cupy().asnumpy(a), _cupy().asnumpy(b)
+        a, b = cupy().asnumpy(a), cupy().asnumpy(b)
     out = _matmul_numpy(a, b, k) if backend == "numpy" else _matmul_cpu(a, b, k)
-    return _cupy().asarray(out) if on_gpu else out
+    return cupy().asarray(out) if on_gpu else out

@@ -33,10 +33,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .binary_gemm import BACKENDS, binary_matmul
-from .bitpack import _cupy, _is_cupy, pack, packed_width, unpack
-from .bitplanes import bitplane_dot, pixels_from_inputs
-from .folding import batch_norm, threshold_activations
+from qnnlib.runtime.binary_gemm import BACKENDS, binary_matmul
+from qnnlib.runtime.arrays import cupy, is_cupy, to_host, to_xp
+from qnnlib.runtime.bitpack import pack, packed_width, unpack
+from qnnlib.runtime.bitplanes import bitplane_dot, pixels_from_inputs
+from qnnlib.runtime.folding import batch_norm, threshold_activations
 
 __all__ = ["FORMAT", "WORD_BITS", "FirstLayer", "PackedBNN"]
 
@@ -162,18 +163,18 @@ class PackedBNN:
         if not backend.startswith("cuda"):
             return np, {"w": self.weights, "t": self.thresholds, "f": self.flips, "s1": self.row_sum}
         if "cuda" not in self._cache:
-            cp = _cupy()
+            cp = cupy()
             self._cache["cuda"] = {"w": [cp.asarray(w) for w in self.weights],
                                    "t": [cp.asarray(t) for t in self.thresholds],
                                    "f": [cp.asarray(f) for f in self.flips], "s1": cp.asarray(self.row_sum)}
-        return _cupy(), self._cache["cuda"]
+        return cupy(), self._cache["cuda"]
 
     def _w1_float(self, xp: Any) -> Any:
         """Layer 1's ±1 weights as float32 (H, K), unpacked once (``first_layer="float"``)."""
         key = "w1f_cuda" if xp is not np else "w1f"
         if key not in self._cache:
             w = unpack(self.weights[0], self.in_features[0])
-            self._cache[key] = torch.from_numpy(w) if xp is np else _cupy().asarray(w)
+            self._cache[key] = torch.from_numpy(w) if xp is np else cupy().asarray(w)
         return self._cache[key]
 
     # ------------------------------------------------------------------------------ the layers
@@ -187,8 +188,8 @@ class PackedBNN:
         """
         backend = _resolve(backend, images)
         xp, arr = self._on(backend)
-        p = _to_xp(pixels_from_inputs(images) if not _is_cupy(images) else images, xp)
-        return _to_host(self._first_layer_d(p, xp, arr, backend, first_layer))
+        p = to_xp(pixels_from_inputs(images) if not is_cupy(images) else images, xp)
+        return to_host(self._first_layer_d(p, xp, arr, backend, first_layer))
 
     def _first_layer_d(self, p: Any, xp: Any, arr: dict, backend: str, first_layer: str) -> Any:
         k = self.in_features[0]
@@ -216,21 +217,21 @@ class PackedBNN:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         backend = _resolve(backend, images)
         xp, arr = self._on(backend)
-        p_all = images if _is_cupy(images) else pixels_from_inputs(images)
-        if _is_cupy(p_all) and (p_all.dtype != np.uint8 or p_all.ndim != 2):
+        p_all = images if is_cupy(images) else pixels_from_inputs(images)
+        if is_cupy(p_all) and (p_all.dtype != np.uint8 or p_all.ndim != 2):
             raise ValueError(f"CuPy images must be uint8 pixels of shape (N, K), got {p_all.dtype} {p_all.shape}")
         n = p_all.shape[0]
         dots, hidden = [], [[] for _ in range(self.num_layers - 1)]
         for i0 in range(0, n, batch_size):
-            p = _to_xp(p_all[i0:i0 + batch_size], xp)
+            p = to_xp(p_all[i0:i0 + batch_size], xp)
             a = self._threshold(self._first_layer_d(p, xp, arr, backend, first_layer), 1, xp, arr)
             if keep_hidden:
-                hidden[0].append(_to_host(a))
+                hidden[0].append(to_host(a))
             for k in range(2, self.num_layers):  # Alg. 4: a_k = XnorDotProduct(a_{k-1}^b, W_k^b); sign(BN)
                 a = self._threshold(binary_matmul(a, arr["w"][k - 1], self.in_features[k - 1], backend), k, xp, arr)
                 if keep_hidden:
-                    hidden[k - 1].append(_to_host(a))
-            dots.append(_to_host(binary_matmul(a, arr["w"][-1], self.in_features[-1], backend)))
+                    hidden[k - 1].append(to_host(a))
+            dots.append(to_host(binary_matmul(a, arr["w"][-1], self.in_features[-1], backend)))
         h_last = self.widths[-1]
         dot = np.concatenate(dots) if dots else np.empty((0, h_last), dtype=np.int32)
         packed = [np.concatenate(h) if h else np.empty((0, packed_width(self.widths[i], WORD_BITS)), np.uint64)
@@ -284,21 +285,21 @@ class PackedBNN:
             raise ValueError(f"layer must be a hidden layer 2..{self.num_layers - 1}, got {layer}")
         backend = _resolve(backend, inputs)
         xp, arr = self._on(backend)
-        x = _to_xp(_as_pm1_packed(inputs, self.in_features[layer - 1]), xp)
+        x = to_xp(_as_pm1_packed(inputs, self.in_features[layer - 1]), xp)
         d = binary_matmul(x, arr["w"][layer - 1], self.in_features[layer - 1], backend)
-        return unpack(_to_host(self._threshold(d, layer, xp, arr)), self.widths[layer - 1]).astype(np.int8)
+        return unpack(to_host(self._threshold(d, layer, xp, arr)), self.widths[layer - 1]).astype(np.int8)
 
     def output_layer(self, inputs: Any, backend: str = "cpu") -> np.ndarray:
         """The output layer on given ±1 inputs (N, K_L): ``BN(W_L^b · inputs + bias)``, float32 (N, classes)."""
         backend = _resolve(backend, inputs)
         xp, arr = self._on(backend)
-        x = _to_xp(_as_pm1_packed(inputs, self.in_features[-1]), xp)
-        return self._output_bn(_to_host(binary_matmul(x, arr["w"][-1], self.in_features[-1], backend))).numpy()
+        x = to_xp(_as_pm1_packed(inputs, self.in_features[-1]), xp)
+        return self._output_bn(to_host(binary_matmul(x, arr["w"][-1], self.in_features[-1], backend))).numpy()
 
 
 def _resolve(backend: str, data: Any) -> str:
     """``"auto"`` -> ``"cuda"`` for CuPy data, else ``"cpu"``; other names pass through (checked by ``_on``)."""
-    return ("cuda" if _is_cupy(data) else "cpu") if backend == "auto" else backend
+    return ("cuda" if is_cupy(data) else "cpu") if backend == "auto" else backend
 
 
 def _as_pm1_packed(inputs: Any, k: int) -> np.ndarray:
@@ -308,13 +309,3 @@ def _as_pm1_packed(inputs: Any, k: int) -> np.ndarray:
     if x.size and not np.isin(x, (-1, 1)).all():
         raise ValueError("inputs of a binary layer must be exactly ±1")
     return pack(x, WORD_BITS)
-
-
-def _to_xp(a: Any, xp: Any) -> Any:
-    if xp is np:
-        return _cupy().asnumpy(a) if _is_cupy(a) else np.ascontiguousarray(a)
-    return xp.ascontiguousarray(xp.asarray(a))
-
-
-def _to_host(a: Any) -> np.ndarray:
-    return _cupy().asnumpy(a) if _is_cupy(a) else a

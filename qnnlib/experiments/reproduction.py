@@ -1,9 +1,9 @@
 """Reproduce the paper: execute every notebook of a profile with Papermill and write a summary.
 
-Usage::
+Command line (:mod:`qnnlib.cli`)::
 
-    python -m qnnlib.reproduce --profile quick [--only mnist,ptb] [--results-dir D] [--timeout S]
-    python -m qnnlib.reproduce --list
+    python -m qnnlib reproduce --profile quick [--only mnist ptb] [--results-dir D] [--timeout S]
+    python -m qnnlib list
 
 Each registered notebook ``notebooks/<file>`` is executed with Papermill into
 ``<results>/<profile>/<file>`` with the parameter ``profile=<profile>``, the working directory
@@ -15,7 +15,7 @@ kernel is the ``python3`` kernelspec; jupyter_client replaces its ``python`` com
 A failing notebook is saved with its error (Papermill does that), named in
 ``<results>/<profile>/SUMMARY.md`` and on stdout, and the others still run; the exit code is 1 if
 any notebook failed or a requested one is missing, else 0. SUMMARY.md holds the per-notebook status
-and wall time, the paper-vs-ours table (:func:`qnnlib.results.comparison_table`, built from every
+and wall time, the paper-vs-ours table (:func:`qnnlib.experiments.results.comparison_table`, built from every
 metrics JSON in the profile folder, including those of earlier runs), and the hardware.
 
 Registry: :data:`NOTEBOOKS` is the declared, ordered list of experiments; only notebooks that exist
@@ -24,19 +24,17 @@ are run (:func:`available_notebooks`), so a later issue just adds its line.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import re
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from qnnlib import results as R
+from qnnlib.experiments import results as R
 
 NOTEBOOKS: dict[str, str] = {
     # experiment key -> notebook file in notebooks/, in execution order. Add new experiments here.
@@ -171,7 +169,7 @@ def write_summary(profile: str, runs: Sequence[NotebookRun], results_dir: Path |
     out_dir.mkdir(parents=True, exist_ok=True)
     env, git = R.environment_info(), R.git_info()
     failed = [r for r in runs if r.status != "ok"]
-    cmd = f"python -m qnnlib.reproduce --profile {profile}" + (f" --only {','.join(only)}" if only else "")
+    cmd = f"python -m qnnlib reproduce --profile {profile}" + (f" --only {' '.join(only)}" if only else "")
     lines = [f"# Reproduction summary - profile `{profile}`", "",
              f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by `{cmd}`.", ""]
     if failed:
@@ -214,37 +212,3 @@ def write_summary(profile: str, runs: Sequence[NotebookRun], results_dir: Path |
     tmp.write_text("\n".join(lines))
     os.replace(tmp, path)
     return path
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m qnnlib.reproduce", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default=os.environ.get("QNNLIB_PROFILE") or "quick",
-                        help="smoke | quick | paper (default: $QNNLIB_PROFILE or quick)")
-    parser.add_argument("--only", default=None, help=f"comma-separated experiments, of: {', '.join(NOTEBOOKS)}")
-    parser.add_argument("--results-dir", type=Path, default=None, help="default: $QNNLIB_RESULTS or <repo>/results")
-    parser.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds (default: none)")
-    parser.add_argument("--notebooks-dir", type=Path, default=None, help=f"default: {NOTEBOOKS_DIR}")
-    parser.add_argument("--list", action="store_true", help="list the registered notebooks and exit")
-    args = parser.parse_args(argv)
-    if args.list:
-        present = available_notebooks(args.notebooks_dir)
-        for k, f in NOTEBOOKS.items():
-            print(f"{k:12s} {f:32s} {'present' if k in present else 'not present'}")
-        return 0
-    only = [k.strip() for k in args.only.split(",") if k.strip()] if args.only else None
-    try:
-        runs = reproduce(args.profile, only, args.results_dir, args.timeout, args.notebooks_dir,
-                         progress_bar=sys.stderr.isatty())
-    except ValueError as exc:
-        parser.error(str(exc))
-    bad = [r for r in runs if r.status != "ok"]
-    if bad:
-        print("FAILED: " + ", ".join(f"{r.key} ({r.status}: {r.error})" for r in bad), file=sys.stderr)
-        return 1
-    if not runs:
-        print("no notebooks to run", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

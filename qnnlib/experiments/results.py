@@ -63,9 +63,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from qnnlib.runtime.hardware import cpu_cores, cpu_model, popcount_isa
+
 SCHEMA = "qnnlib.metrics/1"
 RESULTS_ENV = "QNNLIB_RESULTS"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -198,8 +200,8 @@ def paper_table(experiment: str | None = None) -> pd.DataFrame:
 def environment_info() -> dict:
     """Python/torch/numpy versions, platform, CPU model and cores, GPU name (if CUDA is available)."""
     info: dict = {"python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform(),
-                  "machine": platform.machine(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
-                  "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+                  "machine": platform.machine(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+                  "cpu_affinity": cpu_cores(), "cpu_popcount": popcount_isa()}
     try:
         import torch
 
@@ -210,15 +212,6 @@ def environment_info() -> dict:
         info.update(torch=None, cuda=None, gpu=None, torch_error=f"{type(exc).__name__}: {exc}")
     return info
 
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def git_info(repo: Path = REPO_ROOT) -> dict:
@@ -335,7 +328,7 @@ def read_metrics(experiment: str, profile: str, results_dir: Path | None = None)
     path = profile_dir(profile, results_dir) / f"{_check_name('experiment', experiment)}.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: run the {experiment!r} notebook with profile {profile!r} "
-                                f"(python -m qnnlib.reproduce --profile {profile} --only {experiment})")
+                                f"(python -m qnnlib reproduce --profile {profile} --only {experiment})")
     return json.loads(path.read_text())
 
 

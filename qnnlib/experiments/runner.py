@@ -18,10 +18,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .config import MnistConfig, RecipeConfig
-from .datasets import DatasetNotFoundError, DatasetSplits, data_root, load_mnist
-from .models import mnist_mlp
-from .train import FitResult, fit
+from qnnlib.experiments.config import MnistConfig, RecipeConfig
+from qnnlib.data.download import DatasetNotFoundError
+from qnnlib.data.splits import DatasetSplits
+from qnnlib.data.root import data_root
+from qnnlib.data.mnist import load_mnist
+from qnnlib.models.mlp import mnist_mlp
+from qnnlib.train import FitResult, fit
 
 __all__ = ["RecipeRun", "load_data", "build_model", "checkpoint_dir", "model_path", "run_recipes", "table_rows",
            "history_frame", "load_trained", "SANITY", "check_sanity"]
@@ -106,7 +109,7 @@ def load_trained(profile: str, experiment: str, recipe_name: str) -> tuple[nn.Mo
     if not path.exists():
         raise FileNotFoundError(
             f"no trained {experiment}/{recipe_name} model at {path}; run notebooks/01_mnist_bnn.ipynb at profile "
-            f"{profile!r} first (python -m qnnlib.reproduce --profile {profile} --only {experiment})"
+            f"{profile!r} first (python -m qnnlib reproduce --profile {profile} --only {experiment})"
         )
     ck = torch.load(path, map_location="cpu", weights_only=False)
     model = build_model(ck["recipe"])

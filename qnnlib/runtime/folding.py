@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from numba import njit, prange
 from torch import nn
 
-from .bitpack import pack, packed_width
+from qnnlib.runtime.bitpack import pack, packed_width
 
 __all__ = [
     "WORD_BITS",

@@ -26,8 +26,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models import BINARY, FLOAT, Precision
-from .train import TrainConfig
+from qnnlib.precision import BINARY, FLOAT, Precision
+from qnnlib.train import TrainConfig
 
 __all__ = ["PROFILES", "RECIPES", "RecipeConfig", "MnistConfig", "default_profile", "resolve", "as_dict"]
 

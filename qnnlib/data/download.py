@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .idx import DatasetCorruptError, DatasetError, _maybe_gunzip, parse_idx
+from qnnlib.data.idx import DatasetCorruptError, DatasetError, _maybe_gunzip, parse_idx
 
 __all__ = ["DOWNLOAD_TIMEOUT_S", "DatasetNotFoundError", "RemoteFile", "check_bytes", "verify_file", "fetch_file"]
 

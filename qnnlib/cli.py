@@ -1,0 +1,127 @@
+"""The command line: ``python -m qnnlib ...`` or the ``qnnlib`` console script.
+
+::
+
+    qnnlib reproduce [--profile smoke|quick|paper] [--only NAME ...] [--results-dir D] [--timeout S]
+    qnnlib list                       the experiments, their notebooks, and which exist
+    qnnlib bench qat [--hidden H] [--batch B] [--steps S] [--repeats R]
+    qnnlib bench cpu [--sizes 256,1024,...] [--repeats R]
+    qnnlib bench gpu [--sizes 1024,4096,8192] [--repeats R]
+
+``reproduce`` executes the notebooks with Papermill into ``results/<profile>/`` and writes SUMMARY.md
+(:mod:`qnnlib.experiments.reproduction`); exit code 1 when a notebook failed. Every benchmark measures
+its baseline in the same run and prints ratios and the hardware it ran on (:mod:`qnnlib.bench`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main", "parser"]
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sizes must be comma-separated integers, got {text!r}") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"sizes must be positive integers, got {text!r}")
+    return sizes
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of :func:`main` (sub-commands ``reproduce``, ``list``, ``bench``)."""
+    from qnnlib.experiments.reproduction import NOTEBOOKS, NOTEBOOKS_DIR  # noqa: PLC0415 - keep --help fast
+
+    p = argparse.ArgumentParser(prog="qnnlib", description="Reproduce Hubara et al., 'Quantized Neural Networks'.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{reproduce,list,bench}")
+
+    r = sub.add_parser("reproduce", help="execute the notebooks with Papermill into results/<profile>/")
+    r.add_argument("--profile", default=os.environ.get("QNNLIB_PROFILE") or "quick",
+                   help="smoke | quick | paper (default: $QNNLIB_PROFILE or quick)")
+    r.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                   help=f"run only these experiments (space- or comma-separated) of: {', '.join(NOTEBOOKS)}")
+    r.add_argument("--results-dir", type=Path, default=None, help="default: $QNNLIB_RESULTS or <repo>/results")
+    r.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds (default: none)")
+    r.add_argument("--notebooks-dir", type=Path, default=None, help=f"default: {NOTEBOOKS_DIR}")
+
+    sub.add_parser("list", help="list the experiments and their notebooks")
+
+    b = sub.add_parser("bench", help="benchmarks with their baseline timed in the same run")
+    bsub = b.add_subparsers(dest="bench", required=True, metavar="{qat,cpu,gpu}")
+    q = bsub.add_parser("qat", help="training-step time of the binarized MLP vs the same net in float")
+    q.add_argument("--hidden", type=_positive, default=1024)
+    q.add_argument("--batch", type=_positive, default=100)
+    q.add_argument("--steps", type=_positive, default=30)
+    q.add_argument("--repeats", type=_positive, default=5)
+    for name, what, repeats in (("cpu", "binary GEMM (Numba) vs torch.matmul fp32 on this CPU", 5),
+                                ("gpu", "verify every CUDA kernel bit-exact, then time the GPU GEMMs", 30)):
+        g = bsub.add_parser(name, help=what)
+        g.add_argument("--sizes", type=_sizes, default=None, help="comma-separated square sizes n (M = N = K = n)")
+        g.add_argument("--repeats", type=_positive, default=repeats, help="timed runs per method (median)")
+    return p
+
+
+def _reproduce(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    from qnnlib.experiments.reproduction import reproduce  # noqa: PLC0415
+
+    only = None
+    if args.only is not None:
+        only = [k.strip() for item in args.only for k in item.split(",") if k.strip()]
+    try:
+        runs = reproduce(args.profile, only, args.results_dir, args.timeout, args.notebooks_dir,
+                         progress_bar=sys.stderr.isatty())
+    except ValueError as exc:
+        p.error(str(exc))
+    bad = [r for r in runs if r.status != "ok"]
+    if bad:
+        print("FAILED: " + ", ".join(f"{r.key} ({r.status}: {r.error})" for r in bad), file=sys.stderr)
+        return 1
+    if not runs:
+        print("no notebooks to run", file=sys.stderr)
+    return 0
+
+
+def _list() -> int:
+    from qnnlib.experiments.reproduction import NOTEBOOKS, available_notebooks  # noqa: PLC0415
+
+    present = available_notebooks()
+    for k, f in NOTEBOOKS.items():
+        print(f"{k:12s} {f:34s} {'present' if k in present else 'not present'}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.bench == "qat":
+        from qnnlib.bench import qat  # noqa: PLC0415
+
+        return qat.run(args.hidden, args.batch, args.steps, args.repeats)
+    from qnnlib.bench import gemm  # noqa: PLC0415
+
+    return gemm.run_cpu(args.sizes, args.repeats) if args.bench == "cpu" else gemm.run_gpu(args.sizes, args.repeats)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    p = parser()
+    args = p.parse_args(argv)
+    if args.command == "reproduce":
+        return _reproduce(args, p)
+    if args.command == "list":
+        return _list()
+    return _bench(args)
