@@ -1,1 +1,6 @@
-"""TODO"""
+"""Datasets: the IDX format, verified downloads, where files live, in-memory splits, one module per dataset.
+
+``idx`` (format) ← ``download`` (verified, atomic fetches) ; ``root`` (``$QNNLIB_DATA``) ;
+``splits`` (train/valid/test tensors and their mini-batches) ; ``mnist`` (MNIST and Fashion-MNIST).
+Import the modules directly, e.g. ``from qnnlib.data.mnist import load_mnist``.
+"""

@@ -167,7 +167,7 @@ def test_errors_are_clear():
 
 
 def test_kernel_sources_are_found_next_to_the_package():
-    assert KERNEL_DIR == Path(__file__).resolve().parent.parent / "kernels"
+    assert KERNEL_DIR == Path(__file__).resolve().parents[2] / "kernels"
     for source, names in _KERNELS.items():
         text = (KERNEL_DIR / source).read_text()
         for name in names:

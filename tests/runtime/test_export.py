@@ -18,7 +18,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
-from bnn_helpers import random_bnn, random_pixels, torch_predict
+from tests.bnn_helpers import random_bnn, random_pixels, torch_predict
 from torch import nn
 
 from qnnlib.runtime import bitplanes, packed_bnn
@@ -31,7 +31,7 @@ from qnnlib.precision import BINARY, FLOAT, Precision
 from qnnlib.models.convnet import convnet
 from qnnlib.models.mlp import mnist_mlp
 from qnnlib.train import TrainConfig, fit
-from shared_data import SHARED_MNIST
+from tests.shared_data import SHARED_MNIST
 
 MNIST_TEST = SHARED_MNIST / "t10k-images-idx3-ubyte.gz"
 

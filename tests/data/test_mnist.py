@@ -17,7 +17,7 @@ from qnnlib.data.download import DatasetNotFoundError, RemoteFile, verify_file
 from qnnlib.data.idx import DatasetCorruptError, DatasetError, read_idx, write_idx
 from qnnlib.data.splits import as_loader, stratified_subset
 
-from shared_data import FASHION_SYSTEM, SHARED_MNIST
+from tests.shared_data import FASHION_SYSTEM, SHARED_MNIST
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -7,7 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from bnn_helpers import random_bnn, random_pixels
+from tests.bnn_helpers import random_bnn, random_pixels
 
 from qnnlib.runtime.bitplanes import inputs_from_pixels
 from qnnlib.runtime.export import export_bnn
