@@ -26,7 +26,7 @@ import numpy as np
 from qnnlib.runtime.binary_gemm import binary_matmul
 from qnnlib.runtime.bitpack import pack
 from qnnlib.bench.timing import cuda_event_median, interleaved_medians
-from qnnlib.runtime.hardware import cpu_model, gpu_available, gpu_name, popcount_isa
+from qnnlib.runtime.hardware import compute_capability, cpu_model, gpu_available, gpu_name, popcount_isa
 
 Shape = tuple[int, int, int]
 
@@ -139,7 +139,7 @@ def verify_cuda_kernels(shapes: Iterable[Shape] = VERIFY_SHAPES, seed: int = 0) 
     """Run every CUDA kernel on odd shapes and compare bit-exactly with the NumPy reference."""
     import cupy as cp  # noqa: PLC0415
 
-    from qnnlib.runtime.binary_gemm import _compute_capability, gemm_float_cuda, pack_cuda  # noqa: PLC0415
+    from qnnlib.runtime.binary_gemm import gemm_float_cuda, pack_cuda  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
     results = []
@@ -161,7 +161,7 @@ def verify_cuda_kernels(shapes: Iterable[Shape] = VERIFY_SHAPES, seed: int = 0) 
                 cp.asnumpy(binary_matmul(cp.asarray(pack(a)), cp.asarray(pack(b)), k, "cuda-xnor")), ref
             ),
         }
-        if _compute_capability() >= 80:
+        if compute_capability() >= 80:
             checks["b1_tc_gemm"] = np.array_equal(
                 cp.asnumpy(binary_matmul(cp.asarray(pa), cp.asarray(pb), k, "cuda-tc")), ref
             )
@@ -181,7 +181,7 @@ def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), re
     """
     import cupy as cp  # noqa: PLC0415
 
-    from qnnlib.runtime.binary_gemm import _compute_capability, gemm_float_cuda, pack_cuda  # noqa: PLC0415
+    from qnnlib.runtime.binary_gemm import gemm_float_cuda, pack_cuda  # noqa: PLC0415
 
     try:
         import torch  # noqa: PLC0415
@@ -202,7 +202,7 @@ def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), re
             "XNOR CUDA cores": lambda: binary_matmul(pa, pb, k, "cuda-xnor"),
             "XNOR CUDA cores incl. packing": lambda: binary_matmul(pack_cuda(a), pack_cuda(b), k, "cuda-xnor"),
         }
-        if _compute_capability() >= 80:
+        if compute_capability() >= 80:
             methods["b1 tensor cores"] = lambda: binary_matmul(pa, pb, k, "cuda-tc")
             methods["b1 tensor cores incl. packing"] = lambda: binary_matmul(pack_cuda(a), pack_cuda(b), k, "cuda-tc")
         methods["cuBLAS fp32 (cupy)"] = lambda: cp.matmul(a, b.T)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qnnlib.data.idx import DatasetCorruptError, DatasetError, _maybe_gunzip, parse_idx
+from qnnlib.data.idx import DatasetCorruptError, DatasetError, gunzip_if_needed, parse_idx
 
 __all__ = ["DOWNLOAD_TIMEOUT_S", "DatasetNotFoundError", "RemoteFile", "check_bytes", "verify_file", "fetch_file"]
 
@@ -58,7 +58,7 @@ def _md5(data: bytes) -> str:
 
 def check_bytes(data: bytes, remote: RemoteFile, path: Path | str) -> np.ndarray:
     """Verify file bytes against ``remote`` (gz md5 OR content md5, then header and shape); return the array."""
-    raw = _maybe_gunzip(data, path)
+    raw = gunzip_if_needed(data, path)
     if remote.gz_md5 is not None or remote.raw_md5 is not None:
         got_gz, got_raw = _md5(data), _md5(raw)
         if got_gz != remote.gz_md5 and got_raw != remote.raw_md5:

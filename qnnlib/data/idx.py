@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DatasetError", "DatasetCorruptError", "parse_idx", "read_idx", "write_idx"]
+__all__ = ["DatasetError", "DatasetCorruptError", "gunzip_if_needed", "parse_idx", "read_idx", "write_idx"]
 
 
 # --------------------------------------------------------------------------------------- errors
@@ -40,7 +40,8 @@ _IDX_DTYPES: dict[int, np.dtype] = {
 _IDX_CODES = {dt.newbyteorder("=") if dt.itemsize > 1 else dt: code for code, dt in _IDX_DTYPES.items()}
 
 
-def _maybe_gunzip(data: bytes, path: Path | str) -> bytes:
+def gunzip_if_needed(data: bytes, path: Path | str) -> bytes:
+    """``data`` decompressed if it is a gzip stream (magic ``1f 8b``), else unchanged; a damaged stream raises."""
     if data[:2] != b"\x1f\x8b":
         return data
     try:
@@ -76,7 +77,7 @@ def parse_idx(raw: bytes, path: Path | str = "<bytes>") -> np.ndarray:
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read a gzipped or raw IDX file into a native-byte-order array (validated, see :func:`parse_idx`)."""
     path = Path(path)
-    return parse_idx(_maybe_gunzip(path.read_bytes(), path), path)
+    return parse_idx(gunzip_if_needed(path.read_bytes(), path), path)
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -53,17 +53,13 @@ from qnnlib.runtime.bitplanes import inputs_from_pixels, pixels_from_inputs
 from qnnlib.runtime.folding import NonFiniteStatisticsError, bn_tensors, first_layer_thresholds, hidden_thresholds
 from qnnlib.layers import LatentWeightLayer, QuantAct
 from qnnlib.norm import ShiftBatchNorm1d, ShiftBatchNorm2d
-from qnnlib.runtime.packed_bnn import FORMAT, WORD_BITS, FirstLayer, PackedBNN
+from qnnlib.runtime.packed_bnn import WORD_BITS, FirstLayer, PackedBNN
 from qnnlib.runtime.packed_checkpoint import FLOAT_FILE, binary_weight_float_bytes, file_size, state_dict_bytes
 
 __all__ = [
     "SUPPORTED",
-    "FORMAT",
     "NotExportableError",
-    "PackedBNN",
     "export_bnn",
-    "pixels_from_inputs",
-    "inputs_from_pixels",
     "size_report",
     "compare_with_model",
 ]

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from qnnlib.experiments import runner as experiment, results
-from qnnlib.bench import gemm
 from qnnlib.data.idx import DatasetError
 from qnnlib.data.mnist import load_mnist
 from qnnlib.runtime.export import compare_with_model, export_bnn, size_report

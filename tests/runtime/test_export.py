@@ -21,7 +21,6 @@ import torch
 from tests.bnn_helpers import random_bnn, random_pixels, torch_predict
 from torch import nn
 
-from qnnlib.runtime import bitplanes, packed_bnn
 from qnnlib.data.idx import DatasetError, read_idx
 from qnnlib.data.mnist import load_mnist
 from qnnlib.runtime.export import NotExportableError, compare_with_model, export_bnn, size_report
@@ -34,16 +33,6 @@ from qnnlib.train import TrainConfig, fit
 from tests.shared_data import SHARED_MNIST
 
 MNIST_TEST = SHARED_MNIST / "t10k-images-idx3-ubyte.gz"
-
-
-def test_names_moved_out_of_inference_still_import_from_it():
-    from qnnlib.runtime import export as inference
-
-    for name in inference.__all__:
-        assert hasattr(inference, name), name
-    assert inference.PackedBNN is packed_bnn.PackedBNN and inference.FORMAT == packed_bnn.FORMAT
-    assert inference.pixels_from_inputs is bitplanes.pixels_from_inputs
-    assert inference.inputs_from_pixels is bitplanes.inputs_from_pixels
 
 
 # ------------------------------------------------------------------------- exactness vs PyTorch
