@@ -25,7 +25,6 @@ import numbers
 from typing import Any
 
 import numpy as np
-
 import torch
 
 __all__ = [

@@ -14,12 +14,13 @@ Per Alg. 1 step 3: ``θ ← Update(θ, η)``, ``W ← Clip(Update(W, γ_k η), �
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -31,7 +32,7 @@ from tqdm import tqdm
 from qnnlib.losses import square_hinge_loss
 from qnnlib.optim import ShiftAdaMax, clip_latent_weights, glorot_param_groups
 
-__all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "lr_at", "make_optimizer", "resolve_device"]
+__all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "eval_mode", "lr_at", "make_optimizer", "resolve_device"]
 
 
 class _Split(Protocol):
@@ -127,20 +128,32 @@ def resolve_device(device: str | None = None) -> torch.device:
     return torch.device(name)
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``with eval_mode(model):`` — the model in eval mode and autograd off for the block; its previous
+    mode (train or eval, per module) is restored afterwards, also when the block raises."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split: _Split, batch_size: int = 1000, device: torch.device | None = None) -> dict[str, float]:
     """Square hinge loss and classification error (fraction) of ``model`` in eval mode on ``split``."""
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     loss_sum, wrong, n = 0.0, 0, split.y.shape[0]
-    for i in range(0, n, batch_size):
-        xb = split.x[i : i + batch_size].to(device)
-        yb = split.y[i : i + batch_size].to(device)
-        out = model(xb)
-        loss_sum += float(square_hinge_loss(out, yb)) * yb.shape[0]
-        wrong += int((out.argmax(dim=1) != yb).sum())
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, n, batch_size):
+            xb = split.x[i : i + batch_size].to(device)
+            yb = split.y[i : i + batch_size].to(device)
+            out = model(xb)
+            loss_sum += float(square_hinge_loss(out, yb)) * yb.shape[0]
+            wrong += int((out.argmax(dim=1) != yb).sum())
     return {"loss": loss_sum / max(n, 1), "error": wrong / max(n, 1)}
 
 

@@ -7,9 +7,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from qnnlib.runtime.bitplanes import inputs_from_pixels, pixels_from_inputs
 from qnnlib.layers import QuantLinear
 from qnnlib.models.mlp import mnist_mlp
+from qnnlib.runtime.bitplanes import inputs_from_pixels, pixels_from_inputs
 
 
 def random_bnn(hidden: int = 96, depth: int = 3, seed: int = 0, in_features: int = 784) -> nn.Sequential:

@@ -8,8 +8,8 @@ import types
 import pytest
 import torch
 
-from qnnlib.precision import BINARY, FLOAT, Precision
 from qnnlib.models.mlp import mnist_mlp
+from qnnlib.precision import BINARY, FLOAT, Precision
 from qnnlib.train import FitResult, TrainConfig, evaluate, fit, lr_at
 
 

@@ -66,6 +66,7 @@ from torch import nn
 
 from qnnlib.analysis.horowitz import HOROWITZ_ARITH_PJ, HOROWITZ_MEMORY_PJ, HOROWITZ_SOURCE, MEMORY_CAPACITY_BYTES
 from qnnlib.layers import LatentWeightLayer, QuantAct
+from qnnlib.train import eval_mode
 
 __all__ = ["SCHEMES", "EnergyAssumptions", "account", "layer_table", "scheme_totals", "summary", "comparison_rows"]
 
@@ -172,18 +173,15 @@ def _trace(model: nn.Module, input_shape: Sequence[int]) -> list[_Rec]:
         last[0] = q
 
     handles = [m.register_forward_hook(lambda mod, a, o, n=n: hook(n, mod, a, o)) for n, m in leaves]
-    was_training = model.training
     g = torch.Generator().manual_seed(0)
     x = torch.rand((1, *input_shape), generator=g) * 2 - 1
     prec[id(x)] = "input"
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model):
             model(x)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return recs
 
 

@@ -37,14 +37,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from qnnlib.data.splits import DatasetSplits
-from qnnlib.data.root import data_root
 from qnnlib.data.mnist import load_mnist
+from qnnlib.data.root import data_root
+from qnnlib.data.splits import DatasetSplits
 from qnnlib.layers import LatentWeightLayer
-from qnnlib.precision import BINARY, Precision
 from qnnlib.models.convnet import convnet
+from qnnlib.precision import BINARY, Precision
 from qnnlib.quantize import sign
-from qnnlib.train import FitResult, TrainConfig, fit
+from qnnlib.train import FitResult, TrainConfig, eval_mode, fit
 
 __all__ = [
     "filter_codes",
@@ -169,15 +169,12 @@ def filter_repetition(model: nn.Module, input_shape: Sequence[int]) -> pd.DataFr
     pixels: dict[str, int] = {}
     handles = [m.register_forward_hook(lambda mod, a, out, n=n: pixels.__setitem__(n, out.shape[2] * out.shape[3]))
                for n, m in convs.items()]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model):
             model(torch.zeros(1, *input_shape))
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     rows = []
     for n, m in convs.items():
         r = layer_repetition(n, m.weight, pixels[n])

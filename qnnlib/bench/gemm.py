@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from qnnlib.bench.timing import cuda_event_median, interleaved_medians
 from qnnlib.runtime.binary_gemm import binary_matmul
 from qnnlib.runtime.bitpack import pack
-from qnnlib.bench.timing import cuda_event_median, interleaved_medians
 from qnnlib.runtime.hardware import compute_capability, cpu_model, gpu_available, gpu_name, popcount_isa
 
 Shape = tuple[int, int, int]

@@ -18,11 +18,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from qnnlib.experiments.config import MnistConfig, RecipeConfig
 from qnnlib.data.download import DatasetNotFoundError
-from qnnlib.data.splits import DatasetSplits
-from qnnlib.data.root import data_root
 from qnnlib.data.mnist import load_mnist
+from qnnlib.data.root import data_root
+from qnnlib.data.splits import DatasetSplits
+from qnnlib.experiments.config import MnistConfig, RecipeConfig
 from qnnlib.models.mlp import mnist_mlp
 from qnnlib.train import FitResult, fit
 

@@ -48,13 +48,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from qnnlib.layers import LatentWeightLayer, QuantAct
+from qnnlib.norm import ShiftBatchNorm1d, ShiftBatchNorm2d
 from qnnlib.runtime.bitpack import pack
 from qnnlib.runtime.bitplanes import inputs_from_pixels, pixels_from_inputs
 from qnnlib.runtime.folding import NonFiniteStatisticsError, bn_tensors, first_layer_thresholds, hidden_thresholds
-from qnnlib.layers import LatentWeightLayer, QuantAct
-from qnnlib.norm import ShiftBatchNorm1d, ShiftBatchNorm2d
 from qnnlib.runtime.packed_bnn import WORD_BITS, FirstLayer, PackedBNN
 from qnnlib.runtime.packed_checkpoint import FLOAT_FILE, binary_weight_float_bytes, file_size, state_dict_bytes
+from qnnlib.train import eval_mode
 
 __all__ = [
     "SUPPORTED",
@@ -194,17 +195,13 @@ def export_bnn(model: nn.Module) -> PackedBNN:
 @torch.no_grad()
 def _torch_activations(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Every hidden act's output and the model output, running the eval-mode model module by module."""
-    was_training = model.training
-    model.eval()
-    try:
-        acts, h = [], x
+    acts, h = [], x
+    with eval_mode(model):
         for _name, m in model.named_children():
             h = m(h)
             if isinstance(m, QuantAct):
                 acts.append(h)
-        return acts, h
-    finally:
-        model.train(was_training)
+    return acts, h
 
 
 @torch.no_grad()

@@ -33,8 +33,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from qnnlib.runtime.binary_gemm import BACKENDS, binary_matmul
 from qnnlib.runtime.arrays import cupy, is_cupy, to_host, to_xp
+from qnnlib.runtime.binary_gemm import BACKENDS, binary_matmul
 from qnnlib.runtime.bitpack import pack, packed_width, unpack
 from qnnlib.runtime.bitplanes import bitplane_dot, pixels_from_inputs
 from qnnlib.runtime.folding import batch_norm, threshold_activations

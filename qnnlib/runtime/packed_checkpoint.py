@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from qnnlib.runtime.bitpack import pack
 from qnnlib.layers import LatentWeightLayer
+from qnnlib.runtime.bitpack import pack
 
 __all__ = [
     "FLOAT_FILE",

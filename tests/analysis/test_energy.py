@@ -15,8 +15,8 @@ from torch import nn
 from qnnlib.analysis import energy as E
 from qnnlib.analysis.horowitz import HOROWITZ_SOURCE
 from qnnlib.layers import QuantAct, QuantConv2d, QuantLinear
-from qnnlib.precision import FLOAT, Precision
 from qnnlib.models.mlp import mnist_mlp
+from qnnlib.precision import FLOAT, Precision
 
 DRAM, SRAM1M = 1300.0, 100.0  # pJ per 64-bit access (Horowitz low DRAM, 1M SRAM): the defaults
 XNOR = 0.03  # default pJ per binary connection (= int8 add)

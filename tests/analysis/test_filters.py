@@ -11,8 +11,8 @@ import torch
 
 from qnnlib.analysis import filters as F
 from qnnlib.data.splits import DatasetSplits, Split
-from qnnlib.precision import FLOAT
 from qnnlib.models.convnet import convnet
+from qnnlib.precision import FLOAT
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from qnnlib.bench import timing
-from qnnlib.runtime.hardware import gpu_available
 from qnnlib.bench.timing import cuda_event_median, interleaved_medians
+from qnnlib.runtime.hardware import gpu_available
 
 
 def recorder(log: list[str], name: str, value: object = None):

@@ -16,7 +16,6 @@ from qnnlib.data import mnist as ds
 from qnnlib.data.download import DatasetNotFoundError, RemoteFile, verify_file
 from qnnlib.data.idx import DatasetCorruptError, DatasetError, read_idx, write_idx
 from qnnlib.data.splits import as_loader, stratified_subset
-
 from tests.shared_data import FASHION_SYSTEM, SHARED_MNIST
 
 

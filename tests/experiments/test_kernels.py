@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from qnnlib.experiments import runner as experiment, results
+from qnnlib.bench.mlp import PACKED_EQ6, PACKED_F1, float_mlp, random_bnn, time_mlp_cpu, time_mlp_gpu
 from qnnlib.data.idx import DatasetError
 from qnnlib.data.mnist import load_mnist
-from qnnlib.runtime.export import compare_with_model, export_bnn, size_report
-from qnnlib.bench.mlp import PACKED_EQ6, PACKED_F1, float_mlp, random_bnn, time_mlp_cpu, time_mlp_gpu
+from qnnlib.experiments import results
+from qnnlib.experiments import runner as experiment
 from qnnlib.experiments.kernels import (
     KERNEL_PROFILES,
     KernelBenchProfile,
@@ -25,6 +25,7 @@ from qnnlib.experiments.kernels import (
     metrics_rows,
     trained_bnn,
 )
+from qnnlib.runtime.export import compare_with_model, export_bnn, size_report
 from qnnlib.runtime.hardware import describe as hardware_info
 from qnnlib.runtime.hardware import gpu_available
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from qnnlib.experiments import config, runner as experiment, results
 from qnnlib.data import mnist as datasets
+from qnnlib.experiments import config, results
+from qnnlib.experiments import runner as experiment
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 pytestmark = pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (make test installs it)")

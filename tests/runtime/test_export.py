@@ -18,18 +18,18 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
-from tests.bnn_helpers import random_bnn, random_pixels, torch_predict
 from torch import nn
 
 from qnnlib.data.idx import DatasetError, read_idx
 from qnnlib.data.mnist import load_mnist
-from qnnlib.runtime.export import NotExportableError, compare_with_model, export_bnn, size_report
-from qnnlib.runtime.packed_bnn import PackedBNN
 from qnnlib.layers import QuantAct, QuantLinear
-from qnnlib.precision import BINARY, FLOAT, Precision
 from qnnlib.models.convnet import convnet
 from qnnlib.models.mlp import mnist_mlp
+from qnnlib.precision import BINARY, FLOAT, Precision
+from qnnlib.runtime.export import NotExportableError, compare_with_model, export_bnn, size_report
+from qnnlib.runtime.packed_bnn import PackedBNN
 from qnnlib.train import TrainConfig, fit
+from tests.bnn_helpers import random_bnn, random_pixels, torch_predict
 from tests.shared_data import SHARED_MNIST
 
 MNIST_TEST = SHARED_MNIST / "t10k-images-idx3-ubyte.gz"

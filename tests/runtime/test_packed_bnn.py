@@ -7,11 +7,11 @@ import zipfile
 
 import numpy as np
 import pytest
-from tests.bnn_helpers import random_bnn, random_pixels
 
 from qnnlib.runtime.bitplanes import inputs_from_pixels
 from qnnlib.runtime.export import export_bnn
 from qnnlib.runtime.packed_bnn import PackedBNN
+from tests.bnn_helpers import random_bnn, random_pixels
 
 
 @pytest.mark.parametrize("k", [784, 130, 64, 1])

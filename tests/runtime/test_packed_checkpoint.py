@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from qnnlib.runtime.bitpack import unpack
 from qnnlib.layers import QuantAct, QuantConv2d, QuantLinear
-from qnnlib.precision import FLOAT
 from qnnlib.models.mlp import mnist_mlp
+from qnnlib.precision import FLOAT
+from qnnlib.runtime.bitpack import unpack
 from qnnlib.runtime.packed_checkpoint import (
     binary_weight_float_bytes,
     disk_sizes,
