@@ -1,168 +1,263 @@
-"""Profiles: (experiment, profile, overrides) → one frozen config, printed by every notebook.
+"""One home for configuration: the profiles, the experiment registry, and ``resolve``.
 
-Profiles (DESIGN.md §3):
+``resolve(experiment, profile, **overrides)`` returns the frozen config dataclass of an experiment at a
+profile, with any field of it (or of the dataclasses nested in it: recipes, training, precision, ...)
+replaced by an override. Every notebook prints the config it resolved, and the metrics JSON stores it.
+
+Profiles (docs/profiles.md):
 
 * ``smoke`` — CI: each notebook ≤ ~90 s on 2 CPU cores; tiny subsets and widths; proves the pipeline.
 * ``quick`` — a laptop CPU: each notebook ≤ ~15 min on 2 cores; reduced widths/epochs; shows the trend.
-* ``paper`` — a GPU: the authors' settings (PAPER.md §2.10), as close as the paper lets us.
+* ``paper`` — a GPU: the authors' settings (docs/paper.md), as close as the paper lets us.
 
-``$QNNLIB_PROFILE`` overrides the profile a notebook asks for (nbval runs with ``smoke`` in CI).
-Overrides equal to ``None`` take the profile's value.
+``$QNNLIB_PROFILE`` overrides the profile a notebook asks for (nbval runs every notebook at ``smoke``).
 
-MNIST recipes (DESIGN.md §6.12), the two Table 1 rows plus the float baseline:
+Each experiment lives in its own module (:data:`EXPERIMENTS` names it) which defines, side by side, its
+frozen config dataclass, ``PROFILES`` (profile → complete config), ``SANITY`` (profile → the bounds its
+notebook checks) and its stand-in policy (what runs when the paper's data or model is not available).
 
-* ``theano`` — deterministic binarization, vanilla BN, ADAM with Glorot per-layer LR scaling,
-  exponential LR decay 3e-3 → 3e-7, dropout 0.2 (input) / 0.5 (hidden), 3×4096, batch 100.
-* ``torch7`` — stochastic activations at train time, shift-based BN, shift-based AdaMax (LR 2^−6,
-  halved every 20 epochs as in the code), 3×2048, no dropout, batch 100.
-* ``float`` — the ``theano`` architecture and schedule in float32 (no Glorot scaling, which is
-  meant for the ±1 latent weights), the "no binarization" baseline.
+Overrides (:func:`override`): ``None`` keeps the profile's value; a name that is no field anywhere in
+the config raises ``ValueError`` listing the valid names; a value of the wrong type raises ``TypeError``
+naming the field and the expected type (a single string is accepted where a tuple of strings is
+expected, a list where a tuple is, an int where a float is; a float is never taken for an int, nor a
+bool for a number). A name found at several places (e.g. ``epochs`` in every recipe) is replaced at all
+of them. Range checks (``epochs >= 1``, bit widths, ...) are the dataclasses' own ``__post_init__``
+checks, run as the replaced config is built, so a bad value fails before any work starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import json
+import numbers
 import os
-from dataclasses import dataclass, field
-from typing import Any
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from qnnlib.precision import BINARY, FLOAT, Precision
-from qnnlib.train import TrainConfig
-
-__all__ = ["PROFILES", "RECIPES", "RecipeConfig", "MnistConfig", "default_profile", "resolve", "as_dict"]
+__all__ = ["PROFILES", "PROFILE_ENV", "Experiment", "EXPERIMENTS", "default_profile", "experiment",
+           "resolve", "override", "overridable", "from_dict", "as_dict"]
 
 PROFILES = ("smoke", "quick", "paper")
-RECIPES = ("float", "theano", "torch7")
 PROFILE_ENV = "QNNLIB_PROFILE"
+_NOT_OVERRIDABLE = frozenset({"profile", "name"})  # identity fields: chosen by the profile / the recipe
 
 
-def default_profile(requested: str = "quick") -> str:
-    """``$QNNLIB_PROFILE`` if set, else ``requested``; validated."""
-    profile = os.environ.get(PROFILE_ENV) or requested
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment of the collection: its notebook and the module holding its config."""
+
+    name: str  # key of the metrics JSON (results/<profile>/<name>.json) and of --only
+    notebook: str  # file in notebooks/
+    module: str  # defines PROFILES (profile -> config dataclass) and SANITY
+    title: str
+
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
+    Experiment("mnist", "01_mnist_bnn.ipynb", "qnnlib.experiments.mnist",
+               "Binarized MLP on MNIST (Table 1, MNIST column)"),
+    Experiment("energy", "08_energy_memory.ipynb", "qnnlib.experiments.energy",
+               "Energy, memory and filter repetition (§3)"),
+    Experiment("kernels", "09_xnor_kernel_benchmark.ipynb", "qnnlib.experiments.kernels",
+               "XNOR kernels: binary GEMM and bit-exact BNN inference (§4, Fig. 2)"),
+)}
+"""The registry, in execution order: the reproduction CLI runs the notebooks in this order."""
+
+
+def default_profile(requested: str | None = "quick") -> str:
+    """``$QNNLIB_PROFILE`` if set, else ``requested`` (default ``quick``); validated."""
+    profile = os.environ.get(PROFILE_ENV) or requested or "quick"
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r} (from {PROFILE_ENV} or the notebook); choose one of {PROFILES}")
     return profile
 
 
-@dataclass(frozen=True)
-class RecipeConfig:
-    """One trained network: architecture, precision and training settings."""
-
-    name: str
-    hidden: int
-    depth: int
-    precision: Precision
-    dropout_in: float
-    dropout_hidden: float
-    train: TrainConfig
-
-    @property
-    def label(self) -> str:
-        return {"float": "Float baseline (ours)", "theano": "BNN (Theano)", "torch7": "BNN (Torch7)"}.get(
-            self.name, self.name
-        )
+def experiment(name: str) -> types.ModuleType:
+    """The module of a registered experiment (``ValueError`` listing the registered names otherwise)."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; registered experiments: {tuple(EXPERIMENTS)}")
+    return importlib.import_module(EXPERIMENTS[name].module)
 
 
-@dataclass(frozen=True)
-class MnistConfig:
-    """Notebook 01: which data, which recipes, and each recipe's settings."""
+def resolve(experiment_name: str, profile: str | None = None, /, **overrides: Any) -> Any:
+    """The config of ``experiment_name`` at ``profile`` (``$QNNLIB_PROFILE`` wins) with ``overrides``.
 
-    profile: str
-    dataset: str  # "mnist" | "fashion-mnist" | "auto" (MNIST if obtainable, else Fashion-MNIST, said loudly)
-    train_size: int | None
-    valid_size: int | None
-    test_size: int | None
-    recipes: tuple[str, ...]
-    recipe_configs: dict[str, RecipeConfig] = field(default_factory=dict)
-    resume: bool = True
-
-    def recipe(self, name: str) -> RecipeConfig:
-        if name not in self.recipe_configs:
-            raise ValueError(f"unknown recipe {name!r}; this config has {tuple(self.recipe_configs)}")
-        return self.recipe_configs[name]
-
-
-# Profile tables: the only place sizes live.  Reduced profiles compress the schedules: the exponential
-# decay ends at lr_end after `epochs` epochs (paper: 3e-3 → 3e-7 over 1000 epochs; quick: → 3e-5 over 12),
-# and Torch7's halving period shrinks with the epoch count.
-_MNIST: dict[str, dict[str, Any]] = {
-    "smoke": dict(dataset="fashion-mnist", train_size=2000, valid_size=500, test_size=1000, resume=False,
-                  theano=dict(hidden=128, epochs=2, lr_end=1e-3), torch7=dict(hidden=128, epochs=2, halve_every=1),
-                  float=dict(hidden=128, epochs=2, lr_end=1e-3)),
-    "quick": dict(dataset="auto", train_size=None, valid_size=None, test_size=None, resume=True,
-                  theano=dict(hidden=512, epochs=12, lr_end=3e-5), torch7=dict(hidden=512, epochs=12, halve_every=4),
-                  float=dict(hidden=512, epochs=12, lr_end=3e-5)),
-    "paper": dict(dataset="mnist", train_size=None, valid_size=None, test_size=None, resume=True,
-                  theano=dict(hidden=4096, epochs=1000), torch7=dict(hidden=2048, epochs=500, halve_every=20),
-                  float=dict(hidden=4096, epochs=1000)),
-}
+    ``overrides`` may also contain ``overrides={...}`` (a dict, or its JSON text as Papermill's ``-p``
+    passes it): the way a notebook forwards any field without naming it in its parameters cell.
+    """
+    module = experiment(experiment_name)
+    base = module.PROFILES[default_profile(profile)]
+    extra = overrides.pop("overrides", None)
+    if extra is not None:
+        if isinstance(extra, str):
+            try:
+                extra = json.loads(extra)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"overrides must be a dict or its JSON text, got {extra!r} ({exc})") from None
+        if not isinstance(extra, Mapping):
+            raise TypeError(f"overrides must be a dict of field names to values, got {type(extra).__name__}")
+        both = sorted(set(extra) & {k for k, v in overrides.items() if v is not None})
+        if both:
+            raise ValueError(f"{both} given both as parameters and inside overrides; give each once")
+        overrides = {**overrides, **extra}
+    return override(base, **overrides)
 
 
-def _mnist_recipe(name: str, hidden: int, epochs: int, halve_every: int = 20, seed: int = 1234,
-                  lr_end: float = 3e-7) -> RecipeConfig:
-    if name == "theano":
-        return RecipeConfig(name, hidden, 3, BINARY, 0.2, 0.5,
-                            TrainConfig(epochs=epochs, batch_size=100, optimizer="adam", lr_start=3e-3, lr_end=lr_end,
-                                        lr_schedule="exp", glorot=True, seed=seed))
-    if name == "torch7":
-        return RecipeConfig(name, hidden, 3, Precision(1, 1, stochastic=True, norm="sbn"), 0.0, 0.0,
-                            TrainConfig(epochs=epochs, batch_size=100, optimizer="shift_adamax", lr_start=2.0**-6,
-                                        lr_schedule="halve", halve_every=halve_every, glorot=True, seed=seed))
-    if name == "float":
-        return RecipeConfig(name, hidden, 3, FLOAT, 0.2, 0.5,
-                            TrainConfig(epochs=epochs, batch_size=100, optimizer="adam", lr_start=3e-3, lr_end=lr_end,
-                                        lr_schedule="exp", glorot=False, seed=seed))
-    raise ValueError(f"unknown MNIST recipe {name!r}; choose from {RECIPES}")
+# ------------------------------------------------------------------------------------ overrides
+def _is_container(hint: Any, value: Any = None) -> bool:
+    """Mappings of dataclasses (e.g. ``recipe_configs``) are walked into, not overridden as a whole."""
+    if hint in (dict, Mapping) or get_origin(hint) in (dict, Mapping, typing.Mapping):
+        return value is None or (isinstance(value, Mapping) and all(dataclasses.is_dataclass(v) for v in value.values()))
+    return False
 
 
-def resolve(
-    experiment: str,
-    profile: str | None = None,
-    *,
-    dataset: str | None = None,
-    recipes: tuple[str, ...] | list[str] | None = None,
-    epochs: int | None = None,
-    hidden: int | None = None,
-    train_size: int | None = None,
-    valid_size: int | None = None,
-    test_size: int | None = None,
-    seed: int | None = None,
-    resume: bool | None = None,
-) -> MnistConfig:
-    """Resolve ``experiment`` at ``profile`` (``$QNNLIB_PROFILE`` wins) with overrides (``None`` = profile's)."""
-    if experiment != "mnist":
-        raise ValueError(f"unknown experiment {experiment!r}; configured experiments: ('mnist',)")
-    profile = default_profile(profile or "quick")
-    p = _MNIST[profile]
-    names = tuple(recipes) if recipes is not None else RECIPES
-    bad = [r for r in names if r not in RECIPES]
-    if bad or not names:
-        raise ValueError(f"recipes must be a non-empty subset of {RECIPES}, got {names}")
-    rc = {}
-    for r in names:
-        kw = dict(p[r])
-        if epochs is not None:
-            kw["epochs"] = epochs
-        if hidden is not None:
-            kw["hidden"] = hidden
-        if seed is not None:
-            kw["seed"] = seed
-        rc[r] = _mnist_recipe(r, **kw)
-    ds = dataset if dataset is not None else p["dataset"]
-    if ds not in ("mnist", "fashion-mnist", "auto"):
-        raise ValueError(f"dataset must be 'mnist', 'fashion-mnist' or 'auto', got {ds!r}")
-    return MnistConfig(
-        profile=profile,
-        dataset=ds,
-        train_size=train_size if train_size is not None else p["train_size"],
-        valid_size=valid_size if valid_size is not None else p["valid_size"],
-        test_size=test_size if test_size is not None else p["test_size"],
-        recipes=names,
-        recipe_configs=rc,
-        resume=resume if resume is not None else p["resume"],
-    )
+def _fields(obj: Any) -> list[tuple[str, Any, Any]]:
+    """(name, value, type hint) of a dataclass instance's fields."""
+    hints = get_type_hints(type(obj))
+    return [(f.name, getattr(obj, f.name), hints.get(f.name, Any)) for f in dataclasses.fields(obj)]
+
+
+def overridable(cfg: Any) -> dict[str, list[Any]]:
+    """Every overridable field name in ``cfg`` and its nested dataclasses → the type hints it has there."""
+    out: dict[str, list[Any]] = {}
+
+    def walk(obj: Any) -> None:
+        for name, value, hint in _fields(obj):
+            if _is_container(hint, value):
+                for v in value.values():
+                    if dataclasses.is_dataclass(v):
+                        walk(v)
+                continue
+            if name not in _NOT_OVERRIDABLE:
+                out.setdefault(name, [])
+                if hint not in out[name]:
+                    out[name].append(hint)
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                walk(value)
+
+    walk(cfg)
+    return out
+
+
+def override(cfg: Any, **overrides: Any) -> Any:
+    """``cfg`` with every field named in ``overrides`` replaced wherever it occurs (``None`` = keep).
+
+    Returns a new frozen config; ``cfg`` is unchanged. Experiment configs may define ``resolved()``,
+    called on the result (e.g. to keep only the selected recipes). See the module docstring for the rules.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    valid = overridable(cfg)
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for {type(cfg).__name__}; valid names: {sorted(valid)}")
+
+    def walk(obj: Any) -> Any:
+        changes = {}
+        for name, value, hint in _fields(obj):
+            if _is_container(hint, value):
+                new = {k: walk(v) if dataclasses.is_dataclass(v) else v for k, v in value.items()}
+                if any(new[k] is not value[k] for k in value):
+                    changes[name] = type(value)(new) if not isinstance(value, types.MappingProxyType) else new
+                continue
+            if name in given:
+                changes[name] = coerce(name, given[name], hint)
+            elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+                new = walk(value)
+                if new is not value:
+                    changes[name] = new
+        return dataclasses.replace(obj, **changes) if changes else obj
+
+    out = walk(cfg)
+    return out.resolved() if hasattr(out, "resolved") else out
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def coerce(name: str, value: Any, hint: Any) -> Any:
+    """``value`` checked against (and converted to) the type hint ``hint`` of field ``name``."""
+    if hint is Any:
+        return value
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in (a for a in args if a is not type(None)):
+            try:
+                return coerce(name, value, a)
+            except (TypeError, ValueError) as exc:
+                errors.append(str(exc))
+        raise TypeError(f"{name} must be {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+    if origin is Literal:
+        if isinstance(value, str) and value in args:
+            return value
+        if not isinstance(value, str) and any(value == a and type(value) is type(a) for a in args):
+            return value
+        raise ValueError(f"{name} must be one of {args}, got {value!r}")
+    if origin is tuple:
+        if isinstance(value, str):
+            value = (value,)  # a single name where names are expected
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{name} must be a list/tuple, got {type(value).__name__} {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(coerce(f"{name}[{i}]", v, args[0]) for i, v in enumerate(value))
+        if args and len(args) != len(value):
+            raise ValueError(f"{name} must have {len(args)} elements, got {len(value)}: {value!r}")
+        return tuple(coerce(f"{name}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args))) if args else tuple(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    if hint is int:
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if hint is float:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return float(value)
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError(f"{name} must be a string, got {type(value).__name__} {value!r}")
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if isinstance(value, Mapping):
+            return from_dict(hint, value)
+        raise TypeError(f"{name} must be a {hint.__name__} (or a dict of its fields), got {type(value).__name__}")
+    if isinstance(hint, type):
+        if isinstance(value, hint):
+            return value
+        raise TypeError(f"{name} must be a {hint.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: Mapping[str, Any]) -> Any:
+    """Rebuild a (nested) config dataclass from :func:`as_dict` output, checking every field's type."""
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {unknown}; fields: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints.get(key, Any)
+        if _is_container(hint) and isinstance(value, Mapping):
+            inner = get_args(hint)[1] if len(get_args(hint)) == 2 else Any
+            kwargs[key] = {k: coerce(f"{key}[{k!r}]", v, inner) for k, v in value.items()}
+        else:
+            kwargs[key] = coerce(key, value, hint)
+    return cls(**kwargs)
 
 
 def as_dict(cfg: Any) -> dict[str, Any]:
-    """A JSON-able dict of a config dataclass (for printing and for the metrics JSON)."""
+    """A JSON-able dict of a config dataclass (for printing, the metrics JSON and saved models)."""
     return dataclasses.asdict(cfg)

@@ -32,8 +32,7 @@ from qnnlib.bench import gemm
 from qnnlib.bench.mlp import PACKED_EQ6, PACKED_F1
 from qnnlib.data.mnist import load_mnist
 from qnnlib.data.splits import Split
-from qnnlib.experiments import config
-from qnnlib.experiments import runner as experiment
+from qnnlib.experiments import config, mnist, runner
 from qnnlib.runtime.hardware import gpu_available
 
 __all__ = [
@@ -170,22 +169,22 @@ def _full_test(name: str) -> tuple[Split, str]:
 
 
 def trained_bnn(profile: str, kb: KernelBenchProfile, *, progress: bool = False) -> TrainedBNN:
-    """Notebook 01's trained ``theano`` BNN at ``profile`` (:func:`qnnlib.experiment.load_trained`).
+    """Notebook 01's trained ``theano`` BNN at ``profile`` (:func:`qnnlib.experiments.mnist.load_trained`).
 
     If that file does not exist, train a small theano-recipe BNN here (``kb.fallback_*`` sizes, the
     profile's dataset choice, checkpoints under experiment ``kernels``; the model is not saved as
     notebook 01's). Either way the returned test split is the full test set of the training dataset.
     """
     try:
-        model, ck = experiment.load_trained(profile, "mnist", "theano")
-        described = dict(ck["dataset"])
-        origin = f"notebook 01 model {experiment.model_path(profile, 'mnist', 'theano')}"
+        model, saved = mnist.load_trained(profile, "theano")
+        described = dict(saved["dataset"])
+        origin = f"notebook 01 model {runner.model_path(profile, 'mnist', 'theano')}"
     except FileNotFoundError:
         cfg = config.resolve("mnist", profile, recipes=("theano",), epochs=kb.fallback_epochs,
                              hidden=kb.fallback_hidden, train_size=kb.fallback_train_size,
                              valid_size=kb.fallback_valid_size)
-        data = experiment.load_data(cfg)
-        run = experiment.run_recipes(cfg, data, experiment="kernels", progress=progress, save_models=False)["theano"]
+        data = mnist.load_data(cfg)
+        run = mnist.run_recipes(cfg, data, experiment="kernels", progress=progress, save_models=False)["theano"]
         model, described = run.model.eval(), data.describe()
         origin = (f"trained in notebook 09 (no notebook 01 model at profile {profile!r}): theano recipe, "
                   f"{kb.fallback_hidden}x3, {kb.fallback_epochs} epoch(s)")

@@ -18,8 +18,8 @@ any notebook failed or a requested one is missing, else 0. SUMMARY.md holds the 
 and wall time, the paper-vs-ours table (:func:`qnnlib.experiments.results.comparison_table`, built from every
 metrics JSON in the profile folder, including those of earlier runs), and the hardware.
 
-Registry: :data:`NOTEBOOKS` is the declared, ordered list of experiments; only notebooks that exist
-are run (:func:`available_notebooks`), so a later issue just adds its line.
+Registry: :data:`qnnlib.experiments.config.EXPERIMENTS` is the declared, ordered list of experiments;
+only notebooks that exist are run (:func:`available_notebooks`).
 """
 
 from __future__ import annotations
@@ -35,13 +35,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from qnnlib.experiments import results as R
+from qnnlib.experiments.config import EXPERIMENTS
 
-NOTEBOOKS: dict[str, str] = {
-    # experiment key -> notebook file in notebooks/, in execution order. Add new experiments here.
-    "mnist": "01_mnist_bnn.ipynb",
-    "energy": "08_energy_memory.ipynb",
-    "kernels": "09_xnor_kernel_benchmark.ipynb",
-}
+NOTEBOOKS: dict[str, str] = {name: e.notebook for name, e in EXPERIMENTS.items()}
+"""experiment key -> notebook file in notebooks/, in execution order (from :data:`qnnlib.experiments.config.EXPERIMENTS`)."""
 NOTEBOOKS_DIR: Path = R.REPO_ROOT / "notebooks"
 KERNEL_NAME = "python3"
 

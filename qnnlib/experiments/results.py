@@ -22,7 +22,9 @@ Metrics JSON schema (``"schema": "qnnlib.metrics/1"``) — the contract between 
         "rows": [                      # what goes into the paper-vs-ours table (may be empty)
           {"row": "BNN (Theano)",      # the method, named like PAPER rows where one matches
            "metric": "test error %",   # same metric names as PAPER
-           "value": 1.23,              # float
+           "value": 1.23,              # float; the mean over seeds when "n" > 1
+           "std": 0.05 | null,         # optional: sample std over seeds (null when n = 1)
+           "n": 3,                     # optional: number of seeds (runs) behind "value"
            "dataset": "fashion-mnist", # filled from "dataset.name" when omitted
            "dataset_sizes": {...},     # filled from "dataset.sizes" when omitted
            "paper_key": "mnist:BNN (Theano):test error %",   # optional, else matched by
@@ -282,6 +284,14 @@ def _complete_rows(rows, dataset: Mapping) -> list[dict]:
         r.setdefault("dataset", dataset.get("name"))
         if r["dataset"] == dataset.get("name"):  # sizes belong to the JSON's dataset, not to e.g. "-"
             r.setdefault("dataset_sizes", dataset.get("sizes"))
+        if r.get("n") is not None:
+            n = r["n"]
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f'metrics["rows"][{i}]: n (number of seeds) must be a positive integer, got {n!r}')
+            std = r.get("std")
+            if (n == 1) != (std is None) or (std is not None and not std >= 0):
+                raise ValueError(f'metrics["rows"][{i}]: std must be None for n = 1 and a number >= 0 for n > 1, '
+                                 f"got std={std!r} with n={n}")
         if not r["dataset"]:
             raise ValueError(f'metrics["rows"][{i}] has no dataset and the dataset argument has no "name"')
         if r.get("paper_key") is not None and r["paper_key"] not in PAPER_BY_KEY:
@@ -347,7 +357,7 @@ def figure_path(profile: str, name: str, results_dir: Path | None = None) -> Pat
 
 
 # ------------------------------------------------------------------------------- comparison
-COMPARISON_COLUMNS = ["experiment", "row", "metric", "ours", "paper", "delta", "dataset", "dataset_sizes",
+COMPARISON_COLUMNS = ["experiment", "row", "metric", "ours", "std", "n", "paper", "delta", "dataset", "dataset_sizes",
                       "paper_dataset", "comparable", "paper_status", "paper_source", "note", "json"]
 
 
@@ -380,7 +390,7 @@ def _compare_row(experiment: str, r: Mapping, json_name: str) -> dict:
         notes.append(str(r["note"]))
     delta = value - paper.value if comparable and isinstance(value, (int, float)) else None
     return {"experiment": experiment, "row": r["row"], "metric": r["metric"], "ours": value,
-            "paper": paper.value if paper else None, "delta": delta, "dataset": ours_ds,
+            "std": r.get("std"), "n": r.get("n"), "paper": paper.value if paper else None, "delta": delta, "dataset": ours_ds,
             "dataset_sizes": _sizes_text(sizes), "paper_dataset": paper.dataset if paper else None,
             "comparable": comparable, "paper_status": paper.status if paper else None,
             "paper_source": paper.source if paper else None, "note": "; ".join(notes), "json": json_name}

@@ -1,31 +1,44 @@
-"""Profiles resolve to frozen configs; the env var wins; overrides of None take the profile's value."""
+"""One home for configuration: profiles resolve to frozen configs, the env var wins, any field can be
+overridden, unknown names and wrong types are rejected with the valid names, None keeps the profile's value."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass, field
+from typing import Literal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qnnlib.experiments import config
-from qnnlib.precision import BINARY, FLOAT
+from qnnlib.experiments.mnist import RECIPES, MnistConfig, RecipeConfig
+from qnnlib.precision import BINARY, FLOAT, Precision
 
 
-def test_profiles_resolve(monkeypatch) -> None:
+@pytest.fixture(autouse=True)
+def _no_env_profile(monkeypatch):
     monkeypatch.delenv("QNNLIB_PROFILE", raising=False)
+
+
+@pytest.mark.parametrize("experiment", list(config.EXPERIMENTS))
+def test_every_registered_experiment_resolves_at_every_profile(experiment) -> None:
+    module = config.experiment(experiment)
+    assert set(module.PROFILES) == set(config.PROFILES) and set(module.SANITY) == set(config.PROFILES)
     for p in config.PROFILES:
-        cfg = config.resolve("mnist", p)
-        assert cfg.profile == p and cfg.recipes == config.RECIPES
+        cfg = config.resolve(experiment, p)
+        assert cfg.profile == p
         json.dumps(config.as_dict(cfg), default=str)  # printable / JSON-able
         with pytest.raises(dataclasses.FrozenInstanceError):
             cfg.profile = "x"  # type: ignore[misc]
+        assert config.overridable(cfg), "an experiment config must have overridable fields"
 
 
-def test_paper_profile_is_the_authors_settings(monkeypatch) -> None:
-    monkeypatch.delenv("QNNLIB_PROFILE", raising=False)
+def test_paper_profile_is_the_authors_settings() -> None:
     cfg = config.resolve("mnist", "paper")
     th, t7, fl = cfg.recipe("theano"), cfg.recipe("torch7"), cfg.recipe("float")
-    assert cfg.dataset == "mnist" and cfg.train_size is None
+    assert cfg.recipes == RECIPES and cfg.dataset == "mnist" and cfg.train_size is None and cfg.n_seeds == 1
     assert (th.hidden, th.depth, th.dropout_in, th.dropout_hidden) == (4096, 3, 0.2, 0.5)
     assert th.precision == BINARY and th.train.optimizer == "adam" and th.train.glorot
     assert (th.train.epochs, th.train.batch_size, th.train.lr_start, th.train.lr_end) == (1000, 100, 3e-3, 3e-7)
@@ -43,24 +56,103 @@ def test_env_var_wins(monkeypatch) -> None:
         config.resolve("mnist", "quick")
 
 
-def test_overrides(monkeypatch) -> None:
-    monkeypatch.delenv("QNNLIB_PROFILE", raising=False)
-    cfg = config.resolve("mnist", "smoke", recipes=["theano"], epochs=5, hidden=64, dataset="mnist", seed=3)
-    assert cfg.recipes == ("theano",) and cfg.dataset == "mnist"
-    r = cfg.recipe("theano")
-    assert (r.train.epochs, r.hidden, r.train.seed) == (5, 64, 3)
+def test_overrides_reach_every_level() -> None:
+    cfg = config.resolve("mnist", "smoke", recipes=["theano", "torch7"], epochs=5, hidden=64, dataset="mnist",
+                         seed=3, optimizer="shift_adamax", norm="sbn", grad_bits=6, n_seeds=2, lr_start=0.5)
+    assert cfg.recipes == ("theano", "torch7") and set(cfg.recipe_configs) == {"theano", "torch7"}
+    for r in (cfg.recipe("theano"), cfg.recipe("torch7")):
+        assert (r.train.epochs, r.hidden, r.train.seed, r.train.optimizer, r.train.lr_start) == (5, 64, 3, "shift_adamax", 0.5)
+        assert (r.precision.norm, r.precision.grad_bits) == ("sbn", 6)
+    assert cfg.dataset == "mnist" and cfg.n_seeds == 2 and cfg.seeds("theano") == (3, 4)
     with pytest.raises(ValueError, match="unknown recipe"):
-        cfg.recipe("torch7")
-    assert config.resolve("mnist", "smoke", epochs=None).recipe("theano").train.epochs == 2
+        cfg.recipe("float")
+    assert config.resolve("mnist", "smoke", epochs=None).recipe("theano").train.epochs == 2  # None: the profile's
 
 
-@pytest.mark.parametrize("kw", [dict(recipes=["sgd"]), dict(recipes=[]), dict(dataset="cifar10")])
-def test_bad_overrides(monkeypatch, kw) -> None:
-    monkeypatch.delenv("QNNLIB_PROFILE", raising=False)
-    with pytest.raises(ValueError):
+def test_a_single_name_is_a_one_element_list() -> None:
+    assert config.resolve("mnist", "smoke", recipes="theano").recipes == ("theano",)
+
+
+def test_overrides_dict_and_its_json_text() -> None:
+    a = config.resolve("mnist", "smoke", overrides={"act_bits": 2, "epochs": 1})
+    b = config.resolve("mnist", "smoke", overrides='{"act_bits": 2, "epochs": 1}')
+    assert a == b and a.recipe("theano").precision.act_bits == 2 and a.recipe("float").train.epochs == 1
+    with pytest.raises(ValueError, match="both as parameters and inside overrides"):
+        config.resolve("mnist", "smoke", epochs=3, overrides={"epochs": 1})
+    with pytest.raises(ValueError, match="JSON"):
+        config.resolve("mnist", "smoke", overrides="{not json")
+
+
+@pytest.mark.parametrize("kw,err,match", [
+    (dict(recipes=["sgd"]), ValueError, "recipes"),
+    (dict(recipes=[]), ValueError, "recipes"),
+    (dict(dataset="cifar10"), ValueError, "dataset"),
+    (dict(epochs=1.5), TypeError, "epochs must be an integer"),
+    (dict(seed="abc"), TypeError, "seed must be an integer"),
+    (dict(hidden=0), ValueError, "hidden"),
+    (dict(epochs=0), ValueError, "epochs"),
+    (dict(resume=1), TypeError, "resume must be True or False"),
+    (dict(lr_start=True), TypeError, "lr_start must be a number"),
+    (dict(optimizer="sgd"), ValueError, "optimizer"),
+    (dict(weight_bits=0), ValueError, "weight_bits"),
+    (dict(n_seeds=0), ValueError, "n_seeds"),
+    (dict(epoch=3), ValueError, r"unknown parameter\(s\) \['epoch'\].*'epochs'"),
+])
+def test_bad_overrides_are_rejected_before_any_work(kw, err, match) -> None:
+    with pytest.raises(err, match=match):
         config.resolve("mnist", "smoke", **kw)
 
 
-def test_unknown_experiment() -> None:
-    with pytest.raises(ValueError, match="unknown experiment"):
+def test_unknown_experiment_lists_the_registered_ones() -> None:
+    with pytest.raises(ValueError, match="unknown experiment 'imagenet'.*mnist"):
         config.resolve("imagenet", "smoke")
+
+
+def test_identity_fields_are_not_overridable() -> None:
+    names = config.overridable(config.resolve("mnist", "smoke"))
+    assert "profile" not in names and "name" not in names and "recipe_configs" not in names
+    assert {"epochs", "hidden", "weight_bits", "act_bits", "grad_bits", "norm", "optimizer", "seed", "n_seeds"} <= set(names)
+
+
+def test_round_trip_through_as_dict() -> None:
+    rc = config.resolve("mnist", "quick", grad_bits=6).recipe("torch7")
+    assert config.from_dict(RecipeConfig, json.loads(json.dumps(config.as_dict(rc)))) == rc
+    cfg = config.resolve("mnist", "paper")
+    assert config.from_dict(MnistConfig, config.as_dict(cfg)) == cfg
+    with pytest.raises(ValueError, match="no field"):
+        config.from_dict(Precision, {"bits": 1})
+
+
+# --- the generic rules, on a toy config ------------------------------------------------------------
+@dataclass(frozen=True)
+class _Inner:
+    rate: float = 0.1
+    mode: Literal["a", "b"] = "a"
+
+
+@dataclass(frozen=True)
+class _Outer:
+    profile: str = "smoke"
+    size: int | None = None
+    names: tuple[str, ...] = ("x",)
+    inner: _Inner = field(default_factory=_Inner)
+    more: dict = field(default_factory=lambda: {"one": _Inner(), "two": _Inner(mode="b")})
+
+
+def test_generic_override_rules() -> None:
+    base = _Outer()
+    out = config.override(base, rate=2, mode="b", size=None, names=["p", "q"])
+    assert out.inner == _Inner(2.0, "b") and all(v == _Inner(2.0, "b") for v in out.more.values())
+    assert out.size is None and out.names == ("p", "q") and base == _Outer()  # input unchanged
+    assert config.override(base, size=4).size == 4
+    with pytest.raises(TypeError, match="size must be int or NoneType"):
+        config.override(base, size="4")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        config.override(base, mode="c")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.one_of(st.floats(allow_nan=False), st.text(max_size=3), st.booleans(), st.lists(st.integers(), max_size=2)))
+def test_integer_fields_take_only_integers(value) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        config.resolve("mnist", "smoke", epochs=value)

@@ -13,8 +13,7 @@ import torch
 from qnnlib.bench.mlp import PACKED_EQ6, PACKED_F1, float_mlp, random_bnn, time_mlp_cpu, time_mlp_gpu
 from qnnlib.data.idx import DatasetError
 from qnnlib.data.mnist import load_mnist
-from qnnlib.experiments import results
-from qnnlib.experiments import runner as experiment
+from qnnlib.experiments import mnist, results
 from qnnlib.experiments.kernels import (
     KERNEL_PROFILES,
     KernelBenchProfile,
@@ -123,7 +122,7 @@ def test_random_bnn_thresholds_in_range_and_timing_rows():
 def test_trained_bnn_loads_notebook_01_model(monkeypatch):
     model = random_bnn(32, 3)
     ck = {"dataset": {"name": "fashion-mnist", "sizes": {"train": 1, "valid": 1, "test": 1}}}
-    monkeypatch.setattr(experiment, "load_trained", lambda profile, exp, recipe: (model, ck))
+    monkeypatch.setattr(mnist, "load_trained", lambda profile, recipe: (model, ck))
     try:
         t = trained_bnn("smoke", tiny())
     except DatasetError as exc:

@@ -1,79 +1,55 @@
-"""Experiment glue: dataset fallback, rows for the comparison table, saved models, sanity bounds."""
+"""The generic runner: seeds, mean/std/n, checkpoint and model locations, saved-model round trip."""
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
+import math
 
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from qnnlib.data import mnist as datasets
-from qnnlib.experiments import config, results
-from qnnlib.experiments import runner as experiment
-
-FASHION = Path("/usr/share/datasets/fashion-mnist")
-pytestmark = pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (make test installs it)")
+from qnnlib.experiments import runner
 
 
-@pytest.fixture()
-def fake_root(tmp_path, monkeypatch):
-    """Empty data root, no network for MNIST: only the system Fashion-MNIST is available."""
-    monkeypatch.setenv("QNNLIB_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("QNNLIB_RESULTS", str(tmp_path / "results"))
-    monkeypatch.delenv("QNNLIB_PROFILE", raising=False)
-    spec = datasets.MNIST_FAMILY["mnist"]
-    monkeypatch.setitem(datasets.MNIST_FAMILY, "mnist", dataclasses.replace(spec, mirrors=("http://127.0.0.1:9/",)))
-    return tmp_path
+def test_seeds_and_summary() -> None:
+    assert runner.seeds_from(1234, 3) == (1234, 1235, 1236)
+    for bad in (0, -1, 1.0, True):
+        with pytest.raises(ValueError, match="n_seeds"):
+            runner.seeds_from(1, bad)
+    assert runner.summary([2.0]) == {"mean": 2.0, "std": None, "n": 1}
+    s = runner.summary([1.0, 2.0, 3.0])
+    assert s["mean"] == 2.0 and s["std"] == pytest.approx(1.0) and s["n"] == 3
+    with pytest.raises(ValueError):
+        runner.summary([])
 
 
-def _cfg(**kw) -> config.MnistConfig:
-    base = dict(epochs=3, hidden=64, train_size=1000, valid_size=300, test_size=300)
-    return config.resolve("mnist", "smoke", **{**base, **kw})
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=8))
+def test_summary_std_is_the_sample_std(values) -> None:
+    s = runner.summary(values)
+    mean = sum(values) / len(values)
+    assert s["std"] == pytest.approx(math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)),
+                                     rel=1e-6, abs=1e-6)
 
 
-def test_auto_falls_back_to_fashion_mnist_loudly(fake_root) -> None:
-    cfg = _cfg(dataset="auto")
-    with pytest.warns(UserWarning, match="Fashion-MNIST instead"):
-        data = experiment.load_data(cfg)
-    assert data.name == "fashion-mnist"
-    assert data.sizes() == {"train": 1000, "valid": 300, "test": 300}
-
-
-def test_run_rows_saved_models_and_sanity(fake_root) -> None:
-    cfg = _cfg(dataset="fashion-mnist", recipes=["float", "theano"])
-    data = experiment.load_data(cfg)
-    runs = experiment.run_recipes(cfg, data, progress=False)
-    assert set(runs) == {"float", "theano"}
-    rows = experiment.table_rows(runs, data)
-    assert [r["row"] for r in rows] == ["Float baseline (ours)", "BNN (Theano)"]
-    assert all(r["dataset"] == "fashion-mnist" and r["dataset_sizes"] == data.sizes() for r in rows)
-    assert rows[0]["paper_key"] == "mnist:No regularization:test error %"
-    path = results.write_metrics("mnist", "smoke", config=config.as_dict(cfg), metrics={"rows": rows},
-                                 history={k: r.result.history for k, r in runs.items()},
-                                 dataset=data.describe(), wall_time_s=1.0)
-    table = results.comparison_table("smoke")
-    assert set(table.row) == {"Float baseline (ours)", "BNN (Theano)"}
-    assert not table.comparable.any()  # Fashion-MNIST is never compared with the paper's MNIST numbers
-    model, ck = experiment.load_trained("smoke", "mnist", "theano")
-    assert ck["dataset"]["name"] == "fashion-mnist"
-    hist = experiment.history_frame(runs)
-    assert set(hist.metric) >= {"train_loss", "valid_error"} and len(hist) == 2 * 3 * 5  # recipes × epochs × metrics
-    checks = experiment.check_sanity("smoke", runs, path)
-    assert len(checks) == 4
-
-
-def test_sanity_fails_on_regression(fake_root) -> None:
-    cfg = _cfg(dataset="fashion-mnist", recipes=["theano"], epochs=1)
-    data = experiment.load_data(cfg)
-    runs = experiment.run_recipes(cfg, data, progress=False, save_models=False)
-    runs["theano"].result.test_error_at_best = 0.95
-    with pytest.raises(AssertionError, match="theano: test error"):
-        experiment.check_sanity("smoke", runs)
-    with pytest.raises(ValueError, match="no sanity bounds"):
-        experiment.check_sanity("bogus", runs)
-
-
-def test_load_trained_missing_says_how_to_fix(tmp_path, monkeypatch) -> None:
+def test_locations_follow_the_data_root(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("QNNLIB_DATA", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="01_mnist_bnn.ipynb"):
-        experiment.load_trained("quick", "mnist", "theano")
+    assert runner.checkpoint_dir("quick", "mnist", "t") == tmp_path / "checkpoints" / "quick" / "mnist" / "t"
+    assert runner.model_path("smoke", "mnist", "theano") == tmp_path / "models" / "smoke" / "mnist_theano.pt"
+
+
+def test_saved_model_round_trip_and_errors(tmp_path) -> None:
+    model = torch.nn.Linear(3, 2)
+    path = runner.save_model(tmp_path / "m" / "x.pt", model, recipe={"name": "r", "hidden": 3}, note="n")
+    saved = runner.load_model(path, "retrain it")
+    assert saved["recipe"] == {"name": "r", "hidden": 3} and saved["note"] == "n"
+    assert torch.equal(saved["state_dict"]["weight"], model.weight.detach())
+    with pytest.raises(FileNotFoundError, match="retrain it"):
+        runner.load_model(tmp_path / "absent.pt", "retrain it")
+    torch.save({"state_dict": {}}, tmp_path / "old.pt")  # no format tag: another version's file
+    with pytest.raises(runner.SavedModelError, match="not a qnnlib.model/1 file"):
+        runner.load_model(tmp_path / "old.pt", "retrain it")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(runner.SavedModelError, match="empty.pt cannot be read"):
+        runner.load_model(tmp_path / "empty.pt", "retrain it")

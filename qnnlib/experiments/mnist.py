@@ -1,0 +1,285 @@
+"""Notebook 01: the binarized MLP of Table 1 (MNIST column) — config, profiles, sanity bounds, runs, rows.
+
+Recipes (docs/decisions.md, the two Table 1 rows plus the float baseline):
+
+* ``theano`` — deterministic binarization, vanilla BN, ADAM with Glorot per-layer LR scaling,
+  exponential LR decay 3e-3 → 3e-7, dropout 0.2 (input) / 0.5 (hidden), 3×4096, batch 100.
+* ``torch7`` — stochastic activations at train time, shift-based BN, shift-based AdaMax (LR 2^−6,
+  halved every 20 epochs as in the code), 3×2048, no dropout, batch 100.
+* ``float`` — the ``theano`` architecture and schedule in float32 (no Glorot scaling, which is meant
+  for the ±1 latent weights): the "no binarization" baseline.
+
+Stand-in policy: ``dataset="auto"`` (the ``quick`` default) uses MNIST when its files are present or
+downloadable, else Fashion-MNIST with a warning; the dataset's name travels into every table and JSON,
+so Fashion-MNIST numbers are never compared with the paper's MNIST column.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from qnnlib.data.download import DatasetNotFoundError
+from qnnlib.data.mnist import load_mnist
+from qnnlib.data.splits import DatasetSplits
+from qnnlib.experiments import runner
+from qnnlib.experiments.config import as_dict, from_dict
+from qnnlib.models.mlp import mnist_mlp
+from qnnlib.precision import BINARY, FLOAT, Precision
+from qnnlib.train import TrainConfig
+
+__all__ = ["RECIPES", "LABELS", "RecipeConfig", "MnistConfig", "Sanity", "PROFILES", "SANITY", "load_data",
+           "build_model", "run_recipes", "table_rows", "write_metrics", "check_sanity", "load_trained"]
+
+EXPERIMENT = "mnist"
+RECIPES = ("float", "theano", "torch7")
+LABELS = {"float": "Float baseline (ours)", "theano": "BNN (Theano)", "torch7": "BNN (Torch7)"}
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """One trained network: architecture, precision policy and training settings."""
+
+    name: str
+    hidden: int
+    depth: int
+    precision: Precision
+    dropout_in: float
+    dropout_hidden: float
+    train: TrainConfig
+
+    def __post_init__(self) -> None:
+        for f in ("hidden", "depth"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{f} must be a positive integer, got {v!r}")
+        for f in ("dropout_in", "dropout_hidden"):
+            if not 0.0 <= getattr(self, f) < 1.0:
+                raise ValueError(f"{f} must be in [0, 1), got {getattr(self, f)!r}")
+
+    @property
+    def label(self) -> str:
+        return LABELS.get(self.name, self.name)
+
+
+@dataclass(frozen=True)
+class MnistConfig:
+    """Notebook 01: which data, which recipes, how many seeds, and each recipe's settings."""
+
+    profile: str
+    dataset: Literal["mnist", "fashion-mnist", "auto"]
+    train_size: int | None
+    valid_size: int | None
+    test_size: int | None
+    recipes: tuple[str, ...]
+    recipe_configs: Mapping[str, RecipeConfig] = field(default_factory=dict)
+    n_seeds: int = 1  # seeds train.seed, train.seed + 1, ... of every recipe
+    resume: bool = True
+
+    def __post_init__(self) -> None:
+        bad = [r for r in self.recipes if r not in self.recipe_configs]
+        if bad or not self.recipes:
+            raise ValueError(f"recipes must be a non-empty subset of {tuple(self.recipe_configs)}, got {self.recipes}")
+        if len(set(self.recipes)) != len(self.recipes):
+            raise ValueError(f"recipes must not repeat, got {self.recipes}")
+        runner.seeds_from(0, self.n_seeds)  # validates n_seeds
+        for f in ("train_size", "valid_size", "test_size"):
+            v = getattr(self, f)
+            if v is not None and v < 1:
+                raise ValueError(f"{f} must be None (the whole split) or a positive integer, got {v!r}")
+
+    def resolved(self) -> MnistConfig:
+        """Only the selected recipes' settings (what is printed and stored)."""
+        if set(self.recipe_configs) == set(self.recipes):
+            return self
+        return replace(self, recipe_configs={r: self.recipe_configs[r] for r in self.recipes})
+
+    def recipe(self, name: str) -> RecipeConfig:
+        if name not in self.recipes:
+            raise ValueError(f"unknown recipe {name!r}; this config has {self.recipes}")
+        return self.recipe_configs[name]
+
+    def seeds(self, name: str) -> tuple[int, ...]:
+        return runner.seeds_from(self.recipe(name).train.seed, self.n_seeds)
+
+
+def _recipe(name: str, hidden: int, epochs: int, halve_every: int = 20, lr_end: float = 3e-7) -> RecipeConfig:
+    if name == "theano":
+        return RecipeConfig(name, hidden, 3, BINARY, 0.2, 0.5,
+                            TrainConfig(epochs=epochs, batch_size=100, optimizer="adam", lr_start=3e-3, lr_end=lr_end,
+                                        lr_schedule="exp", glorot=True, seed=1234))
+    if name == "torch7":
+        return RecipeConfig(name, hidden, 3, Precision(1, 1, stochastic=True, norm="sbn"), 0.0, 0.0,
+                            TrainConfig(epochs=epochs, batch_size=100, optimizer="shift_adamax", lr_start=2.0**-6,
+                                        lr_schedule="halve", halve_every=halve_every, glorot=True, seed=1234))
+    if name == "float":
+        return RecipeConfig(name, hidden, 3, FLOAT, 0.2, 0.5,
+                            TrainConfig(epochs=epochs, batch_size=100, optimizer="adam", lr_start=3e-3, lr_end=lr_end,
+                                        lr_schedule="exp", glorot=False, seed=1234))
+    raise ValueError(f"unknown MNIST recipe {name!r}; choose from {RECIPES}")
+
+
+def _profile(profile: str, dataset: str, sizes: tuple[int | None, ...], resume: bool, **recipes: dict) -> MnistConfig:
+    return MnistConfig(profile, dataset, *sizes, recipes=RECIPES,  # type: ignore[arg-type]
+                       recipe_configs={r: _recipe(r, **recipes[r]) for r in RECIPES}, resume=resume)
+
+
+# The profile table: the only place sizes live. Reduced profiles compress the schedules: the exponential
+# decay ends at lr_end after `epochs` epochs (paper: 3e-3 → 3e-7 over 1000 epochs; quick: → 3e-5 over
+# 12), and Torch7's halving period shrinks with the epoch count.
+PROFILES: dict[str, MnistConfig] = {
+    "smoke": _profile("smoke", "fashion-mnist", (2000, 500, 1000), False,
+                      theano=dict(hidden=128, epochs=2, lr_end=1e-3), torch7=dict(hidden=128, epochs=2, halve_every=1),
+                      float=dict(hidden=128, epochs=2, lr_end=1e-3)),
+    "quick": _profile("quick", "auto", (None, None, None), True,
+                      theano=dict(hidden=512, epochs=12, lr_end=3e-5), torch7=dict(hidden=512, epochs=12, halve_every=4),
+                      float=dict(hidden=512, epochs=12, lr_end=3e-5)),
+    "paper": _profile("paper", "mnist", (None, None, None), True,
+                      theano=dict(hidden=4096, epochs=1000), torch7=dict(hidden=2048, epochs=500, halve_every=20),
+                      float=dict(hidden=4096, epochs=1000)),
+}
+
+
+@dataclass(frozen=True)
+class Sanity:
+    """What notebook 01 checks at the end (errors are fractions; chance is 0.9)."""
+
+    max_error: float  # every recipe
+    max_gap_vs_float: float  # theano BNN minus the float net of the same architecture
+
+
+# smoke only proves the pipeline learns at all; quick must show the paper's trend (a BNN close to float).
+SANITY: dict[str, Sanity] = {
+    "smoke": Sanity(max_error=0.60, max_gap_vs_float=1.0),
+    "quick": Sanity(max_error=0.25, max_gap_vs_float=0.03),
+    "paper": Sanity(max_error=0.05, max_gap_vs_float=0.01),
+}
+
+
+# ------------------------------------------------------------------------------------------ runs
+def load_data(cfg: MnistConfig, *, download: bool = True) -> DatasetSplits:
+    """The dataset of ``cfg``; ``"auto"``: MNIST if obtainable, else Fashion-MNIST with a warning."""
+    sizes = dict(train_size=cfg.train_size, valid_size=cfg.valid_size, test_size=cfg.test_size)
+    if cfg.dataset != "auto":
+        return load_mnist(cfg.dataset, download=download, **sizes)
+    try:
+        return load_mnist("mnist", download=download, **sizes)
+    except DatasetNotFoundError as exc:
+        first = str(exc).splitlines()[0]
+        warnings.warn(
+            f"dataset='auto': MNIST is not available ({first}); using Fashion-MNIST instead. "
+            "Numbers below are Fashion-MNIST numbers, not comparable with the paper's MNIST column.",
+            stacklevel=2,
+        )
+        return load_mnist("fashion-mnist", download=download, **sizes)
+
+
+def build_model(recipe: RecipeConfig, in_features: int = 784, num_classes: int = 10, seed: int | None = None) -> nn.Module:
+    """The MNIST MLP of ``recipe``, initialised from ``seed`` (default: the recipe's training seed)."""
+    torch.manual_seed(recipe.train.seed if seed is None else seed)
+    return mnist_mlp(recipe.hidden, recipe.depth, precision=recipe.precision, in_features=in_features,
+                     num_classes=num_classes, dropout_in=recipe.dropout_in, dropout_hidden=recipe.dropout_hidden)
+
+
+def run_recipes(cfg: MnistConfig, data: DatasetSplits, *, experiment: str = EXPERIMENT, progress: bool = True,
+                save_models: bool = True) -> dict[str, runner.Run]:
+    """Train every recipe of ``cfg`` on ``data`` for ``cfg.n_seeds`` seeds (resumable when ``cfg.resume``).
+
+    With ``save_models`` the first seed's model of each recipe is saved (:func:`load_trained` reads it)
+    for the kernel and energy notebooks.
+    """
+    runs: dict[str, runner.Run] = {}
+    in_features = int(data.train.x[0].numel())
+    for name in cfg.recipes:
+        rc = cfg.recipe(name)
+        tag = f"{rc.name}-{data.name}-{sum(data.sizes().values())}-h{rc.hidden}-{rc.train.fingerprint()}"
+        print(f"[{name}] {rc.label}: {rc.precision.label}, hidden {rc.hidden}x{rc.depth}, {rc.train.epochs} epochs, "
+              f"{rc.train.optimizer}, seeds {cfg.seeds(name)}")
+        runs[name] = runner.train_seeds(
+            name, rc, lambda s, rc=rc: build_model(rc, in_features=in_features, seed=s), data, rc.train,
+            cfg.seeds(name), checkpoint_tag=tag, profile=cfg.profile, experiment=experiment, resume=cfg.resume,
+            progress=progress)
+        if save_models:
+            runner.save_model(runner.model_path(cfg.profile, experiment, name), runs[name].model,
+                              recipe=as_dict(rc), dataset=data.describe(), result=runs[name].result.to_dict())
+    return runs
+
+
+def load_trained(profile: str, recipe_name: str) -> tuple[nn.Module, dict[str, Any]]:
+    """The model notebook 01 saved for ``recipe_name`` at ``profile`` (eval mode) and its saved metadata."""
+    path = runner.model_path(profile, EXPERIMENT, recipe_name)
+    saved = runner.load_model(path, f"run notebooks/01_mnist_bnn.ipynb at profile {profile!r} "
+                                    f"(python -m qnnlib reproduce --profile {profile} --only {EXPERIMENT})")
+    model = build_model(from_dict(RecipeConfig, saved["recipe"]))
+    model.load_state_dict(saved["state_dict"])
+    return model.eval(), saved
+
+
+def table_rows(runs: dict[str, runner.Run], data: DatasetSplits) -> list[dict[str, Any]]:
+    """Rows for ``metrics["rows"]``: test error % at the best-validation epoch, mean ± std over the seeds."""
+    rows = []
+    for name, run in runs.items():
+        s = runner.summary([100.0 * v for v in run.values(lambda r: r.test_error_at_best)])
+        final = runner.summary([100.0 * v for v in run.values(lambda r: r.final_test_error)])
+        rc = run.config
+        r = {"row": rc.label, "metric": "test error %", "value": s["mean"], "std": s["std"], "n": s["n"],
+             "dataset": data.name, "dataset_sizes": data.sizes(),
+             "note": f"{rc.precision.label}, {rc.hidden}x{rc.depth}, {rc.train.epochs} epochs, best epoch "
+                     f"{'/'.join(str(x.result.best_epoch) for x in run.runs)}; final-epoch error {final['mean']:.2f}%"}
+        if name == "float":
+            r["paper_key"] = f"{EXPERIMENT}:No regularization:test error %"
+        rows.append(r)
+    return rows
+
+
+def check_sanity(profile: str, runs: dict[str, runner.Run], metrics_json: Path | None = None) -> list[str]:
+    """Assert the profile's :data:`SANITY` bounds on a finished run; returns the checks that passed.
+
+    Every recipe (every seed) must beat ``max_error``; with a float baseline present, the ``theano``
+    BNN's mean must be within ``max_gap_vs_float`` of the float mean; the metrics JSON must exist.
+    Raises ``AssertionError`` naming the failed bound.
+    """
+    if profile not in SANITY:
+        raise ValueError(f"no sanity bounds for profile {profile!r}; known: {tuple(SANITY)}")
+    b, passed = SANITY[profile], []
+    for name, run in runs.items():
+        err = max(run.values(lambda r: r.test_error_at_best))
+        assert err <= b.max_error, f"{name}: test error {err:.4f} > {b.max_error} (profile {profile})"
+        passed.append(f"{name}: test error {err:.4f} <= {b.max_error}")
+    if "float" in runs and "theano" in runs:
+        mean = lambda run: runner.summary(run.values(lambda r: r.test_error_at_best))["mean"]  # noqa: E731
+        gap = mean(runs["theano"]) - mean(runs["float"])
+        assert gap <= b.max_gap_vs_float, (
+            f"BNN (Theano) is {100 * gap:.2f} points worse than float; bound {100 * b.max_gap_vs_float:.1f} ({profile})"
+        )
+        passed.append(f"theano - float = {100 * gap:+.2f} points <= {100 * b.max_gap_vs_float:.1f}")
+    if metrics_json is not None:
+        assert Path(metrics_json).is_file(), f"metrics JSON {metrics_json} was not written"
+        passed.append(f"{metrics_json} written")
+    return passed
+
+
+def write_metrics(cfg: MnistConfig, runs: dict[str, runner.Run], data: DatasetSplits, wall_time_s: float) -> Path:
+    """Write ``results/<profile>/mnist.json``: rows (mean ± std over seeds), per-recipe numbers, histories.
+
+    The first seed's history is stored under the recipe's name, further seeds as ``<recipe>@seed<s>``.
+    """
+    from qnnlib.experiments import results  # noqa: PLC0415 - results imports pandas; keep mnist light
+
+    metrics: dict[str, Any] = {"rows": table_rows(runs, data)}
+    for name, run in runs.items():
+        metrics[f"{name}_test_error_at_best"] = run.result.test_error_at_best
+        if len(run.runs) > 1:
+            metrics[f"{name}_test_error_at_best_per_seed"] = run.values(lambda r: r.test_error_at_best)
+    for name, run in runs.items():
+        metrics[f"{name}_train_time_s"] = sum(r.result.wall_time_s for r in run.runs)
+    history = {(name if i == 0 else f"{name}@seed{sr.seed}"): sr.result.history
+               for name, run in runs.items() for i, sr in enumerate(run.runs)}
+    return results.write_metrics(EXPERIMENT, cfg.profile, config=as_dict(cfg), metrics=metrics, history=history,
+                                 dataset=data.describe(), wall_time_s=wall_time_s)
