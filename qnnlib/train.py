@@ -1,15 +1,26 @@
-"""Training loop of Alg. 1: square hinge loss, LR schedule, latent-weight clipping, best-validation selection.
+"""Training loop of Alg. 1 for every experiment: loss and metrics by name, LR schedule, latent-weight
+clipping, best-validation selection, resumable checkpoints, hooks for a distributed run.
 
-``fit(model, data, config)`` trains for ``config.epochs`` epochs and, after every epoch, evaluates the
-validation and test sets, records one history row, and (with ``checkpoint_dir``) writes a checkpoint
-atomically.  Restarted with the same config and directory, a killed run resumes after the last
-finished epoch and ends exactly where an uninterrupted run would (every epoch re-seeds the RNG from
-``(seed, epoch)``, so shuffling, dropout and stochastic binarization do not depend on history).
+``fit(model, data, config)`` trains for ``config.epochs`` epochs over iterables of ``(x, y)`` batches — a
+:class:`Loaders` of ``torch.utils.data.DataLoader`` s or of in-memory :class:`~qnnlib.data.splits.Batches`
+(:func:`in_memory_loaders`; a ``.train/.valid/.test`` splits object is wrapped so automatically).  After
+every epoch it evaluates the validation loader; the test loader only when the validation metric improved
+(and at the final epoch).  It records one history row per epoch and, with ``checkpoint_dir``, writes a
+checkpoint atomically.  Restarted with the same config and directory, a killed run resumes after the last
+finished epoch and ends exactly where an uninterrupted run would: every epoch re-seeds the global RNG
+(dropout, stochastic binarization) and the training loader (``set_epoch``, shuffling) from
+``(seed, epoch)``, so an epoch's randomness does not depend on the epochs before it.
 
-Reported error (DESIGN.md §6.11): the test error at the epoch of best validation error; the final
-epoch's error is kept too.  Errors are fractions in [0, 1].
+Reported number (the paper's protocol): the test metric at the epoch of best validation metric (``error``
+by default, lower is better); the final epoch's is kept too.  Errors are fractions in [0, 1].
 
 Per Alg. 1 step 3: ``θ ← Update(θ, η)``, ``W ← Clip(Update(W, γ_k η), −1, 1)``, ``η ← λ η``.
+
+Distributed runs (e.g. ImageNet under ``torchrun``): the caller wraps the model in DDP, gives each rank a
+loader over its shard (``DistributedSampler``: ``fit`` calls its ``set_epoch``) and passes a
+:class:`ProcessGroup` whose ``all_reduce_sum`` sums a tensor over the ranks (``torch.distributed.all_reduce``);
+the loss and metric sums of every split go through it, so every rank sees the global numbers.  Only the main
+rank writes checkpoints; every rank reads them on resume.
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -29,10 +40,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from qnnlib.losses import square_hinge_loss
+from qnnlib.data.splits import Batches, epoch_seed
+from qnnlib.losses import LOSSES, get_loss
+from qnnlib.metrics import METRICS, MetricSums, get_metric
 from qnnlib.optim import ShiftAdaMax, clip_latent_weights, glorot_param_groups
 
-__all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "eval_mode", "lr_at", "make_optimizer", "resolve_device"]
+__all__ = ["TrainConfig", "FitResult", "Loaders", "ProcessGroup", "SINGLE_PROCESS", "fit", "evaluate",
+           "in_memory_loaders", "set_loader_epoch", "eval_mode", "lr_at", "make_optimizer", "resolve_device"]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class _Split(Protocol):
@@ -46,6 +62,11 @@ class _Data(Protocol):
     test: _Split
 
 
+# Fields added after checkpoints were first written: left out of the fingerprint at their defaults, so the
+# checkpoints (and checkpoint directories named by the fingerprint) of earlier runs stay valid.
+_LATER_FIELDS: dict[str, Any] = {"loss": "square_hinge", "metrics": ("error",), "select_metric": "error"}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a training run (hashed to match a checkpoint on resume).
@@ -54,6 +75,9 @@ class TrainConfig:
     (Theano); ``"halve"`` — ``η_e = η_start · 2^(−⌊e/halve_every⌋)`` (Torch7's 1-bit right shift);
     ``"constant"``.  ``glorot`` multiplies each quantized layer's weight LR by ``γ_k``
     (``glorot_pow2`` rounds it to a power of two; ``glorot_float`` also scales float layers).
+    ``loss`` names a function of :data:`qnnlib.losses.LOSSES`; ``metrics`` names metrics of
+    :data:`qnnlib.metrics.METRICS` (recorded for train, valid and test); ``select_metric`` (one of
+    ``metrics``) picks the best-validation epoch.
     """
 
     epochs: int = 10
@@ -72,12 +96,17 @@ class TrainConfig:
     device: str | None = None
     checkpoint_dir: str | None = None
     progress: bool = True
+    loss: Literal["square_hinge", "cross_entropy"] = "square_hinge"
+    metrics: tuple[str, ...] = ("error",)
+    select_metric: str = "error"
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (batch norm needs a batch), got {self.batch_size}")
+        if self.eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
         if self.optimizer not in ("adam", "shift_adamax"):
             raise ValueError(f"optimizer must be 'adam' or 'shift_adamax', got {self.optimizer!r}")
         if self.lr_schedule not in ("exp", "halve", "constant"):
@@ -86,18 +115,39 @@ class TrainConfig:
             raise ValueError(f"learning rates must be > 0, got lr_start={self.lr_start}, lr_end={self.lr_end}")
         if self.halve_every < 1:
             raise ValueError(f"halve_every must be >= 1, got {self.halve_every}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}")
+        # a notebook parameter may give one name or a list: store a tuple, so the config stays hashable
+        metrics = (self.metrics,) if isinstance(self.metrics, str) else tuple(self.metrics)
+        object.__setattr__(self, "metrics", metrics)
+        bad = [m for m in metrics if m not in METRICS]
+        if bad or not metrics or len(set(metrics)) != len(metrics):
+            raise ValueError(f"metrics must be distinct names from {tuple(METRICS)}, got {metrics}")
+        if self.select_metric not in metrics:
+            raise ValueError(f"select_metric must be one of metrics {metrics}, got {self.select_metric!r}")
 
     def fingerprint(self) -> str:
         """Hash of the fields that change the result (not device, checkpoint dir or progress)."""
         d = {k: v for k, v in asdict(self).items() if k not in ("device", "checkpoint_dir", "progress")}
+        for k, default in _LATER_FIELDS.items():
+            if d[k] == default:
+                del d[k]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
 class FitResult:
-    """Outcome of :func:`fit`; ``history`` has one dict per finished epoch."""
+    """Outcome of :func:`fit`; ``history`` has one dict per finished epoch.
 
-    history: list[dict[str, float]] = field(default_factory=list)
+    History keys: ``epoch``, ``lr``, ``train_loss``, ``train_<m>``, ``valid_loss``, ``valid_<m>``,
+    ``test_loss``, ``test_<m>`` for every metric ``m`` of the config, ``epoch_time_s``; a test value not
+    computed that epoch (validation did not improve, not the final epoch) is ``None``.
+    ``best_valid`` / ``test_at_best`` / ``final_valid`` / ``final_test``: loss and every metric of that
+    split at the best-validation epoch (by ``select_metric``) and at the last finished epoch.
+    The ``*_error`` fields are the ``error`` metric's (``inf``/``nan`` when it was not recorded).
+    """
+
+    history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = -1
     best_valid_error: float = math.inf
     test_error_at_best: float = math.nan
@@ -105,9 +155,74 @@ class FitResult:
     final_test_error: float = math.nan
     wall_time_s: float = 0.0
     resumed_from_epoch: int | None = None
+    select_metric: str = "error"
+    best_valid: dict[str, float] = field(default_factory=dict)
+    test_at_best: dict[str, float] = field(default_factory=dict)
+    final_valid: dict[str, float] = field(default_factory=dict)
+    final_test: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # a result written before the metric dicts existed (an error-selected run): fill them from the error fields
+        if self.select_metric == "error" and self.best_epoch >= 1 and not self.best_valid:
+            self.best_valid = {"error": self.best_valid_error}
+            self.test_at_best = {"error": self.test_error_at_best}
+        if self.select_metric == "error" and self.history and not self.final_valid:
+            self.final_valid = {"error": self.final_valid_error}
+            self.final_test = {"error": self.final_test_error}
+
+    @property
+    def best_valid_value(self) -> float:
+        """The selection metric's best validation value so far (``inf`` before the first epoch)."""
+        return self.best_valid.get(self.select_metric, get_metric(self.select_metric).worst())
+
+    @property
+    def reported(self) -> float:
+        """The reported number: the selection metric on the test split at the best-validation epoch."""
+        return self.test_at_best.get(self.select_metric, math.nan)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field (``FitResult(**result.to_dict()) == result``); stored in checkpoints."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Loaders:
+    """The batches ``fit`` trains, selects and reports on: each an iterable of ``(x, y)`` (a ``DataLoader``,
+    a :class:`~qnnlib.data.splits.Batches`, …) that can be iterated once per epoch.  ``test`` may be ``None``
+    (then no test numbers are recorded)."""
+
+    train: Iterable[Batch]
+    valid: Iterable[Batch]
+    test: Iterable[Batch] | None = None
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    """This process's place in a (possibly) distributed run; the default is a single process.
+
+    A distributed run subclasses it (or passes any object with these members) with ``all_reduce_sum``
+    summing a tensor over all ranks, e.g. ``torch.distributed.all_reduce(t); return t``.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
+            raise ValueError(f"need world_size >= 1 and 0 <= rank < world_size, got rank={self.rank}, "
+                             f"world_size={self.world_size}")
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this is rank 0, the one that writes checkpoints and shows progress."""
+        return self.rank == 0
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Element-wise sum of ``tensor`` over all ranks (the identity in a single process)."""
+        return tensor
+
+
+SINGLE_PROCESS = ProcessGroup()
 
 
 def lr_at(config: TrainConfig, epoch: int) -> float:
@@ -142,19 +257,104 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = training
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, split: _Split, batch_size: int = 1000, device: torch.device | None = None) -> dict[str, float]:
-    """Square hinge loss and classification error (fraction) of ``model`` in eval mode on ``split``."""
-    device = device or next(model.parameters()).device
-    loss_sum, wrong, n = 0.0, 0, split.y.shape[0]
+def in_memory_loaders(data: _Data, config: TrainConfig) -> Loaders:
+    """:class:`Loaders` over in-memory splits (``data.train/.valid/.test`` with ``.x``/``.y`` tensors).
+
+    Training: :class:`~qnnlib.data.splits.Batches` of ``config.batch_size``, shuffled per epoch from
+    ``(config.seed, epoch)``, the incomplete last batch dropped (batch norm statistics stay comparable, as in
+    the Theano code).  Validation and test: in order, ``config.eval_batch_size`` per batch.
+    """
+    n_train = int(data.train.y.shape[0])
+    if n_train // config.batch_size < 1:
+        raise ValueError(f"training set ({n_train}) is smaller than one batch ({config.batch_size})")
+    return Loaders(
+        train=Batches(data.train, config.batch_size, shuffle=True, drop_last=True, seed=config.seed),
+        valid=Batches(data.valid, config.eval_batch_size),
+        test=Batches(data.test, config.eval_batch_size),
+    )
+
+
+def set_loader_epoch(loader: Any, epoch: int) -> bool:
+    """Call ``set_epoch(epoch)`` on ``loader``, else on ``loader.sampler``, else on ``loader.batch_sampler.sampler``
+    (the first that has one: a ``DistributedSampler`` inside a ``DataLoader``); ``False`` if none has."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    for obj in (loader, getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None)):
+        hook = getattr(obj, "set_epoch", None)
+        if callable(hook):
+            hook(epoch)
+            return True
+    return False
+
+
+def _is_split(obj: Any) -> bool:
+    return isinstance(getattr(obj, "x", None), torch.Tensor) and isinstance(getattr(obj, "y", None), torch.Tensor)
+
+
+def _known_len(loader: Any) -> int | None:
+    """``len(loader)`` when it has one (an iterable-style ``DataLoader`` raises ``TypeError``), else ``None``."""
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
+def _positions(y: torch.Tensor) -> int:
+    """Number of predictions a batch's loss averages over: integer targets → one per element; ±1 or
+    probability targets (…, C) → one per row."""
+    return y.numel() if not y.is_floating_point() else y.numel() // max(y.shape[-1], 1)
+
+
+def _eval_loader(model: nn.Module, loader: Iterable[Batch], device: torch.device, loss: str,
+                 metrics: Sequence[str], group: ProcessGroup, what: str) -> dict[str, float]:
+    loss_fn = get_loss(loss)
+    sums = MetricSums(metrics)
+    n_batches = 0
     with eval_mode(model):
-        for i in range(0, n, batch_size):
-            xb = split.x[i : i + batch_size].to(device)
-            yb = split.y[i : i + batch_size].to(device)
+        for xb, yb in loader:
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             out = model(xb)
-            loss_sum += float(square_hinge_loss(out, yb)) * yb.shape[0]
-            wrong += int((out.argmax(dim=1) != yb).sum())
-    return {"loss": loss_sum / max(n, 1), "error": wrong / max(n, 1)}
+            n = _positions(yb)
+            sums.add("loss", loss_fn(out, yb).double() * n, n)  # split loss = Σ_batches mean·n / Σ n
+            sums.update(out, yb)
+            n_batches += 1
+    if n_batches == 0:
+        raise ValueError(f"the {what} loader yielded no batches (empty split?); cannot evaluate on it")
+    values = sums.values(group.all_reduce_sum(sums.totals()))
+    return {"loss": values["loss"], **{m: values[m] for m in metrics}}
+
+
+def evaluate(
+    model: nn.Module,
+    data: _Split | Iterable[Batch],
+    batch_size: int | None = None,
+    device: torch.device | None = None,
+    *,
+    loss: str = "square_hinge",
+    metrics: Sequence[str] = ("error",),
+    process_group: ProcessGroup | None = None,
+) -> dict[str, float]:
+    """Loss and metrics of ``model`` in eval mode: ``{"loss": …, "<metric>": …}`` over all of ``data``.
+
+    ``data`` is a loader (iterable of ``(x, y)`` batches) or a split with ``.x``/``.y`` tensors, batched in
+    order by ``batch_size`` (default 1000; only for a split).  The loss is the mean over all predictions
+    (batch means weighted by their size), each metric its exact ratio over the split (:mod:`qnnlib.metrics`),
+    both summed over the ranks of ``process_group``.  Raises ``ValueError`` on ``batch_size <= 0``, an
+    unknown loss or metric name, or data without batches.
+    """
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    get_loss(loss)
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    for m in metrics:
+        get_metric(m)
+    if _is_split(data):
+        loader: Iterable[Batch] = Batches(data, batch_size or 1000)
+    elif batch_size is not None:
+        raise ValueError("batch_size applies to a split with .x/.y tensors; a loader brings its own batches")
+    else:
+        loader = data  # type: ignore[assignment]
+    device = device or next(model.parameters()).device
+    return _eval_loader(model, loader, device, loss, metrics, process_group or SINGLE_PROCESS, "evaluation")
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -181,31 +381,51 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _as_loaders(data: Any, config: TrainConfig) -> Loaders:
+    if isinstance(data, Loaders):
+        return data
+    if all(_is_split(getattr(data, s, None)) for s in ("train", "valid", "test")):
+        return in_memory_loaders(data, config)
+    raise TypeError(f"fit needs Loaders(train, valid, test) or splits with .train/.valid/.test .x/.y tensors, "
+                    f"got {type(data).__name__}")
+
+
 def fit(
     model: nn.Module,
-    data: _Data,
+    data: Loaders | _Data,
     config: TrainConfig,
     *,
-    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
     restore_best: bool = True,
     desc: str = "train",
+    process_group: ProcessGroup | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data.train``; select by ``data.valid``; report ``data.test``.
 
-    ``on_epoch_end(epoch, row)`` is called after each epoch's checkpoint is written (tests use it to
-    kill a run mid-way).  ``restore_best`` loads the best-validation weights into ``model`` at the end,
-    so the returned model is the one whose test error is reported.  The last incomplete training
-    batch of each epoch is dropped (batch norm statistics stay comparable, as in the Theano code).
+    ``data`` is a :class:`Loaders` or an object with in-memory ``.train/.valid/.test`` splits (wrapped by
+    :func:`in_memory_loaders`).  Each epoch ``e``: seed the global RNG with ``epoch_seed(config.seed, e)``,
+    :func:`set_loader_epoch` the training loader, train one pass with ``config.loss``, evaluate the
+    validation loader, and the test loader only if ``config.select_metric`` improved strictly on the best
+    so far or ``e`` is the final epoch.  ``on_epoch_end(epoch, row)`` is called after each epoch's
+    checkpoint is written (tests use it to kill a run mid-way).  ``restore_best`` loads the best-validation
+    weights into ``model`` at the end, so the returned model is the one whose test number is reported.
+    ``process_group`` (default: single process) sums the loss/metric accumulators over ranks; only its
+    main rank writes checkpoints.  The checkpoint holds model, optimizer, result, best weights and the
+    training loader's ``state_dict()`` when it has one.
     """
+    group = process_group or SINGLE_PROCESS
+    loaders = _as_loaders(data, config)
+    loss_fn = get_loss(config.loss)
+    select = get_metric(config.select_metric)
     device = resolve_device(config.device)
     model.to(device)
     opt = make_optimizer(model, config)
-    result = FitResult()
+    result = FitResult(select_metric=config.select_metric)
     best_state: dict[str, torch.Tensor] | None = None
     start_epoch = 0
     ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
     last = ckpt_dir / "last.pt" if ckpt_dir else None
-    if last is not None and last.exists():
+    if last is not None and last.exists():  # every rank resumes from the main rank's checkpoint
         ck = torch.load(last, map_location=device, weights_only=False)
         if ck.get("fingerprint") != config.fingerprint():
             raise ValueError(
@@ -216,64 +436,76 @@ def fit(
         opt.load_state_dict(ck["optimizer"])
         result = FitResult(**ck["result"])
         best_state = ck.get("best_state")
+        if ck.get("loader_state") is not None and callable(getattr(loaders.train, "load_state_dict", None)):
+            loaders.train.load_state_dict(ck["loader_state"])  # type: ignore[attr-defined]
         start_epoch = ck["epoch"] + 1
         result.resumed_from_epoch = ck["epoch"]
-    elif ckpt_dir is not None:
+    elif ckpt_dir is not None and group.is_main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
 
-    n_train = data.train.y.shape[0]
-    n_batches = n_train // config.batch_size
-    if n_batches < 1:
-        raise ValueError(f"training set ({n_train}) is smaller than one batch ({config.batch_size})")
+    if _known_len(loaders.train) == 0:
+        raise ValueError("the training loader has no batches")
     t0 = time.perf_counter() - result.wall_time_s
-    epochs = tqdm(range(start_epoch, config.epochs), desc=desc, disable=not config.progress,
+    epochs = tqdm(range(start_epoch, config.epochs), desc=desc, disable=not (config.progress and group.is_main),
                   initial=start_epoch, total=config.epochs)
     for epoch in epochs:
         te = time.perf_counter()
-        torch.manual_seed(config.seed * 100_003 + epoch)  # dropout / stochastic binarization
-        gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)  # shuffling
-        perm = torch.randperm(n_train, generator=gen)
-        lr = lr_at(config, epoch)
+        torch.manual_seed(epoch_seed(config.seed, epoch))  # dropout / stochastic binarization
+        set_loader_epoch(loaders.train, epoch)  # shuffling
+        lr = lr_at(config, epoch)  # η ← λη (the schedule, evaluated at epoch e)
         _set_lr(opt, lr)
         model.train()
-        loss_sum, wrong = 0.0, 0
-        for b in range(n_batches):
-            idx = perm[b * config.batch_size : (b + 1) * config.batch_size]
-            xb, yb = data.train.x[idx].to(device), data.train.y[idx].to(device)
+        train_sums = MetricSums(config.metrics)
+        n_batches = 0
+        for xb, yb in loaders.train:
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             out = model(xb)
-            loss = square_hinge_loss(out, yb)
+            loss = loss_fn(out, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            opt.step()  # Alg. 1 step 3: θ ← Update(θ, η); W ← Update(W, γ_k η) (γ_k in W's param group LR)
             if config.clip_weights:
-                clip_latent_weights(model)
-            loss_sum += float(loss.detach())
-            wrong += int((out.detach().argmax(1) != yb).sum())
-        valid = evaluate(model, data.valid, config.eval_batch_size, device)
-        test = evaluate(model, data.test, config.eval_batch_size, device)
-        row = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "train_loss": loss_sum / n_batches,
-            "train_error": wrong / (n_batches * config.batch_size),
-            "valid_loss": valid["loss"],
-            "valid_error": valid["error"],
-            "test_loss": test["loss"],
-            "test_error": test["error"],
-            "epoch_time_s": time.perf_counter() - te,
-        }
+                clip_latent_weights(model)  # W ← Clip(W, −1, 1)
+            train_sums.add("loss", loss.detach(), 1)  # train loss = mean of the batch losses
+            train_sums.update(out, yb)
+            n_batches += 1
+        if n_batches == 0:
+            raise ValueError(f"the training loader yielded no batches in epoch {epoch + 1}")
+        train = train_sums.values(group.all_reduce_sum(train_sums.totals()))
+        valid = _eval_loader(model, loaders.valid, device, config.loss, config.metrics, group, "validation")
+        improved = select.better(valid[config.select_metric], result.best_valid_value)
+        test: dict[str, float] | None = None
+        if loaders.test is not None and (improved or epoch == config.epochs - 1):
+            test = _eval_loader(model, loaders.test, device, config.loss, config.metrics, group, "test")
+        keys = ("loss", *config.metrics)
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr}
+        row.update({f"train_{k}": train[k] for k in keys})
+        row.update({f"valid_{k}": valid[k] for k in keys})
+        row.update({f"test_{k}": None if test is None else test[k] for k in keys})
+        row["epoch_time_s"] = time.perf_counter() - te
         result.history.append(row)
-        if valid["error"] < result.best_valid_error:
-            result.best_epoch, result.best_valid_error, result.test_error_at_best = epoch + 1, valid["error"], test["error"]
+        if improved:
+            result.best_epoch, result.best_valid, result.test_at_best = epoch + 1, dict(valid), dict(test or {})
+            if "error" in valid:
+                result.best_valid_error = valid["error"]
+                result.test_error_at_best = test["error"] if test is not None else math.nan
             if restore_best:
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        result.final_valid_error, result.final_test_error = valid["error"], test["error"]
+        result.final_valid, result.final_test = dict(valid), dict(test or {})
+        if "error" in valid:
+            result.final_valid_error = valid["error"]
+            result.final_test_error = test["error"] if test is not None else math.nan
         result.wall_time_s = time.perf_counter() - t0
-        epochs.set_postfix(loss=f"{row['train_loss']:.4f}", val=f"{valid['error']:.4f}", test=f"{test['error']:.4f}")
-        if last is not None:
+        postfix = {"loss": f"{train['loss']:.4f}", "val": f"{valid[config.select_metric]:.4f}"}
+        if test is not None:
+            postfix["test"] = f"{test[config.select_metric]:.4f}"
+        epochs.set_postfix(postfix)
+        if last is not None and group.is_main:
+            state_dict = getattr(loaders.train, "state_dict", None)
             _atomic_save(
                 {"epoch": epoch, "fingerprint": config.fingerprint(), "model": model.state_dict(),
-                 "optimizer": opt.state_dict(), "result": result.to_dict(), "best_state": best_state},
+                 "optimizer": opt.state_dict(), "result": result.to_dict(), "best_state": best_state,
+                 "loader_state": state_dict() if callable(state_dict) else None},
                 last,
             )
         if on_epoch_end is not None:

@@ -1,11 +1,15 @@
-"""Tests for qnnlib.losses: the square hinge loss with ±1 one-hot targets (PAPER.md §2.8)."""
+"""Tests for qnnlib.losses: the square hinge loss with ±1 one-hot targets, the cross-entropy, the registry."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from qnnlib.losses import pm1_targets, square_hinge_loss
+from qnnlib.losses import LOSSES, cross_entropy_loss, get_loss, pm1_targets, square_hinge_loss
 
 
 def _hand_loss(y: list[list[float]], labels: list[int]) -> float:
@@ -87,3 +91,54 @@ def test_pm1_targets_bad_input() -> None:
         pm1_targets(torch.tensor([[0, 1]]), 2)
     with pytest.raises(ValueError, match="target"):
         pm1_targets(torch.tensor([0, 5]), 3)
+
+
+# ------------------------------------------------------------------------------ cross-entropy
+def test_cross_entropy_matches_hand_formula() -> None:
+    y = [[0.5, -2.0, 1.5], [3.0, 0.0, -0.2], [-1.0, 1.0, 0.9]]
+    labels = [2, 0, 1]
+    expected = sum(math.log(sum(math.exp(v) for v in row)) - row[t] for row, t in zip(y, labels)) / 3
+    out = cross_entropy_loss(torch.tensor(y, dtype=torch.float64), torch.tensor(labels))
+    assert out.item() == pytest.approx(expected, rel=1e-12) and out.dim() == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 4), t=st.integers(1, 5), v=st.integers(2, 7), seed=st.integers(0, 2**16))
+def test_cross_entropy_flattens_sequences(n: int, t: int, v: int, seed: int) -> None:
+    """(N, T, V) with (N, T) targets, (N·T, V) with (N·T,) and the mixed forms are the same mean over tokens."""
+    g = torch.Generator().manual_seed(seed)
+    out = torch.randn(n, t, v, generator=g, dtype=torch.float64)
+    tgt = torch.randint(0, v, (n, t), generator=g)
+    flat = torch.nn.functional.cross_entropy(out.reshape(-1, v), tgt.reshape(-1))
+    for o, y in [(out, tgt), (out.reshape(-1, v), tgt.reshape(-1)), (out.reshape(-1, v), tgt), (out, tgt.reshape(-1))]:
+        assert torch.equal(cross_entropy_loss(o, y), flat)
+
+
+@given(v=st.integers(2, 1000))
+def test_cross_entropy_of_uniform_predictor_is_log_v(v: int) -> None:
+    assert cross_entropy_loss(torch.zeros(3, 2, v, dtype=torch.float64), torch.zeros(3, 2, dtype=torch.long)).item() \
+        == pytest.approx(math.log(v), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("output", "target", "arg"),
+    [
+        (torch.zeros(3, 2, dtype=torch.int64), torch.tensor([0, 1, 0]), "output"),
+        (torch.zeros(3), torch.tensor([0, 1, 0]), "output"),
+        (torch.zeros(3, 2), torch.tensor([0.0, 1.0, 0.0]), "target"),
+        (torch.zeros(3, 2), torch.tensor([0, 1]), "target"),
+        (torch.zeros(2, 3, 4), torch.zeros(2, 2, dtype=torch.long), "target"),
+    ],
+)
+def test_cross_entropy_bad_input(output: torch.Tensor, target: torch.Tensor, arg: str) -> None:
+    with pytest.raises(ValueError, match=arg):
+        cross_entropy_loss(output, target)
+
+
+def test_loss_registry() -> None:
+    assert get_loss("square_hinge") is square_hinge_loss and get_loss("cross_entropy") is cross_entropy_loss
+    assert set(LOSSES) == {"square_hinge", "cross_entropy"}
+    with pytest.raises(ValueError, match="square_hinge.*cross_entropy"):
+        get_loss("hinge")
+    with pytest.raises(TypeError):
+        LOSSES["mine"] = square_hinge_loss  # type: ignore[index]  # read-only

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["Split", "DatasetSplits", "Batches", "as_loader", "stratified_subset"]
+__all__ = ["Split", "DatasetSplits", "Batches", "as_loader", "epoch_seed", "stratified_subset"]
 
 
 @dataclass(frozen=True)
@@ -52,22 +53,64 @@ class DatasetSplits:
                 "inputs": "flattened 28x28, pixel/255*2-1 in [-1, 1]"}
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The RNG seed of epoch ``epoch`` (0-based) of a run seeded with ``seed``: ``seed · 100003 + epoch``.
+
+    Training re-seeds from it every epoch (shuffling here, dropout / stochastic binarization in
+    :func:`qnnlib.train.fit`), so an epoch's randomness does not depend on the epochs before it and a
+    resumed run continues exactly.
+    """
+    return seed * 100_003 + epoch
+
+
 class Batches:
-    """Re-iterable mini-batches of a :class:`Split` (a fresh permutation each pass when shuffling)."""
+    """Re-iterable mini-batches ``(x, y)`` of a split (anything with ``x``/``y`` tensors of equal length).
+
+    With ``shuffle`` each pass takes consecutive slices of a fresh permutation ``torch.randperm(n,
+    generator=generator)`` (the global RNG without a generator); ``drop_last`` drops the incomplete last
+    batch.  With a ``seed``, :meth:`set_epoch` re-seeds the generator with :func:`epoch_seed` ``(seed, epoch)``,
+    so the order of epoch ``e`` is reproducible on its own (what ``DistributedSampler.set_epoch`` does for a
+    ``DataLoader``); before the first ``set_epoch`` the order is epoch 0's.  :meth:`state_dict` /
+    :meth:`load_state_dict` carry the generator across a checkpoint (needed only without a seed).
+    """
 
     def __init__(self, split: Split, batch_size: int, shuffle: bool = False,
-                 generator: torch.Generator | None = None, drop_last: bool = False) -> None:
+                 generator: torch.Generator | None = None, drop_last: bool = False, *, seed: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if seed is not None and generator is None:
+            generator = torch.Generator().manual_seed(epoch_seed(seed, 0))
         self.split, self.batch_size, self.shuffle = split, batch_size, shuffle
-        self.generator, self.drop_last = generator, drop_last
+        self.generator, self.drop_last, self.seed = generator, drop_last, seed
+        self.epoch = 0
 
     def __len__(self) -> int:
-        n = len(self.split)
+        n = int(self.split.y.shape[0])
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass epoch ``epoch``'s: with a seed, re-seed the generator from ``(seed, epoch)``.
+
+        Without a seed only the epoch number is recorded (the order then follows the generator's state).
+        """
+        self.epoch = int(epoch)
+        if self.seed is not None:
+            self.generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch and the generator state (``None`` without a generator), for a checkpoint."""
+        return {"epoch": self.epoch, "generator": None if self.generator is None else self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (the generator state is copied to the CPU first)."""
+        self.epoch = int(state["epoch"])
+        if state.get("generator") is not None:
+            if self.generator is None:
+                self.generator = torch.Generator()
+            self.generator.set_state(state["generator"].cpu())
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.split)
+        n = int(self.split.y.shape[0])
         order = torch.randperm(n, generator=self.generator) if self.shuffle else None
         for i in range(len(self)):
             sl = slice(i * self.batch_size, min((i + 1) * self.batch_size, n))
@@ -79,9 +122,9 @@ class Batches:
 
 
 def as_loader(split: Split, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
-              drop_last: bool = False) -> Batches:
+              drop_last: bool = False, *, seed: int | None = None) -> Batches:
     """Mini-batches ``(x, y)`` of ``split``; much faster than a per-sample DataLoader for in-memory tensors."""
-    return Batches(split, batch_size, shuffle, generator, drop_last)
+    return Batches(split, batch_size, shuffle, generator, drop_last, seed=seed)
 
 
 def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:

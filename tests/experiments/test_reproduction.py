@@ -84,7 +84,7 @@ def test_summary_names_failure_and_table(ran):
     assert "FAILED" in text and "bad (01_bad.ipynb: RuntimeError: deliberate failure)" in text
     assert "| 2 | good | 02_good.ipynb | OK |" in text
     assert "03_later.ipynb" in text  # declared but not present: listed, not run
-    assert "DIFFERENT DATASET: ours fashion-mnist, paper mnist" in text and "| 12.5 | 0.96 |" in text
+    assert "DIFFERENT DATASET: ours fashion-mnist, paper mnist" in text and "| 12.5 |  |  | 0.96 |" in text
     assert "good.json" in text and "## Hardware and software" in text and "CPU:" in text
 
 
