@@ -74,7 +74,13 @@ def quantize_grad(x: torch.Tensor, bits: int = 6, method: str = "log") -> torch.
 
 
 class GradQuant(nn.Module):
-    """Module form of :func:`quantize_grad`, to drop between layers (e.g. after each BN)."""
+    """Module form of :func:`quantize_grad`: identity forward, per-tensor quantized error backward.
+
+    :mod:`qnnlib.models` puts one (``gq{k}``) directly after compute layer ``k`` when the precision
+    policy sets its gradient bits, so the tensor it quantizes is ``g_{s_k} = ∂L/∂s_k`` — the error both
+    backward GEMMs of that layer consume (``g_{a_{k−1}} = g_{s_k} W_k^b``, ``g_{W_k} = g_{s_k}^T a_{k−1}^b``).
+    No parameters, no buffers: it adds nothing to the ``state_dict``.
+    """
 
     def __init__(self, bits: int = 6, method: str = "log") -> None:
         super().__init__()
@@ -92,7 +98,9 @@ def register_param_grad_quant(
 ) -> list[torch.utils.hooks.RemovableHandle]:
     """Quantize every parameter gradient of ``model`` (per tensor) as it is computed.
 
-    Returns the hook handles; call ``h.remove()`` on each to undo.
+    Tensor hooks on the parameters: they are not part of the ``state_dict`` (a model loaded from one
+    has none until this is called again) and ``copy.deepcopy`` does not copy them.  Returns the hook
+    handles; call ``h.remove()`` on each to undo.
     """
     bits, method = _check_args(bits, method)
     return [p.register_hook(lambda g: quantize_tensor(g, bits, method)) for p in model.parameters() if p.requires_grad]

@@ -4,13 +4,19 @@ Weights: the layer keeps **latent real weights** ``W`` (what the optimizer updat
 quantized ``W_b = Q(W)`` in the forward pass (Alg. 1: ``W_k^b = Binarize(W_k)``; ``s_k = a^b W^b``).
 The gradient w.r.t. ``W_b`` reaches ``W`` unchanged (straight-through); the latent weights are clipped
 to [-1, 1] after each update by :func:`qnnlib.optim.clip_latent_weights`, which finds these layers
-through the :class:`LatentWeightLayer` marker.
+through the :class:`LatentWeightLayer` mix-in.  A layer may hold several latent tensors (an LSTM has
+``weight_ih`` and ``weight_hh``): :meth:`LatentWeightLayer.latent_weights` lists each with its own
+Glorot fans, and the optimizer helpers (Glorot LR groups, clipping) walk that list.
 
 Activations: :class:`QuantAct` is hard-tanh followed by the quantizer (Alg. 1:
 ``a_k^b = Binarize(a_k)``, backward ``g_{a_k} = g_{a_k^b} · 1{|a_k| ≤ 1}``).
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +25,7 @@ from torch import nn
 from qnnlib.quantize import binarize, check_bits, linear_quant_ste, sign_ste
 
 __all__ = [
+    "LatentWeight",
     "LatentWeightLayer",
     "BinaryLinear",
     "BinaryConv2d",
@@ -26,6 +33,7 @@ __all__ = [
     "QuantConv2d",
     "QuantAct",
     "quantize_weight",
+    "weight_fans",
 ]
 
 
@@ -39,34 +47,76 @@ def quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
     return linear_quant_ste(w, bits, -1.0, 1.0, cancel=False)
 
 
-class LatentWeightLayer:
-    """Marker mix-in: a layer whose ``weight`` is a latent real weight quantized in the forward pass.
+def weight_fans(module: nn.Module) -> tuple[int, int]:
+    """Glorot ``(fan_in, fan_out)`` of the ``weight`` of a Linear or Conv layer.
 
-    ``weight_bits`` is the bit width used in the forward pass; ``clip_value`` the bound the latent
-    weights are clipped to after every update (paper §2.2: otherwise they "would grow very large
-    without any impact on the binary weights").
+    Linear: ``(in_features, out_features)``.  Conv: ``(k·C_in/groups, k·C_out)`` with ``k`` the
+    number of kernel taps (no division by a pooling size, as in Theano BinaryNet).
+    """
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    if isinstance(module, nn.modules.conv._ConvNd):
+        k = math.prod(module.kernel_size)
+        return k * module.in_channels // module.groups, k * module.out_channels
+    raise ValueError(f"weight_fans needs a Linear or Conv layer, got {type(module).__name__}")
+
+
+class LatentWeight(NamedTuple):
+    """One latent weight tensor of a layer: its attribute name, the parameter and its Glorot fans."""
+
+    name: str
+    param: nn.Parameter
+    fan_in: int
+    fan_out: int
+
+
+class LatentWeightLayer:
+    """Mix-in: a layer whose latent real weights are quantized in the forward pass.
+
+    ``weight_bits`` is the bit width used in the forward pass (every latent tensor of the layer);
+    ``clip_value`` the bound the latent weights are clipped to after every update (paper §2.2:
+    otherwise they "would grow very large without any impact on the binary weights").
+
+    :meth:`latent_weights` lists the latent tensors with their Glorot fans.  The default is the one
+    ``weight`` of a Linear/Conv layer (:func:`weight_fans`); a layer with several latent tensors
+    overrides it, e.g. an LSTM yields ``("weight_ih", W_ih, I, H)`` and ``("weight_hh", W_hh, H, H)``
+    (fans per gate: the four gates are four ``H``-output layers stacked), and uses
+    :meth:`quantize` on each tensor in its forward pass.
     """
 
     weight_bits: int = 1
     clip_value: float = 1.0
 
+    def latent_weights(self) -> Iterator[LatentWeight]:
+        """Yield ``(name, parameter, fan_in, fan_out)`` for every latent weight tensor of the layer."""
+        fan_in, fan_out = weight_fans(self)  # type: ignore[arg-type]
+        yield LatentWeight("weight", self.weight, fan_in, fan_out)  # type: ignore[attr-defined]
+
     def reset_parameters(self) -> None:
         self._reset_latent()
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, weight_bits={self.weight_bits}"  # type: ignore[misc]
+        base = super().extra_repr()  # type: ignore[misc]
+        return f"{base}, weight_bits={self.weight_bits}" if base else f"weight_bits={self.weight_bits}"
+
+    def quantize(self, w: torch.Tensor) -> torch.Tensor:
+        """``Q(w)`` at this layer's ``weight_bits`` (Alg. 1: ``W_k^b = Binarize(W_k)``), straight-through."""
+        return quantize_weight(w, self.weight_bits)
 
     def quantized_weight(self) -> torch.Tensor:
-        """The weight actually used in the forward pass, ``W_b``."""
-        return quantize_weight(self.weight, self.weight_bits)  # type: ignore[attr-defined]
+        """The weight actually used in the forward pass, ``W_b = Q(weight)``."""
+        return self.quantize(self.weight)  # type: ignore[attr-defined]
 
     def _reset_latent(self) -> None:
         # Theano BinaryNet (H = 1): W ~ U(-1, 1), biases 0.  Only the sign (or k-bit level) of W
         # matters in the forward pass; the scale of U(-1, 1) sets how far a weight is from flipping.
+        # Latent tensors are drawn in latent_weights() order (one tensor: exactly the old draw).
         with torch.no_grad():
-            self.weight.uniform_(-1.0, 1.0)  # type: ignore[attr-defined]
-            if getattr(self, "bias", None) is not None:
-                self.bias.zero_()  # type: ignore[attr-defined]
+            for lw in self.latent_weights():
+                lw.param.uniform_(-1.0, 1.0)
+            for name, p in self.named_parameters(recurse=False):  # type: ignore[attr-defined]
+                if name.startswith("bias") and p is not None:
+                    p.zero_()
 
 
 class QuantLinear(LatentWeightLayer, nn.Linear):

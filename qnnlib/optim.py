@@ -12,7 +12,8 @@ Paper defaults ``α = 2^−10``, ``β1 = 1 − 2^−3``, ``β2 = 1 − 2^−10``
 Glorot scaling (Alg. 1 step 3, DESIGN.md §6.9): the weight update of layer k is multiplied by
 ``γ_k = 1/sqrt(1.5/(fan_in + fan_out))`` — done here through a param group whose LR is ``γ_k · η``
 (for ADAM this equals Theano's ``W ← W + γ_k (AdamStep(W) − W)``); BN and bias parameters keep the
-base LR.  Then ``W ← Clip(W, −1, 1)`` (:func:`clip_latent_weights`).
+base LR.  Then ``W ← Clip(W, −1, 1)`` (:func:`clip_latent_weights`).  Both walk every latent
+tensor a layer declares (:meth:`qnnlib.layers.LatentWeightLayer.latent_weights`), each with its own fans.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from qnnlib.layers import LatentWeightLayer
+from qnnlib.layers import LatentWeight, LatentWeightLayer, weight_fans
 
-__all__ = ["ShiftAdaMax", "glorot_lr_scale", "glorot_param_groups", "clip_latent_weights"]
+__all__ = ["ShiftAdaMax", "glorot_scale", "glorot_lr_scale", "glorot_param_groups", "clip_latent_weights"]
 
 
 class ShiftAdaMax(torch.optim.Optimizer):
@@ -84,12 +85,22 @@ class ShiftAdaMax(torch.optim.Optimizer):
         return loss
 
 
+def glorot_scale(fan_in: int, fan_out: int) -> float:
+    """``γ = 1/sqrt(1.5/(fan_in + fan_out))`` (Glorot & Bengio 2010), as in Theano BinaryNet."""
+    if fan_in < 1 or fan_out < 1:
+        raise ValueError(f"fan_in and fan_out must be >= 1, got fan_in={fan_in}, fan_out={fan_out}")
+    return 1.0 / math.sqrt(1.5 / (fan_in + fan_out))
+
+
 def _fans(module: nn.Module) -> tuple[int, int]:
-    if isinstance(module, nn.Linear):
-        return module.in_features, module.out_features
-    if isinstance(module, nn.modules.conv._ConvNd):
-        k = math.prod(module.kernel_size)
-        return k * module.in_channels // module.groups, k * module.out_channels
+    if isinstance(module, LatentWeightLayer):
+        latent = list(module.latent_weights())
+        if len(latent) != 1:
+            raise ValueError(f"{type(module).__name__} has {len(latent)} latent weight tensors "
+                             f"({[lw.name for lw in latent]}): one γ per tensor, see its latent_weights()")
+        return latent[0].fan_in, latent[0].fan_out
+    if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+        return weight_fans(module)
     if isinstance(module, (nn.RNNBase,)):
         return module.input_size, module.hidden_size
     raise ValueError(
@@ -102,10 +113,11 @@ def glorot_lr_scale(module: nn.Module) -> float:
     """``γ = 1/sqrt(1.5/(fan_in + fan_out))`` (Glorot & Bengio 2010), as in Theano BinaryNet.
 
     Linear: fan_in = in_features, fan_out = out_features.  Conv: fan_in = k²·C_in (per group),
-    fan_out = k²·C_out, no division by a pooling size.  MNIST 784→4096 gives ≈ 57.0.
+    fan_out = k²·C_out, no division by a pooling size.  MNIST 784→4096 gives ≈ 57.0.  A layer with one
+    latent tensor uses that tensor's fans (:meth:`~qnnlib.layers.LatentWeightLayer.latent_weights`); a
+    layer with several has one γ per tensor (:func:`glorot_param_groups`) and raises here.
     """
-    fan_in, fan_out = _fans(module)
-    return 1.0 / math.sqrt(1.5 / (fan_in + fan_out))
+    return glorot_scale(*_fans(module))
 
 
 def glorot_param_groups(
@@ -115,26 +127,36 @@ def glorot_param_groups(
     round_pow2: bool = False,
     include_float_layers: bool = False,
 ) -> list[dict[str, Any]]:
-    """Param groups giving each quantized layer's ``weight`` the LR ``γ_k · lr``; all else ``lr``.
+    """Param groups giving each latent weight tensor ``W`` the LR ``γ_W · lr``; all else ``lr``.
 
-    ``round_pow2`` rounds ``γ_k`` to a power of two (the Torch7 recipe).  By default only layers with
-    latent weights (:class:`~qnnlib.layers.LatentWeightLayer`) are scaled, as in the paper's Alg. 1;
+    Every tensor listed by a quantized layer's
+    :meth:`~qnnlib.layers.LatentWeightLayer.latent_weights` gets its own group, scaled by the Glorot
+    factor of its own fans (an LSTM-like layer: one group for ``weight_ih``, one for ``weight_hh``), in
+    module order, then tensor order.  ``round_pow2`` rounds ``γ`` to a power of two (the Torch7
+    recipe).  By default only latent weights are scaled, as in the paper's Alg. 1;
     ``include_float_layers=True`` also scales float ``nn.Linear``/``nn.Conv*`` weights (a float
-    baseline "trained the same way").  Each group records its ``lr_scale`` and ``name``.
+    baseline "trained the same way").  Each group records its ``lr_scale`` and ``name``
+    (``"<module>.<tensor>"``); a tensor shared by two layers is grouped once.
     """
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
     scaled: list[dict[str, Any]] = []
     seen: set[int] = set()
     for name, mod in model.named_modules():
-        is_q = isinstance(mod, LatentWeightLayer)
-        is_f = isinstance(mod, (nn.Linear, nn.modules.conv._ConvNd)) and include_float_layers
-        if (is_q or is_f) and getattr(mod, "weight", None) is not None:
-            scale = glorot_lr_scale(mod)
+        if isinstance(mod, LatentWeightLayer):
+            latent = list(mod.latent_weights())
+        elif isinstance(mod, (nn.Linear, nn.modules.conv._ConvNd)) and include_float_layers:
+            latent = [LatentWeight("weight", mod.weight, *weight_fans(mod))] if mod.weight is not None else []
+        else:
+            continue
+        for lw in latent:
+            if lw.param is None or id(lw.param) in seen:
+                continue
+            scale = glorot_scale(lw.fan_in, lw.fan_out)
             if round_pow2:
                 scale = 2.0 ** round(math.log2(scale))
-            scaled.append({"params": [mod.weight], "lr": lr * scale, "lr_scale": scale, "name": f"{name}.weight"})
-            seen.add(id(mod.weight))
+            scaled.append({"params": [lw.param], "lr": lr * scale, "lr_scale": scale, "name": f"{name}.{lw.name}"})
+            seen.add(id(lw.param))
     rest = [p for p in model.parameters() if id(p) not in seen]
     groups = scaled
     if rest:
@@ -144,15 +166,18 @@ def glorot_param_groups(
 
 @torch.no_grad()
 def clip_latent_weights(model: nn.Module, bound: float | None = None) -> int:
-    """Clip every quantized layer's latent weights to ``[−c, c]`` (Alg. 1: ``W ← Clip(Update(W), −1, 1)``).
+    """Clip every latent weight tensor to ``[−c, c]`` (Alg. 1: ``W ← Clip(Update(W), −1, 1)``).
 
-    ``c`` is each layer's ``clip_value`` (1 by default) unless ``bound`` is given.  Call after every
-    optimizer step.  Returns the number of layers clipped.
+    Every tensor of every quantized layer's
+    :meth:`~qnnlib.layers.LatentWeightLayer.latent_weights` is clipped (biases and BN parameters are
+    not).  ``c`` is each layer's ``clip_value`` (1 by default) unless ``bound`` is given.  Call after
+    every optimizer step.  Returns the number of layers clipped.
     """
     n = 0
     for mod in model.modules():
         if isinstance(mod, LatentWeightLayer):
             c = float(bound if bound is not None else mod.clip_value)
-            mod.weight.clamp_(-c, c)  # type: ignore[attr-defined]
+            for lw in mod.latent_weights():
+                lw.param.clamp_(-c, c)
             n += 1
     return n

@@ -153,6 +153,21 @@ def test_register_param_grad_quant(method: str) -> None:
         assert torch.equal(p.grad, r.grad)
 
 
+def test_grad_quant_has_no_state_and_param_hooks_live_on_the_parameters() -> None:
+    gq = GradQuant(6)
+    assert gq.state_dict() == {} and list(gq.parameters()) == [] and list(gq.buffers()) == []
+    model = nn.Sequential(nn.Linear(3, 2))
+    keys = list(model.state_dict())
+    register_param_grad_quant(model, bits=2)
+    assert list(model.state_dict()) == keys  # hooks are not part of the state_dict
+    model.load_state_dict(nn.Sequential(nn.Linear(3, 2)).state_dict())  # ... and survive loading one
+    model.double()  # ... and dtype/device moves (the parameter objects stay)
+    x = torch.randn(4, 3, generator=gen(5), dtype=torch.float64)
+    model(x).sum().backward()
+    ref = torch.ones(4, 2, dtype=torch.float64).T @ x
+    assert torch.equal(model[0].weight.grad, quantize_tensor(ref, 2, "log"))
+
+
 # --------------------------------------------------------------------------------------------------
 # Bad input
 # --------------------------------------------------------------------------------------------------

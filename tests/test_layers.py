@@ -12,11 +12,13 @@ from torch import nn
 from qnnlib.layers import (
     BinaryConv2d,
     BinaryLinear,
+    LatentWeight,
     LatentWeightLayer,
     QuantAct,
     QuantConv2d,
     QuantLinear,
     quantize_weight,
+    weight_fans,
 )
 from qnnlib.quantize import linear_levels, linear_quant, sign
 
@@ -209,6 +211,75 @@ def test_training_step_changes_latent_not_binary_shape() -> None:
         for p in model.parameters():
             p -= 0.1 * p.grad
     assert not torch.equal(model[0].weight.detach(), w0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Latent weight tensors: the single-weight default and a layer with two (LSTM-like gates)
+# --------------------------------------------------------------------------------------------------
+def test_latent_weights_default_is_the_one_weight_with_linear_conv_fans() -> None:
+    lin = QuantLinear(7, 3, weight_bits=2)
+    assert list(lin.latent_weights()) == [LatentWeight("weight", lin.weight, 7, 3)]
+    conv = BinaryConv2d(4, 8, (3, 2), groups=2)
+    name, param, fan_in, fan_out = next(conv.latent_weights())
+    assert (name, param, fan_in, fan_out) == ("weight", conv.weight, 6 * 2, 6 * 8)
+    assert weight_fans(nn.Conv2d(3, 5, 3)) == (27, 45) and weight_fans(nn.Linear(2, 9)) == (2, 9)
+    with pytest.raises(ValueError, match="Linear or Conv"):
+        weight_fans(nn.BatchNorm1d(3))
+
+
+def test_latent_init_draws_exactly_as_before() -> None:
+    # U(-1, 1) on the weight, bias zero, nothing else drawn: the random stream of today's layers
+    torch.manual_seed(3)
+    lin, conv = QuantLinear(5, 4), BinaryConv2d(2, 3, 3)
+    after = torch.rand(1)
+    torch.manual_seed(3)
+    w_lin = torch.empty(4, 5).uniform_(-1, 1)
+    w_conv = torch.empty(3, 2, 3, 3).uniform_(-1, 1)
+    assert torch.equal(lin.weight.detach(), w_lin) and torch.equal(conv.weight.detach(), w_conv)
+    assert torch.equal(torch.rand(1), after)
+    assert torch.all(lin.bias == 0) and torch.all(conv.bias == 0)
+
+
+class TwoGate(LatentWeightLayer, nn.Module):
+    """LSTM-like gates ``z = Q(W_ih) x + Q(W_hh) h + b``: two latent tensors, Glorot fans per gate."""
+
+    def __init__(self, i: int, h: int, weight_bits: int = 1) -> None:
+        super().__init__()
+        self.i, self.h, self.weight_bits = i, h, weight_bits
+        self.weight_ih = nn.Parameter(torch.empty(4 * h, i))
+        self.weight_hh = nn.Parameter(torch.empty(4 * h, h))
+        self.bias = nn.Parameter(torch.full((4 * h,), 5.0))
+        self.reset_parameters()
+
+    def latent_weights(self):  # noqa: ANN201
+        yield LatentWeight("weight_ih", self.weight_ih, self.i, self.h)
+        yield LatentWeight("weight_hh", self.weight_hh, self.h, self.h)
+
+    def forward(self, x: torch.Tensor, hx: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.quantize(self.weight_ih), self.bias) + F.linear(hx, self.quantize(self.weight_hh))
+
+
+@pytest.mark.parametrize("bits", [1, 2])
+def test_multi_weight_layer_init_forward_and_straight_through_grads(bits: int) -> None:
+    torch.manual_seed(4)
+    layer = TwoGate(6, 3, weight_bits=bits).double()
+    torch.manual_seed(4)
+    w_ih, w_hh = torch.empty(12, 6).uniform_(-1, 1), torch.empty(12, 3).uniform_(-1, 1)  # drawn in listed order
+    assert torch.equal(layer.weight_ih.detach().float(), w_ih) and torch.equal(layer.weight_hh.detach().float(), w_hh)
+    assert torch.all(layer.bias == 0)  # biases zeroed by the mix-in
+    assert [(lw.name, lw.fan_in, lw.fan_out) for lw in layer.latent_weights()] == [("weight_ih", 6, 3),
+                                                                                  ("weight_hh", 3, 3)]
+    assert repr(layer) == f"TwoGate(weight_bits={bits})"
+    with torch.no_grad():
+        layer.weight_hh.mul_(1.7)  # beyond ±1: straight through, no cancellation
+    x = torch.randn(5, 6, generator=gen(0), dtype=torch.float64)
+    hx = torch.randn(5, 3, generator=gen(1), dtype=torch.float64)
+    g = torch.randn(5, 12, generator=gen(2), dtype=torch.float64)
+    qi, qh = quantize_weight(layer.weight_ih, bits).detach(), quantize_weight(layer.weight_hh, bits).detach()
+    y = layer(x, hx)
+    assert torch.allclose(y, x @ qi.T + hx @ qh.T)
+    y.backward(g)
+    assert torch.allclose(layer.weight_ih.grad, g.T @ x) and torch.allclose(layer.weight_hh.grad, g.T @ hx)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from qnnlib.layers import BinaryConv2d, BinaryLinear, QuantLinear
+from qnnlib.layers import BinaryConv2d, BinaryLinear, LatentWeight, LatentWeightLayer, QuantLinear
 from qnnlib.norm import ShiftBatchNorm1d, ShiftBatchNorm2d
-from qnnlib.optim import ShiftAdaMax, clip_latent_weights, glorot_lr_scale, glorot_param_groups
+from qnnlib.optim import ShiftAdaMax, clip_latent_weights, glorot_lr_scale, glorot_param_groups, glorot_scale
 from qnnlib.quantize import ap2
 
 
@@ -278,3 +278,105 @@ def test_clip_latent_weights() -> None:
     clip_latent_weights(model)
     assert model[0].weight.detach().abs().max().item() == 0.25
     assert model[0].weight.grad is None  # no autograd history created
+
+
+# --------------------------------------------------------------------------------------------------
+# Layers with several latent weight tensors (an LSTM-like gate layer)
+# --------------------------------------------------------------------------------------------------
+class GateLayer(LatentWeightLayer, nn.Module):
+    """LSTM-like gates: ``z = W_ih^b x + b_ih + W_hh^b h`` with ``W_ih`` (4H, I) and ``W_hh`` (4H, H).
+
+    Two latent tensors; Glorot fans per gate (four H-output layers stacked): (I, H) and (H, H).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, weight_bits: int = 1) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size, self.weight_bits = input_size, hidden_size, weight_bits
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size))
+        self.reset_parameters()
+
+    def latent_weights(self):  # noqa: ANN201
+        yield LatentWeight("weight_ih", self.weight_ih, self.input_size, self.hidden_size)
+        yield LatentWeight("weight_hh", self.weight_hh, self.hidden_size, self.hidden_size)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.quantize(self.weight_ih), self.bias_ih) + \
+            nn.functional.linear(h, self.quantize(self.weight_hh))
+
+
+class GateNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates = GateLayer(40, 5)
+        self.bn = nn.BatchNorm1d(20)
+        self.out = BinaryLinear(20, 3)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return self.out(self.bn(self.gates(x, h)))
+
+
+def test_glorot_groups_cover_every_latent_tensor_with_its_own_fans() -> None:
+    torch.manual_seed(0)
+    model = GateNet()
+    groups = glorot_param_groups(model, 0.5)
+    assert [g["name"] for g in groups] == ["gates.weight_ih", "gates.weight_hh", "out.weight", "unscaled"]
+    by = {g["name"]: g for g in groups}
+    assert by["gates.weight_ih"]["params"] == [model.gates.weight_ih]
+    assert by["gates.weight_hh"]["params"] == [model.gates.weight_hh]
+    assert by["gates.weight_ih"]["lr_scale"] == pytest.approx(1 / math.sqrt(1.5 / (40 + 5)))  # per gate: I + H
+    assert by["gates.weight_hh"]["lr_scale"] == pytest.approx(1 / math.sqrt(1.5 / (5 + 5)))  # H + H
+    assert by["out.weight"]["lr_scale"] == pytest.approx(glorot_lr_scale(model.out))
+    for g in groups:
+        assert g["lr"] == pytest.approx(0.5 * g["lr_scale"])
+    rest = {id(p) for p in by["unscaled"]["params"]}
+    assert rest == {id(model.gates.bias_ih), id(model.bn.weight), id(model.bn.bias), id(model.out.bias)}
+    all_ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(all_ids) == sorted(id(p) for p in model.parameters())  # every parameter exactly once
+    pow2 = {g["name"]: g["lr_scale"] for g in glorot_param_groups(model, 0.5, round_pow2=True)}
+    assert pow2["gates.weight_hh"] == 2.0 ** round(math.log2(glorot_scale(5, 5)))
+    with pytest.raises(ValueError, match="latent"):
+        glorot_lr_scale(model.gates)  # one γ per tensor: no single scale for the layer
+    # a first ShiftAdaMax step (unit gradients) moves each tensor by its own AP2(γ)·lr (here 4·lr and 2·lr)
+    assert round(math.log2(glorot_scale(40, 5))) != round(math.log2(glorot_scale(5, 5)))
+    x, h = torch.randn(8, 40), torch.randn(8, 5)
+    model(x, h).square().sum().backward()
+    for w in (model.gates.weight_ih, model.gates.weight_hh):
+        w.grad = torch.ones_like(w)
+    before = [model.gates.weight_ih.detach().clone(), model.gates.weight_hh.detach().clone()]
+    ShiftAdaMax(glorot_param_groups(model, 2.0**-10)).step()
+    for w0, w, fans in zip(before, (model.gates.weight_ih, model.gates.weight_hh), ((40, 5), (5, 5))):
+        expected = 2.0 ** round(math.log2(glorot_scale(*fans))) * 2.0**-10
+        assert torch.allclose(w0 - w.detach(), torch.full_like(w0, expected))
+
+
+def test_glorot_groups_of_todays_layers_keep_their_order_and_scales() -> None:
+    model = _cifar_like()
+    groups = glorot_param_groups(model, 1.0, include_float_layers=True)
+    assert [g["name"] for g in groups] == ["0.weight", "3.weight", "5.weight", "unscaled"]
+    assert [g["lr_scale"] for g in groups[:3]] == pytest.approx(
+        [1 / math.sqrt(1.5 / (27 + 72)), 1 / math.sqrt(1.5 / (128 + 16)), 1 / math.sqrt(1.5 / (16 + 10))])
+    assert glorot_param_groups(BinaryLinear(3, 2), 1.0)[0]["name"] == ".weight"  # the model itself
+
+
+def test_glorot_scale_rejects_empty_fans() -> None:
+    assert glorot_scale(10, 20) == pytest.approx(1 / math.sqrt(1.5 / 30))
+    with pytest.raises(ValueError, match="fan_in"):
+        glorot_scale(0, 3)
+
+
+def test_clip_latent_weights_clips_every_latent_tensor() -> None:
+    model = GateNet()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.linspace(-3, 3, p.numel()).view_as(p))
+    assert clip_latent_weights(model) == 2  # layers: the gate layer and the output layer
+    for w in (model.gates.weight_ih, model.gates.weight_hh, model.out.weight):
+        assert w.detach().abs().max().item() == 1.0
+    assert model.gates.bias_ih.detach().abs().max().item() == 3.0  # biases and BN untouched
+    assert model.bn.weight.detach().abs().max().item() == 3.0
+    model.gates.clip_value = 0.5
+    clip_latent_weights(model)
+    assert model.gates.weight_ih.detach().abs().max().item() == 0.5
+    assert model.gates.weight_hh.detach().abs().max().item() == 0.5

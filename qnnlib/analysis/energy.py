@@ -19,11 +19,18 @@ the quantized layers, ``QuantAct.bits`` of the activations).
 
 Counting rules
 --------------
+* Every leaf module must be of a kind the account knows — compute (``Linear``, ``Conv2d``), norm (BN,
+  shift-based BN), activation (``QuantAct``, ``Hardtanh``, ``ReLU``), pooling (``MaxPool``) or
+  pass-through (``Dropout``, ``Flatten``, ``Identity``, :class:`~qnnlib.gradquant.GradQuant`) — and no
+  container may hold parameters of its own; otherwise :func:`account` raises ``NotImplementedError``
+  naming the module (:func:`check_accountable`), rather than charging it 0 pJ.
 * MACs: ``Linear`` = in_features · out_features; ``Conv2d`` = output elements · (C_in/groups) · kh · kw
   (per image).  Bias additions and pooling are not counted.
 * A compute layer's input precision is tracked through the forward pass: the model input; the
-  output of ``QuantAct(bits=k)`` is k-bit; ``MaxPool``/``Dropout``/``Flatten``/``Identity`` keep their
-  input's precision; every other module's output is float.  A 1-bit input is verified to be ±1.
+  output of ``QuantAct(bits=k)`` is k-bit; ``MaxPool``/``Dropout``/``Flatten``/``Identity``/``GradQuant``
+  keep their input's precision (``GradQuant`` is the identity in the forward pass: it quantizes
+  gradients in training only, 0 pJ at inference); every other module's output is float.  A 1-bit
+  input is verified to be ±1.
 * MAC kinds, by (weight, input) precision:
   float × anything → float MACs (a ±1 weight or input makes it an add only, BinaryConnect);
   1-bit × k-bit integer → ``k`` bit-plane XNOR-popcounts per MAC (Eq. 6; 1 × 1 → one XNOR-popcount;
@@ -50,7 +57,8 @@ Energy assumptions (:class:`EnergyAssumptions`, every one a parameter)
 * Batch norm at inference is folded into one scale and shift per channel (2·C values, float32;
   float16 under ``fp16``) costing one MAC per element at float precision, or one int32 add per
   element (a threshold compare, as in FINN) when its input comes from integer MACs.  Biases are
-  stored at 32 bits (16 under ``fp16``).  Activation quantizers, pooling and dropout cost nothing.
+  stored at 32 bits (16 under ``fp16``).  Activation quantizers, max pooling and the pass-through
+  modules cost nothing.
 """
 
 from __future__ import annotations
@@ -65,18 +73,27 @@ import torch
 from torch import nn
 
 from qnnlib.analysis.horowitz import HOROWITZ_ARITH_PJ, HOROWITZ_MEMORY_PJ, HOROWITZ_SOURCE, MEMORY_CAPACITY_BYTES
+from qnnlib.gradquant import GradQuant
 from qnnlib.layers import LatentWeightLayer, QuantAct
+from qnnlib.norm import ShiftBatchNorm1d, ShiftBatchNorm2d
 from qnnlib.train import eval_mode
 
-__all__ = ["SCHEMES", "EnergyAssumptions", "account", "layer_table", "scheme_totals", "summary", "comparison_rows"]
+__all__ = ["SCHEMES", "EnergyAssumptions", "check_accountable", "account", "layer_table", "scheme_totals", "summary",
+           "comparison_rows"]
 
 SCHEMES: tuple[str, ...] = ("fp32", "fp16", "int8", "binary", "native")
 """Executions priced by :func:`account`; ``native`` is the model's own bit widths."""
 
 Prec = int | str  # "fp32" | "fp16" | an integer bit width
 MemoryLevel = Literal["8K", "32K", "1M", "DRAM", "auto"]
-_PRESERVING = (nn.MaxPool1d, nn.MaxPool2d, nn.Dropout, nn.Flatten, nn.Identity)
 _COMPUTE = (nn.Linear, nn.Conv2d)
+_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, ShiftBatchNorm1d, ShiftBatchNorm2d)
+_ACT = (QuantAct, nn.Hardtanh, nn.ReLU)
+_POOL = (nn.MaxPool1d, nn.MaxPool2d)
+_PASSTHROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Flatten, nn.Identity, GradQuant)
+_PRESERVING = _POOL + _PASSTHROUGH  # output precision = input precision
+_KNOWN = ("Linear, Conv2d, BatchNorm1d/2d, ShiftBatchNorm1d/2d, QuantAct, Hardtanh, ReLU, MaxPool1d/2d, "
+          "Dropout, Flatten, Identity, GradQuant")
 
 
 @dataclass(frozen=True)
@@ -128,18 +145,41 @@ class _Rec:
     macs: int
 
 
-def _kind(m: nn.Module) -> str:
+def _kind(m: nn.Module) -> str | None:
+    """The account's kind of a leaf module, or ``None`` when it has no rule for it."""
     if isinstance(m, nn.Conv2d):
         return "conv"
     if isinstance(m, nn.Linear):
         return "linear"
-    if "BatchNorm" in type(m).__name__:
+    if isinstance(m, _NORM):
         return "norm"
-    if isinstance(m, (QuantAct, nn.Hardtanh, nn.ReLU)):
+    if isinstance(m, _ACT):
         return "act"
-    if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+    if isinstance(m, _POOL):
         return "pool"
-    return "other"
+    if isinstance(m, _PASSTHROUGH):
+        return "passthrough"
+    return None
+
+
+def check_accountable(model: nn.Module) -> None:
+    """Raise ``NotImplementedError`` naming the first module :func:`account` has no rule for.
+
+    Every leaf module must be of a known kind (see the module docstring) and no container may hold
+    parameters of its own (its forward pass would do arithmetic no hook sees).  The message names the
+    module path and type, e.g. ``"lstm1 (LSTM): the energy account has no rule for this module; ..."``.
+    """
+    for name, m in model.named_modules():
+        where = f"{name or '<model>'} ({type(m).__name__})"
+        if any(True for _ in m.children()):
+            if any(True for _ in m.parameters(recurse=False)):
+                raise NotImplementedError(
+                    f"{where}: a container with parameters of its own; the energy account prices leaf modules "
+                    f"only and has no rule for the arithmetic of this module's forward pass")
+        elif _kind(m) is None:
+            raise NotImplementedError(
+                f"{where}: the energy account has no rule for this module; known leaf kinds: {_KNOWN}. "
+                "Add a rule in qnnlib.analysis.energy (MACs, precision, memory) rather than charging it 0 pJ")
 
 
 def _trace(model: nn.Module, input_shape: Sequence[int]) -> list[_Rec]:
@@ -238,9 +278,12 @@ def account(
     aux_params`` (bias / folded BN values stored at inference), ``scheme, weight_bits, input_bits``
     (32/16 = float), ``macs, float_macs, kbit_macs, xnor_popcounts, weight_bytes, aux_bytes,
     act_bytes, weight_accesses, act_accesses`` (64-bit words), ``compute_pj, weight_mem_pj,
-    act_mem_pj, energy_pj``.  ``df.attrs["assumptions"]`` holds :meth:`EnergyAssumptions.describe`.
+    act_mem_pj, energy_pj``; ``kind`` is one of ``conv, linear, norm, act, pool, passthrough``.
+    ``df.attrs["assumptions"]`` holds :meth:`EnergyAssumptions.describe`.  Raises ``NotImplementedError``
+    for a module the account has no rule for (:func:`check_accountable`).
     """
     asm = assumptions or EnergyAssumptions()
+    check_accountable(model)
     recs = _trace(model, input_shape)
     compute_idx = [i for i, r in enumerate(recs) if isinstance(r.module, _COMPUTE)]
     rows: list[dict[str, object]] = []

@@ -2,7 +2,10 @@
 
 (2×128C3)-MP2-(2×256C3)-MP2-(2×512C3)-MP2-(2×1024FC)-10: every conv is 3×3 'same', every block is
 conv → [MP2] → BN → quantized activation (pooling before BN, as in both codebases). Layer names are
-``conv1, pool2, bn1, act1, ..., fc7, fc8, fc9``.
+``conv1, pool2, bn1, act1, ..., flatten, fc7, fc8, fc9`` (``gq{k}`` directly after conv/fc ``k`` when the
+policy quantizes that layer's gradients).  Every layer takes its bits from the precision policy
+(:meth:`qnnlib.precision.Precision.layer_bits`), the first (real image input) and the last (no
+activation) included.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from qnnlib.models.blocks import act_layer, conv_layer, linear_layer, norm_layer
+from qnnlib.models.blocks import act_layer, conv_layer, grad_quant_layer, linear_layer, norm_layer, param_grad_quant
 from qnnlib.precision import BINARY, Precision
 
 __all__ = ["convnet", "cifar10_convnet", "svhn_convnet"]
@@ -30,42 +33,92 @@ def convnet(
 ) -> nn.Sequential:
     """The VGG-like ConvNet: (2×c1 C3)-MP2-(2×c2 C3)-MP2-(2×c3 C3)-MP2-(2×fc FC)-classes.
 
-    Every conv is 3×3 'same'; every block is conv → [MP2] → BN → quantized activation.
+    Every conv is 3×3 'same'; block ``k`` is ``conv{k} → [gq{k}] → [pool{k}] → bn{k} → act{k}`` (pooling
+    after every second conv), then ``flatten`` and ``fc{k} → [gq{k}] → bn{k} → act{k}`` twice, and the
+    output ``fc{L} → [gq{L}] → bn{L}`` (vanilla BN, no activation); ``L = 2·len(channels) + 3``.
+    ``gq{k}`` is present only when the policy gives layer ``k`` gradient bits;
+    ``precision.param_grad_bits`` registers parameter-gradient hooks (not part of the ``state_dict``).
     """
-    if image_size % 8:
-        raise ValueError(f"image_size must be divisible by 8 (three 2×2 poolings), got {image_size}")
+    if len(channels) < 1:
+        raise ValueError(f"channels must name at least one conv width, got {channels!r}")
+    shrink = 2 ** len(channels)  # one 2×2 pooling per pair of convs
+    if image_size % shrink:
+        raise ValueError(f"image_size must be divisible by {shrink} ({len(channels)} 2×2 poolings), got {image_size}")
+    n = 2 * len(channels) + 3
+    bits = precision.all_layer_bits(n)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
+
+    def grad_quant(k: int) -> None:  # backward: g_{s_k} = ∂L/∂s_k quantized, directly after the layer
+        gq = grad_quant_layer(bits[k - 1].grad_bits, precision.grad_method)
+        if gq is not None:
+            layers[f"gq{k}"] = gq
+
     c_in, k = in_channels, 0
     for c in channels:
         for j in range(2):
             k += 1
-            layers[f"conv{k}"] = conv_layer(c_in, c, precision)
+            layers[f"conv{k}"] = conv_layer(c_in, c, bits[k - 1].weight_bits)  # s_k = a_{k-1}^b * W_k^b
+            grad_quant(k)
             if j == 1:
                 layers[f"pool{k}"] = nn.MaxPool2d(2)
-            layers[f"bn{k}"] = norm_layer(c, precision, 2, bn_eps, bn_momentum)
-            layers[f"act{k}"] = act_layer(precision)
+            layers[f"bn{k}"] = norm_layer(c, precision.norm, 2, bn_eps, bn_momentum)  # a_k = BatchNorm(s_k)
+            layers[f"act{k}"] = act_layer(bits[k - 1].act_bits, precision.stochastic)  # a_k^b = Q(Htanh(a_k))
             c_in = c
     layers["flatten"] = nn.Flatten()
-    width = c_in * (image_size // 8) ** 2
+    width = c_in * (image_size // shrink) ** 2
     for _ in range(2):
         k += 1
-        layers[f"fc{k}"] = linear_layer(width, fc, precision)
-        layers[f"bn{k}"] = norm_layer(fc, precision, 1, bn_eps, bn_momentum)
-        layers[f"act{k}"] = act_layer(precision)
+        layers[f"fc{k}"] = linear_layer(width, fc, bits[k - 1].weight_bits)
+        grad_quant(k)
+        layers[f"bn{k}"] = norm_layer(fc, precision.norm, 1, bn_eps, bn_momentum)
+        layers[f"act{k}"] = act_layer(bits[k - 1].act_bits, precision.stochastic)
         width = fc
-    k += 1
-    layers[f"fc{k}"] = linear_layer(width, num_classes, precision)
-    layers[f"bn{k}"] = norm_layer(num_classes, precision, 1, bn_eps, bn_momentum, output=True)
-    return nn.Sequential(layers)
+    k += 1  # output layer: quantized weights, the previous activation's bits as input, BN, no activation
+    layers[f"fc{k}"] = linear_layer(width, num_classes, bits[k - 1].weight_bits)
+    grad_quant(k)
+    layers[f"bn{k}"] = norm_layer(num_classes, precision.norm, 1, bn_eps, bn_momentum, output=True)
+    model = nn.Sequential(layers)
+    param_grad_quant(model, precision.param_grad_bits, precision.grad_method)
+    return model
 
 
-def cifar10_convnet(width: float = 1.0, fc: int = 1024, *, precision: Precision = BINARY) -> nn.Sequential:
-    """CIFAR-10 ConvNet: (2×128C3)-MP2-(2×256C3)-MP2-(2×512C3)-MP2-(2×1024FC)-10; ``width`` scales convs."""
-    ch = tuple(max(1, round(c * width)) for c in (128, 256, 512))
-    return convnet(ch, fc, precision=precision)  # type: ignore[arg-type]
+def _widths(base: tuple[int, int, int], width: float) -> tuple[int, int, int]:
+    return tuple(max(1, round(c * width)) for c in base)  # type: ignore[return-value]
 
 
-def svhn_convnet(width: float = 1.0, fc: int = 1024, *, precision: Precision = BINARY) -> nn.Sequential:
-    """SVHN ConvNet: half the conv units of CIFAR-10's, (2×64C3)-MP2-(2×128C3)-MP2-(2×256C3)-MP2-(2×1024FC)-10."""
-    ch = tuple(max(1, round(c * width)) for c in (64, 128, 256))
-    return convnet(ch, fc, precision=precision)  # type: ignore[arg-type]
+def cifar10_convnet(
+    width: float = 1.0,
+    fc: int = 1024,
+    *,
+    precision: Precision = BINARY,
+    in_channels: int = 3,
+    image_size: int = 32,
+    num_classes: int = 10,
+    bn_eps: float = 1e-4,
+    bn_momentum: float = 0.1,
+) -> nn.Sequential:
+    """CIFAR-10 ConvNet: (2×128C3)-MP2-(2×256C3)-MP2-(2×512C3)-MP2-(2×1024FC)-10; ``width`` scales convs.
+
+    The keyword options are :func:`convnet`'s (e.g. ``in_channels=1, image_size=32`` for padded MNIST).
+    """
+    return convnet(_widths((128, 256, 512), width), fc, precision=precision, in_channels=in_channels,
+                   image_size=image_size, num_classes=num_classes, bn_eps=bn_eps, bn_momentum=bn_momentum)
+
+
+def svhn_convnet(
+    width: float = 1.0,
+    fc: int = 1024,
+    *,
+    precision: Precision = BINARY,
+    in_channels: int = 3,
+    image_size: int = 32,
+    num_classes: int = 10,
+    bn_eps: float = 1e-4,
+    bn_momentum: float = 0.1,
+) -> nn.Sequential:
+    """SVHN ConvNet: half the conv units of CIFAR-10's, (2×64C3)-MP2-(2×128C3)-MP2-(2×256C3)-MP2-(2×1024FC)-10.
+
+    The keyword options are :func:`convnet`'s.
+    """
+    return convnet(_widths((64, 128, 256), width), fc, precision=precision, in_channels=in_channels,
+                   image_size=image_size, num_classes=num_classes, bn_eps=bn_eps, bn_momentum=bn_momentum)

@@ -1,9 +1,11 @@
 """The MNIST multilayer perceptron of Table 1 (784 – 3×4096 – 10 in the Theano code, 3×2048 in Torch7).
 
-Layer names are stable — ``fc1, bn1, act1, drop1, ...`` — so export (:mod:`qnnlib.runtime.export`) and the
-energy account (:mod:`qnnlib.analysis.energy`) can walk them. The first layer sees real inputs in
-[-1, 1] with quantized weights; the output layer has quantized weights and inputs, then BN and no
-activation (Alg. 1).
+Layer names are stable — ``fc1, bn1, act1, drop1, ...`` (``gq1, ...`` after each fc when gradients are
+quantized) — so export (:mod:`qnnlib.runtime.export`) and the energy account
+(:mod:`qnnlib.analysis.energy`) can walk them.  Every layer takes its bits from the precision policy
+(:meth:`qnnlib.precision.Precision.layer_bits`), the first and the last included: the first layer sees
+real inputs in [-1, 1] with (by default) quantized weights; the output layer has quantized weights and
+the previous activation's bits as input, then BN and no activation (Alg. 1).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from qnnlib.models.blocks import act_layer, linear_layer, norm_layer
+from qnnlib.models.blocks import act_layer, grad_quant_layer, linear_layer, norm_layer, param_grad_quant
 from qnnlib.precision import BINARY, Precision
 
 __all__ = ["mnist_mlp"]
@@ -30,7 +32,12 @@ def mnist_mlp(
     bn_eps: float = 1e-4,
     bn_momentum: float = 0.1,
 ) -> nn.Sequential:
-    """The MNIST MLP: 784 – depth × hidden – 10, each hidden layer FC → BN → quantized activation.
+    """The MNIST MLP: in_features – depth × hidden – num_classes, ``L = depth + 1`` compute layers.
+
+    Hidden layer ``k``: ``fc{k} → [gq{k}] → bn{k} → act{k} → [drop{k}]``; output layer ``L``:
+    ``fc{L} → [gq{L}] → bn{L}`` (vanilla BN, no activation).  ``gq{k}`` is present only when the
+    policy gives layer ``k`` gradient bits; ``precision.param_grad_bits`` registers parameter-gradient
+    hooks at build time (not part of the ``state_dict``).
 
     Theano recipe: ``hidden=4096, dropout_in=0.2, dropout_hidden=0.5``, deterministic, BN.
     Torch7 recipe: ``hidden=2048``, no dropout, ``Precision(stochastic=True, norm="sbn")``.
@@ -38,18 +45,26 @@ def mnist_mlp(
     """
     if depth < 1 or hidden < 1:
         raise ValueError(f"depth and hidden must be >= 1, got depth={depth}, hidden={hidden}")
+    n = depth + 1
+    bits = precision.all_layer_bits(n)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     if dropout_in > 0:
         layers["drop0"] = nn.Dropout(dropout_in)
     width = in_features
-    for k in range(1, depth + 1):
-        layers[f"fc{k}"] = linear_layer(width, hidden, precision)
-        layers[f"bn{k}"] = norm_layer(hidden, precision, 1, bn_eps, bn_momentum)
-        layers[f"act{k}"] = act_layer(precision)
+    for k in range(1, n + 1):
+        b, out = bits[k - 1], (hidden if k < n else num_classes)
+        layers[f"fc{k}"] = linear_layer(width, out, b.weight_bits)  # s_k = a_{k-1}^b W_k^b, W_k^b = Q(W_k)
+        gq = grad_quant_layer(b.grad_bits, precision.grad_method)  # backward: g_{s_k} quantized
+        if gq is not None:
+            layers[f"gq{k}"] = gq
+        if k == n:  # output layer: a_L = BatchNorm(s_L), vanilla, no activation
+            layers[f"bn{k}"] = norm_layer(out, precision.norm, 1, bn_eps, bn_momentum, output=True)
+            break
+        layers[f"bn{k}"] = norm_layer(out, precision.norm, 1, bn_eps, bn_momentum)  # a_k = BatchNorm(s_k)
+        layers[f"act{k}"] = act_layer(b.act_bits, precision.stochastic)  # a_k^b = Q(Htanh(a_k))
         if dropout_hidden > 0:
             layers[f"drop{k}"] = nn.Dropout(dropout_hidden)
-        width = hidden
-    k = depth + 1
-    layers[f"fc{k}"] = linear_layer(width, num_classes, precision)
-    layers[f"bn{k}"] = norm_layer(num_classes, precision, 1, bn_eps, bn_momentum, output=True)
-    return nn.Sequential(layers)
+        width = out
+    model = nn.Sequential(layers)
+    param_grad_quant(model, precision.param_grad_bits, precision.grad_method)
+    return model

@@ -4,6 +4,7 @@ The packed checkpoint on disk is tested in test_packed_checkpoint.py, the Horowi
 from __future__ import annotations
 
 import math
+import re
 from collections import OrderedDict
 
 import numpy as np
@@ -15,6 +16,7 @@ from torch import nn
 from qnnlib.analysis import energy as E
 from qnnlib.analysis.horowitz import HOROWITZ_SOURCE
 from qnnlib.layers import QuantAct, QuantConv2d, QuantLinear
+from qnnlib.models.convnet import convnet
 from qnnlib.models.mlp import mnist_mlp
 from qnnlib.precision import FLOAT, Precision
 
@@ -176,6 +178,65 @@ def test_float_precision_model_and_paper_mlp_totals():
     assert t.loc["binary", "xnor_popcounts"] == 8 * 784 * 4096 + 2 * 4096 * 4096 + 4096 * 10
     assert math.isclose(t.loc["native", "energy_pj"], t.loc["fp32", "energy_pj"])
     assert Precision().label == "W1A1"
+
+
+# ------------------------------------------------------------- module kinds: known or refused
+def test_grad_quant_is_identity_at_inference_precision_kept_and_free():
+    torch.manual_seed(0)
+    a = E.account(mnist_mlp(hidden=16, depth=2, in_features=12), (12,))
+    torch.manual_seed(0)
+    gq_model = mnist_mlp(hidden=16, depth=2, in_features=12, precision=Precision(grad_bits=6))
+    b = E.account(gq_model, (12,))
+    assert set(b["layer"]) - set(a["layer"]) == {"gq1", "gq2", "gq3"}
+    for scheme in E.SCHEMES:
+        gq = row(b, "gq2", scheme)
+        assert (gq.kind, gq.type, gq.params, gq.macs, gq.energy_pj) == ("passthrough", "GradQuant", 0, 0, 0.0)
+    # the binary activations pass through GradQuant's place unchanged: fc2/fc3 still read 1-bit inputs
+    assert row(b, "fc2", "native").input_bits == 1 and row(b, "fc2", "native").xnor_popcounts == 16 * 16
+    ta, tb = E.scheme_totals(a), E.scheme_totals(b)
+    pd.testing.assert_frame_equal(ta, tb)
+    conv = E.account(convnet((2, 2, 2), 4, precision=Precision(grad_bits=6), in_channels=1, image_size=8), (1, 8, 8))
+    assert row(conv, "fc7", "native").input_bits == 1  # through gq6 → pool6 → bn6 → act6 → flatten
+
+
+class _Gated(nn.Module):
+    """A container with a parameter of its own: its forward arithmetic is invisible to leaf hooks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.gate = nn.Parameter(torch.ones(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) * self.gate
+
+
+@pytest.mark.parametrize(
+    ("model", "shape", "where"),
+    [
+        (nn.Sequential(OrderedDict(lstm1=nn.LSTM(4, 3))), (2, 4), "lstm1 (LSTM)"),
+        (nn.Sequential(OrderedDict(fc1=QuantLinear(4, 3), act1=nn.Sigmoid())), (4,), "act1 (Sigmoid)"),
+        (nn.Sequential(OrderedDict(c=QuantConv2d(1, 2, 3), p=nn.AvgPool2d(2))), (1, 6, 6), "p (AvgPool2d)"),
+        (nn.Sequential(OrderedDict(c=nn.Conv1d(1, 2, 3))), (1, 6), "c (Conv1d)"),
+        (nn.Sequential(OrderedDict(ln=nn.LayerNorm(4))), (4,), "ln (LayerNorm)"),
+        (nn.Sequential(OrderedDict(block=nn.Sequential(nn.Linear(4, 4), nn.GELU()))), (4,), "block.1 (GELU)"),
+        (nn.Sequential(OrderedDict(g=_Gated())), (4,), "g (_Gated)"),
+        (nn.GRU(4, 3), (2, 4), "<model> (GRU)"),
+    ],
+)
+def test_account_raises_on_modules_it_cannot_account(model: nn.Module, shape: tuple, where: str):
+    with pytest.raises(NotImplementedError, match=re.escape(where)):
+        E.account(model, shape)
+    with pytest.raises(NotImplementedError, match="energy account"):
+        E.check_accountable(model)
+
+
+def test_every_module_of_the_paper_models_is_known():
+    for precision in (Precision(), FLOAT, Precision(1, 1, True, "sbn", grad_bits=6), Precision(2, None)):
+        E.check_accountable(mnist_mlp(8, 2, precision=precision, dropout_in=0.2, dropout_hidden=0.5))
+        E.check_accountable(convnet((2, 2, 2), 4, precision=precision, image_size=8))
+    kinds = set(E.account(convnet((2, 2, 2), 4, in_channels=1, image_size=8), (1, 8, 8))["kind"])
+    assert kinds == {"conv", "linear", "norm", "act", "pool", "passthrough"}
 
 
 # ----------------------------------------------------------------------------------- on disk
