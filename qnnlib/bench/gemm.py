@@ -139,7 +139,7 @@ def verify_cuda_kernels(shapes: Iterable[Shape] = VERIFY_SHAPES, seed: int = 0) 
     """Run every CUDA kernel on odd shapes and compare bit-exactly with the NumPy reference."""
     import cupy as cp  # noqa: PLC0415
 
-    from qnnlib.runtime.binary_gemm import gemm_float_cuda, pack_cuda  # noqa: PLC0415
+    from qnnlib.runtime.gemm_cuda import gemm_float_cuda, pack_cuda  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
     results = []
@@ -181,7 +181,7 @@ def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), re
     """
     import cupy as cp  # noqa: PLC0415
 
-    from qnnlib.runtime.binary_gemm import gemm_float_cuda, pack_cuda  # noqa: PLC0415
+    from qnnlib.runtime.gemm_cuda import gemm_float_cuda, pack_cuda  # noqa: PLC0415
 
     try:
         import torch  # noqa: PLC0415
@@ -262,7 +262,7 @@ def run_gpu(sizes: Sequence[int] | None = None, repeats: int = 30) -> int:
     if not ok:
         print(f"gpu benchmark: no usable GPU: {why}")
         return 2
-    from qnnlib.runtime.binary_gemm import compile_cuda_kernels  # noqa: PLC0415
+    from qnnlib.runtime.gemm_cuda import compile_cuda_kernels  # noqa: PLC0415
 
     print(f"GPU: {gpu_name()}")
     for name, seconds in compile_cuda_kernels().items():

@@ -111,7 +111,7 @@ def time_mlp_gpu(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, imag
         return None
     import cupy as cp  # noqa: PLC0415
 
-    from qnnlib.runtime.binary_gemm import gemm_float_cuda  # noqa: PLC0415
+    from qnnlib.runtime.gemm_cuda import gemm_float_cuda  # noqa: PLC0415
 
     p = pixels_from_inputs(images)
     p_gpu = cp.asarray(p)

@@ -6,47 +6,70 @@ connections ("SWAR": 32 connections per 3 instructions)::
 
     a1 += popcount(xnor(a0^{32b}, w1^{32b}))                                    (Eq. 7)
 
-This module is the packing half of that scheme; :mod:`qnnlib.binary_gemm` is the arithmetic half.
+This module is the packing half of that scheme; :mod:`qnnlib.runtime.binary_gemm` is the arithmetic half.
+It is also the one home of the word size: :data:`WORD_BITS` (64) is the word every packed array of the
+runtime uses (:class:`qnnlib.runtime.packed_bnn.PackedBNN`, its bit-planes and thresholds, the packed
+checkpoint); :data:`SUPPORTED_WORD_BITS` (32, 64) are the sizes :func:`pack`, :func:`unpack` and
+``binary_matmul`` accept.
 
-Layout (the contract every kernel in ``kernels/`` and :mod:`qnnlib.binary_gemm` relies on):
+Layout (the contract every kernel in ``kernels/`` and :mod:`qnnlib.runtime.binary_gemm` relies on;
+docs/decisions.md D16):
 
-- A real array ``x`` of shape ``(..., K)`` is binarized with ``sign(0) = +1`` (paper Eq. 1,
-  DESIGN §6.1): element ``x >= 0`` -> bit 1 (value +1), ``x < 0`` -> bit 0 (value -1).
+- A real array ``x`` of shape ``(..., K)`` is binarized with ``sign(0) = +1`` (paper Eq. 1; docs/decisions.md D1):
+  element ``x >= 0`` -> bit 1 (value +1), ``x < 0`` -> bit 0 (value -1).
 - It is packed along its last axis into ``W = ceil(K / word_bits)`` unsigned words
   (``uint32`` for ``word_bits=32``, ``uint64`` for ``word_bits=64``).
 - Bit order is LSB first: element ``j`` lives in word ``j // word_bits`` at bit ``j % word_bits``.
   Hence two consecutive ``uint32`` words are exactly one ``uint64`` word (low word first), and a
   row packed with ``word_bits=64`` viewed as ``uint32`` (on a little-endian machine) is the row
-  packed with ``word_bits=32`` (plus one zero word if ``W32`` is odd).
+  packed with ``word_bits=32`` (plus one zero word if ``W32`` is odd); :func:`as_u64_words` and
+  :func:`as_u32_words` convert between the two.
 - Padding bits (positions ``K .. W*word_bits - 1`` of the last word) are always 0. Because they are
   0 in *both* operands, they XOR to 0 and the GEMM ``K - 2*popcount(a XOR b)`` stays exact for any K.
 
 Inputs may be NumPy arrays, torch tensors (CPU: packed with NumPy; CUDA: via CuPy) or CuPy arrays
 (packed on the GPU). CuPy is imported lazily, only when a CuPy array (or CUDA tensor) is passed.
+Numba kernels that compute their bits on the fly (bit-planes, thresholds) pack them with
+:func:`pack_word`, the one Numba word packer of the runtime.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from qnnlib.runtime.arrays import cupy, from_torch, is_cupy
 
-__all__ = ["pack", "unpack", "packed_width", "word_dtype", "WORD_BITS"]
+__all__ = [
+    "WORD_BITS",
+    "SUPPORTED_WORD_BITS",
+    "word_dtype",
+    "packed_width",
+    "pack",
+    "unpack",
+    "pack_word",
+    "as_u64_words",
+    "as_u32_words",
+]
 
-#: Supported word sizes (bits per packed word).
-WORD_BITS = (32, 64)
+#: The runtime's word size: every packed array of the binary runtime holds 64 values per ``uint64`` word.
+WORD_BITS = 64
+
+#: Word sizes (bits per packed word) that :func:`pack`, :func:`unpack` and ``binary_matmul`` accept.
+SUPPORTED_WORD_BITS = (32, 64)
 
 
 def word_dtype(word_bits: int) -> np.dtype:
     """The unsigned NumPy dtype holding ``word_bits`` packed binary values (uint32 or uint64)."""
-    if word_bits not in WORD_BITS:
-        raise ValueError(f"word_bits must be 32 or 64, got {word_bits!r}")
+    if word_bits not in SUPPORTED_WORD_BITS:
+        raise ValueError(f"word_bits must be one of {SUPPORTED_WORD_BITS}, got {word_bits!r}")
     return np.dtype(np.uint32 if word_bits == 32 else np.uint64)
 
 
-def packed_width(k: int, word_bits: int = 64) -> int:
+def packed_width(k: int, word_bits: int = WORD_BITS) -> int:
     """Number of words ``ceil(k / word_bits)`` that hold ``k`` binary values."""
     word_dtype(word_bits)
     if int(k) != k or k < 1:
@@ -54,10 +77,7 @@ def packed_width(k: int, word_bits: int = 64) -> int:
     return (int(k) + word_bits - 1) // word_bits
 
 
-
-
-
-def pack(x: Any, word_bits: int = 64) -> Any:
+def pack(x: Any, word_bits: int = WORD_BITS) -> Any:
     """Pack the signs of ``x`` (shape ``(..., K)``) into words of shape ``(..., ceil(K/word_bits))``.
 
     Bit ``j % word_bits`` of word ``j // word_bits`` is 1 where ``x[..., j] >= 0`` (the value +1,
@@ -67,7 +87,8 @@ def pack(x: Any, word_bits: int = 64) -> Any:
     Args:
         x: real or boolean array (NumPy, CuPy or torch) with at least one axis; the last axis K >= 1
             is packed. NaN is rejected because it has no sign.
-        word_bits: 32 (-> ``uint32`` words, the paper's registers) or 64 (-> ``uint64``).
+        word_bits: 32 (-> ``uint32`` words, the paper's registers) or 64 (-> ``uint64``, the runtime's
+            :data:`WORD_BITS`).
 
     Returns:
         The packed words, on the same device kind as ``x`` (NumPy for NumPy/CPU torch input, CuPy for
@@ -146,3 +167,62 @@ def unpack(packed: Any, k: int) -> Any:
         le = np.ascontiguousarray(packed, dtype=packed.dtype.newbyteorder("<"))
         bits = np.unpackbits(le.view(np.uint8), axis=-1, count=k, bitorder="little")
     return bits.astype(np.float32) * 2 - 1  # bit 1 -> +1, bit 0 -> -1
+
+
+# ---------------------------------------------------------------------------------------------------
+# The Numba word packer
+# ---------------------------------------------------------------------------------------------------
+
+
+@njit(inline="always")
+def pack_word(bit: Callable[[Any, int], bool], source: Any, j0: int, j1: int) -> np.uint64:  # pragma: no cover - Numba
+    """One ``uint64`` word in the :func:`pack` layout from a bit source, inside a Numba kernel.
+
+    Bit ``j - j0`` (LSB first) of the result is 1 where ``bit(source, j)`` is true (the value +1), for
+    ``j0 <= j < j1`` with ``j1 - j0 <= 64``; the bits from ``j1 - j0`` up are 0 (the padding of a last,
+    partial word). ``bit`` is a Numba-compiled predicate ``bit(source, j) -> bool`` and ``source`` any
+    Numba value it reads (typically a tuple of arrays and a row index), e.g. bit ``n`` of a pixel for the
+    Eq. 6 bit-planes or ``f·d >= t`` for the folded thresholds.
+
+    Inlined into the calling kernel at the Numba IR level (``inline="always"``) and specialised for its
+    ``bit``, so LLVM vectorises the loop exactly as it would a hand-written one. Numba's on-disk cache
+    keys a cached kernel on its own file only: after editing this function, clear the ``__pycache__``
+    of the callers (``bitplanes``, ``folding``) so they are recompiled.
+    """
+    acc = np.uint64(0)
+    for j in range(j0, j1):
+        if bit(source, j):
+            acc |= np.uint64(1) << np.uint64(j - j0)
+    return acc
+
+
+# ---------------------------------------------------------------------------------------------------
+# Word-size conversions
+# ---------------------------------------------------------------------------------------------------
+
+
+def as_u64_words(p: Any, xp: Any = np) -> Any:
+    """(R, W) uint32 or uint64 words -> (R, ceil(W32/2)) uint64, C-contiguous (endian-independent).
+
+    Two consecutive ``uint32`` words (low word first) are one ``uint64`` word: element ``j`` stays at word
+    ``j // 64``, bit ``j % 64``. ``xp`` is the array module of ``p`` (NumPy or CuPy).
+    """
+    if p.dtype == np.uint64:
+        return xp.ascontiguousarray(p)
+    if p.shape[1] % 2:
+        p = xp.concatenate([p, xp.zeros((p.shape[0], 1), dtype=np.uint32)], axis=1)
+    lo = p[:, 0::2].astype(np.uint64)
+    hi = p[:, 1::2].astype(np.uint64)
+    return xp.ascontiguousarray(lo | (hi << np.uint64(32)))  # word j//64, bit j%64 (LSB first)
+
+
+def as_u32_words(p: Any, xp: Any = np) -> Any:
+    """(R, W) uint64 or uint32 words -> (R, W32) uint32, C-contiguous (each uint64 as low half, high half).
+
+    ``xp`` is the array module of ``p`` (NumPy or CuPy).
+    """
+    if p.dtype == np.uint32:
+        return xp.ascontiguousarray(p)
+    lo = (p & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    hi = (p >> np.uint64(32)).astype(np.uint32)
+    return xp.ascontiguousarray(xp.stack([lo, hi], axis=-1).reshape(p.shape[0], 2 * p.shape[1]))

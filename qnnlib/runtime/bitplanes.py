@@ -1,7 +1,7 @@
 """8-bit inputs as bit-planes (paper Eq. 6): the first layer of a BNN on binary kernels only.
 
 The first layer's inputs are 8-bit pixels ``p`` (the model sees ``x = p/255·2 − 1``, the
-``qnnlib.datasets`` scaling). Write ``p = Σ_{n=0..7} 2^n p^n`` with bit-planes ``p^n ∈ {0,1}^K``. Each
+``qnnlib.data.mnist`` scaling). Write ``p = Σ_{n=0..7} 2^n p^n`` with bit-planes ``p^n ∈ {0,1}^K``. Each
 plane as a ±1 vector ``q_n = 2 p^n − 1`` goes through the binary GEMM, and ``W_b·p^n = (W_b·q_n + S)/2``
 with ``S`` the row sums of ``W_b``; so (Eq. 6, ``s = Σ_{n=1..8} 2^{n-1} XnorDotProduct(a_0^n, W_1^b)``)::
 
@@ -9,7 +9,8 @@ with ``S`` the row sums of ``W_b``; so (Eq. 6, ``s = Σ_{n=1..8} 2^{n-1} XnorDot
 
 is an exact integer, and ``W_b·x = (2/255)·D − S``. :func:`bitplane_dot` computes ``D`` (Numba kernels
 on the CPU, array code for the other backends); :func:`pixels_from_inputs` and
-:func:`inputs_from_pixels` convert between the model's float inputs and the 8-bit pixels.
+:func:`inputs_from_pixels` convert between the model's float inputs and the 8-bit pixels. The planes are
+packed in the runtime's words (:data:`qnnlib.runtime.bitpack.WORD_BITS`, 64 values per ``uint64``).
 """
 
 from __future__ import annotations
@@ -22,16 +23,15 @@ import torch
 from numba import njit, prange
 
 from qnnlib.runtime.binary_gemm import binary_matmul
-from qnnlib.runtime.bitpack import pack, packed_width
+from qnnlib.runtime.bitpack import WORD_BITS, pack, pack_word, packed_width
 
-__all__ = ["PLANES", "WORD_BITS", "inputs_from_pixels", "pixels_from_inputs", "bitplane_dot"]
+__all__ = ["PLANES", "inputs_from_pixels", "pixels_from_inputs", "pack_bitplanes", "bitplane_dot"]
 
 PLANES = 8  # bits per input pixel
-WORD_BITS = 64  # the kernels below pack 64 values per uint64 word, as qnnlib.bitpack.pack(x, 64)
 
 
 def inputs_from_pixels(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """8-bit pixels (N, ...) -> the model's float32 inputs ``p/255·2 − 1`` (N, K), as ``qnnlib.datasets``."""
+    """8-bit pixels (N, ...) -> the model's float32 inputs ``p/255·2 − 1`` (N, K), as ``qnnlib.data.mnist``."""
     p = pixels.numpy() if isinstance(pixels, torch.Tensor) else np.asarray(pixels)
     if p.dtype != np.uint8:
         raise ValueError(f"inputs_from_pixels expects uint8 pixels, got dtype {p.dtype}")
@@ -59,14 +59,14 @@ def pixels_from_inputs(images: Any) -> np.ndarray:
         raise ValueError(f"images must be uint8 pixels or floats in [-1, 1], got dtype {x.dtype}")
     xf = x.astype(np.float64)
     if xf.size and (not np.isfinite(xf).all() or xf.min() < -1.0 - 1e-4 or xf.max() > 1.0 + 1e-4):
-        raise ValueError("float images must be pixel/255*2-1 in [-1, 1] (the qnnlib.datasets scaling)")
+        raise ValueError("float images must be pixel/255*2-1 in [-1, 1] (the qnnlib.data.mnist scaling)")
     p = np.rint((xf + 1.0) / 2.0 * 255.0)
     off = float(np.abs(xf - (p / 255.0 * 2.0 - 1.0)).max()) if xf.size else 0.0
     if off > 1e-4:
         raise ValueError(
             f"float images are not 8-bit pixels scaled as p/255*2-1 (max distance to that grid {off:.3g}); "
             "the first layer of a PackedBNN splits 8-bit inputs into bit-planes (Eq. 6), so pass uint8 "
-            "pixels or inputs produced by qnnlib.datasets"
+            "pixels or inputs produced by qnnlib.data.mnist"
         )
     return np.clip(p, 0, 255).astype(np.uint8)
 
@@ -76,9 +76,20 @@ def pixels_from_inputs(images: Any) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------
 
 
+@njit(inline="always")
+def _plane_bit(source, j):  # pragma: no cover - compiled by Numba
+    """Bit ``n`` of pixel ``p[i, j]`` for ``source = (p, i, n)``: the bit-plane p^n (1 = +1 in q_n = 2 p^n − 1)."""
+    p, i, n = source
+    return (p[i, j] >> n) & 1
+
+
 @njit(parallel=True, cache=True, nogil=True)
-def _pack_bitplanes(p, out):  # pragma: no cover - compiled by Numba
-    """out[n, i, :] = pack(bit n of p[i, :]) for n = 0..7: the bit-planes p^n, LSB-first words."""
+def pack_bitplanes(p: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled by Numba
+    """``out[n, i, :] = pack(bit n of p[i, :])`` for n = 0..7: the bit-planes p^n of Eq. 6 in place.
+
+    ``p`` is uint8 pixels (N, K); ``out`` is uint64 (8, N, ceil(K/64)), the :func:`qnnlib.runtime.bitpack.pack`
+    layout (LSB first, zero padding), each word built by :func:`qnnlib.runtime.bitpack.pack_word`.
+    """
     rows, k = p.shape
     words = out.shape[2]
     for i in prange(rows):
@@ -86,11 +97,7 @@ def _pack_bitplanes(p, out):  # pragma: no cover - compiled by Numba
             j0 = w * 64
             j1 = min(k, j0 + 64)
             for n in range(8):
-                acc = np.uint64(0)
-                for j in range(j0, j1):
-                    bit = np.uint64((p[i, j] >> n) & 1)
-                    acc |= bit << np.uint64(j - j0)
-                out[n, i, w] = acc
+                out[n, i, w] = pack_word(_plane_bit, (p, i, n), j0, j1)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -113,7 +120,7 @@ def _combine_bitplanes(m, rows, s, out):  # pragma: no cover - compiled by Numba
 def bitplane_dot(p: Any, w_packed: Any, row_sum: Any, k: int, backend: str, xp: Any = np) -> Any:
     """``D = W_b · p`` (int32, (N, H)) for 8-bit pixels ``p`` (uint8, (N, K)) by Eq. 6.
 
-    The 8 bit-planes ``q_n = 2 p^n − 1`` go through :func:`qnnlib.binary_gemm.binary_matmul` with the
+    The 8 bit-planes ``q_n = 2 p^n − 1`` go through :func:`qnnlib.runtime.binary_gemm.binary_matmul` with the
     packed ``W_b`` (``w_packed``, (H, ceil(K/64)) uint64) as one (8N, K) GEMM; the products are
     recombined as ``D = (Σ_n 2^n M_n + 255 S) / 2`` with ``S = row_sum`` (Σ_j W_b[:, j]). ``xp`` is the
     array module of ``p``, ``w_packed`` and ``row_sum`` (NumPy for CPU backends, CuPy for CUDA ones).
@@ -122,7 +129,7 @@ def bitplane_dot(p: Any, w_packed: Any, row_sum: Any, k: int, backend: str, xp: 
     if xp is np and backend == "cpu":
         planes = np.empty((PLANES, rows, w), dtype=np.uint64)
         if rows:
-            _pack_bitplanes(p, planes)
+            pack_bitplanes(p, planes)
     else:
         shifts = xp.arange(PLANES, dtype=xp.uint8)[:, None, None]
         planes = pack(((p[None] >> shifts) & 1).astype(bool), WORD_BITS)  # bit 1 = +1 = (p^n = 1)

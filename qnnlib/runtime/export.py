@@ -1,19 +1,19 @@
 """Export a trained BNN for bit-exact inference on the binary kernels (paper Alg. 4, Eq. 6), and check it.
 
-:func:`export_bnn` turns an eval-mode :func:`qnnlib.models.mnist_mlp` with binary weights and binary
-activations into a :class:`~qnnlib.packed_bnn.PackedBNN`: bit-packed weights plus one integer threshold
-and one sign flip per hidden neuron. :meth:`PackedBNN.predict` then runs every layer of Alg. 4 on
-:func:`qnnlib.binary_gemm.binary_matmul`. :func:`compare_with_model` measures the agreement with the
-PyTorch model, :func:`size_report` the checkpoint's size on disk.
+:func:`export_bnn` turns an eval-mode :func:`qnnlib.models.mlp.mnist_mlp` with binary weights and binary
+activations into a :class:`~qnnlib.runtime.packed_bnn.PackedBNN`: bit-packed weights plus one integer
+threshold and one sign flip per hidden neuron. :meth:`PackedBNN.predict` then runs every layer of Alg. 4 on
+:func:`qnnlib.runtime.binary_gemm.binary_matmul`. :func:`compare_with_model` measures the agreement with
+the PyTorch model; :func:`qnnlib.runtime.packed_checkpoint.size_report` measures the checkpoint's size on disk.
 
-The parts live in their own modules and are re-exported here: :mod:`qnnlib.packed_bnn` (the packed
-network, Alg. 4, its file), :mod:`qnnlib.bitplanes` (8-bit inputs as bit-planes, Eq. 6),
-:mod:`qnnlib.folding` (BN + sign folded into integer thresholds), :mod:`qnnlib.packed_checkpoint`
-(sizes on disk).
+The parts live in their own modules: :mod:`qnnlib.runtime.packed_bnn` (the packed network, Alg. 4, its
+file), :mod:`qnnlib.runtime.bitplanes` (8-bit inputs as bit-planes, Eq. 6), :mod:`qnnlib.runtime.folding`
+(BN + sign folded into integer thresholds), :mod:`qnnlib.runtime.packed_checkpoint` (the file format and
+sizes on disk).
 
 **Hidden layers k ≥ 2 — exact.** ``sign(BN(d + bias))`` of the integer ``d = W_k^b · a_{k-1}^b`` folds
 into ``a = +1 iff f·d ≥ t`` with one integer threshold ``t`` and flip ``f ∈ {+1, −1}`` per neuron,
-read off the model's own float32 BN evaluated on every candidate ``d`` (:mod:`qnnlib.folding`), so
+read off the model's own float32 BN evaluated on every candidate ``d`` (:mod:`qnnlib.runtime.folding`), so
 the thresholds reproduce ``sign(BN(d + bias))`` bit for bit.
 
 One caveat, measured and reported rather than hidden: PyTorch's CPU ``F.linear`` adds the bias
@@ -25,9 +25,9 @@ lies that close to one of its lattice points ``d + bias`` could then flip in PyT
 it hits such a neuron's boundary value of ``d`` exactly.
 
 **First layer — Eq. 6 (exact integers, float64 threshold).** The 8-bit pixels ``p`` are split into
-bit-planes and ``D = W_b·p`` is recombined exactly from 8 binary GEMMs (:mod:`qnnlib.bitplanes`);
+bit-planes and ``D = W_b·p`` is recombined exactly from 8 binary GEMMs (:mod:`qnnlib.runtime.bitplanes`);
 ``s = (2/255)·D − S + bias``, BN and sign fold into ``f·D ≥ t`` with ``t`` the crossing point of
-``BN(s) = 0`` solved in float64 (:func:`qnnlib.folding.first_layer_thresholds`). This is the
+``BN(s) = 0`` solved in float64 (:func:`qnnlib.runtime.folding.first_layer_thresholds`). This is the
 *real-valued* decision; PyTorch computes ``W_b·x`` in float32 with an order-dependent rounding (MKL
 blocking), so where ``s`` falls within ~1e-5 of the crossing the two can disagree. That cannot be
 matched exactly by any fixed rule; :func:`compare_with_model` measures the agreement rate
@@ -39,9 +39,6 @@ layer's statistics, argmax — the model's own arithmetic again.
 
 from __future__ import annotations
 
-import math
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,18 +47,16 @@ from torch import nn
 
 from qnnlib.layers import LatentWeightLayer, QuantAct
 from qnnlib.norm import ShiftBatchNorm1d, ShiftBatchNorm2d
-from qnnlib.runtime.bitpack import pack
+from qnnlib.runtime.bitpack import WORD_BITS, pack
 from qnnlib.runtime.bitplanes import inputs_from_pixels, pixels_from_inputs
 from qnnlib.runtime.folding import NonFiniteStatisticsError, bn_tensors, first_layer_thresholds, hidden_thresholds
-from qnnlib.runtime.packed_bnn import WORD_BITS, FirstLayer, PackedBNN
-from qnnlib.runtime.packed_checkpoint import FLOAT_FILE, binary_weight_float_bytes, file_size, state_dict_bytes
+from qnnlib.runtime.packed_bnn import FirstLayer, PackedBNN
 from qnnlib.train import eval_mode
 
 __all__ = [
     "SUPPORTED",
     "NotExportableError",
     "export_bnn",
-    "size_report",
     "compare_with_model",
 ]
 
@@ -145,7 +140,7 @@ def _blocks(model: nn.Module) -> list[tuple[str, nn.Module, str, nn.Module, str 
 
 @torch.no_grad()
 def export_bnn(model: nn.Module) -> PackedBNN:
-    """Export an eval-mode binary :func:`qnnlib.models.mnist_mlp` to a :class:`PackedBNN`.
+    """Export an eval-mode binary :func:`qnnlib.models.mlp.mnist_mlp` to a :class:`PackedBNN`.
 
     Weights: ``W_b = sign(W)`` (sign(0) = +1) packed 64 per ``uint64`` word along the fan-in.
     Layer 1: row sums S and a float64 threshold on D = W_b·p (Eq. 6). Hidden layers ≥ 2: (t, f) read
@@ -188,7 +183,7 @@ def export_bnn(model: nn.Module) -> PackedBNN:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Checks against the PyTorch model, sizes on disk
+# Checks against the PyTorch model
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -237,23 +232,3 @@ def compare_with_model(model: nn.Module, packed: PackedBNN, images: Any, backend
             "first_layer_agreement": 1.0 - first_mis / max(1, a1.size), "first_layer_mismatches": first_mis,
             "first_layer_activations": int(a1.size), "hidden_layer_mismatches": hidden_mis,
             "output_argmax_mismatches": out_mis, "fragile": list(packed.fragile)}
-
-
-def size_report(model: nn.Module, packed: PackedBNN, directory: str | os.PathLike) -> dict[str, float]:
-    """Bytes on disk: ``torch.save(model.state_dict())`` vs :meth:`PackedBNN.save` (uncompressed ``.npz``).
-
-    Returns ``float_state_dict_bytes`` and ``packed_bytes`` (file sizes as written), ``file_ratio``
-    (whole files); ``binary_weight_float_bytes`` (4 bytes per latent weight of the binary layers, as
-    stored in the state_dict) vs ``binary_weight_packed_bytes`` (the packed words, padding included)
-    and their ``binary_layers_ratio`` (≈ 32·K/(64·ceil(K/64)), e.g. 30.2x for K = 784).
-    """
-    d = Path(directory)
-    f32, pk = d / FLOAT_FILE, d / "packed_bnn.npz"
-    fb = state_dict_bytes(model, f32)
-    pb = file_size(packed.save(pk))
-    bw_float = binary_weight_float_bytes(model)
-    bw_packed = sum(w.nbytes for w in packed.weights)
-    return {"float_state_dict_bytes": fb, "packed_bytes": pb, "file_ratio": fb / pb,
-            "binary_weight_float_bytes": bw_float, "binary_weight_packed_bytes": bw_packed,
-            "binary_layers_ratio": bw_float / bw_packed if bw_packed else math.nan,
-            "packed_file": str(pk), "float_file": str(f32)}

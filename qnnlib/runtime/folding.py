@@ -17,7 +17,7 @@ bit for bit. ``fragile`` counts the neurons whose decision changes when ``s`` mo
 ``δ = ulp(K + |bias|)`` (PyTorch's blocked ``F.linear`` can round ``s`` that far from ``d + bias``).
 
 **First layer — float64 threshold** (:func:`first_layer_thresholds`). On the exact integer
-``D = W_b·p`` of Eq. 6 (:mod:`qnnlib.bitplanes`), ``s = (2/255)·D − S + bias``; BN and sign fold into
+``D = W_b·p`` of Eq. 6 (:mod:`qnnlib.runtime.bitplanes`), ``s = (2/255)·D − S + bias``; BN and sign fold into
 ``f·D ≥ t`` where ``t`` is the crossing point of ``BN(s) = 0`` solved in float64.
 """
 
@@ -31,20 +31,18 @@ import torch.nn.functional as F
 from numba import njit, prange
 from torch import nn
 
-from qnnlib.runtime.bitpack import pack, packed_width
+from qnnlib.runtime.bitpack import WORD_BITS, pack, pack_word, packed_width
 
 __all__ = [
-    "WORD_BITS",
     "NonFiniteStatisticsError",
     "bn_tensors",
     "batch_norm",
     "threshold_from_table",
     "hidden_thresholds",
     "first_layer_thresholds",
+    "threshold_pack",
     "threshold_activations",
 ]
-
-WORD_BITS = 64  # _threshold_pack packs 64 activations per uint64 word, as qnnlib.bitpack.pack(x, 64)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -128,8 +126,8 @@ def first_layer_thresholds(k: int, row_sum: np.ndarray, bias: np.ndarray, bnp: d
                            ) -> tuple[np.ndarray, np.ndarray]:
     """(t, f) on D = W_b·p: the crossing of BN((2/255)·D − S + bias) = 0, solved in float64.
 
-    Raises :class:`NonFiniteStatisticsError` for non-finite BN statistics (:func:`qnnlib.inference.export_bnn`
-    reports it as :class:`qnnlib.inference.NotExportableError`).
+    Raises :class:`NonFiniteStatisticsError` for non-finite BN statistics (:func:`qnnlib.runtime.export.export_bnn`
+    reports it as :class:`qnnlib.runtime.export.NotExportableError`).
     """
     mean, var = bnp["mean"].double().numpy(), bnp["var"].double().numpy()
     gamma, beta = bnp["weight"].double().numpy(), bnp["bias"].double().numpy()
@@ -158,20 +156,29 @@ def first_layer_thresholds(k: int, row_sum: np.ndarray, bias: np.ndarray, bnp: d
 # ---------------------------------------------------------------------------------------------------
 
 
+@njit(inline="always")
+def _fires(source, j):  # pragma: no cover - compiled by Numba
+    """``f[j]·d[i, j] >= t[j]`` for ``source = (d, t, f, i)``: neuron j of row i is +1."""
+    d, t, f, i = source
+    return np.int64(f[j]) * np.int64(d[i, j]) >= np.int64(t[j])
+
+
 @njit(parallel=True, cache=True, nogil=True)
-def _threshold_pack(d, t, f, out):  # pragma: no cover - compiled by Numba
-    """a[i, j] = +1 iff f[j]·d[i, j] >= t[j], packed LSB-first into uint64 words (bit 1 = +1)."""
+def threshold_pack(d: np.ndarray, t: np.ndarray, f: np.ndarray, out: np.ndarray
+                   ) -> None:  # pragma: no cover - compiled by Numba
+    """``a[i, j] = +1 iff f[j]·d[i, j] >= t[j]``, packed in place into ``out`` (N, ceil(H/64)) uint64.
+
+    ``d`` is the integer dot products (N, H), ``t`` and ``f`` the thresholds and flips (H,); the words are
+    in the :func:`qnnlib.runtime.bitpack.pack` layout (bit 1 = +1), each built by
+    :func:`qnnlib.runtime.bitpack.pack_word`.
+    """
     rows, h = d.shape
     words = out.shape[1]
     for i in prange(rows):
         for w in range(words):
             j0 = w * 64
             j1 = min(h, j0 + 64)
-            acc = np.uint64(0)
-            for j in range(j0, j1):
-                if np.int64(f[j]) * np.int64(d[i, j]) >= np.int64(t[j]):
-                    acc |= np.uint64(1) << np.uint64(j - j0)
-            out[i, w] = acc
+            out[i, w] = pack_word(_fires, (d, t, f, i), j0, j1)
 
 
 def threshold_activations(d: Any, t: Any, f: Any, xp: Any = np) -> Any:
@@ -182,6 +189,6 @@ def threshold_activations(d: Any, t: Any, f: Any, xp: Any = np) -> Any:
     if xp is np:
         out = np.empty((d.shape[0], packed_width(d.shape[1], WORD_BITS)), dtype=np.uint64)
         if d.shape[0]:
-            _threshold_pack(np.ascontiguousarray(d), t, f, out)
+            threshold_pack(np.ascontiguousarray(d), t, f, out)
         return out
     return pack(f[None].astype(xp.int64) * d >= t[None], WORD_BITS)

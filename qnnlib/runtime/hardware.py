@@ -59,7 +59,7 @@ def cpu_cores() -> int:
 
 
 def popcount_isa(flags: frozenset[str] | None = None) -> str:
-    """How the CPU kernel of :mod:`qnnlib.runtime.binary_gemm` counts bits on this CPU, in words."""
+    """How the CPU kernel of :mod:`qnnlib.runtime.gemm_cpu` counts bits on this CPU, in words."""
     flags = cpu_flags() if flags is None else flags
     if "avx512_vpopcntdq" in flags:
         return "AVX-512 VPOPCNTDQ (vpopcntq)"

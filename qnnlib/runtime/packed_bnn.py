@@ -1,10 +1,10 @@
 """The packed BNN: paper Alg. 4 ("Running a BNN") on the binary kernels, and its checkpoint file.
 
 A :class:`PackedBNN` holds what inference needs and nothing else: bit-packed ``sign(W)`` per layer,
-one integer threshold and one sign flip per hidden neuron (BN + sign folded, :mod:`qnnlib.folding`),
-the first layer's row sums for Eq. 6 (:mod:`qnnlib.bitplanes`) and the output layer's bias and BN.
-:meth:`PackedBNN.predict` runs every layer on :func:`qnnlib.binary_gemm.binary_matmul` (Numba
-XOR-popcount on the CPU, CuPy kernels on a GPU). :func:`qnnlib.inference.export_bnn` builds one from a
+one integer threshold and one sign flip per hidden neuron (BN + sign folded, :mod:`qnnlib.runtime.folding`),
+the first layer's row sums for Eq. 6 (:mod:`qnnlib.runtime.bitplanes`) and the output layer's bias and BN.
+:meth:`PackedBNN.predict` runs every layer on :func:`qnnlib.runtime.binary_gemm.binary_matmul` (Numba
+XOR-popcount on the CPU, CuPy kernels on a GPU). :func:`qnnlib.runtime.export.export_bnn` builds one from a
 trained model and documents why it is bit-exact.
 
 Alg. 4, layer by layer (L layers, W_k^b = sign(W_k) packed 64 values per ``uint64`` word)::
@@ -13,18 +13,23 @@ Alg. 4, layer by layer (L layers, W_k^b = sign(W_k) packed 64 values per ``uint6
     layers 2..L-1  a_k = XnorDotProduct(a_{k-1}^b, W_k^b);               a_k^b = Sign(BatchNorm(a_k))
     layer L      a_L = BatchNorm(XnorDotProduct(a_{L-1}^b, W_L^b))        -> argmax
 
-The paper's run-time demo ran layer 1 on the float baseline kernel (PAPER.md §1.5, §3.3);
+The paper's run-time demo ran layer 1 on the float baseline kernel (NIPS 2016 §4);
 ``predict(..., first_layer="float")`` does the same: ``D = p @ W_b^T`` as a float32 GEMM of 8-bit
 integers and ±1, exact (all partial sums are integers below 2^24) and therefore identical to Eq. 6.
 
-Checkpoint file: :meth:`PackedBNN.save` writes an **uncompressed** ``.npz`` (``np.savez``; no
-compression, so the size on disk is the size of the arrays plus small headers) that loads without
-pickle.
+Checkpoint file: :meth:`PackedBNN.save` writes the runtime's one packed-checkpoint container
+(:mod:`qnnlib.runtime.packed_checkpoint`, kind ``"packed-bnn"``; an uncompressed ``.npz`` that loads
+without pickle) with layers numbered 1..L as ``qnnlib.models.mlp.mnist_mlp`` names them:
+
+- ``fc{k}.weight.packed``: ``sign(W_k)`` packed, (H_k, ceil(K_k/64)) uint64 (K_k and the shape in ``meta``);
+- ``fc{k}.threshold`` (int32) and ``fc{k}.flip`` (int8), k = 1..L-1; ``fc1.row_sum`` (int32, S of Eq. 6);
+- the output layer under the model's own ``state_dict`` keys, float32: ``fc{L}.bias``,
+  ``bn{L}.running_mean``, ``bn{L}.running_var``, ``bn{L}.weight`` (γ), ``bn{L}.bias`` (β);
+- ``meta["attrs"]``: ``out_eps`` (the output BN's ε) and ``fragile``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,14 +40,13 @@ import torch
 
 from qnnlib.runtime.arrays import cupy, is_cupy, to_host, to_xp
 from qnnlib.runtime.binary_gemm import BACKENDS, binary_matmul
-from qnnlib.runtime.bitpack import pack, packed_width, unpack
+from qnnlib.runtime.bitpack import WORD_BITS, pack, packed_width, unpack
 from qnnlib.runtime.bitplanes import bitplane_dot, pixels_from_inputs
 from qnnlib.runtime.folding import batch_norm, threshold_activations
+from qnnlib.runtime.packed_checkpoint import PACKED_BNN_KIND, PackedCheckpoint, read_checkpoint, write_checkpoint
 
-__all__ = ["FORMAT", "WORD_BITS", "FirstLayer", "PackedBNN"]
+__all__ = ["FirstLayer", "PackedBNN"]
 
-FORMAT = "qnnlib.PackedBNN/1"
-WORD_BITS = 64
 FirstLayer = Literal["bitplanes", "float"]
 
 
@@ -56,7 +60,7 @@ class PackedBNN:
     """A BNN ready for the binary kernels: packed ``sign(W)``, integer thresholds, output BN.
 
     Attributes (L layers; K_k = fan-in of layer k; H_k = its width):
-        weights: L arrays (H_k, ceil(K_k/64)) uint64, ``sign(W_k)`` packed by :func:`qnnlib.bitpack.pack`.
+        weights: L arrays (H_k, ceil(K_k/64)) uint64, ``sign(W_k)`` packed by :func:`qnnlib.runtime.bitpack.pack`.
         in_features: (K_1, ..., K_L).
         thresholds, flips: L−1 arrays (H_k,) int32 / int8: ``a = +1 iff flips·d >= thresholds``
             (layer 1 on D = W_b·p of Eq. 6; layers ≥ 2 on the ±1 dot product d).
@@ -64,7 +68,7 @@ class PackedBNN:
         out_bias, out_mean, out_var, out_weight, out_beta: (H_L,) float32, the output layer's bias and BN.
         out_eps: the output BN's ε.
         fragile: per hidden layer ≥ 2, neurons within PyTorch's float accumulation error of their
-            threshold (diagnostic, see :mod:`qnnlib.inference`).
+            threshold (diagnostic, see :mod:`qnnlib.runtime.export`).
     """
 
     weights: list[np.ndarray]
@@ -119,41 +123,60 @@ class PackedBNN:
         return f"PackedBNN({arch}, {self.nbytes:,} bytes, fragile={self.fragile})"
 
     # ------------------------------------------------------------------------------- save/load
-    def _arrays(self) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        for k, w in enumerate(self.weights, 1):
-            out[f"w{k}"] = w
+    def to_checkpoint(self) -> PackedCheckpoint:
+        """This network as a packed checkpoint of kind ``"packed-bnn"`` (entries in the module docstring)."""
+        n = self.num_layers
+        weights = {f"fc{k}.weight": w for k, w in enumerate(self.weights, 1)}
+        shapes = {f"fc{k}.weight": (h, kin) for k, (h, kin) in enumerate(zip(self.widths, self.in_features), 1)}
+        arrays: dict[str, np.ndarray] = {}
         for k, (t, f) in enumerate(zip(self.thresholds, self.flips), 1):
-            out[f"t{k}"], out[f"f{k}"] = t, f
-        out.update(s1=self.row_sum, out_bias=self.out_bias, out_mean=self.out_mean, out_var=self.out_var,
-                   out_weight=self.out_weight, out_beta=self.out_beta)
-        meta = {"format": FORMAT, "word_bits": WORD_BITS, "in_features": list(self.in_features),
-                "out_eps": self.out_eps, "fragile": list(self.fragile)}
-        out["meta"] = np.array(json.dumps(meta))
-        return out
+            arrays[f"fc{k}.threshold"], arrays[f"fc{k}.flip"] = t, f
+        arrays["fc1.row_sum"] = self.row_sum
+        arrays.update({f"fc{n}.bias": self.out_bias, f"bn{n}.running_mean": self.out_mean,
+                       f"bn{n}.running_var": self.out_var, f"bn{n}.weight": self.out_weight,
+                       f"bn{n}.bias": self.out_beta})
+        return PackedCheckpoint(kind=PACKED_BNN_KIND, weights=weights, shapes=shapes, arrays=arrays,
+                                attrs={"out_eps": self.out_eps, "fragile": list(self.fragile)}, word_bits=WORD_BITS)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: PackedCheckpoint) -> PackedBNN:
+        """The network stored in a ``"packed-bnn"`` checkpoint (``ValueError`` if an entry is missing)."""
+        if checkpoint.kind != PACKED_BNN_KIND or checkpoint.word_bits != WORD_BITS:
+            raise ValueError(f"a PackedBNN needs a {PACKED_BNN_KIND!r} checkpoint with {WORD_BITS}-bit words, got "
+                             f"kind {checkpoint.kind!r} with {checkpoint.word_bits}-bit words")
+        n = len(checkpoint.weights)
+        names = [f"fc{k}.weight" for k in range(1, n + 1)]
+        if list(checkpoint.weights) != names:
+            raise ValueError(f"a packed-bnn checkpoint stores its weights as {names}, got {list(checkpoint.weights)}")
+
+        def get(name: str) -> np.ndarray:
+            if name not in checkpoint.arrays:
+                raise ValueError(f"the packed-bnn checkpoint has no {name!r} entry")
+            return checkpoint.arrays[name]
+
+        try:
+            out_eps, fragile = float(checkpoint.attrs["out_eps"]), tuple(checkpoint.attrs.get("fragile", ()))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"the packed-bnn checkpoint's meta attrs lack a numeric 'out_eps': {exc}") from exc
+        return cls(weights=[checkpoint.weights[m] for m in names],
+                   in_features=tuple(checkpoint.fan_in(m) for m in names),
+                   thresholds=[get(f"fc{k}.threshold") for k in range(1, n)],
+                   flips=[get(f"fc{k}.flip") for k in range(1, n)], row_sum=get("fc1.row_sum"),
+                   out_bias=get(f"fc{n}.bias"), out_mean=get(f"bn{n}.running_mean"), out_var=get(f"bn{n}.running_var"),
+                   out_weight=get(f"bn{n}.weight"), out_beta=get(f"bn{n}.bias"), out_eps=out_eps, fragile=fragile)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write an **uncompressed** ``.npz`` (``np.savez``) and return its path; loads without pickle."""
-        path = Path(path)
-        with open(path, "wb") as fh:
-            np.savez(fh, **self._arrays())
-        return path
+        """Write the packed checkpoint (kind ``"packed-bnn"``, an **uncompressed** ``.npz``); returns its path."""
+        return write_checkpoint(self.to_checkpoint(), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PackedBNN:
-        """Read a file written by :meth:`save` (``ValueError`` if it is not a PackedBNN checkpoint)."""
-        with np.load(path, allow_pickle=False) as z:
-            if "meta" not in z.files:
-                raise ValueError(f"{path} is not a PackedBNN checkpoint (no 'meta' entry)")
-            meta = json.loads(str(z["meta"]))
-            if meta.get("format") != FORMAT:
-                raise ValueError(f"{path}: unknown format {meta.get('format')!r}, expected {FORMAT!r}")
-            n = len(meta["in_features"])
-            return cls(weights=[z[f"w{k}"] for k in range(1, n + 1)], in_features=tuple(meta["in_features"]),
-                       thresholds=[z[f"t{k}"] for k in range(1, n)], flips=[z[f"f{k}"] for k in range(1, n)],
-                       row_sum=z["s1"], out_bias=z["out_bias"], out_mean=z["out_mean"], out_var=z["out_var"],
-                       out_weight=z["out_weight"], out_beta=z["out_beta"], out_eps=float(meta["out_eps"]),
-                       fragile=tuple(meta.get("fragile", ())))
+        """Read a file written by :meth:`save` (``ValueError`` naming the file if it is not a packed-bnn checkpoint)."""
+        checkpoint = read_checkpoint(path, PACKED_BNN_KIND)
+        try:
+            return cls.from_checkpoint(checkpoint)
+        except ValueError as exc:
+            raise ValueError(f"{path} is a damaged packed-bnn checkpoint: {exc}") from exc
 
     # -------------------------------------------------------------------------------- devices
     def _on(self, backend: str) -> tuple[Any, dict[str, Any]]:
@@ -260,7 +283,7 @@ class PackedBNN:
             images: uint8 pixels (N, ...) or the float inputs ``p/255·2 − 1`` (NumPy, torch CPU tensor;
                 CuPy uint8 (N, K) for the CUDA backends).
             backend: ``"cpu"`` (Numba), ``"numpy"`` (slow reference), ``"cuda"``, ``"cuda-xnor"``,
-                ``"cuda-tc"`` (CuPy kernels; see :mod:`qnnlib.binary_gemm`). The output BN always runs
+                ``"cuda-tc"`` (CuPy kernels; see :mod:`qnnlib.runtime.binary_gemm`). The output BN always runs
                 on the CPU in float32 (a (N, classes) array), so every backend reproduces the CPU model.
             first_layer: ``"bitplanes"`` (Eq. 6, all layers binary) or ``"float"`` (layer 1 as an
                 exact float32 GEMM of 8-bit integers, as in the paper's run-time demo). Same result.
@@ -279,7 +302,7 @@ class PackedBNN:
         """Hidden layer ``layer`` (2 ≤ layer ≤ L−1) on given ±1 inputs (N, K): ±1 int8 (N, H).
 
         ``a = +1 iff f·d >= t`` with ``d = W_b · inputs`` from the binary GEMM; equals the model's
-        ``sign(BN(fc(inputs)))`` for the same binary inputs (see :mod:`qnnlib.folding`).
+        ``sign(BN(fc(inputs)))`` for the same binary inputs (see :mod:`qnnlib.runtime.folding`).
         """
         if not 2 <= layer <= self.num_layers - 1:
             raise ValueError(f"layer must be a hidden layer 2..{self.num_layers - 1}, got {layer}")

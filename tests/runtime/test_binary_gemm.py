@@ -1,7 +1,8 @@
-"""Tests for qnnlib.binary_gemm: every backend bit-exact against the unpacked ±1 product.
+"""Tests for qnnlib.runtime.binary_gemm and its backends (gemm_cpu, gemm_cuda): every backend bit-exact
+against the unpacked ±1 product, the CPU kernel's blocking, layouts and generated code.
 
 The CUDA backends run only where CuPy and a GPU are present (skipped cleanly otherwise); their
-sources are compiled by nvcc in tests/test_kernels_compile.py on any machine.
+sources are compiled by nvcc in tests/runtime/test_kernels_compile.py on any machine.
 """
 
 from __future__ import annotations
@@ -18,19 +19,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qnnlib.runtime.binary_gemm import (
-    _KERNELS,
-    BACKENDS,
-    KERNEL_DIR,
-    _a_rows,
-    _b_panels,
-    _compiled_nibble_split,
-    _to_u32_words,
-    _to_u64_words,
-    _xor_popcount_gemm,
-    binary_matmul,
-)
+from qnnlib.runtime.binary_gemm import BACKENDS, binary_matmul
 from qnnlib.runtime.bitpack import pack, unpack
+from qnnlib.runtime.gemm_cpu import a_rows, b_panels, compiled_nibble_split, xor_popcount_gemm
+from qnnlib.runtime.gemm_cuda import KERNEL_DIR, KERNELS
 
 _WORDS = numba.types.uint64[:, ::1]
 _I64 = numba.types.int64
@@ -83,12 +75,12 @@ def test_cpu_kernel_any_blocking(row_block, panel_block, shape):
     rng = np.random.default_rng(row_block + panel_block + k)
     a, b = pack(_random_pm1(rng, m, k)), pack(_random_pm1(rng, n, k))
     out = np.full((m, n), -99999, dtype=np.int32)
-    split = _compiled_nibble_split()  # True on AVX2 CPUs without AVX-512 VPOPCNTDQ
-    a_rows, panels = _a_rows(a, split), _b_panels(b, split)
-    _xor_popcount_gemm(a_rows, panels, np.int64(k), out, np.int64(row_block), np.int64(panel_block))
+    split = compiled_nibble_split()  # True on AVX2 CPUs without AVX-512 VPOPCNTDQ
+    rows, panels = a_rows(a, split), b_panels(b, split)
+    xor_popcount_gemm(rows, panels, np.int64(k), out, np.int64(row_block), np.int64(panel_block))
     np.testing.assert_array_equal(out, _expected(a, b, k))
     with pytest.raises(ValueError, match="layout"):  # the other layout is refused, not misread
-        _xor_popcount_gemm(_a_rows(a, not split), _b_panels(b, not split), np.int64(k), out, np.int64(4), np.int64(2))
+        xor_popcount_gemm(a_rows(a, not split), b_panels(b, not split), np.int64(k), out, np.int64(4), np.int64(2))
 
 
 @pytest.mark.parametrize("split", [False, True])
@@ -96,15 +88,15 @@ def test_operand_layouts(split):
     """A as rows, B as 8-column panels zero-padded past N; nibble split: low then high nibble words."""
     rng = np.random.default_rng(7)
     a, b = pack(_random_pm1(rng, 5, 200)), pack(_random_pm1(rng, 11, 200))  # 4 words per row
-    a_rows, panels = _a_rows(a, split), _b_panels(b, split)
-    assert a_rows.shape == (5, 4 * (1 + split)) and panels.shape == (2, 4, 8 * (1 + split))
-    assert a_rows.flags.c_contiguous and panels.flags.c_contiguous
+    rows, panels = a_rows(a, split), b_panels(b, split)
+    assert rows.shape == (5, 4 * (1 + split)) and panels.shape == (2, 4, 8 * (1 + split))
+    assert rows.flags.c_contiguous and panels.flags.c_contiguous
     if split:
-        lo, hi = a_rows[:, 0::2], a_rows[:, 1::2]
+        lo, hi = rows[:, 0::2], rows[:, 1::2]
         assert not ((lo | hi) & np.uint64(0xF0F0F0F0F0F0F0F0)).any()
-        a_rows = lo | (hi << np.uint64(4))
+        rows = lo | (hi << np.uint64(4))
         panels = panels[:, :, :8] | (panels[:, :, 8:] << np.uint64(4))
-    np.testing.assert_array_equal(a_rows[:5], a)
+    np.testing.assert_array_equal(rows[:5], a)
     np.testing.assert_array_equal(panels.transpose(0, 2, 1).reshape(-1, 4)[:11], b)
     assert not panels.transpose(0, 2, 1).reshape(-1, 4)[11:].any()
 
@@ -134,18 +126,6 @@ def test_matches_unpacked_product_property(m, n, k, word_bits, seed):
     np.testing.assert_array_equal(binary_matmul(a, b, k, "numpy"), expected)
 
 
-@pytest.mark.parametrize("k", [1, 32, 33, 64, 65, 100, 128, 129])
-def test_word_size_conversions(k):
-    """64-bit words split into (low, high) 32-bit words and back, as the CPU/GPU paths convert them."""
-    x = np.random.default_rng(k).standard_normal((3, k))
-    p32, p64 = pack(x, 32), pack(x, 64)
-    as32 = _to_u32_words(p64, np)
-    assert as32.dtype == np.uint32 and as32.shape[1] in (p32.shape[1], p32.shape[1] + 1)
-    np.testing.assert_array_equal(as32[:, : p32.shape[1]], p32)
-    assert not as32[:, p32.shape[1] :].any()
-    np.testing.assert_array_equal(_to_u64_words(p32), p64)
-
-
 def test_errors_are_clear():
     a64, b64 = pack(np.ones((2, 100))), pack(np.ones((3, 100)))
     with pytest.raises(ValueError, match="backend"):
@@ -166,9 +146,17 @@ def test_errors_are_clear():
         binary_matmul(a64.astype(np.int64), b64.astype(np.int64), 100)
 
 
+def test_cuda_host_code_refuses_an_unknown_variant_before_touching_cupy():
+    from qnnlib.runtime.gemm_cuda import CUDA_VARIANTS, matmul_cuda
+
+    assert set(CUDA_VARIANTS) == {b for b in BACKENDS if b.startswith("cuda-")}
+    with pytest.raises(ValueError, match="variant"):
+        matmul_cuda(np.zeros((1, 1), np.uint32), np.zeros((1, 1), np.uint32), 1, "cuda")
+
+
 def test_kernel_sources_are_found_next_to_the_package():
     assert KERNEL_DIR == Path(__file__).resolve().parents[2] / "kernels"
-    for source, names in _KERNELS.items():
+    for source, names in KERNELS.items():
         text = (KERNEL_DIR / source).read_text()
         for name in names:
             assert re.search(rf'extern "C" __global__ void (__launch_bounds__\(\w+\)\s+)?{name}\(', text), name
@@ -181,7 +169,7 @@ def test_kernel_sources_are_found_next_to_the_package():
 def host_asm() -> str:
     """Assembly of the CPU kernel compiled for this host (a fresh, uncached copy: Numba cannot
     inspect code loaded from its on-disk cache)."""
-    fresh = numba.njit(parallel=True, cache=False)(_xor_popcount_gemm.py_func)
+    fresh = numba.njit(parallel=True, cache=False)(xor_popcount_gemm.py_func)
     fresh.compile(_KERNEL_SIG)
     return fresh.inspect_asm(_KERNEL_SIG)
 
@@ -210,7 +198,7 @@ def test_kernel_compiles_to_vpopcntq_for_an_avx512_cpu(tmp_path):
     """Cross-compile the same kernel for Ice Lake server (AVX-512 VPOPCNTDQ) without running it."""
     code = (
         "from numba import types\n"
-        "from qnnlib.runtime.binary_gemm import _xor_popcount_gemm as f\n"
+        "from qnnlib.runtime.gemm_cpu import xor_popcount_gemm as f\n"
         "w = types.uint64[:, ::1]\n"
         "sig = (w, types.uint64[:, :, ::1], types.int64, types.int32[:, ::1], types.int64, types.int64)\n"
         "f.compile(sig)\n"
@@ -235,7 +223,8 @@ def test_cpu_backend_runs_exactly_on_a_cpu_without_avx2(tmp_path):
     operands), so no AVX2 instruction may appear in it."""
     code = (
         "import numpy as np, numba\n"
-        "from qnnlib.runtime.binary_gemm import binary_matmul, _xor_popcount_gemm as f\n"
+        "from qnnlib.runtime.binary_gemm import binary_matmul\n"
+        "from qnnlib.runtime.gemm_cpu import xor_popcount_gemm as f\n"
         "from qnnlib.runtime.bitpack import pack\n"
         "rng = np.random.default_rng(0)\n"
         "for m, n, k in [(7, 13, 1000), (1, 1, 1), (9, 17, 64 * 40 + 3), (33, 16, 128)]:\n"
@@ -244,8 +233,8 @@ def test_cpu_backend_runs_exactly_on_a_cpu_without_avx2(tmp_path):
         "w = numba.types.uint64\n"
         "i = numba.types.int64\n"
         "sig = (w[:, ::1], w[:, :, ::1], i, numba.types.int32[:, ::1], i, i)\n"
-        "from qnnlib.runtime.binary_gemm import _compiled_nibble_split\n"
-        "assert not _compiled_nibble_split()\n"
+        "from qnnlib.runtime.gemm_cpu import compiled_nibble_split\n"
+        "assert not compiled_nibble_split()\n"
         "print(f.inspect_asm(sig))\n"
     )
     env = dict(os.environ, NUMBA_CPU_NAME="x86-64", NUMBA_CPU_FEATURES="", NUMBA_CACHE_DIR=str(tmp_path))
@@ -291,7 +280,7 @@ def test_cuda_backends_are_exact(cp, shape, backend):
 @pytest.mark.gpu
 @pytest.mark.parametrize("shape", [(7, 13, 1000), (1, 1, 1), (33, 65, 64), (100, 37, 129)])
 def test_cuda_pack_and_float_baseline_are_exact(cp, shape):
-    from qnnlib.runtime.binary_gemm import gemm_float_cuda, pack_cuda
+    from qnnlib.runtime.gemm_cuda import gemm_float_cuda, pack_cuda
 
     m, n, k = shape
     rng = np.random.default_rng(k)

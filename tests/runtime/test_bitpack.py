@@ -1,4 +1,5 @@
-"""Tests for qnnlib.bitpack: layout (LSB first, sign(0) = +1, zero padding), round trip, errors."""
+"""Tests for qnnlib.runtime.bitpack: layout (LSB first, sign(0) = +1, zero padding), round trip, errors, the word
+size constants, the Numba word packer and the 32/64-bit word conversions."""
 
 from __future__ import annotations
 
@@ -8,8 +9,19 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from numba import njit
 
-from qnnlib.runtime.bitpack import pack, packed_width, unpack, word_dtype
+from qnnlib.runtime.bitpack import (
+    SUPPORTED_WORD_BITS,
+    WORD_BITS,
+    as_u32_words,
+    as_u64_words,
+    pack,
+    pack_word,
+    packed_width,
+    unpack,
+    word_dtype,
+)
 
 
 def _signs(x: np.ndarray) -> np.ndarray:
@@ -116,3 +128,45 @@ def test_cupy_matches_numpy():
         assert isinstance(p, cp.ndarray)
         np.testing.assert_array_equal(cp.asnumpy(p), pack(x, word_bits))
         np.testing.assert_array_equal(cp.asnumpy(unpack(p, 1000)), _signs(x))
+
+
+# ------------------------------------------------------------------------- word size, Numba packer
+def test_one_word_size_for_the_runtime_and_the_supported_sizes():
+    assert WORD_BITS == 64 and WORD_BITS in SUPPORTED_WORD_BITS and SUPPORTED_WORD_BITS == (32, 64)
+    assert pack(np.ones((1, 3))).dtype == word_dtype(WORD_BITS) == np.uint64
+    assert packed_width(65) == 2
+
+
+@njit(inline="always")
+def _nonneg(source, j):
+    x, i = source
+    return x[i, j] >= 0
+
+
+@njit(cache=False)
+def _pack_rows(x, out):
+    rows, k = x.shape
+    for i in range(rows):
+        for w in range(out.shape[1]):
+            out[i, w] = pack_word(_nonneg, (x, i), w * 64, min(k, w * 64 + 64))
+
+
+@pytest.mark.parametrize("k", [1, 63, 64, 65, 130, 1000])
+def test_numba_word_packer_matches_pack(k):
+    x = np.random.default_rng(k).standard_normal((5, k))
+    x[0, 0] = 0.0  # sign(0) = +1
+    out = np.empty((5, packed_width(k)), np.uint64)
+    _pack_rows(x, out)
+    np.testing.assert_array_equal(out, pack(x))
+
+
+@pytest.mark.parametrize("k", [1, 32, 33, 64, 65, 100, 128, 129])
+def test_word_size_conversions(k):
+    """64-bit words split into (low, high) 32-bit words and back, as the CPU/GPU GEMM paths convert them."""
+    x = np.random.default_rng(k).standard_normal((3, k))
+    p32, p64 = pack(x, 32), pack(x, 64)
+    as32 = as_u32_words(p64)
+    assert as32.dtype == np.uint32 and as32.shape[1] in (p32.shape[1], p32.shape[1] + 1)
+    np.testing.assert_array_equal(as32[:, : p32.shape[1]], p32)
+    assert not as32[:, p32.shape[1] :].any()
+    np.testing.assert_array_equal(as_u64_words(p32), p64)

@@ -1,4 +1,4 @@
-"""Tests for qnnlib.bitplanes: 8-bit pixels <-> model inputs, and Eq. 6 (D = W_b·p from 8 binary GEMMs)
+"""Tests for qnnlib.runtime.bitplanes: 8-bit pixels <-> model inputs, and Eq. 6 (D = W_b·p from 8 binary GEMMs)
 exact on every CPU backend, for fan-ins that do and do not fill 64-bit words."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from qnnlib.runtime.bitpack import pack
-from qnnlib.runtime.bitplanes import _pack_bitplanes, bitplane_dot, inputs_from_pixels, pixels_from_inputs
+from qnnlib.runtime.bitplanes import bitplane_dot, inputs_from_pixels, pack_bitplanes, pixels_from_inputs
 
 
 def random_pixels(n: int, k: int = 784, seed: int = 0) -> np.ndarray:
@@ -34,7 +34,7 @@ def test_pixels_round_trip_and_off_grid_inputs_are_rejected():
 def test_pack_bitplanes_kernel_packs_each_bit_of_the_pixels(k):
     p = random_pixels(9, k, seed=k)
     planes = np.empty((8, 9, -(-k // 64)), np.uint64)
-    _pack_bitplanes(p, planes)
+    pack_bitplanes(p, planes)
     for n in range(8):
         assert np.array_equal(planes[n], pack(((p >> n) & 1).astype(bool)))  # bit 1 = (p^n = 1)
 

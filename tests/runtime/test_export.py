@@ -1,4 +1,4 @@
-"""Tests for qnnlib.inference: an exported BNN reproduces the PyTorch model exactly.
+"""Tests for qnnlib.runtime.export: an exported BNN reproduces the PyTorch model exactly.
 
 - hidden layers k >= 2: the integer thresholds give exactly sign(BN(fc(a))) for the same binary inputs
   (random models with random BN statistics, negative and zero γ, odd widths);
@@ -6,9 +6,9 @@
   activation — the rate is printed (pytest -s) and bounded;
 - predictions: identical to the eval-mode model on a real test set (a BNN trained 1 epoch on a
   Fashion-MNIST subset; the real MNIST test images too when present);
-- size ratio on disk, errors for models that are not exportable BNNs, names kept importable.
-The packed network itself (backends, file round trip) is tested in test_packed_bnn.py, the bit-planes
-in test_bitplanes.py, the thresholds in test_folding.py.
+- errors for models that are not exportable BNNs.
+The packed network itself (backends, file round trip) is tested in test_packed_bnn.py, its size on disk in
+test_packed_checkpoint.py, the bit-planes in test_bitplanes.py, the thresholds in test_folding.py.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from qnnlib.layers import QuantAct, QuantLinear
 from qnnlib.models.convnet import convnet
 from qnnlib.models.mlp import mnist_mlp
 from qnnlib.precision import BINARY, FLOAT, Precision
-from qnnlib.runtime.export import NotExportableError, compare_with_model, export_bnn, size_report
+from qnnlib.runtime.export import NotExportableError, compare_with_model, export_bnn
 from qnnlib.runtime.packed_bnn import PackedBNN
 from qnnlib.train import TrainConfig, fit
 from tests.bnn_helpers import random_bnn, random_pixels, torch_predict
@@ -110,19 +110,6 @@ def test_trained_bnn_identical_on_real_mnist_test_images(trained_fashion):
     images = read_idx(MNIST_TEST)
     assert images.shape == (10_000, 28, 28)
     assert np.array_equal(export_bnn(model).predict(images), torch_predict(model, images))
-
-
-# ------------------------------------------------------------------------------------ size
-def test_size_report_binary_layers_about_30x(tmp_path):
-    model = random_bnn(512, 3, 8)
-    packed = export_bnn(model)
-    r = size_report(model, packed, tmp_path)
-    assert r["float_state_dict_bytes"] == (tmp_path / "float_state_dict.pt").stat().st_size
-    assert r["packed_bytes"] == (tmp_path / "packed_bnn.npz").stat().st_size
-    expected = 4 * (784 * 512 + 2 * 512 * 512 + 512 * 10) / (8 * (512 * 13 + 2 * 512 * 8 + 10 * 8))
-    assert r["binary_layers_ratio"] == pytest.approx(expected)
-    assert 29 < r["binary_layers_ratio"] < 32
-    assert 20 < r["file_ratio"] < r["binary_layers_ratio"]  # thresholds, BN and headers cost a little
 
 
 # ------------------------------------------------------------------------------ bad models

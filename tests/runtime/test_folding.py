@@ -1,4 +1,4 @@
-"""Tests for qnnlib.folding: BN + sign folded into (threshold, flip) per neuron — read off monotone tables,
+"""Tests for qnnlib.runtime.folding: BN + sign folded into (threshold, flip) per neuron — read off monotone tables,
 applied by the Numba kernel and the array code alike, fragile neurons counted, the first-layer float64
 threshold equal to the real-valued decision."""
 
@@ -11,11 +11,11 @@ import torch
 from qnnlib.runtime.bitpack import pack
 from qnnlib.runtime.folding import (
     NonFiniteStatisticsError,
-    _threshold_pack,
     first_layer_thresholds,
     hidden_thresholds,
     threshold_activations,
     threshold_from_table,
+    threshold_pack,
 )
 
 
@@ -46,7 +46,7 @@ def test_threshold_pack_kernel_matches_bitpack():
         t = rng.integers(-40, 40, h).astype(np.int32)
         f = rng.choice(np.array([-1, 1], np.int8), h)
         out = np.empty((9, -(-h // 64)), np.uint64)
-        _threshold_pack(d, t, f, out)
+        threshold_pack(d, t, f, out)
         assert np.array_equal(out, pack(f * d.astype(np.int64) >= t))
 
 

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from qnnlib.runtime.binary_gemm import _KERNELS, KERNEL_DIR
+from qnnlib.runtime.gemm_cuda import KERNEL_DIR, KERNELS
 
 SOURCES = sorted(KERNEL_DIR.glob("*.cu"))
 ARCHS = ("80", "90")
@@ -34,7 +34,7 @@ needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found (set CUDA_H
 
 
 def test_every_kernel_file_is_known_and_self_contained():
-    assert {p.name for p in SOURCES} == set(_KERNELS)
+    assert {p.name for p in SOURCES} == set(KERNELS)
     for path in SOURCES:
         # CuPy compiles these with NVRTC, which has no system headers.
         assert not re.search(r"^\s*#\s*include", path.read_text(), re.M), f"{path.name} has an #include"

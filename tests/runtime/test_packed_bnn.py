@@ -1,5 +1,6 @@
-"""Tests for qnnlib.packed_bnn: the packed network (Alg. 4) on every CPU backend, both first-layer modes,
-its checkpoint file. Exactness against PyTorch is tested through the export in test_inference.py."""
+"""Tests for qnnlib.runtime.packed_bnn: the packed network (Alg. 4) on every CPU backend, both first-layer modes,
+its checkpoint file (the container itself: test_packed_checkpoint.py). Exactness against PyTorch is tested
+through the export in test_export.py."""
 
 from __future__ import annotations
 
@@ -63,15 +64,21 @@ def test_save_load_round_trip_uncompressed_without_pickle(tmp_path):
     path = packed.save(tmp_path / "bnn.npz")
     with zipfile.ZipFile(path) as z:
         assert all(i.compress_type == zipfile.ZIP_STORED for i in z.infolist())
+    with np.load(path, allow_pickle=False) as z:
+        assert set(z.files) == {"meta", "fc1.weight.packed", "fc2.weight.packed", "fc3.weight.packed",
+                                "fc4.weight.packed", "fc1.threshold", "fc1.flip", "fc2.threshold", "fc2.flip",
+                                "fc3.threshold", "fc3.flip", "fc1.row_sum", "fc4.bias", "bn4.running_mean",
+                                "bn4.running_var", "bn4.weight", "bn4.bias"}
+        np.testing.assert_array_equal(z["bn4.running_var"], model.bn4.running_var.numpy())  # the model's own keys
     loaded = PackedBNN.load(path)
     assert loaded.in_features == packed.in_features and loaded.out_eps == packed.out_eps
     assert loaded.fragile == packed.fragile
-    for a, b in zip(packed._arrays().values(), loaded._arrays().values()):
+    for a, b in zip(packed.to_checkpoint().entries().values(), loaded.to_checkpoint().entries().values()):
         assert np.array_equal(a, b) and a.dtype == b.dtype
     p = random_pixels(64, seed=7)
     assert np.array_equal(loaded.predict(p), packed.predict(p))
     np.savez(tmp_path / "other.npz", a=np.zeros(3))
-    with pytest.raises(ValueError, match="not a PackedBNN"):
+    with pytest.raises(ValueError, match="not a packed checkpoint"):
         PackedBNN.load(tmp_path / "other.npz")
 
 
