@@ -1,6 +1,6 @@
 // The paper's baseline kernel: a plain tiled float GEMM, 16x16 threads per block, 16x16 shared-memory
 // tiles, one output element per thread (the "gemm" kernel of the authors' Theano
-// Run-time/binary_kernels.cu, itself the CUDA programming guide's shared-memory matmul; PAPER.md §3.3).
+// Run-time/binary_kernels.cu, itself the CUDA programming guide's shared-memory matmul; docs/paper.md §3.3).
 //
 //   C[M, N] = A[M, K] . B[K, N],   all float32, row-major.
 //

@@ -1,4 +1,4 @@
-"""Quantized back-propagated gradients (QNN §"Quantized gradients", 6 bits; DESIGN.md §6.6).
+"""Quantized back-propagated gradients (QNN §"Quantized gradients", 6 bits; docs/decisions.md D6).
 
 The forward pass is the identity; in the backward pass the error flowing back through the point where
 :func:`quantize_grad` sits — placed after a quantized layer's pre-activation, this is the gradient

@@ -1,4 +1,4 @@
-"""Shift-based batch normalization (SBN), paper Alg. 3, with the Torch7 semantics (DESIGN.md §6.7).
+"""Shift-based batch normalization (SBN), paper Alg. 3, with the Torch7 semantics (docs/decisions.md D7).
 
 Training mode, over the batch (and spatial positions for the 2-D variant), per feature:
 

@@ -1,6 +1,6 @@
 """Shift-based AdaMax (paper Alg. 2), Glorot per-layer learning-rate scaling and latent-weight clipping.
 
-Alg. 2 (DESIGN.md §6.8), element-wise, with ``⊘`` a binary shift (multiplication by a power of two):
+Alg. 2 (docs/decisions.md D8), element-wise, with ``⊘`` a binary shift (multiplication by a power of two):
 
 * ``m_t = β1 · m_{t−1} + (1 − β1) · g_t``
 * ``v_t = max(β2 · v_{t−1}, |g_t|)``
@@ -9,7 +9,7 @@ Alg. 2 (DESIGN.md §6.8), element-wise, with ``⊘`` a binary shift (multiplicat
 
 Paper defaults ``α = 2^−10``, ``β1 = 1 − 2^−3``, ``β2 = 1 − 2^−10``.
 
-Glorot scaling (Alg. 1 step 3, DESIGN.md §6.9): the weight update of layer k is multiplied by
+Glorot scaling (Alg. 1 step 3, docs/decisions.md D9): the weight update of layer k is multiplied by
 ``γ_k = 1/sqrt(1.5/(fan_in + fan_out))`` — done here through a param group whose LR is ``γ_k · η``
 (for ADAM this equals Theano's ``W ← W + γ_k (AdamStep(W) − W)``); BN and bias parameters keep the
 base LR.  Then ``W ← Clip(W, −1, 1)`` (:func:`clip_latent_weights`).  Both walk every latent

@@ -5,7 +5,7 @@ functions (``sign``, ``hard_sigmoid``, ``ap2``, ``linear_quant``, ``log_quant``)
 differentiated (their true derivative is zero almost everywhere); the ``*_ste`` functions and
 ``binarize`` carry the paper's straight-through estimators.
 
-Decisions where the paper is ambiguous (DESIGN.md §6):
+Decisions where the paper is ambiguous (docs/decisions.md):
 
 * ``sign(0) = +1`` (Eq. 1; ``torch.sign(0) = 0`` is wrong here).
 * Activation STE: ``g_x = g · 1{|x| ≤ 1}`` (Eq. 4, i.e. back-propagation through Htanh, Eq. 5).
@@ -144,7 +144,7 @@ def linear_quant(
     stochastic: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """k-bit linear quantization (QNN ``LinearQuant``; DESIGN.md §6.4).
+    """k-bit linear quantization (QNN ``LinearQuant``; docs/decisions.md D4).
 
     ``Δ = (max_v − min_v)/(2^k − 1)`` and
     ``LinearQuant(x) = min_v + Δ · ⌊(Clip(x, min_v, max_v) − min_v)/Δ + ½⌋`` (round half up), giving
@@ -195,7 +195,7 @@ def log_levels(bits: int, fsr: int) -> torch.Tensor:
 
 
 def log_quant(x: torch.Tensor, bits: int, fsr: int | None = None) -> torch.Tensor:
-    """k-bit logarithmic (power-of-two) quantization (Miyashita et al. 2016; DESIGN.md §6.5).
+    """k-bit logarithmic (power-of-two) quantization (Miyashita et al. 2016; docs/decisions.md D5).
 
     ``LogQuant(x) = sign(x) · 2^e`` with ``e = Clip(round(log2|x|), fsr − n + 1, fsr)`` and
     ``n = 2^(k−1) − 1`` exponent codes (one sign bit, one code for zero); values whose rounded
@@ -279,7 +279,7 @@ def sign_ste(x: torch.Tensor) -> torch.Tensor:
     """Weight binarization ``W_b = sign(W)`` with the gradient passed straight through unchanged.
 
     Alg. 1: "the gradient computed w.r.t. the binary weights is applied to the real weights"; the
-    cancellation for |W| > 1 comes from clipping the latent weights (§2.2 of PAPER.md).
+    cancellation for |W| > 1 comes from clipping the latent weights (§2.2 of docs/paper.md).
     """
     check_float_tensor(x)
     return _IdentitySTE.apply(x, sign(x.detach()), None, None)

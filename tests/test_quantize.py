@@ -147,7 +147,7 @@ def test_ap2_keeps_powers_of_two_and_dtype(dtype: torch.dtype) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# linear_quant (QNN LinearQuant, DESIGN §6.4)
+# linear_quant (QNN LinearQuant, docs/decisions.md D4)
 # --------------------------------------------------------------------------------------------------
 def test_linear_levels_declared_sets() -> None:
     assert linear_levels(1).tolist() == [-1.0, 1.0]
@@ -228,7 +228,7 @@ def test_linear_quant_stochastic_one_bit_is_eq2() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# log_quant (Miyashita et al., DESIGN §6.5)
+# log_quant (Miyashita et al., docs/decisions.md D5)
 # --------------------------------------------------------------------------------------------------
 def test_log_levels_declared_sets() -> None:
     assert log_levels(1, 0).tolist() == [1.0]

@@ -1,10 +1,9 @@
-"""Energy and memory account of a ``qnnlib`` model (paper §3, PAPER.md §1.4 and §3.1).
+"""Energy and memory account of a ``qnnlib`` model (paper §3, docs/paper.md §1.4 and §3.1).
 
 The paper's hardware argument (NIPS §3):
 
-* Horowitz (ISSCC 2014, 45 nm) energies — :data:`HOROWITZ_ARITH_PJ` and :data:`HOROWITZ_MEMORY_PJ`,
-  the paper's Tables 2 and 3 as data, with their source in :data:`HOROWITZ_SOURCE` (kept in
-  :mod:`qnnlib.horowitz`, re-exported here).
+* Horowitz (ISSCC 2014, 45 nm) energies — the paper's Tables 2 and 3 as data in
+  :mod:`qnnlib.analysis.horowitz` (``HOROWITZ_ARITH_PJ``, ``HOROWITZ_MEMORY_PJ``, with their source).
 * "BNNs need 32× smaller memory size and 32× fewer memory accesses" than 32-bit DNNs, which "is
   expected to reduce energy consumption drastically (i.e., more than 32 times)".
 * "most of the 32-bit floating point multiply-accumulations are replaced by 1-bit XNOR-count
@@ -442,7 +441,7 @@ def summary(
 
 def comparison_rows(totals: Mapping[str, pd.DataFrame],
                     disk: Mapping[str, Mapping[str, float]] | None = None) -> list[dict[str, object]]:
-    """Paper-vs-ours rows (``metrics["rows"]``, see :mod:`qnnlib.results`) for BNN ``binary`` vs ``fp32``.
+    """Paper-vs-ours rows (``metrics["rows"]``, see :mod:`qnnlib.experiments.results`) for BNN ``binary`` vs ``fp32``.
 
     ``totals`` maps a model label to its :func:`scheme_totals`; ``disk`` a label to :func:`disk_sizes`.
     Rows: weight memory reduction and 64-bit access reduction (paper: 32× each, NIPS §3), energy

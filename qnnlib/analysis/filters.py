@@ -1,9 +1,9 @@
-"""Filter repetition in binary ConvNets (paper §3, PAPER.md §1.6).
+"""Filter repetition in binary ConvNets (paper §3, docs/paper.md §1.6).
 
 The paper: "with 3×3 binary filters there are at most 2^9 = 512 unique 2D filters"; on the CIFAR-10
 ConvNet "only 42% of the filters are unique per layer, on average", and applying only the unique 2D
 filters can "reduce the number of the XNOR-popcount operations by 3".  The counting rule is not
-given (PAPER.md §5.12); we count so that the saving is real:
+given (docs/decisions.md D15); we count so that the saving is real:
 
 * A binary conv layer with weights ``W_b ∈ {±1}^(O×I×k×k)`` computes, per output pixel,
   ``y_o = Σ_i (x_i ⋆ W_b[o, i])``.  If ``W_b[o, i] = W_b[o', i]`` (same input channel ``i``), the
@@ -19,32 +19,22 @@ given (PAPER.md §5.12); we count so that the saving is real:
   every sign were an independent fair coin, ``E[U]/O = (N/O)(1 − (1 − 1/N)^O)`` with ``N = 2^(k²)``
   (``2^(k²−1)`` sign-invariant): an untrained or barely trained network sits at that baseline.
 
-:func:`pad_images` turns flat 28×28 images (Fashion-MNIST / MNIST rows in [-1, 1]) into 1×32×32
-images so the paper's 32×32 ConvNet can be trained on them (padding with the background value −1).
-CIFAR-10 is not available offline: when no trained CIFAR-10 BNN has been saved
-(:func:`trained_convnet_checkpoint`), notebook 08 trains the paper's ConvNet on Fashion-MNIST
-(:func:`stand_in_data`, :func:`train_stand_in`, sizes in :data:`STAND_IN_PROFILES`) and says so.
+Which trained network the statistics are taken on (the paper's CIFAR-10 BNN, or a stand-in) is the
+experiment's business: :mod:`qnnlib.experiments.energy`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import nn
 
-from qnnlib.data.mnist import load_mnist
-from qnnlib.data.root import data_root
-from qnnlib.data.splits import DatasetSplits
 from qnnlib.layers import LatentWeightLayer
-from qnnlib.models.convnet import convnet
-from qnnlib.precision import BINARY, Precision
 from qnnlib.quantize import sign
-from qnnlib.train import FitResult, TrainConfig, eval_mode, fit
+from qnnlib.train import eval_mode
 
 __all__ = [
     "filter_codes",
@@ -57,15 +47,6 @@ __all__ = [
     "channel_unique_fractions",
     "comparison_rows",
     "sign_changes",
-    "pad_images",
-    "StandInProfile",
-    "STAND_IN_PROFILES",
-    "stand_in_profile",
-    "stand_in_data",
-    "stand_in_description",
-    "train_stand_in",
-    "trained_convnet_checkpoint",
-    "convnet_from_state_dict",
 ]
 
 
@@ -242,112 +223,3 @@ def comparison_rows(rep: pd.DataFrame, dataset: str, sizes: dict[str, int] | Non
          "paper_key": "filters:3x3 binary filters:max unique 2D filters", "dataset": "-",
          "note": f"most distinct patterns in one layer of the trained net ({dataset}); the paper's is the bound 2^9"},
     ]
-
-
-def pad_images(x: torch.Tensor, side: int = 28, size: int = 32, fill: float = -1.0) -> torch.Tensor:
-    """Flat ``(N, side²)`` images → ``(N, 1, size, size)``, centred, padded with ``fill`` (the −1 background)."""
-    if x.dim() != 2 or x.shape[1] != side * side:
-        raise ValueError(f"expected flat images of shape (N, {side * side}), got {tuple(x.shape)}")
-    if size < side:
-        raise ValueError(f"size ({size}) must be >= side ({side})")
-    lo = (size - side) // 2
-    hi = size - side - lo
-    img = x.reshape(-1, 1, side, side)
-    return nn.functional.pad(img, (lo, hi, lo, hi), value=fill)
-
-
-# ------------------------------------------------------------------------------- stand-in profiles
-@dataclass(frozen=True)
-class StandInProfile:
-    """Sizes of the binary ConvNet trained in notebook 08 when no trained CIFAR-10 BNN exists.
-
-    It is the paper's ConvNet (``qnnlib.models.convnet``, 32×32 input) at ``channels``/``fc`` width,
-    trained on Fashion-MNIST (1 channel, padded to 32×32) — a stand-in, not CIFAR-10.
-    """
-
-    channels: tuple[int, int, int]
-    fc: int
-    train_size: int
-    valid_size: int
-    test_size: int
-    epochs: int
-    batch_size: int = 50
-    lr_start: float = 3e-3
-    lr_end: float = 3e-5
-
-
-STAND_IN_PROFILES: dict[str, StandInProfile] = {
-    # smoke: proves the pipeline in seconds; quick: half the paper's conv widths, ~10 min on 2 CPU cores;
-    # paper: the CIFAR-10 ConvNet's widths (a GPU run).
-    "smoke": StandInProfile(channels=(16, 32, 64), fc=64, train_size=1500, valid_size=300, test_size=300,
-                            epochs=2),
-    "quick": StandInProfile(channels=(64, 128, 256), fc=256, train_size=3000, valid_size=1000,
-                            test_size=1000, epochs=4),
-    "paper": StandInProfile(channels=(128, 256, 512), fc=1024, train_size=50_000, valid_size=10_000,
-                            test_size=10_000, epochs=50, lr_start=1e-3, lr_end=3e-7),
-}
-
-
-def stand_in_profile(profile: str) -> StandInProfile:
-    """The :class:`StandInProfile` of ``profile`` ("smoke" | "quick" | "paper")."""
-    try:
-        return STAND_IN_PROFILES[profile]
-    except KeyError:
-        raise ValueError(f"unknown profile {profile!r}; one of {sorted(STAND_IN_PROFILES)}") from None
-
-
-def stand_in_data(p: StandInProfile, name: str = "fashion-mnist") -> DatasetSplits:
-    """The stand-in dataset at ``p``'s sizes, every split padded to ``(N, 1, 32, 32)`` (:func:`pad_images`)."""
-    d = load_mnist(name, train_size=p.train_size, valid_size=p.valid_size, test_size=p.test_size)
-    pad = lambda s: dataclasses.replace(s, x=pad_images(s.x))  # noqa: E731
-    return dataclasses.replace(d, train=pad(d.train), valid=pad(d.valid), test=pad(d.test))
-
-
-def stand_in_description(d: DatasetSplits) -> dict:
-    """``d.describe()`` corrected for the padding, and marked as a stand-in for CIFAR-10."""
-    return {**d.describe(), "inputs": "28x28 pixel/255*2-1 in [-1, 1], padded to 1x32x32 with -1",
-            "stand_in_for": "cifar10 (not available offline): NOT the paper's dataset"}
-
-
-def train_stand_in(p: StandInProfile, data: DatasetSplits, *, seed: int = 1234, progress: bool = True,
-                   precision: Precision = BINARY) -> tuple[nn.Module, FitResult]:
-    """Train the paper's ConvNet (``convnet(p.channels, p.fc, in_channels=1, image_size=32)``) on ``data``.
-
-    Theano recipe (PAPER.md §2.10): deterministic BNN, vanilla BN, Adam with Glorot LR scaling,
-    exponential LR decay ``p.lr_start → p.lr_end``, square hinge loss.  Returns the best-validation model.
-    """
-    torch.manual_seed(seed)
-    in_ch = int(data.train.x.shape[1])
-    model = convnet(p.channels, p.fc, precision=precision, in_channels=in_ch, image_size=int(data.train.x.shape[-1]))
-    cfg = TrainConfig(epochs=p.epochs, batch_size=p.batch_size, optimizer="adam", lr_start=p.lr_start,
-                      lr_end=p.lr_end, lr_schedule="exp", glorot=True, seed=seed, progress=progress)
-    return model, fit(model, data, cfg, desc="stand-in BNN")
-
-
-def trained_convnet_checkpoint(profile: str, experiment: str = "cifar10",
-                               recipes: Sequence[str] = ("theano", "torch7")) -> Path | None:
-    """The first saved trained ConvNet ``$QNNLIB_DATA/models/<profile>/<experiment>_<recipe>.pt`` that exists.
-
-    Same location as ``qnnlib.experiment.model_path`` (the file holds ``{"state_dict": ..., ...}``);
-    ``None`` when no notebook has saved one yet.
-    """
-    for r in recipes:
-        path = data_root() / "models" / profile / f"{experiment}_{r}.pt"
-        if path.is_file():
-            return path
-    return None
-
-
-def convnet_from_state_dict(state: dict[str, torch.Tensor], image_size: int = 32) -> nn.Module:
-    """Rebuild a binary ``convnet`` from its ``state_dict`` (channels, fc width and norm read from shapes)."""
-    convs = sorted((k for k in state if k.startswith("conv") and k.endswith(".weight")),
-                   key=lambda k: int(k[4:].split(".")[0]))
-    if len(convs) != 6:
-        raise ValueError(f"expected the 6 conv layers of qnnlib.models.convnet, found {convs}")
-    ch = tuple(int(state[convs[j]].shape[0]) for j in (0, 2, 4))
-    fc = int(state["fc7.weight"].shape[0])
-    norm = "sbn" if any(k.endswith("running_invstd") for k in state) else "bn"
-    m = convnet(ch, fc, precision=Precision(norm=norm), in_channels=int(state[convs[0]].shape[1]),  # type: ignore[arg-type]
-                image_size=image_size, num_classes=int(state["fc9.weight"].shape[0]))
-    m.load_state_dict(state)
-    return m

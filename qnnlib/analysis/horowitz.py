@@ -1,10 +1,10 @@
-"""Horowitz's 45 nm energy tables (ISSCC 2014) as data: the paper's Tables 2 and 3 (PAPER.md §1.4).
+"""Horowitz's 45 nm energy tables (ISSCC 2014) as data: the paper's Tables 2 and 3 (docs/paper.md §1.4).
 
 :data:`HOROWITZ_ARITH_PJ` (one arithmetic operation, pJ) and :data:`HOROWITZ_MEMORY_PJ` (one
 64-bit memory access, pJ, low/high) with their source in :data:`HOROWITZ_SOURCE`;
 :data:`MEMORY_CAPACITY_BYTES` reads the table's memory sizes as capacities; :func:`horowitz_table`
 shows both tables as one DataFrame. The energy model that prices a network with them is
-:mod:`qnnlib.energy`, which re-exports these names.
+:mod:`qnnlib.analysis.energy`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ __all__ = ["HOROWITZ_SOURCE", "HOROWITZ_ARITH_PJ", "HOROWITZ_MEMORY_PJ", "MEMORY
 
 HOROWITZ_SOURCE = (
     "M. Horowitz, 'Computing's energy problem (and what we can do about it)', ISSCC 2014, 45 nm; "
-    "as printed in Hubara et al., Binarized Neural Networks, NIPS 2016, Tables 2 and 3 (PAPER.md §1.4)"
+    "as printed in Hubara et al., Binarized Neural Networks, NIPS 2016, Tables 2 and 3 (docs/paper.md §1.4)"
 )
 
 HOROWITZ_ARITH_PJ: dict[tuple[str, str], float] = {

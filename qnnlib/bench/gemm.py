@@ -1,6 +1,6 @@
 """Binary GEMM benchmarks: ``python -m qnnlib bench cpu`` and ``python -m qnnlib bench gpu``.
 
-The paper (NIPS 2016 §4, Fig. 2; PAPER.md §1.5) times an 8192^3 binary matrix product on a GTX 750:
+The paper (NIPS 2016 §4, Fig. 2; docs/paper.md §1.5) times an 8192^3 binary matrix product on a GTX 750:
 the XNOR kernel is ~23x faster than its own tiled float baseline and ~3.4x faster than cuBLAS. We
 measure the same comparison, with every baseline timed in the same run on the same shapes:
 
@@ -56,7 +56,7 @@ def cpu_gemm_sweep(
 
     - ``torch.matmul fp32``: the float baseline (all of torch's threads);
     - ``binary_matmul cpu``: the Numba XOR-popcount kernel on already packed operands;
-    - ``pack A and B``: :func:`qnnlib.bitpack.pack` of both float operands;
+    - ``pack A and B``: :func:`qnnlib.runtime.bitpack.pack` of both float operands;
     - ``binary incl. packing``: the sum of the two rows above (for weights, packing is done once).
 
     Every binary result is checked equal to the float product (exact: |entries| <= K < 2**24).

@@ -102,7 +102,7 @@ def time_mlp_gpu(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, imag
     """GPU inference timing (``None`` without a GPU): PackedBNN on the CUDA kernels vs float MLPs.
 
     Float baselines run the same float MLP with CuPy: every GEMM on cuBLAS fp32, and on the paper's
-    16×16-tiled baseline kernel (:func:`qnnlib.binary_gemm.gemm_float_cuda`). PackedBNN gets the pixels
+    16×16-tiled baseline kernel (:func:`qnnlib.runtime.gemm_cuda.gemm_float_cuda`). PackedBNN gets the pixels
     as a CuPy uint8 array (its output BN runs on the CPU, a (N, classes) array). Wall-clock medians with
     a device synchronisation after each call.
     """

@@ -1,4 +1,4 @@
-"""The timing protocol of the benchmarks: warm-up, interleaved repeats, medians (DESIGN.md §7).
+"""The timing protocol of the benchmarks: warm-up, interleaved repeats, medians (docs/decisions.md D20).
 
 Every method of a comparison is timed in the same run on the same inputs. :func:`interleaved_medians`
 runs each function ``warmup`` times, then ``repeats`` rounds in which every function runs once in

@@ -8,7 +8,7 @@ complete. A file is accepted when EITHER the md5 of its bytes equals the officia
 the md5 of its decompressed content equals the official decompressed md5 (re-compressed copies
 differ only in the gzip container); the IDX header and shape are checked as well.
 
-Errors: :class:`~qnnlib.idx.DatasetCorruptError` for a file that fails its checks,
+Errors: :class:`~qnnlib.data.idx.DatasetCorruptError` for a file that fails its checks,
 :class:`DatasetNotFoundError` (defined here) when no mirror gave a verified copy.
 """
 

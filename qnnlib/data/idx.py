@@ -5,9 +5,8 @@ big-endian order. :func:`read_idx` accepts the file gzipped or raw and returns a
 array; anything malformed (magic number, truncated header, length that does not match the header,
 a damaged gzip stream) raises :class:`DatasetCorruptError`.
 
-The dataset error classes live here, the lowest of the data modules (``idx`` <- ``download`` <-
-``datasets``), so that the format and the downloads raise the same errors; :mod:`qnnlib.datasets`
-re-exports them.
+The dataset error classes live here, the lowest of the data modules (``idx`` <- ``download`` <- one
+module per dataset), so that the format, the downloads and every loader raise the same errors.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def _mnist_files(md5s: Mapping[str, tuple[str, str]], n_train: int = 60_000, n_t
 
 # (gz md5 from torchvision / the zalando README, decompressed md5). The decompressed md5s of the
 # MNIST train files and of all Fashion-MNIST files agree across several independent public loaders
-# and with the files in ../shared/data/mnist and /usr/share/datasets/fashion-mnist.
+# and with the project machines' offline MNIST test files and /usr/share/datasets/fashion-mnist.
 MNIST_FAMILY: dict[str, IdxDatasetSpec] = {
     "mnist": IdxDatasetSpec(
         name="mnist", subdir="mnist",

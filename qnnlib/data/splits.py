@@ -48,7 +48,7 @@ class DatasetSplits:
         return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
 
     def describe(self) -> dict:
-        """JSON-ready description stored in every metrics file (see :mod:`qnnlib.results`)."""
+        """JSON-ready description stored in every metrics file (see :mod:`qnnlib.experiments.results`)."""
         return {"name": self.name, "sizes": self.sizes(), "source": self.source, "subset": self.subset,
                 "inputs": "flattened 28x28, pixel/255*2-1 in [-1, 1]"}
 

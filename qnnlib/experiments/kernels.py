@@ -1,6 +1,6 @@
-"""Notebook 09 (XNOR kernel benchmark): per-profile sizes, GEMM sweeps, MLP inference timing, metrics rows.
+"""Notebook 09 (XNOR kernel benchmark): config and profiles, GEMM sweeps, the trained BNN, metrics rows, sanity.
 
-The paper (NIPS 2016 §4, Fig. 2; PAPER.md §1.5) times an 8192³ binary matrix product on a GTX750 (XNOR
+The paper (NIPS 2016 §4, Fig. 2; docs/paper.md §1.5) times an 8192³ binary matrix product on a GTX750 (XNOR
 kernel 23× its own float baseline kernel, 3.4× cuBLAS) and the MNIST MLP over the 10k test images (7×
 faster with the XNOR kernel than with the baseline kernel, same accuracy). We measure the same kinds of
 ratio with every baseline timed in the same run, on the hardware at hand:
@@ -9,7 +9,7 @@ ratio with every baseline timed in the same run, on the hardware at hand:
   GPU, :func:`qnnlib.bench.gemm.gpu_gemm_sweep` (tiled float baseline, XNOR CUDA cores, b1 tensor cores,
   cuBLAS fp32, torch TF32/bf16).
 - MLP: the paper's architecture 784–3×4096–10 with **random** weights and BN statistics (timing does not
-  depend on the values), PyTorch float32 vs :class:`qnnlib.inference.PackedBNN`; exactness is checked on
+  depend on the values), PyTorch float32 vs :class:`qnnlib.runtime.packed_bnn.PackedBNN`; exactness is checked on
   that model *and* on the trained BNN of notebook 01 (identical predictions on its dataset's test set).
 
 CPU ratios are not the paper's GPU ratios and are stored under their own row names (the paper's number
@@ -20,8 +20,9 @@ the ``quick``/``paper`` profiles.
 
 from __future__ import annotations
 
-import dataclasses
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,28 +30,28 @@ import pandas as pd
 from torch import nn
 
 from qnnlib.bench import gemm
-from qnnlib.bench.mlp import PACKED_EQ6, PACKED_F1
+from qnnlib.bench.mlp import PACKED_EQ6, PACKED_F1, float_mlp, random_bnn, time_mlp_cpu, time_mlp_gpu
 from qnnlib.data.mnist import load_mnist
 from qnnlib.data.splits import Split
 from qnnlib.experiments import config, mnist, runner
+from qnnlib.experiments.config import as_dict
+from qnnlib.runtime.export import compare_with_model, export_bnn
 from qnnlib.runtime.hardware import gpu_available
+from qnnlib.runtime.packed_bnn import PackedBNN
+from qnnlib.runtime.packed_checkpoint import size_report
 
-__all__ = [
-    "KernelBenchProfile",
-    "KERNEL_PROFILES",
-    "kernel_profile",
-    "cpu_sweep",
-    "gpu_sweep",
-    "TrainedBNN",
-    "trained_bnn",
-    "metrics_rows",
-    "check_sanity",
-]
+__all__ = ["KernelsConfig", "Sanity", "PROFILES", "SANITY", "cpu_sweep", "gpu_sweep", "TrainedBNN", "trained_bnn",
+           "TrainedCheck", "check_trained", "MlpTiming", "time_mlp", "checkpoint_sizes", "metrics_rows",
+           "write_metrics", "findings", "check_sanity"]
 
 
 @dataclass(frozen=True)
-class KernelBenchProfile:
-    """Sizes of notebook 09 for one profile (DESIGN.md §3): smoke ≤ 90 s, quick ≤ 15 min on 2 CPU cores."""
+class KernelsConfig:
+    """Notebook 09's sizes at one profile: smoke ≤ ~90 s, quick ≤ ~15 min on 2 CPU cores (docs/profiles.md).
+
+    Stand-in policy: the trained BNN checked for exactness is notebook 01's ``theano`` model at the same
+    profile; when that file does not exist, a small theano-recipe BNN (``fallback_*``) is trained here.
+    """
 
     profile: str
     cpu_sizes: tuple[int, ...]  # square GEMM sizes n (M = N = K = n) on the CPU
@@ -58,59 +59,52 @@ class KernelBenchProfile:
     gpu_sizes: tuple[int, ...]  # square sizes on a GPU (only when one is present)
     gpu_repeats: int
     mlp_hidden: int  # width of the timed MLP (the paper's: 4096)
-    mlp_depth: int  # hidden layers (the paper's: 3)
-    mlp_images: int  # test images per timed pass (the paper's: the whole 10k test set)
     mlp_repeats: int
     fallback_hidden: int  # if notebook 01's model is missing: train this small theano-recipe BNN here
     fallback_epochs: int
     fallback_train_size: int | None
     fallback_valid_size: int | None
-    check_cpu_speedup: bool  # sanity: binary GEMM faster than torch fp32 at the largest CPU size
+    mlp_depth: int = 3  # hidden layers of the timed MLP (the paper's: 3)
+    mlp_images: int = 10_000  # test images per timed pass (the paper's: the whole 10k test set)
 
     def __post_init__(self) -> None:
         for name in ("cpu_sizes", "gpu_sizes"):
             sizes = getattr(self, name)
-            if not sizes or any(int(s) != s or s < 1 for s in sizes):
+            if not sizes or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
                 raise ValueError(f"{name} must be a non-empty tuple of positive integers, got {sizes!r}")
         for name in ("cpu_repeats", "gpu_repeats", "mlp_hidden", "mlp_depth", "mlp_images", "mlp_repeats",
                      "fallback_hidden", "fallback_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("fallback_train_size", "fallback_valid_size"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be None (the whole split) or >= 1, got {v}")
 
 
-_COMMON = dict(mlp_depth=3, mlp_images=10_000)
-KERNEL_PROFILES: dict[str, KernelBenchProfile] = {
-    "smoke": KernelBenchProfile(
-        "smoke", cpu_sizes=(128, 256, 512), cpu_repeats=3, gpu_sizes=(256, 1024), gpu_repeats=10,
-        mlp_hidden=256, mlp_repeats=2, fallback_hidden=128, fallback_epochs=1, fallback_train_size=2000,
-        fallback_valid_size=500, check_cpu_speedup=False, **_COMMON),
-    "quick": KernelBenchProfile(
-        "quick", cpu_sizes=(256, 512, 1024, 2048, 4096), cpu_repeats=5, gpu_sizes=(1024, 2048, 4096, 8192),
-        gpu_repeats=30, mlp_hidden=4096, mlp_repeats=3, fallback_hidden=512, fallback_epochs=2,
-        fallback_train_size=10_000, fallback_valid_size=2000, check_cpu_speedup=True, **_COMMON),
-    "paper": KernelBenchProfile(
-        "paper", cpu_sizes=(256, 512, 1024, 2048, 4096), cpu_repeats=7, gpu_sizes=(1024, 2048, 4096, 8192),
-        gpu_repeats=50, mlp_hidden=4096, mlp_repeats=5, fallback_hidden=1024, fallback_epochs=5,
-        fallback_train_size=None, fallback_valid_size=None, check_cpu_speedup=True, **_COMMON),
+PROFILES: dict[str, KernelsConfig] = {
+    "smoke": KernelsConfig("smoke", cpu_sizes=(128, 256, 512), cpu_repeats=3, gpu_sizes=(256, 1024), gpu_repeats=10,
+                           mlp_hidden=256, mlp_repeats=2, fallback_hidden=128, fallback_epochs=1,
+                           fallback_train_size=2000, fallback_valid_size=500),
+    "quick": KernelsConfig("quick", cpu_sizes=(256, 512, 1024, 2048, 4096), cpu_repeats=5,
+                           gpu_sizes=(1024, 2048, 4096, 8192), gpu_repeats=30, mlp_hidden=4096, mlp_repeats=3,
+                           fallback_hidden=512, fallback_epochs=2, fallback_train_size=10_000,
+                           fallback_valid_size=2000),
+    "paper": KernelsConfig("paper", cpu_sizes=(256, 512, 1024, 2048, 4096), cpu_repeats=7,
+                           gpu_sizes=(1024, 2048, 4096, 8192), gpu_repeats=50, mlp_hidden=4096, mlp_repeats=5,
+                           fallback_hidden=1024, fallback_epochs=5, fallback_train_size=None,
+                           fallback_valid_size=None),
 }
 
 
-def kernel_profile(profile: str = "quick", **overrides: Any) -> KernelBenchProfile:
-    """The sizes for ``profile`` (``$QNNLIB_PROFILE`` wins), with overrides (``None`` = the profile's)."""
-    p = KERNEL_PROFILES[config.default_profile(profile)]
-    fields = {f.name for f in dataclasses.fields(KernelBenchProfile)} - {"profile"}
-    bad = set(overrides) - fields
-    if bad:
-        raise ValueError(f"unknown kernel-benchmark settings {sorted(bad)}; known: {sorted(fields)}")
-    changes = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(p, **changes)
+@dataclass(frozen=True)
+class Sanity:
+    """What notebook 09 checks at the end (exactness always; no timed assertion except the one below)."""
+
+    cpu_speedup_at_largest: bool  # the binary GEMM beats torch fp32 at the largest CPU size
 
 
-# ---------------------------------------------------------------------------------------------------
-# Hardware
-# ---------------------------------------------------------------------------------------------------
-
-
+SANITY: dict[str, Sanity] = {"smoke": Sanity(False), "quick": Sanity(True), "paper": Sanity(True)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -118,7 +112,7 @@ def kernel_profile(profile: str = "quick", **overrides: Any) -> KernelBenchProfi
 # ---------------------------------------------------------------------------------------------------
 
 
-def cpu_sweep(kb: KernelBenchProfile, seed: int = 0) -> pd.DataFrame:
+def cpu_sweep(kb: KernelsConfig, seed: int = 0) -> pd.DataFrame:
     """:func:`qnnlib.bench.gemm.cpu_gemm_sweep` over ``kb.cpu_sizes``; adds ``size`` (n) and ``bit-op/s``.
 
     ``Gop/s`` counts 2·M·N·K operations: for the binary kernel these are bit-ops (one XNOR/XOR and one
@@ -130,12 +124,12 @@ def cpu_sweep(kb: KernelBenchProfile, seed: int = 0) -> pd.DataFrame:
     return df
 
 
-def gpu_sweep(kb: KernelBenchProfile, seed: int = 0) -> tuple[pd.DataFrame | None, str]:
+def gpu_sweep(kb: KernelsConfig, seed: int = 0) -> tuple[pd.DataFrame | None, str]:
     """Verify every CUDA kernel bit-exact, then time the GPU GEMMs; ``(None, reason)`` without a GPU."""
     ok, why = gpu_available()
     if not ok:
         return None, why
-    from qnnlib.runtime.binary_gemm import compile_cuda_kernels  # noqa: PLC0415
+    from qnnlib.runtime.gemm_cuda import compile_cuda_kernels  # noqa: PLC0415
 
     compile_cuda_kernels()
     bad = [c for c in gemm.verify_cuda_kernels() if not c["exact"]]
@@ -168,7 +162,7 @@ def _full_test(name: str) -> tuple[Split, str]:
     return data.test, data.source
 
 
-def trained_bnn(profile: str, kb: KernelBenchProfile, *, progress: bool = False) -> TrainedBNN:
+def trained_bnn(profile: str, kb: KernelsConfig, *, progress: bool = False) -> TrainedBNN:
     """Notebook 01's trained ``theano`` BNN at ``profile`` (:func:`qnnlib.experiments.mnist.load_trained`).
 
     If that file does not exist, train a small theano-recipe BNN here (``kb.fallback_*`` sizes, the
@@ -193,6 +187,53 @@ def trained_bnn(profile: str, kb: KernelBenchProfile, *, progress: bool = False)
                       test=test, test_source=source)
 
 
+@dataclass
+class TrainedCheck:
+    """The trained BNN exported to a :class:`~qnnlib.runtime.packed_bnn.PackedBNN` and checked on its test set."""
+
+    packed: PackedBNN
+    comparison: dict[str, Any]  # qnnlib.runtime.export.compare_with_model
+    test_error: float  # of the packed network's predictions (fraction)
+
+
+def check_trained(trained: TrainedBNN) -> TrainedCheck:
+    """Export ``trained.model``, compare it with the PyTorch model on the whole test split, and score it."""
+    packed = export_bnn(trained.model)
+    comparison = compare_with_model(trained.model, packed, trained.test.x)
+    pred = packed.predict(trained.test.x)
+    return TrainedCheck(packed, comparison, float((pred != trained.test.y.numpy()).mean()))
+
+
+@dataclass
+class MlpTiming:
+    """The timed MLP (random weights, the profile's width) and its CPU (and GPU) inference timings."""
+
+    bnn: nn.Module
+    packed: PackedBNN
+    n_images: int
+    cpu: pd.DataFrame  # qnnlib.bench.mlp.time_mlp_cpu
+    gpu: pd.DataFrame | None  # qnnlib.bench.mlp.time_mlp_gpu (None without a GPU)
+    comparison: dict[str, Any]  # the packed network vs the PyTorch BNN on the timed images
+
+
+def time_mlp(kb: KernelsConfig, images: Any) -> MlpTiming:
+    """Time ``784-kb.mlp_depth x kb.mlp_hidden-10`` inference on ``images[:kb.mlp_images]``: float vs packed."""
+    bnn = random_bnn(kb.mlp_hidden, kb.mlp_depth)
+    packed = export_bnn(bnn)
+    images = images[: kb.mlp_images]
+    floats = float_mlp(kb.mlp_hidden, kb.mlp_depth)
+    return MlpTiming(bnn, packed, len(images), time_mlp_cpu(bnn, packed, floats, images, repeats=kb.mlp_repeats),
+                     time_mlp_gpu(bnn, packed, floats, images, repeats=kb.mlp_repeats),
+                     compare_with_model(bnn, packed, images))
+
+
+def checkpoint_sizes(timing: MlpTiming, trained: TrainedBNN, check: TrainedCheck) -> dict[str, dict[str, float]]:
+    """:func:`~qnnlib.runtime.packed_checkpoint.size_report` of the timed and the trained network (temporary folder)."""
+    with tempfile.TemporaryDirectory() as d:
+        return {"timed": size_report(timing.bnn, Path(d) / "timed", timing.packed),
+                "trained": size_report(trained.model, Path(d) / "trained", check.packed)}
+
+
 # ---------------------------------------------------------------------------------------------------
 # Metrics rows and sanity
 # ---------------------------------------------------------------------------------------------------
@@ -203,14 +244,14 @@ def _speedup(df: pd.DataFrame, size: int, method: str, col: str = "speedup_vs_to
     return float(sel[col].iloc[0])
 
 
-def metrics_rows(kb: KernelBenchProfile, hw: dict, cpu: pd.DataFrame, mlp: pd.DataFrame, timing_dataset: str,
+def metrics_rows(kb: KernelsConfig, hw: dict, cpu: pd.DataFrame, mlp: pd.DataFrame, timing_dataset: str,
                  trained: dict, sizes: dict, gpu: pd.DataFrame | None = None,
                  gpu_mlp: pd.DataFrame | None = None) -> list[dict]:
-    """Rows for ``metrics["rows"]`` (:mod:`qnnlib.results`), CPU rows under their own names.
+    """Rows for ``metrics["rows"]`` (:mod:`qnnlib.experiments.results`), CPU rows under their own names.
 
     ``trained``: ``{"dataset", "test_error", "comparison"}`` (``comparison`` from
-    :func:`qnnlib.inference.compare_with_model`); ``sizes``: :func:`qnnlib.inference.size_report` of the
-    timed width-``kb.mlp_hidden`` model.
+    :func:`qnnlib.runtime.export.compare_with_model`); ``sizes``: :func:`qnnlib.runtime.packed_checkpoint.size_report`
+    of the timed width-``kb.mlp_hidden`` model and its ``PackedBNN``.
     """
     n = max(kb.cpu_sizes)
     cpu_tag = f"CPU {hw['cpu']}, {hw['torch_threads']} threads"
@@ -243,12 +284,12 @@ def metrics_rows(kb: KernelBenchProfile, hw: dict, cpu: pd.DataFrame, mlp: pd.Da
          "dataset": trained["dataset"], "paper_key": "kernels:MNIST MLP run-time (XNOR kernel):test error %",
          "note": f"PackedBNN on the CPU; {trained['origin']} (paper: 3x4096 trained 1000 epochs)"},
         {"row": f"Packed checkpoint vs float state_dict, binary layers ({arch})", "metric": "memory size reduction x",
-         "value": float(sizes["binary_layers_ratio"]), "dataset": "-",
+         "value": float(sizes["binary_weight_ratio"]), "dataset": "-",
          "paper_key": "memory:BNN vs 32-bit DNN:memory size reduction x",
          "note": f"{sizes['binary_weight_float_bytes']:,} B float32 weights vs {sizes['binary_weight_packed_bytes']:,} "
                  "B packed words (64-bit words, padding included)"},
         {"row": f"Packed checkpoint vs float state_dict, whole file on disk ({arch})", "metric": "file size reduction x",
-         "value": float(sizes["file_ratio"]), "dataset": "-",
+         "value": float(sizes["disk_ratio"]), "dataset": "-",
          "note": f"{sizes['float_state_dict_bytes']:,} B torch.save(state_dict) vs {sizes['packed_bytes']:,} B "
                  "uncompressed .npz (weights, thresholds, output BN)"},
     ]
@@ -276,7 +317,7 @@ def metrics_rows(kb: KernelBenchProfile, hw: dict, cpu: pd.DataFrame, mlp: pd.Da
     return rows
 
 
-def check_sanity(kb: KernelBenchProfile, *, cpu: pd.DataFrame, mlp: pd.DataFrame, trained_comparison: dict,
+def check_sanity(kb: KernelsConfig, *, cpu: pd.DataFrame, mlp: pd.DataFrame, trained_comparison: dict,
                  metrics_json: Any, gpu_mlp: pd.DataFrame | None = None) -> list[str]:
     """Assert the notebook's sanity bounds; returns the checks that passed (``AssertionError`` names a failure).
 
@@ -299,7 +340,7 @@ def check_sanity(kb: KernelBenchProfile, *, cpu: pd.DataFrame, mlp: pd.DataFrame
         rows = gpu_mlp[gpu_mlp["method"].str.startswith("PackedBNN")]
         assert bool(rows["identical_to_torch_bnn"].all()), "GPU PackedBNN predictions differ from PyTorch's"
         passed.append("GPU PackedBNN predictions identical")
-    if kb.check_cpu_speedup:
+    if SANITY[kb.profile].cpu_speedup_at_largest:
         n = max(kb.cpu_sizes)
         s = _speedup(cpu, n, "binary_matmul cpu")
         assert s > 1.0, f"binary GEMM is not faster than torch fp32 at {n}^3 ({s:.2f}x)"
@@ -307,3 +348,47 @@ def check_sanity(kb: KernelBenchProfile, *, cpu: pd.DataFrame, mlp: pd.DataFrame
     assert Path(metrics_json).is_file(), f"metrics JSON {metrics_json} was not written"
     passed.append(f"{metrics_json} written")
     return passed
+
+
+def write_metrics(kb: KernelsConfig, hw: dict[str, Any], cpu: pd.DataFrame, gpu: pd.DataFrame | None,
+                  gpu_skipped: str, trained: TrainedBNN, check: TrainedCheck, timing: MlpTiming,
+                  sizes: dict[str, dict[str, float]], wall_time_s: float) -> Path:
+    """Write ``results/<profile>/kernels.json`` (rows, every table, the comparisons and sizes)."""
+    from qnnlib.experiments import results  # noqa: PLC0415
+
+    rows = metrics_rows(kb, hw, cpu, timing.cpu, trained.dataset,
+                        {"dataset": trained.dataset, "test_error": check.test_error, "comparison": check.comparison,
+                         "origin": trained.origin}, sizes["timed"], gpu, timing.gpu)
+    return results.write_metrics(
+        "kernels", kb.profile, config={"kernel_bench": as_dict(kb), "hardware": hw},
+        metrics={"rows": rows, "cpu_gemm": cpu.to_dict("records"), "mlp_inference": timing.cpu.to_dict("records"),
+                 "gpu_gemm": None if gpu is None else gpu.to_dict("records"),
+                 "gpu_mlp_inference": None if timing.gpu is None else timing.gpu.to_dict("records"),
+                 "gpu_skipped_reason": gpu_skipped or None, "trained_comparison": check.comparison,
+                 "timed_model_comparison": timing.comparison, "sizes_timed_model": sizes["timed"],
+                 "sizes_trained_model": sizes["trained"]},
+        history=[],
+        dataset={"name": trained.dataset, "sizes": {"test": len(trained.test)}, "source": trained.test_source,
+                 "trained_on": trained.trained_on, "model": trained.origin},
+        wall_time_s=wall_time_s)
+
+
+def findings(kb: KernelsConfig, hw: dict[str, Any], cpu: pd.DataFrame, timing: MlpTiming, check: TrainedCheck,
+             trained: TrainedBNN, sizes: dict[str, dict[str, float]], gpu_skipped: str) -> list[str]:
+    """What this run measured, in sentences (every number from the run's tables)."""
+    n = max(kb.cpu_sizes)
+    by = timing.cpu.set_index("method")
+    c, s = check.comparison, sizes["timed"]
+    lines = [f"CPU {hw['cpu']} ({hw['cpu_popcount']}): binary GEMM {n}^3 {_speedup(cpu, n, 'binary_matmul cpu'):.1f}x "
+             f"torch fp32 ({_speedup(cpu, n, 'binary incl. packing'):.1f}x including packing both operands)."]
+    lines += [f"MLP 784-{kb.mlp_depth}x{kb.mlp_hidden}-10, {timing.n_images} images, {m}: "
+              f"{by.loc[m, 'speedup_vs_float']:.1f}x PyTorch float32, {by.loc[m, 'speedup_vs_torch_bnn']:.1f}x the "
+              "PyTorch BNN." for m in (PACKED_EQ6, PACKED_F1)]
+    lines += [f"Trained BNN ({trained.dataset}): {c['n_images'] - c['prediction_mismatches']}/{c['n_images']} "
+              f"predictions identical; first-layer agreement {100 * c['first_layer_agreement']:.4f}%; test error via "
+              f"PackedBNN {100 * check.test_error:.2f}%.",
+              f"Packed checkpoint: binary layers {s['binary_weight_ratio']:.1f}x smaller, whole file "
+              f"{s['disk_ratio']:.1f}x ({s['float_state_dict_bytes'] / 2**20:.1f} MiB -> "
+              f"{s['packed_bytes'] / 2**20:.2f} MiB).",
+              "GPU: " + (f"skipped ({gpu_skipped})" if hw.get("gpu") is None else str(hw["gpu"]))]
+    return lines

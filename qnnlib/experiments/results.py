@@ -76,7 +76,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # ------------------------------------------------------------------------ paper reference numbers
 @dataclasses.dataclass(frozen=True)
 class PaperNumber:
-    """One number the paper reports, with where it comes from (PAPER.md tags)."""
+    """One number the paper reports, with where it comes from (docs/paper.md tags)."""
 
     experiment: str  # "mnist" | "svhn" | "cifar10" | "imagenet" | "ptb" | "kernels" | "memory" | "filters"
     row: str
@@ -181,7 +181,7 @@ def _hardware() -> list[PaperNumber]:
 
 
 PAPER: tuple[PaperNumber, ...] = tuple(_table1() + _imagenet() + _ptb() + _hardware())
-"""The paper's numbers (the Horowitz energy tables live in :mod:`qnnlib.horowitz`, not here)."""
+"""The paper's numbers (the Horowitz energy tables live in :mod:`qnnlib.analysis.horowitz`, not here)."""
 
 PAPER_BY_KEY: dict[str, PaperNumber] = {p.key: p for p in PAPER}
 
@@ -189,7 +189,7 @@ PAPER_SPLITS: dict[str, dict[str, int]] = {
     "mnist": {"train": 50_000, "valid": 10_000, "test": 10_000},
     "cifar10": {"train": 45_000, "valid": 5_000, "test": 10_000},
 }
-"""The paper's split sizes where PAPER.md §2.10 gives them."""
+"""The paper's split sizes where docs/paper.md §2.10 gives them."""
 
 
 def paper_table(experiment: str | None = None) -> pd.DataFrame:

@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 SUPPORTED = (
-    "export_bnn supports an MLP as built by qnnlib.models.mnist_mlp(precision=BINARY): an nn.Sequential "
+    "export_bnn supports an MLP as built by qnnlib.models.mlp.mnist_mlp(precision=BINARY): an nn.Sequential "
     "fc1, bn1, act1, ..., fcL, bnL (Dropout layers allowed, identity at inference) where every fc is a "
     "QuantLinear/BinaryLinear with weight_bits=1, every bn is an nn.BatchNorm1d with running statistics, "
     "every hidden act is QuantAct(bits=1) (sign, deterministic at inference), and the output layer "

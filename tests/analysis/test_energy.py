@@ -1,4 +1,4 @@
-"""Tests for qnnlib.energy: counts checked by hand on tiny models, energy units, paper-vs-ours rows.
+"""Tests for qnnlib.analysis.energy: counts checked by hand on tiny models, energy units, paper-vs-ours rows.
 The packed checkpoint on disk is tested in test_packed_checkpoint.py, the Horowitz tables in test_horowitz.py."""
 
 from __future__ import annotations

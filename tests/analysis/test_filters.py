@@ -1,20 +1,16 @@
-"""Tests for qnnlib.filters: unique-filter counting on planted filters, ops saved, padding helper."""
+"""Tests for qnnlib.analysis.filters: unique-filter counting on planted filters, ops saved, rows."""
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
 from qnnlib.analysis import filters as F
-from qnnlib.data.splits import DatasetSplits, Split
 from qnnlib.models.convnet import convnet
 from qnnlib.precision import FLOAT
-
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 def planted() -> torch.Tensor:
@@ -78,64 +74,6 @@ def test_filter_repetition_on_a_binary_convnet_uses_real_shapes():
     assert list(df["out_pixels"]) == [64, 64, 16, 16, 4, 4]  # conv output, before pooling
     assert df.set_index("layer").loc["conv2", "ops_reduction"] == 4.0
     assert F.filter_repetition(convnet((4, 4, 4), 8, precision=FLOAT, in_channels=1, image_size=8), (1, 8, 8)).empty
-
-
-def test_pad_images():
-    x = torch.linspace(-1, 1, 2 * 784).reshape(2, 784)
-    y = F.pad_images(x)
-    assert y.shape == (2, 1, 32, 32)
-    assert torch.equal(y[:, 0, 2:30, 2:30], x.reshape(2, 28, 28))
-    assert (y[:, :, :2] == -1).all() and (y[:, :, :, 30:] == -1).all()
-    with pytest.raises(ValueError):
-        F.pad_images(torch.zeros(2, 100))
-
-
-def test_stand_in_profiles():
-    assert F.stand_in_profile("smoke").epochs >= 1
-    assert set(F.STAND_IN_PROFILES) == {"smoke", "quick", "paper"}
-    assert F.stand_in_profile("paper").channels == (128, 256, 512)
-    with pytest.raises(ValueError):
-        F.stand_in_profile("huge")
-
-
-def _fake_images(n: int, seed: int) -> Split:
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 10
-    x = torch.rand(n, 1, 8, 8, generator=g) * 2 - 1
-    x[:, 0, 0, 0] = y.float() / 5 - 1  # a learnable cue
-    return Split(x, y)
-
-
-def test_train_stand_in_and_rebuild_from_state_dict():
-    data = DatasetSplits("fake", _fake_images(40, 0), _fake_images(20, 1), _fake_images(20, 2), source="test")
-    p = F.StandInProfile(channels=(4, 4, 8), fc=8, train_size=40, valid_size=20, test_size=20, epochs=1,
-                         batch_size=10)
-    model, result = F.train_stand_in(p, data, progress=False)
-    assert len(result.history) == 1 and 0 <= result.test_error_at_best <= 1
-    rebuilt = F.convnet_from_state_dict(model.state_dict(), image_size=8)
-    model.eval(), rebuilt.eval()
-    x = data.test.x[:5]
-    assert torch.equal(model(x), rebuilt(x))
-    a, b = F.filter_repetition(model, (1, 8, 8)), F.filter_repetition(rebuilt, (1, 8, 8))
-    assert a.equals(b)
-
-
-def test_trained_convnet_checkpoint_lookup(tmp_path, monkeypatch):
-    monkeypatch.setenv("QNNLIB_DATA", str(tmp_path))
-    assert F.trained_convnet_checkpoint("smoke") is None
-    path = tmp_path / "models" / "smoke" / "cifar10_torch7.pt"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"x")
-    assert F.trained_convnet_checkpoint("smoke") == path
-
-
-@pytest.mark.skipif(not FASHION.is_dir(), reason="Fashion-MNIST is not installed")
-def test_stand_in_data_is_padded_fashion_mnist():
-    p = dataclasses.replace(F.stand_in_profile("smoke"), train_size=100, valid_size=50, test_size=50)
-    d = F.stand_in_data(p)
-    assert d.name == "fashion-mnist" and d.train.x.shape == (100, 1, 32, 32) and d.test.x.shape[0] == 50
-    desc = F.stand_in_description(d)
-    assert "padded" in desc["inputs"] and "NOT" in desc["stand_in_for"] and desc["sizes"]["train"] == 100
 
 
 def test_channel_unique_fractions_long_form():

@@ -1,4 +1,4 @@
-"""Tests for qnnlib.horowitz: the Horowitz 45 nm tables are the paper's Tables 2 and 3."""
+"""Tests for qnnlib.analysis.horowitz: the Horowitz 45 nm tables are the paper's Tables 2 and 3."""
 
 from __future__ import annotations
 

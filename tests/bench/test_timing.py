@@ -1,4 +1,4 @@
-"""Tests for qnnlib.timing: the warm-up / interleaved rounds / medians protocol (call order, sync, the
+"""Tests for qnnlib.bench.timing: the warm-up / interleaved rounds / medians protocol (call order, sync, the
 early stop on a time budget), without timed assertions; the CUDA-event timer on a GPU only."""
 
 from __future__ import annotations

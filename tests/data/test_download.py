@@ -1,4 +1,4 @@
-"""Tests for qnnlib.download: a failed download (bad checksum, truncated stream) leaves nothing behind."""
+"""Tests for qnnlib.data.download: a failed download (bad checksum, truncated stream) leaves nothing behind."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for qnnlib.idx: the IDX format round trip, its big-endian header, and corrupt-file errors."""
+"""Tests for qnnlib.data.idx: the IDX format round trip, its big-endian header, and corrupt-file errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for qnnlib.datasets: specs, splits, checksums on disk, downloads via load_mnist, clear errors, real files.
+"""Tests for qnnlib.data.mnist: specs, splits, checksums on disk, downloads via load_mnist, clear errors, real files.
 The IDX format is tested in test_idx.py, fetch_file's failure modes in test_download.py."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for qnnlib.kernel_bench: profiles, sweeps and MLP timing on tiny sizes, trained-model lookup,
+"""Tests for qnnlib.experiments.kernels: profiles, sweeps and MLP timing on tiny sizes, trained-model lookup,
 metrics rows (valid for results.write_metrics / comparison_table) and the sanity checks. No timed assertions."""
 
 from __future__ import annotations
@@ -13,28 +13,29 @@ import torch
 from qnnlib.bench.mlp import PACKED_EQ6, PACKED_F1, float_mlp, random_bnn, time_mlp_cpu, time_mlp_gpu
 from qnnlib.data.idx import DatasetError
 from qnnlib.data.mnist import load_mnist
-from qnnlib.experiments import mnist, results
+from qnnlib.experiments import config, mnist, results
 from qnnlib.experiments.kernels import (
-    KERNEL_PROFILES,
-    KernelBenchProfile,
+    PROFILES,
+    SANITY,
+    KernelsConfig,
     check_sanity,
     cpu_sweep,
     gpu_sweep,
-    kernel_profile,
     metrics_rows,
     trained_bnn,
 )
-from qnnlib.runtime.export import compare_with_model, export_bnn, size_report
+from qnnlib.runtime.export import compare_with_model, export_bnn
 from qnnlib.runtime.hardware import describe as hardware_info
 from qnnlib.runtime.hardware import gpu_available
+from qnnlib.runtime.packed_checkpoint import size_report
 
 GPU, _WHY = gpu_available()
 
 
-def tiny(profile: str = "smoke", **kw) -> KernelBenchProfile:
+def tiny(profile: str = "smoke", **kw) -> KernelsConfig:
     base = dict(cpu_sizes=(64, 96), cpu_repeats=1, mlp_hidden=64, mlp_images=300, mlp_repeats=1,
                 fallback_hidden=32, fallback_epochs=1, fallback_train_size=300, fallback_valid_size=100)
-    return dataclasses.replace(KERNEL_PROFILES[profile], **{**base, **kw})
+    return dataclasses.replace(PROFILES[profile], **{**base, **kw})
 
 
 def pixels(n: int = 300, seed: int = 0) -> np.ndarray:
@@ -44,10 +45,10 @@ def pixels(n: int = 300, seed: int = 0) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- profiles
 def test_profiles_sizes(monkeypatch):
     monkeypatch.delenv("QNNLIB_PROFILE", raising=False)
-    assert set(KERNEL_PROFILES) == {"smoke", "quick", "paper"}
-    smoke, quick, paper = (kernel_profile(p) for p in ("smoke", "quick", "paper"))
-    assert max(smoke.cpu_sizes) <= 512 and smoke.mlp_hidden <= 256 and not smoke.check_cpu_speedup
-    assert max(quick.cpu_sizes) == 4096 and quick.mlp_hidden == 4096 and quick.check_cpu_speedup
+    assert set(PROFILES) == set(SANITY) == {"smoke", "quick", "paper"}
+    smoke, quick, paper = (config.resolve("kernels", p) for p in ("smoke", "quick", "paper"))
+    assert max(smoke.cpu_sizes) <= 512 and smoke.mlp_hidden <= 256 and not SANITY["smoke"].cpu_speedup_at_largest
+    assert max(quick.cpu_sizes) == 4096 and quick.mlp_hidden == 4096 and SANITY["quick"].cpu_speedup_at_largest
     assert max(quick.gpu_sizes) == 8192 and max(paper.gpu_sizes) == 8192
     assert all(p.mlp_images == 10_000 and p.mlp_depth == 3 for p in (smoke, quick, paper))
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -56,18 +57,20 @@ def test_profiles_sizes(monkeypatch):
 
 def test_profile_env_var_and_overrides(monkeypatch):
     monkeypatch.setenv("QNNLIB_PROFILE", "smoke")
-    assert kernel_profile("quick").profile == "smoke"
-    p = kernel_profile("quick", cpu_sizes=[32, 64], mlp_hidden=None)
-    assert p.cpu_sizes == (32, 64) and p.mlp_hidden == KERNEL_PROFILES["smoke"].mlp_hidden
-    with pytest.raises(ValueError, match="unknown kernel-benchmark settings"):
-        kernel_profile("quick", widths=3)
+    assert config.resolve("kernels", "quick").profile == "smoke"
+    p = config.resolve("kernels", "quick", cpu_sizes=[32, 64], mlp_hidden=None)
+    assert p.cpu_sizes == (32, 64) and p.mlp_hidden == PROFILES["smoke"].mlp_hidden
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['widths'\]"):
+        config.resolve("kernels", "quick", widths=3)
     with pytest.raises(ValueError, match="cpu_sizes"):
-        kernel_profile("quick", cpu_sizes=())
+        config.resolve("kernels", "quick", cpu_sizes=())
     with pytest.raises(ValueError, match="mlp_repeats"):
-        kernel_profile("quick", mlp_repeats=0)
+        config.resolve("kernels", "quick", mlp_repeats=0)
+    with pytest.raises(TypeError, match="cpu_sizes"):
+        config.resolve("kernels", "quick", cpu_sizes=[1.5])
     monkeypatch.setenv("QNNLIB_PROFILE", "huge")
     with pytest.raises(ValueError, match="unknown profile"):
-        kernel_profile()
+        config.resolve("kernels")
 
 
 def test_hardware_info_names_cpu_and_gpu_state():
@@ -155,7 +158,7 @@ def bench_outputs(tmp_path_factory):
     cpu = cpu_sweep(kb)
     mlp = time_mlp_cpu(bnn, packed, float_mlp(64, 3), pixels(), repeats=1)
     cmp_ = compare_with_model(bnn, packed, pixels(200, seed=3))
-    sizes = size_report(bnn, packed, tmp_path_factory.mktemp("sizes"))
+    sizes = size_report(bnn, tmp_path_factory.mktemp("sizes"), packed)
     trained = {"dataset": "fashion-mnist", "test_error": 0.2, "comparison": cmp_, "origin": "test"}
     return kb, cpu, mlp, cmp_, sizes, trained
 
@@ -209,6 +212,6 @@ def test_check_sanity_passes_and_fails(bench_outputs, tmp_path):
     slow = cpu.copy()
     slow["speedup_vs_torch"] = 0.5
     with pytest.raises(AssertionError, match="not faster"):
-        check_sanity(dataclasses.replace(kb, check_cpu_speedup=True), cpu=slow, mlp=mlp, trained_comparison=cmp_,
+        check_sanity(dataclasses.replace(kb, profile="quick"), cpu=slow, mlp=mlp, trained_comparison=cmp_,
                      metrics_json=js)
     torch.manual_seed(0)  # keep global RNG state tidy for later tests

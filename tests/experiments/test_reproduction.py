@@ -1,4 +1,4 @@
-"""Tests for qnnlib.reproduce: a tiny notebook registry, one good and one failing notebook.
+"""Tests for qnnlib.experiments.reproduction: a tiny notebook registry, one good and one failing notebook.
 
 The papermill run (two kernel launches) happens once, in a module-scoped fixture.
 """

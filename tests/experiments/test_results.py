@@ -1,4 +1,4 @@
-"""Tests for qnnlib.results: paper numbers, metrics JSON, comparison tables, markdown."""
+"""Tests for qnnlib.experiments.results: paper numbers, metrics JSON, comparison tables, markdown."""
 
 from __future__ import annotations
 
