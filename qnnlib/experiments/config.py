@@ -28,6 +28,7 @@ checks, run as the replaced config is built, so a bad value fails before any wor
 from __future__ import annotations
 
 import dataclasses
+import enum
 import importlib
 import json
 import numbers
@@ -225,6 +226,13 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
         if isinstance(value, str):
             return value
         raise TypeError(f"{name} must be a string, got {type(value).__name__} {value!r}")
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        if isinstance(value, hint):
+            return value
+        try:
+            return hint(value)  # its value, as as_dict writes it
+        except ValueError:
+            raise ValueError(f"{name} must be one of {[m.value for m in hint]}, got {value!r}") from None
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if isinstance(value, hint):
             return value
@@ -258,6 +266,17 @@ def from_dict(cls: type, data: Mapping[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj)
+    return obj
+
+
 def as_dict(cfg: Any) -> dict[str, Any]:
-    """A JSON-able dict of a config dataclass (for printing, the metrics JSON and saved models)."""
-    return dataclasses.asdict(cfg)
+    """A plain dict of a config dataclass — strings, numbers, lists/tuples, dicts; enum members as their
+    values — for printing, the metrics JSON and saved models (:func:`from_dict` reads it back)."""
+    return _plain(dataclasses.asdict(cfg))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from qnnlib.experiments import config
 from qnnlib.experiments.mnist import RECIPES, MnistConfig, RecipeConfig
-from qnnlib.precision import BINARY, FLOAT, Precision
+from qnnlib.precision import BINARY, FLOAT, LayerBits, Precision
 
 
 @pytest.fixture(autouse=True)
@@ -117,6 +117,10 @@ def test_identity_fields_are_not_overridable() -> None:
 def test_round_trip_through_as_dict() -> None:
     rc = config.resolve("mnist", "quick", grad_bits=6).recipe("torch7")
     assert config.from_dict(RecipeConfig, json.loads(json.dumps(config.as_dict(rc)))) == rc
+    layered = Precision(first=LayerBits(weight_bits=None), overrides={2: LayerBits(act_bits=4)}, last=LayerBits(8))
+    rc = config.resolve("mnist", "quick", precision=layered).recipe("theano")
+    text = json.dumps(config.as_dict(rc))  # INHERIT travels as its value
+    assert config.from_dict(RecipeConfig, json.loads(text)) == rc and rc.precision.label == layered.label
     cfg = config.resolve("mnist", "paper")
     assert config.from_dict(MnistConfig, config.as_dict(cfg)) == cfg
     with pytest.raises(ValueError, match="no field"):
