@@ -16,22 +16,23 @@ by default, lower is better); the final epoch's is kept too.  Errors are fractio
 
 Per Alg. 1 step 3: ``θ ← Update(θ, η)``, ``W ← Clip(Update(W, γ_k η), −1, 1)``, ``η ← λ η``.
 
+Evaluation (eval mode, exact sums of loss and metrics) is :mod:`qnnlib.evaluation`.
+
 Distributed runs (e.g. ImageNet under ``torchrun``): the caller wraps the model in DDP, gives each rank a
 loader over its shard (``DistributedSampler``: ``fit`` calls its ``set_epoch``) and passes a
-:class:`ProcessGroup` whose ``all_reduce_sum`` sums a tensor over the ranks (``torch.distributed.all_reduce``);
+:class:`~qnnlib.evaluation.ProcessGroup` whose ``all_reduce_sum`` sums a tensor over the ranks (``torch.distributed.all_reduce``);
 the loss and metric sums of every split go through it, so every rank sees the global numbers.  Only the main
 rank writes checkpoints; every rank reads them on resume.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -40,15 +41,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from qnnlib.data.splits import Batches, epoch_seed
+from qnnlib.data.splits import Batches, epoch_seed, is_split
+from qnnlib.evaluation import SINGLE_PROCESS, Batch, ProcessGroup, evaluate_loader
 from qnnlib.losses import LOSSES, get_loss
 from qnnlib.metrics import METRICS, MetricSums, get_metric
 from qnnlib.optim import ShiftAdaMax, clip_latent_weights, glorot_param_groups
 
-__all__ = ["TrainConfig", "FitResult", "Loaders", "ProcessGroup", "SINGLE_PROCESS", "fit", "evaluate",
-           "in_memory_loaders", "set_loader_epoch", "eval_mode", "lr_at", "make_optimizer", "resolve_device"]
-
-Batch = tuple[torch.Tensor, torch.Tensor]
+__all__ = ["TrainConfig", "FitResult", "Loaders", "fit", "in_memory_loaders", "set_loader_epoch", "lr_at",
+           "make_optimizer", "resolve_device"]
 
 
 class _Split(Protocol):
@@ -196,35 +196,6 @@ class Loaders:
     test: Iterable[Batch] | None = None
 
 
-@dataclass(frozen=True)
-class ProcessGroup:
-    """This process's place in a (possibly) distributed run; the default is a single process.
-
-    A distributed run subclasses it (or passes any object with these members) with ``all_reduce_sum``
-    summing a tensor over all ranks, e.g. ``torch.distributed.all_reduce(t); return t``.
-    """
-
-    rank: int = 0
-    world_size: int = 1
-
-    def __post_init__(self) -> None:
-        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
-            raise ValueError(f"need world_size >= 1 and 0 <= rank < world_size, got rank={self.rank}, "
-                             f"world_size={self.world_size}")
-
-    @property
-    def is_main(self) -> bool:
-        """Whether this is rank 0, the one that writes checkpoints and shows progress."""
-        return self.rank == 0
-
-    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Element-wise sum of ``tensor`` over all ranks (the identity in a single process)."""
-        return tensor
-
-
-SINGLE_PROCESS = ProcessGroup()
-
-
 def lr_at(config: TrainConfig, epoch: int) -> float:
     """Base learning rate of epoch ``epoch`` (0-based) under ``config``'s schedule."""
     if config.lr_schedule == "exp":
@@ -241,20 +212,6 @@ def resolve_device(device: str | None = None) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} requested (QNNLIB_DEVICE or config) but CUDA is not available; use 'cpu'")
     return torch.device(name)
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``with eval_mode(model):`` — the model in eval mode and autograd off for the block; its previous
-    mode (train or eval, per module) is restored afterwards, also when the block raises."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield model
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def in_memory_loaders(data: _Data, config: TrainConfig) -> Loaders:
@@ -286,75 +243,12 @@ def set_loader_epoch(loader: Any, epoch: int) -> bool:
     return False
 
 
-def _is_split(obj: Any) -> bool:
-    return isinstance(getattr(obj, "x", None), torch.Tensor) and isinstance(getattr(obj, "y", None), torch.Tensor)
-
-
 def _known_len(loader: Any) -> int | None:
     """``len(loader)`` when it has one (an iterable-style ``DataLoader`` raises ``TypeError``), else ``None``."""
     try:
         return len(loader)
     except TypeError:
         return None
-
-
-def _positions(y: torch.Tensor) -> int:
-    """Number of predictions a batch's loss averages over: integer targets → one per element; ±1 or
-    probability targets (…, C) → one per row."""
-    return y.numel() if not y.is_floating_point() else y.numel() // max(y.shape[-1], 1)
-
-
-def _eval_loader(model: nn.Module, loader: Iterable[Batch], device: torch.device, loss: str,
-                 metrics: Sequence[str], group: ProcessGroup, what: str) -> dict[str, float]:
-    loss_fn = get_loss(loss)
-    sums = MetricSums(metrics)
-    n_batches = 0
-    with eval_mode(model):
-        for xb, yb in loader:
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            out = model(xb)
-            n = _positions(yb)
-            sums.add("loss", loss_fn(out, yb).double() * n, n)  # split loss = Σ_batches mean·n / Σ n
-            sums.update(out, yb)
-            n_batches += 1
-    if n_batches == 0:
-        raise ValueError(f"the {what} loader yielded no batches (empty split?); cannot evaluate on it")
-    values = sums.values(group.all_reduce_sum(sums.totals()))
-    return {"loss": values["loss"], **{m: values[m] for m in metrics}}
-
-
-def evaluate(
-    model: nn.Module,
-    data: _Split | Iterable[Batch],
-    batch_size: int | None = None,
-    device: torch.device | None = None,
-    *,
-    loss: str = "square_hinge",
-    metrics: Sequence[str] = ("error",),
-    process_group: ProcessGroup | None = None,
-) -> dict[str, float]:
-    """Loss and metrics of ``model`` in eval mode: ``{"loss": …, "<metric>": …}`` over all of ``data``.
-
-    ``data`` is a loader (iterable of ``(x, y)`` batches) or a split with ``.x``/``.y`` tensors, batched in
-    order by ``batch_size`` (default 1000; only for a split).  The loss is the mean over all predictions
-    (batch means weighted by their size), each metric its exact ratio over the split (:mod:`qnnlib.metrics`),
-    both summed over the ranks of ``process_group``.  Raises ``ValueError`` on ``batch_size <= 0``, an
-    unknown loss or metric name, or data without batches.
-    """
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    get_loss(loss)
-    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
-    for m in metrics:
-        get_metric(m)
-    if _is_split(data):
-        loader: Iterable[Batch] = Batches(data, batch_size or 1000)
-    elif batch_size is not None:
-        raise ValueError("batch_size applies to a split with .x/.y tensors; a loader brings its own batches")
-    else:
-        loader = data  # type: ignore[assignment]
-    device = device or next(model.parameters()).device
-    return _eval_loader(model, loader, device, loss, metrics, process_group or SINGLE_PROCESS, "evaluation")
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -384,7 +278,7 @@ def _atomic_save(obj: Any, path: Path) -> None:
 def _as_loaders(data: Any, config: TrainConfig) -> Loaders:
     if isinstance(data, Loaders):
         return data
-    if all(_is_split(getattr(data, s, None)) for s in ("train", "valid", "test")):
+    if all(is_split(getattr(data, s, None)) for s in ("train", "valid", "test")):
         return in_memory_loaders(data, config)
     raise TypeError(f"fit needs Loaders(train, valid, test) or splits with .train/.valid/.test .x/.y tensors, "
                     f"got {type(data).__name__}")
@@ -472,11 +366,11 @@ def fit(
         if n_batches == 0:
             raise ValueError(f"the training loader yielded no batches in epoch {epoch + 1}")
         train = train_sums.values(group.all_reduce_sum(train_sums.totals()))
-        valid = _eval_loader(model, loaders.valid, device, config.loss, config.metrics, group, "validation")
+        valid = evaluate_loader(model, loaders.valid, device, config.loss, config.metrics, group, "validation")
         improved = select.better(valid[config.select_metric], result.best_valid_value)
         test: dict[str, float] | None = None
         if loaders.test is not None and (improved or epoch == config.epochs - 1):
-            test = _eval_loader(model, loaders.test, device, config.loss, config.metrics, group, "test")
+            test = evaluate_loader(model, loaders.test, device, config.loss, config.metrics, group, "test")
         keys = ("loss", *config.metrics)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr}
         row.update({f"train_{k}": train[k] for k in keys})

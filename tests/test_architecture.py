@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("precision", "layers", "norm", "gradquant", "losses", "metrics"),
     ("optim",),
     ("models", "data"),
+    ("evaluation",),
     ("train",),
     ("runtime", "analysis"),
     ("bench",),

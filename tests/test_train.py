@@ -15,6 +15,7 @@ from torch.utils.data import BatchSampler, DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 from qnnlib.data.splits import Batches
+from qnnlib.evaluation import ProcessGroup, evaluate
 from qnnlib.losses import square_hinge_loss
 from qnnlib.models.mlp import mnist_mlp
 from qnnlib.optim import clip_latent_weights
@@ -22,9 +23,7 @@ from qnnlib.precision import BINARY, FLOAT, Precision
 from qnnlib.train import (
     FitResult,
     Loaders,
-    ProcessGroup,
     TrainConfig,
-    evaluate,
     fit,
     in_memory_loaders,
     lr_at,
@@ -353,34 +352,6 @@ def test_selection_by_perplexity_without_error_keeps_error_fields_empty(data) ->
     assert set(res.final_test) == {"loss", "perplexity"}
 
 
-# --------------------------------------------------------------------------------------------------- evaluate
-def test_evaluate_on_split_and_on_loader_agree(data) -> None:
-    model = _model()
-    fit(model, data, _cfg(epochs=1))
-    a = evaluate(model, data.valid)
-    b = evaluate(model, data.valid, 1000)
-    c = evaluate(model, Batches(data.valid, 1000))
-    d = evaluate(model, _tensor_loader(data.valid, batch_size=1000))
-    assert a == b == c == d == _todays_evaluate(model, data.valid, 1000)
-    e = evaluate(model, data.valid, 7)  # other batching: same error, loss equal up to rounding
-    assert e["error"] == a["error"] and e["loss"] == pytest.approx(a["loss"], rel=1e-6)
-
-
-def test_evaluate_bad_input(data) -> None:
-    model = _model()
-    for bs in (0, -1):
-        with pytest.raises(ValueError, match="batch_size"):
-            evaluate(model, data.valid, bs)
-    with pytest.raises(ValueError, match="loader brings its own batches"):
-        evaluate(model, Batches(data.valid, 10), 10)
-    with pytest.raises(ValueError, match="square_hinge"):
-        evaluate(model, data.valid, loss="nll")
-    with pytest.raises(ValueError, match="top5"):
-        evaluate(model, data.valid, metrics=("accuracy",))
-    with pytest.raises(ValueError, match="no batches"):
-        evaluate(model, [])
-
-
 def test_empty_validation_loader_is_a_clear_error(data) -> None:
     cfg = _cfg(epochs=1)
     loaders = dataclasses.replace(in_memory_loaders(data, cfg), valid=[])
@@ -421,15 +392,6 @@ class _FakeRank1(ProcessGroup):
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         self.calls.append(tensor.numel())
         return tensor * 2
-
-
-def test_process_group() -> None:
-    assert ProcessGroup().is_main and not ProcessGroup(rank=1, world_size=2).is_main
-    t = torch.ones(3)
-    assert ProcessGroup().all_reduce_sum(t) is t
-    for rank, world in [(2, 2), (-1, 2), (0, 0)]:
-        with pytest.raises(ValueError, match="rank"):
-            ProcessGroup(rank=rank, world_size=world)
 
 
 def test_fake_second_rank_writes_nothing_and_sees_global_numbers(data, tmp_path) -> None:

@@ -72,10 +72,10 @@ import torch
 from torch import nn
 
 from qnnlib.analysis.horowitz import HOROWITZ_ARITH_PJ, HOROWITZ_MEMORY_PJ, HOROWITZ_SOURCE, MEMORY_CAPACITY_BYTES
+from qnnlib.evaluation import eval_mode
 from qnnlib.gradquant import GradQuant
 from qnnlib.layers import LatentWeightLayer, QuantAct
 from qnnlib.norm import ShiftBatchNorm1d, ShiftBatchNorm2d
-from qnnlib.train import eval_mode
 
 __all__ = ["SCHEMES", "EnergyAssumptions", "check_accountable", "account", "layer_table", "scheme_totals", "summary",
            "comparison_rows"]

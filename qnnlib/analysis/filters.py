@@ -32,9 +32,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from qnnlib.evaluation import eval_mode
 from qnnlib.layers import LatentWeightLayer
 from qnnlib.quantize import sign
-from qnnlib.train import eval_mode
 
 __all__ = [
     "filter_codes",

@@ -15,7 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Split", "DatasetSplits", "Batches", "as_loader", "epoch_seed", "stratified_subset"]
+__all__ = ["Split", "DatasetSplits", "Batches", "as_loader", "epoch_seed", "is_split", "stratified_subset"]
+
+
+def is_split(obj: object) -> bool:
+    """Whether ``obj`` is an in-memory split: ``.x`` and ``.y`` tensors (a :class:`Split` or any look-alike)."""
+    return isinstance(getattr(obj, "x", None), torch.Tensor) and isinstance(getattr(obj, "y", None), torch.Tensor)
 
 
 @dataclass(frozen=True)

@@ -45,13 +45,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from qnnlib.evaluation import eval_mode
 from qnnlib.layers import LatentWeightLayer, QuantAct
 from qnnlib.norm import ShiftBatchNorm1d, ShiftBatchNorm2d
 from qnnlib.runtime.bitpack import WORD_BITS, pack
 from qnnlib.runtime.bitplanes import inputs_from_pixels, pixels_from_inputs
 from qnnlib.runtime.folding import NonFiniteStatisticsError, bn_tensors, first_layer_thresholds, hidden_thresholds
 from qnnlib.runtime.packed_bnn import FirstLayer, PackedBNN
-from qnnlib.train import eval_mode
 
 __all__ = [
     "SUPPORTED",
