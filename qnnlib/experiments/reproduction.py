@@ -182,7 +182,7 @@ def write_summary(profile: str, runs: Sequence[NotebookRun], results_dir: Path |
         lines += [f"Not run this time (not requested or notebook not yet present): {', '.join(absent)}.", ""]
     table = R.comparison_table(profile, results_dir)
     lines += ["## Paper vs reproduced", "",
-              "Built from every metrics JSON in this folder and `qnnlib.experiments.results.PAPER`. `delta` = ours - paper, "
+              "Built from every metrics JSON in this folder and `qnnlib.experiments.paper.PAPER`. `delta` = ours - paper, "
               "given only when the datasets match; rows on another dataset than the paper's are marked "
               "DIFFERENT DATASET and are not comparable. Paper status: VERIFIED (read in the paper), SEC "
               "(secondary source), UNCONFIRMED (recalled, not checked).", ""]

@@ -24,6 +24,7 @@ from qnnlib.experiments.kernels import (
     metrics_rows,
     trained_bnn,
 )
+from qnnlib.experiments.paper import PAPER_BY_KEY
 from qnnlib.runtime.export import compare_with_model, export_bnn
 from qnnlib.runtime.hardware import describe as hardware_info
 from qnnlib.runtime.hardware import gpu_available
@@ -192,7 +193,7 @@ def test_metrics_rows_with_gpu_frames(bench_outputs):
     rows = metrics_rows(kb, hw, cpu, mlp, "mnist", trained, sizes, gpu, gpu_mlp)
     gpu_rows = [r for r in rows if r["row"].startswith(("GPU", "MNIST MLP 3x64 inference, GPU"))]
     assert len(gpu_rows) == 5
-    assert all(r["paper_key"] in results.PAPER_BY_KEY and "Fake GPU" in r["dataset"] for r in gpu_rows)
+    assert all(r["paper_key"] in PAPER_BY_KEY and "Fake GPU" in r["dataset"] for r in gpu_rows)
 
 
 def test_check_sanity_passes_and_fails(bench_outputs, tmp_path):

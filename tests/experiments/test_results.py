@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from qnnlib.experiments import paper as P
 from qnnlib.experiments import results as R
 
 MNIST_SIZES = {"train": 50000, "valid": 10000, "test": 10000}
@@ -27,9 +28,9 @@ def _write(tmp_path, experiment="mnist", dataset=None, rows=(), **kw) -> Path:
 
 # ----------------------------------------------------------------------------- PAPER
 def test_paper_keys_unique_and_tagged():
-    assert len(R.PAPER_BY_KEY) == len(R.PAPER)
-    assert {p.status for p in R.PAPER} <= {"VERIFIED", "SEC", "UNCONFIRMED"}
-    assert all(p.source and p.metric and p.dataset for p in R.PAPER)
+    assert len(P.PAPER_BY_KEY) == len(P.PAPER)
+    assert {p.status for p in P.PAPER} <= {"VERIFIED", "SEC", "UNCONFIRMED"}
+    assert all(p.source and p.metric and p.dataset for p in P.PAPER)
 
 
 @pytest.mark.parametrize("key, value", [
@@ -44,15 +45,15 @@ def test_paper_keys_unique_and_tagged():
     ("filters:CIFAR-10 ConvNet:unique 2D filters per layer %", 42.0),
 ])
 def test_paper_values(key, value):
-    assert R.PAPER_BY_KEY[key].value == pytest.approx(value)
+    assert P.PAPER_BY_KEY[key].value == pytest.approx(value)
 
 
 def test_paper_status_follows_sources():
-    assert R.PAPER_BY_KEY["mnist:BNN (Theano):test error %"].status == "VERIFIED"
-    assert R.PAPER_BY_KEY["imagenet:AlexNet QNN (W1/A2):top-1 %"].status == "SEC"
-    assert R.PAPER_BY_KEY["ptb:LSTM 300 (W2/A3):perplexity"].status == "UNCONFIRMED"
-    assert R.PAPER_BY_KEY["mnist:BinaryConnect:test error %"].spread == 0.08
-    assert set(R.paper_table("ptb")["experiment"]) == {"ptb"}
+    assert P.PAPER_BY_KEY["mnist:BNN (Theano):test error %"].status == "VERIFIED"
+    assert P.PAPER_BY_KEY["imagenet:AlexNet QNN (W1/A2):top-1 %"].status == "SEC"
+    assert P.PAPER_BY_KEY["ptb:LSTM 300 (W2/A3):perplexity"].status == "UNCONFIRMED"
+    assert P.PAPER_BY_KEY["mnist:BinaryConnect:test error %"].spread == 0.08
+    assert set(P.paper_table("ptb")["experiment"]) == {"ptb"}
 
 
 # ------------------------------------------------------------------------ metrics JSON
