@@ -104,7 +104,9 @@ def time_mlp_gpu(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, imag
     Float baselines run the same float MLP with CuPy: every GEMM on cuBLAS fp32, and on the paper's
     16×16-tiled baseline kernel (:func:`qnnlib.runtime.gemm_cuda.gemm_float_cuda`). PackedBNN gets the pixels
     as a CuPy uint8 array (its output BN runs on the CPU, a (N, classes) array). Wall-clock medians with
-    a device synchronisation after each call.
+    a device synchronisation after each call. ``identical_to_packed_cpu``: the GPU predictions equal the
+    same PackedBNN's on the CPU kernels (integer arithmetic: they must); ``identical_to_torch_bnn``: equal
+    to the PyTorch BNN's (float32 first layer, see :func:`qnnlib.runtime.export.compare_with_model`).
     """
     ok, _why = gpu_available()
     if not ok:
@@ -140,13 +142,15 @@ def time_mlp_gpu(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, imag
     med, last = interleaved_medians(fns, repeats, sync=lambda: cp.cuda.Device().synchronize())
     with torch.inference_mode():
         ref = torch.argmax(bnn.eval()(inputs_from_pixels(p)), dim=1).numpy()
+    cpu_pred = packed.predict(p, "cpu")  # the same integer arithmetic on the CPU kernels: must match exactly
     base = med["float MLP, paper's baseline kernel (16x16 tiles)"]
     cublas = med["float MLP, cuBLAS fp32 (CuPy)"]
     return pd.DataFrame([
         {"device": "gpu", "method": name, "seconds": sec, "images/s": len(p) / sec,
          "speedup_vs_baseline_kernel": base / sec, "speedup_vs_cublas": cublas / sec,
          "identical_to_torch_bnn": bool(np.array_equal(last[name], ref)) if name.startswith("PackedBNN") else None,
-         "images": len(p), "hidden": packed.widths[0]}
+         "identical_to_packed_cpu": bool(np.array_equal(last[name], cpu_pred)) if name.startswith("PackedBNN")
+         else None, "images": len(p), "hidden": packed.widths[0]}
         for name, sec in med.items()])
 
 

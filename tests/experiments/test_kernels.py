@@ -197,22 +197,27 @@ def test_metrics_rows_with_gpu_frames(bench_outputs):
 
 
 def test_check_sanity_passes_and_fails(bench_outputs, tmp_path):
-    kb, cpu, mlp, cmp_, _sizes, _trained = bench_outputs
+    kb, cpu, _mlp, cmp_, _sizes, _trained = bench_outputs
     js = tmp_path / "kernels.json"
     js.write_text("{}")
-    assert len(check_sanity(kb, cpu=cpu, mlp=mlp, trained_comparison=cmp_, metrics_json=js)) == 4
-    with pytest.raises(AssertionError, match="predictions differ"):
-        check_sanity(kb, cpu=cpu, mlp=mlp, metrics_json=js,
-                     trained_comparison={**cmp_, "predictions_identical": False, "prediction_mismatches": 1})
+    ok = dict(kb=kb, cpu=cpu, timed_comparison=cmp_, trained_comparison=cmp_, metrics_json=js)
+    assert cmp_["exact_beyond_first_layer"] and len(check_sanity(**ok)) == 4
+    # a first-layer rounding flip that changes one prediction is counted, not a failure
+    flip = {**cmp_, "predictions_identical": False, "prediction_mismatches": 1, "first_layer_mismatches": 1,
+            "first_layer_agreement": 1 - 1 / cmp_["first_layer_activations"], "images_with_first_layer_mismatch": 1}
+    assert "the other 1 on images" in check_sanity(**{**ok, "timed_comparison": flip})[1]
+    with pytest.raises(AssertionError, match="binary layers differ"):
+        check_sanity(**{**ok, "trained_comparison": {**cmp_, "exact_beyond_first_layer": False,
+                                                     "unexplained_prediction_mismatches": 1}})
+    with pytest.raises(AssertionError, match="first-layer agreement"):
+        check_sanity(**{**ok, "timed_comparison": {**cmp_, "first_layer_agreement": 0.99}})
     with pytest.raises(AssertionError, match="was not written"):
-        check_sanity(kb, cpu=cpu, mlp=mlp, trained_comparison=cmp_, metrics_json=tmp_path / "missing.json")
-    bad = mlp.copy()
-    bad.loc[bad["method"] == PACKED_EQ6, "identical_to_torch_bnn"] = False
-    with pytest.raises(AssertionError, match="timed model"):
-        check_sanity(kb, cpu=cpu, mlp=bad, trained_comparison=cmp_, metrics_json=js)
+        check_sanity(**{**ok, "metrics_json": tmp_path / "missing.json"})
+    gpu = pd.DataFrame([{"method": "PackedBNN cuda-xnor (Eq. 6)", "identical_to_packed_cpu": False}])
+    with pytest.raises(AssertionError, match="CPU kernels"):
+        check_sanity(**ok, gpu_mlp=gpu)
     slow = cpu.copy()
     slow["speedup_vs_torch"] = 0.5
     with pytest.raises(AssertionError, match="not faster"):
-        check_sanity(dataclasses.replace(kb, profile="quick"), cpu=slow, mlp=mlp, trained_comparison=cmp_,
-                     metrics_json=js)
+        check_sanity(**{**ok, "kb": dataclasses.replace(kb, profile="quick"), "cpu": slow})
     torch.manual_seed(0)  # keep global RNG state tidy for later tests

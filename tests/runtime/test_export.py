@@ -46,8 +46,10 @@ def test_random_models_match_pytorch(hidden, depth, seed):
     assert r["hidden_layer_mismatches"] == [0] * (depth - 1)  # exact, given the same binary inputs
     assert r["output_argmax_mismatches"] == 0
     assert r["first_layer_agreement"] >= 0.999
-    # a prediction can only differ if a first-layer activation did
+    # a prediction can only differ if a first-layer activation did, on that image
     assert r["prediction_mismatches"] == 0 or r["first_layer_mismatches"] > 0
+    assert r["unexplained_prediction_mismatches"] == 0 and r["exact_beyond_first_layer"]
+    assert r["prediction_mismatches"] <= r["images_with_first_layer_mismatch"] <= r["first_layer_mismatches"]
 
 
 def test_export_uses_eval_semantics_and_leaves_the_model_unchanged():
