@@ -11,6 +11,7 @@ activation) included.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 from torch import nn
 
@@ -86,39 +87,17 @@ def _widths(base: tuple[int, int, int], width: float) -> tuple[int, int, int]:
     return tuple(max(1, round(c * width)) for c in base)  # type: ignore[return-value]
 
 
-def cifar10_convnet(
-    width: float = 1.0,
-    fc: int = 1024,
-    *,
-    precision: Precision = BINARY,
-    in_channels: int = 3,
-    image_size: int = 32,
-    num_classes: int = 10,
-    bn_eps: float = 1e-4,
-    bn_momentum: float = 0.1,
-) -> nn.Sequential:
-    """CIFAR-10 ConvNet: (2×128C3)-MP2-(2×256C3)-MP2-(2×512C3)-MP2-(2×1024FC)-10; ``width`` scales convs.
+def cifar10_convnet(width: float = 1.0, fc: int = 1024, **options: Any) -> nn.Sequential:
+    """CIFAR-10 ConvNet: (2×128C3)-MP2-(2×256C3)-MP2-(2×512C3)-MP2-(2×1024FC)-10; ``width`` scales the convs.
 
-    The keyword options are :func:`convnet`'s (e.g. ``in_channels=1, image_size=32`` for padded MNIST).
+    ``options`` are :func:`convnet`'s keywords (``precision``, ``in_channels``, ``image_size``, ...).
     """
-    return convnet(_widths((128, 256, 512), width), fc, precision=precision, in_channels=in_channels,
-                   image_size=image_size, num_classes=num_classes, bn_eps=bn_eps, bn_momentum=bn_momentum)
+    return convnet(_widths((128, 256, 512), width), fc, **options)
 
 
-def svhn_convnet(
-    width: float = 1.0,
-    fc: int = 1024,
-    *,
-    precision: Precision = BINARY,
-    in_channels: int = 3,
-    image_size: int = 32,
-    num_classes: int = 10,
-    bn_eps: float = 1e-4,
-    bn_momentum: float = 0.1,
-) -> nn.Sequential:
+def svhn_convnet(width: float = 1.0, fc: int = 1024, **options: Any) -> nn.Sequential:
     """SVHN ConvNet: half the conv units of CIFAR-10's, (2×64C3)-MP2-(2×128C3)-MP2-(2×256C3)-MP2-(2×1024FC)-10.
 
-    The keyword options are :func:`convnet`'s.
+    ``options`` are :func:`convnet`'s keywords.
     """
-    return convnet(_widths((64, 128, 256), width), fc, precision=precision, in_channels=in_channels,
-                   image_size=image_size, num_classes=num_classes, bn_eps=bn_eps, bn_momentum=bn_momentum)
+    return convnet(_widths((64, 128, 256), width), fc, **options)

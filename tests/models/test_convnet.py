@@ -6,7 +6,6 @@ state_dict checksums, a hand-built ``nn.Sequential`` with the same outputs and g
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 
 import pytest
@@ -18,17 +17,7 @@ from qnnlib.layers import LatentWeightLayer, QuantAct, QuantConv2d, QuantLinear
 from qnnlib.models.convnet import cifar10_convnet, convnet, svhn_convnet
 from qnnlib.norm import ShiftBatchNorm1d, ShiftBatchNorm2d
 from qnnlib.precision import BINARY, FLOAT, LayerBits, Precision
-
-
-def state_digest(model: nn.Module) -> str:
-    """sha256 of the state_dict (keys, dtypes and raw bytes, in order), first 16 hex digits."""
-    h = hashlib.sha256()
-    for k, v in model.state_dict().items():
-        h.update(k.encode())
-        h.update(str(v.dtype).encode())
-        h.update(v.detach().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
+from tests.models.test_mlp import state_digest
 
 # Computed with torch.manual_seed(1234) from the builders as they were before the per-layer policy.
 FROZEN = {
