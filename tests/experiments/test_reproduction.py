@@ -67,6 +67,12 @@ def test_failed_notebook_saved_with_error(ran):
     assert any(o.get("output_type") == "error" and "deliberate failure" in o.get("evalue", "") for o in outputs)
 
 
+def test_executed_notebooks_are_in_nbformat_serialisation(ran):
+    for name in ("01_bad.ipynb", "02_good.ipynb"):
+        raw = (ran["out"] / name).read_text()
+        assert raw.endswith("\n") and raw == nbformat.writes(nbformat.reads(raw, as_version=4)) + "\n"
+
+
 def test_good_notebook_ran_after_failure(ran):
     nb = nbformat.read(ran["out"] / "02_good.ipynb", as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
