@@ -39,13 +39,13 @@ from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from qnnlib.data.splits import Batches, epoch_seed, is_split
 from qnnlib.evaluation import SINGLE_PROCESS, Batch, ProcessGroup, evaluate_loader
 from qnnlib.losses import LOSSES, get_loss
 from qnnlib.metrics import METRICS, MetricSums, get_metric
 from qnnlib.optim import ShiftAdaMax, clip_latent_weights, glorot_param_groups
+from qnnlib.progress import progress
 
 __all__ = ["TrainConfig", "FitResult", "Loaders", "fit", "in_memory_loaders", "set_loader_epoch", "lr_at",
            "make_optimizer", "resolve_device"]
@@ -340,7 +340,7 @@ def fit(
     if _known_len(loaders.train) == 0:
         raise ValueError("the training loader has no batches")
     t0 = time.perf_counter() - result.wall_time_s
-    epochs = tqdm(range(start_epoch, config.epochs), desc=desc, disable=not (config.progress and group.is_main),
+    epochs = progress(range(start_epoch, config.epochs), desc=desc, disable=not (config.progress and group.is_main),
                   initial=start_epoch, total=config.epochs)
     for epoch in epochs:
         te = time.perf_counter()

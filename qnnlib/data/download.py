@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import sys
 import tempfile
 import urllib.request
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from qnnlib.data.idx import DatasetCorruptError, DatasetError, gunzip_if_needed, parse_idx
+from qnnlib.progress import progress as progress_bar
 
 __all__ = ["DOWNLOAD_TIMEOUT_S", "DatasetNotFoundError", "RemoteFile", "check_bytes", "verify_file", "fetch_file"]
 
@@ -79,14 +79,12 @@ def verify_file(path: str | os.PathLike, remote: RemoteFile) -> np.ndarray:
 
 
 def _download(url: str, tmp, timeout: float, progress: bool) -> None:
-    from tqdm import tqdm  # plain tqdm: tqdm.auto needs ipywidgets inside notebooks
-
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         total = resp.headers.get("Content-Length")
         total = int(total) if total and total.isdigit() else None
         got = 0
-        with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
-                  disable=not progress, leave=False, file=sys.stderr) as bar:
+        with progress_bar(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
+                          disable=not progress, leave=False) as bar:
             while chunk := resp.read(_CHUNK):
                 tmp.write(chunk)
                 got += len(chunk)

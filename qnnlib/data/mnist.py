@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from qnnlib.data.download import DOWNLOAD_TIMEOUT_S, DatasetNotFoundError, RemoteFile, fetch_file, verify_file
-from qnnlib.data.root import DATA_ENV, DEFAULT_DATA_ROOT, data_root
+from qnnlib.data.root import DATA_ENV, DEFAULT_DATA_ROOT, data_root, display_path
 from qnnlib.data.splits import DatasetSplits, Split, stratified_subset
 
 __all__ = ["IdxDatasetSpec", "MNIST_FAMILY", "ensure_files", "load_mnist"]
@@ -179,7 +179,7 @@ def load_mnist(name: str = "mnist", root: str | os.PathLike | None = None, *, do
             notes.append(f"{split} {size} of {len(labels)}")
     subset = "full" if not notes else f"stratified random subset (seed {seed}): " + ", ".join(notes)
     return DatasetSplits(name=spec.name, train=_to_split(*parts["train"]), valid=_to_split(*parts["valid"]),
-                         test=_to_split(*parts["test"]), source=str(paths["train_images"].parent.resolve()),
+                         test=_to_split(*parts["test"]), source=display_path(paths["train_images"].parent),
                          subset=subset)
 
 

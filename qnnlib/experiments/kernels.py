@@ -32,6 +32,7 @@ from torch import nn
 from qnnlib.bench import gemm
 from qnnlib.bench.mlp import PACKED_EQ6, PACKED_F1, float_mlp, random_bnn, time_mlp_cpu, time_mlp_gpu
 from qnnlib.data.mnist import load_mnist
+from qnnlib.data.root import display_path
 from qnnlib.data.splits import Split
 from qnnlib.experiments import config, mnist, runner
 from qnnlib.experiments.config import as_dict
@@ -172,7 +173,7 @@ def trained_bnn(profile: str, kb: KernelsConfig, *, progress: bool = False) -> T
     try:
         model, saved = mnist.load_trained(profile, "theano")
         described = dict(saved["dataset"])
-        origin = f"notebook 01 model {runner.model_path(profile, 'mnist', 'theano')}"
+        origin = f"notebook 01 model {display_path(runner.model_path(profile, 'mnist', 'theano'))}"
     except FileNotFoundError:
         cfg = config.resolve("mnist", profile, recipes=("theano",), epochs=kb.fallback_epochs,
                              hidden=kb.fallback_hidden, train_size=kb.fallback_train_size,

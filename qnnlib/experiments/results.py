@@ -65,12 +65,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from qnnlib.data.root import REPO_ROOT
 from qnnlib.experiments.paper import PAPER_BY_KEY, PAPER_SPLITS
 from qnnlib.runtime.hardware import cpu_cores, cpu_model, popcount_isa
 
 SCHEMA = "qnnlib.metrics/1"
 RESULTS_ENV = "QNNLIB_RESULTS"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

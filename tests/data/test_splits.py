@@ -79,3 +79,12 @@ def test_existing_constructor_arguments_still_work() -> None:
 def test_bad_batch_size() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         Batches(_split(3), 0)
+
+
+def test_display_path(tmp_path, monkeypatch) -> None:
+    from qnnlib.data.root import REPO_ROOT, display_path
+
+    monkeypatch.setenv("QNNLIB_DATA", str(tmp_path / "data"))
+    assert display_path(tmp_path / "data" / "models" / "x.pt") == "$QNNLIB_DATA/models/x.pt"
+    assert display_path(REPO_ROOT / "results" / "quick" / "mnist.json") == "results/quick/mnist.json"
+    assert display_path("/usr/share/datasets/fashion-mnist") == "/usr/share/datasets/fashion-mnist"
