@@ -14,9 +14,11 @@ kernel is the ``python3`` kernelspec; jupyter_client replaces its ``python`` com
 
 A failing notebook is saved with its error (Papermill does that), named in
 ``<results>/<profile>/SUMMARY.md`` and on stdout, and the others still run; the exit code is 1 if
-any notebook failed or a requested one is missing, else 0. SUMMARY.md holds the per-notebook status
-and wall time, the paper-vs-ours table (:func:`qnnlib.experiments.results.comparison_table`, built from every
-metrics JSON in the profile folder, including those of earlier runs), and the hardware.
+any notebook failed or a requested one is missing, else 0. SUMMARY.md leads with the run status (one line),
+then the compact paper-vs-ours table in the paper's order (:func:`qnnlib.experiments.report.summary_table`,
+built from every metrics JSON in the profile folder, including those of earlier runs), the per-notebook status
+and wall time, the hardware, and at the end the full provenance table
+(:func:`qnnlib.experiments.report.provenance_table`).
 
 Registry: :data:`qnnlib.experiments.config.EXPERIMENTS` is the declared, ordered list of experiments;
 only notebooks that exist are run (:func:`available_notebooks`).
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from qnnlib.experiments import report
 from qnnlib.experiments import results as R
 from qnnlib.experiments.config import EXPERIMENTS
 
@@ -171,7 +174,9 @@ def _runs_table(runs: Sequence[NotebookRun], base: Path) -> str:
 
 def write_summary(profile: str, runs: Sequence[NotebookRun], results_dir: Path | None = None,
                   only: Sequence[str] | None = None) -> Path:
-    """Write ``<results>/<profile>/SUMMARY.md`` (runs, paper-vs-ours table, metrics files, hardware)."""
+    """Write ``<results>/<profile>/SUMMARY.md``: the run status (one line), the compact paper-vs-ours table in the
+    paper's order with its footnotes (:func:`qnnlib.experiments.report.summary_table`), the notebooks run, the
+    hardware, and at the end the full provenance table and the metrics files."""
     import pandas as pd
 
     out_dir = R.profile_dir(profile, results_dir)
@@ -179,25 +184,35 @@ def write_summary(profile: str, runs: Sequence[NotebookRun], results_dir: Path |
     env, git = R.environment_info(), R.git_info()
     failed = [r for r in runs if r.status != "ok"]
     cmd = f"python -m qnnlib reproduce --profile {profile}" + (f" --only {' '.join(only)}" if only else "")
-    lines = [f"# Reproduction summary - profile `{profile}`", "",
-             f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by `{cmd}`.", ""]
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if failed:
-        lines += ["**FAILED: " + ", ".join(f"{r.key} ({r.notebook}: {r.error or r.status})" for r in failed)
-                  + "**", ""]
+        status = ("**FAILED: " + ", ".join(f"{r.key} ({r.notebook}: {r.error or r.status})" for r in failed)
+                  + f"** ({len(runs) - len(failed)} of {len(runs)} notebook(s) ran)")
     elif runs:
-        lines += [f"All {len(runs)} notebook(s) ran without error.", ""]
+        status = f"**OK**: all {len(runs)} notebook(s) ran without error"
     else:
-        lines += ["No notebook ran.", ""]
+        status = "No notebook ran"
+    lines = [f"# Reproduction summary - profile `{profile}`", "", status + ".", "",
+             f"Generated {stamp} by `{cmd}`.", ""]
+    summary = report.summary_table(profile, results_dir)
+    lines += ["## Paper vs reproduced", "",
+              "In the paper's order (Table 1, ImageNet, PTB, energy/memory, kernels, filters), from every metrics JSON "
+              "in this", "folder. Status rules and rounding: `qnnlib.experiments.report`; every caveat is a footnote.",
+              "", summary.markdown()]
     lines += ["## Notebooks", "", _runs_table(runs, out_dir)]
     absent = [f"{k} ({f})" for k, f in NOTEBOOKS.items() if k not in {r.key for r in runs}]
     if absent:
         lines += [f"Not run this time (not requested or notebook not yet present): {', '.join(absent)}.", ""]
-    table = R.comparison_table(profile, results_dir)
-    lines += ["## Paper vs reproduced", "",
-              "Built from every metrics JSON in this folder and `qnnlib.experiments.paper.PAPER`. `delta` = ours - paper, "
-              "given only when the datasets match; rows on another dataset than the paper's are marked "
-              "DIFFERENT DATASET and are not comparable. Paper status: VERIFIED (read in the paper), SEC "
-              "(secondary source), UNCONFIRMED (recalled, not checked).", ""]
+    lines += ["## Hardware and software", "",
+              f"- CPU: {env['cpu']} ({env['cpu_count']} cores, {env['cpu_affinity']} usable)",
+              f"- GPU: {env.get('gpu') or 'none'} (CUDA {env.get('cuda') or '-'})",
+              f"- Python {env['python']}, torch {env.get('torch')}, numpy {env['numpy']}; {env['platform']}",
+              f"- git: {git.get('commit') or git.get('error')}" + (" (dirty)" if git.get("dirty") else ""), ""]
+    table = report.provenance_table(profile, results_dir)
+    lines += ["## Provenance: the full comparison", "",
+              "Every metrics row with its unrounded value, `delta` = ours - paper (only where the datasets match), "
+              "our dataset and", "sizes, the paper number's status (VERIFIED: read in the paper, SEC: secondary "
+              "source, UNCONFIRMED: recalled) and source.", ""]
     lines += [R.markdown_table(table) if not table.empty else "_No metrics rows yet._\n"]
     files = []
     for p in R.metrics_files(profile, results_dir):
@@ -211,11 +226,6 @@ def write_summary(profile: str, runs: Sequence[NotebookRun], results_dir: Path |
             files.append({"file": p.name, "created (UTC)": f"unreadable: {type(exc).__name__}"})
     if files:
         lines += ["## Metrics files", "", R.markdown_table(pd.DataFrame(files), floatfmt=".1f")]
-    lines += ["## Hardware and software", "",
-              f"- CPU: {env['cpu']} ({env['cpu_count']} cores, {env['cpu_affinity']} usable)",
-              f"- GPU: {env.get('gpu') or 'none'} (CUDA {env.get('cuda') or '-'})",
-              f"- Python {env['python']}, torch {env.get('torch')}, numpy {env['numpy']}; {env['platform']}",
-              f"- git: {git.get('commit') or git.get('error')}" + (" (dirty)" if git.get("dirty") else ""), ""]
     path = out_dir / "SUMMARY.md"
     tmp = path.with_name(".SUMMARY.md.tmp")
     tmp.write_text("\n".join(lines))

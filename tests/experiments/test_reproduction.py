@@ -90,8 +90,21 @@ def test_summary_names_failure_and_table(ran):
     assert "FAILED" in text and "bad (01_bad.ipynb: RuntimeError: deliberate failure)" in text
     assert "| 2 | good | 02_good.ipynb | OK |" in text
     assert "03_later.ipynb" in text  # declared but not present: listed, not run
-    assert "DIFFERENT DATASET: ours fashion-mnist, paper mnist" in text and "| 12.5 |  |  | 0.96 |" in text
+    assert "| MNIST: BNN (Theano), test error % [1] | 0.96% | 12.50% | different dataset |" in text
+    assert "Different dataset: ours fashion-mnist (100/10/10), the paper's mnist" in text  # footnote 1
+    assert "| 12.5 |  |  | 0.96 |" in text  # the provenance table keeps the unrounded value
     assert "good.json" in text and "## Hardware and software" in text and "CPU:" in text
+
+
+def test_summary_layout_status_first_compact_table_then_runs_hardware_provenance(ran):
+    text = (ran["out"] / "SUMMARY.md").read_text()
+    lines = text.splitlines()
+    assert lines[0] == "# Reproduction summary - profile `smoke`" and lines[2].startswith("**FAILED: bad")
+    order = [text.index(h) for h in ("## Paper vs reproduced", "| claim | paper | ours | status |", "## Notebooks",
+                                     "## Hardware and software", "## Provenance", "## Metrics files")]
+    assert order == sorted(order)
+    top = text[: text.index("## Provenance")]
+    assert max(len(line) for line in top.splitlines()) <= 120
 
 
 def test_only_missing_notebook_fails_without_kernel(tmp_path, monkeypatch, capsys):

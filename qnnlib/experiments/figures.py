@@ -1,0 +1,189 @@
+"""The notebooks' figures: labelled axes with units, percentages where the tables use percentages, the paper's
+value drawn where one exists, readable ticks at the real sizes, legends beside the data, no duplicate panels.
+
+Every function takes the tables a notebook already has and returns a ``matplotlib`` figure (the notebook
+saves and shows it); ``tests/experiments/test_figures.py`` renders each on fixture data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+__all__ = ["training_curves", "energy_per_layer", "energy_by_precision", "filter_histogram", "gemm_cpu",
+           "gemm_gpu", "mlp_inference"]
+
+_SCHEMES = ("fp32", "fp16", "int8", "binary")
+
+
+def _legend_outside(ax: plt.Axes, title: str | None = None) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, title=title, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def training_curves(hist: pd.DataFrame, title: str, paper_error: Mapping[str, float] | None = None) -> Figure:
+    """Training loss and validation error (%) per epoch for every run (``runner.history_frame`` output).
+
+    ``paper_error``: label → the paper's test error in % (drawn as a dotted line when the dataset is the
+    paper's; pass ``None`` for a stand-in dataset).
+    """
+    sns.set_theme(style="whitegrid")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    loss = hist[hist.metric == "train_loss"]
+    err = hist[hist.metric == "valid_error"].assign(value=lambda d: 100 * d["value"])
+    sns.lineplot(data=loss, x="epoch", y="value", hue="run", marker="o", ax=left, legend=False)
+    sns.lineplot(data=err, x="epoch", y="value", hue="run", marker="o", ax=right)
+    left.set(xlabel="epoch", ylabel="training loss (square hinge)", title="training loss")
+    right.set(xlabel="epoch", ylabel="validation error (%)", title="validation error")
+    for label, value in (paper_error or {}).items():
+        right.axhline(value, ls=":", color="k", lw=1, label=f"paper: {label} {value:.2f}%")
+    _legend_outside(right)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def energy_per_layer(accounts: Mapping[str, pd.DataFrame], labels: Sequence[str],
+                     schemes: Sequence[str] = _SCHEMES) -> Figure:
+    """Energy per inference (µJ) and weight memory (KiB) of every conv/linear layer, per precision."""
+    sns.set_theme(style="whitegrid")
+    fig, axes = plt.subplots(2, len(labels), figsize=(7.5 * len(labels), 8), squeeze=False)
+    for col, label in enumerate(labels):
+        a = accounts[label]
+        d = a[a["kind"].isin(["conv", "linear"]) & a["scheme"].isin(schemes)].copy()
+        d["energy (µJ)"] = d["energy_pj"] / 1e6
+        d["weights (KiB)"] = (d["weight_bytes"] + d["aux_bytes"]) / 1024
+        for row, y in enumerate(("energy (µJ)", "weights (KiB)")):
+            ax = axes[row, col]
+            sns.barplot(data=d, x="layer", y=y, hue="scheme", hue_order=list(schemes), ax=ax)
+            ax.set(yscale="log", xlabel="layer", ylabel=f"{y}, log scale",
+                   title=f"{label}: {'energy per inference (Horowitz 45 nm)' if row == 0 else 'weights + bias/BN'}")
+            ax.tick_params(axis="x", rotation=45)
+            if col == len(labels) - 1:
+                _legend_outside(ax, "precision")
+            elif ax.get_legend() is not None:
+                ax.get_legend().remove()
+    fig.tight_layout()
+    return fig
+
+
+def energy_by_precision(totals: Mapping[str, pd.DataFrame], native: Mapping[str, tuple[str, str]] | None = None,
+                        schemes: Sequence[str] = _SCHEMES) -> Figure:
+    """Energy per inference (µJ) by component for each architecture and precision, one panel per architecture.
+
+    ``native``: extra bars from other networks' ``native`` scheme, label → (architecture panel, bar name); e.g.
+    the CIFAR-10 ConvNet with 2-bit weights and activations as a "W2A2" bar in the CIFAR-10 panel (its uniform
+    schemes would repeat the binary network's panel).
+    """
+    native = dict(native or {})
+    panels = [k for k in totals if k not in native]
+    rows = []
+    for label in panels:
+        for scheme in schemes:
+            t = totals[label].loc[scheme]
+            rows += [{"model": label, "precision": scheme, "component": c, "energy (µJ)": t[k] / 1e6}
+                     for c, k in (("compute", "compute_pj"), ("weight memory", "weight_mem_pj"),
+                                  ("activation memory", "act_mem_pj"))]
+    for label, (panel, name) in native.items():
+        t = totals[label].loc["native"]
+        rows += [{"model": panel, "precision": name, "component": c, "energy (µJ)": t[k] / 1e6}
+                 for c, k in (("compute", "compute_pj"), ("weight memory", "weight_mem_pj"),
+                              ("activation memory", "act_mem_pj"))]
+    df = pd.DataFrame(rows)
+    sns.set_theme(style="whitegrid")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, label in zip(axes[0], panels):
+        sns.barplot(data=df[df["model"] == label], x="precision", y="energy (µJ)", hue="component", ax=ax)
+        ax.set(yscale="log", xlabel="precision", ylabel="energy per inference (µJ), log scale", title=label)
+        if ax is not axes[0, -1] and ax.get_legend() is not None:
+            ax.get_legend().remove()
+    _legend_outside(axes[0, -1])
+    fig.suptitle("Energy per inference by component and precision (Horowitz 45 nm)")
+    fig.tight_layout()
+    return fig
+
+
+def filter_histogram(per_channel: pd.DataFrame, repetition: pd.DataFrame, dataset: str,
+                     paper_percent: float = 42.0) -> Figure:
+    """Unique 3×3 filters per input channel (% of output channels), exact and sign-invariant counting, with the
+    random-sign expectation of each layer (dashed) and the paper's 42% per-layer average (dotted)."""
+    sns.set_theme(style="whitegrid")
+    d = per_channel.assign(unique=lambda x: 100 * x["unique_fraction"])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    for ax, (counting, col) in zip(axes, (("exact", "random_fraction"), ("sign-invariant", "random_fraction_sign"))):
+        sns.histplot(data=d[d["counting"] == counting], x="unique", hue="layer", bins=20, binrange=(0, 100),
+                     element="step", stat="density", common_norm=False, ax=ax)
+        for v in sorted(repetition[col].unique()):
+            ax.axvline(100 * v, color="grey", ls="--", lw=0.8)
+        ax.axvline(paper_percent, color="k", ls=":", lw=1.2)
+        ax.set(xlim=(0, 100), xlabel="unique filters per input channel (% of output channels)",
+               ylabel="density", title=f"{counting} counting")
+    axes[0].get_legend().remove()
+    sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="layer")
+    fig.suptitle(f"Unique binary 3x3 filters per input channel ({dataset}). Dashed grey: expected with random signs, "
+                 f"one per layer; dotted black: the paper's {paper_percent:g}% (CIFAR-10, mean over layers)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _size_labels(sizes: Sequence[int]) -> list[str]:
+    return [f"{int(n)}³" for n in sizes]
+
+
+def gemm_cpu(cpu: pd.DataFrame, hw: Mapping[str, object]) -> Figure:
+    """Binary GEMM on the CPU: throughput (10⁹ ops/s) and speed-up over ``torch.matmul`` fp32, by size n³."""
+    sns.set_theme(style="whitegrid")
+    sizes = sorted(cpu["size"].unique())
+    d = cpu.assign(n=lambda x: x["size"].map(dict(zip(sizes, _size_labels(sizes)))))
+    order = _size_labels(sizes)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    sns.pointplot(data=d[d.method != "pack A and B"], x="n", y="Gop/s", hue="method", order=order, ax=left)
+    left.set(yscale="log", xlabel="matrix size (M = N = K)", ylabel="throughput (10⁹ ops/s), log scale",
+             title="throughput: 2·n³ bit-ops (binary) or FLOPs (fp32) per second")
+    _legend_outside(left)
+    sns.barplot(data=d[d.method.str.startswith("binary")], x="n", y="speedup_vs_torch", hue="method", order=order,
+                ax=right)
+    right.axhline(1, color="k", lw=0.8)
+    right.set(xlabel="matrix size (M = N = K)", ylabel="speed-up over torch.matmul fp32 (×)",
+              title="speed-up (same run; paper: 3.4× cuBLAS on a GTX750 GPU)")
+    _legend_outside(right)
+    fig.suptitle(f"CPU: {hw.get('cpu')} ({hw.get('llvm_target')}), {hw.get('torch_threads')} threads; "
+                 f"popcount: {hw.get('cpu_popcount')}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def gemm_gpu(gpu: pd.DataFrame, hw: Mapping[str, object]) -> Figure:
+    """GPU GEMM throughput (10¹² ops/s) by size n³ for every kernel, with the paper's sizes as ticks."""
+    sns.set_theme(style="whitegrid")
+    sizes = sorted(gpu["size"].unique())
+    d = gpu.assign(n=lambda x: x["size"].map(dict(zip(sizes, _size_labels(sizes)))))
+    fig, ax = plt.subplots(figsize=(9, 4))
+    sns.pointplot(data=d, x="n", y="Top/s", hue="method", order=_size_labels(sizes), ax=ax)
+    ax.set(yscale="log", xlabel="matrix size (M = N = K)", ylabel="throughput (10¹² ops/s), log scale",
+           title=f"{hw.get('gpu')}: binary vs float GEMM (paper: XNOR 23× its baseline, 3.4× cuBLAS, GTX750)")
+    _legend_outside(ax)
+    fig.tight_layout()
+    return fig
+
+
+def mlp_inference(mlp: pd.DataFrame, hw: Mapping[str, object], n_images: int, arch: str,
+                  paper_speedup: float = 7.0) -> Figure:
+    """Images per second of each inference method, annotated with its time and speed-up over float32."""
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    sns.barplot(data=mlp, y="method", x="images/s", hue="method", legend=False, ax=ax)
+    top = float(mlp["images/s"].max())
+    for i, r in mlp.reset_index().iterrows():
+        ax.text(r["images/s"] + 0.01 * top, i, f"{r['seconds']:.2f} s, {r['speedup_vs_float']:.1f}×", va="center",
+                fontsize=8)
+    ax.set(xlim=(0, 1.25 * top), xlabel="images per second (higher is better)", ylabel="inference method",
+           title=f"MLP {arch}, {n_images} images, CPU {hw.get('cpu')} ({hw.get('torch_threads')} threads); "
+                 f"paper: {paper_speedup:g}× XNOR vs baseline kernel on a GTX750")
+    fig.tight_layout()
+    return fig

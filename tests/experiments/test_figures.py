@@ -1,0 +1,81 @@
+"""Every figure function renders on fixture data with labelled axes (Agg backend, nothing shown)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib import pyplot as plt  # noqa: E402
+
+from qnnlib.analysis.energy import EnergyAssumptions, account, scheme_totals  # noqa: E402
+from qnnlib.analysis.filters import channel_unique_fractions, filter_repetition  # noqa: E402
+from qnnlib.experiments import figures as F  # noqa: E402
+from qnnlib.models.convnet import convnet  # noqa: E402
+from qnnlib.models.mlp import mnist_mlp  # noqa: E402
+from qnnlib.precision import Precision  # noqa: E402
+
+
+def _labelled(fig) -> None:
+    for ax in fig.axes:
+        if ax.get_visible() and ax.has_data():
+            assert ax.get_xlabel() is not None and ax.get_ylabel(), ax.get_title()
+    fig.canvas.draw()
+    plt.close(fig)
+
+
+def test_training_curves_in_percent_with_paper_line() -> None:
+    hist = pd.DataFrame([{"run": r, "seed": 1, "epoch": e, "metric": m, "value": v}
+                         for r in ("a", "b") for e in (1, 2) for m, v in (("train_loss", 0.5 / e), ("valid_error", 0.2 / e))])
+    fig = F.training_curves(hist, "t", paper_error={"BNN": 0.96})
+    right = fig.axes[1]
+    assert "(%)" in right.get_ylabel() and max(right.get_ylim()) > 15  # percent, not a fraction
+    assert any("paper" in t.get_text() for t in right.get_legend().get_texts())
+    _labelled(fig)
+
+
+@pytest.fixture(scope="module")
+def accounts():
+    torch.manual_seed(0)
+    zoo = {"MLP": (mnist_mlp(32, 2), (784,)), "Conv": (convnet((4, 4, 8), 8), (3, 32, 32)),
+           "Conv W2A2": (convnet((4, 4, 8), 8, precision=Precision(2, 2)), (3, 32, 32))}
+    acc = {k: account(m, s, EnergyAssumptions()) for k, (m, s) in zoo.items()}
+    return acc, {k: scheme_totals(a) for k, a in acc.items()}
+
+
+def test_energy_figures(accounts) -> None:
+    acc, totals = accounts
+    _labelled(F.energy_per_layer(acc, ("MLP", "Conv")))
+    fig = F.energy_by_precision(totals, native={"Conv W2A2": ("Conv", "W2A2")})
+    assert len([ax for ax in fig.axes if ax.has_data()]) == 2  # no duplicate W2A2 panel
+    assert "W2A2" in [t.get_text() for t in fig.axes[1].get_xticklabels()]
+    _labelled(fig)
+
+
+def test_filter_histogram_shows_the_papers_42_percent() -> None:
+    model = convnet((4, 4, 8), 8, in_channels=1, image_size=32)
+    fig = F.filter_histogram(channel_unique_fractions(model), filter_repetition(model, (1, 32, 32)), "fixture")
+    assert all(ax.get_xlim() == (0.0, 100.0) for ax in fig.axes[:2])
+    assert any(abs(line.get_xdata()[0] - 42) < 1e-9 for line in fig.axes[0].lines)
+    _labelled(fig)
+
+
+def test_kernel_figures_have_readable_size_ticks() -> None:
+    cpu = pd.DataFrame([{"size": n, "method": m, "Gop/s": g, "speedup_vs_torch": s}
+                        for n in (256, 4096) for m, g, s in (("torch.matmul fp32", 200, 1.0),
+                                                           ("binary_matmul cpu", 1500, 7.0),
+                                                           ("binary incl. packing", 900, 4.0),
+                                                           ("pack A and B", np.nan, np.nan))])
+    hw = {"cpu": "x", "llvm_target": "y", "torch_threads": 2, "cpu_popcount": "z", "gpu": "g"}
+    fig = F.gemm_cpu(cpu, hw)
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["256³", "4096³"]
+    _labelled(fig)
+    gpu = pd.DataFrame([{"size": n, "method": m, "Top/s": v} for n in (1024, 8192) for m, v in (("a", 1.0), ("b", 9.0))])
+    _labelled(F.gemm_gpu(gpu, hw))
+    mlp = pd.DataFrame([{"method": m, "images/s": v, "seconds": 1e4 / v, "speedup_vs_float": v / 2000}
+                        for m, v in (("float", 2000), ("packed", 7000))])
+    _labelled(F.mlp_inference(mlp, hw, 10_000, "784-3x4096-10"))
