@@ -39,6 +39,7 @@ from pathlib import Path
 from qnnlib.experiments import report
 from qnnlib.experiments import results as R
 from qnnlib.experiments.config import EXPERIMENTS
+from qnnlib.progress import HEADLESS_ENV
 
 NOTEBOOKS: dict[str, str] = {name: e.notebook for name, e in EXPERIMENTS.items()}
 """experiment key -> notebook file in notebooks/, in execution order (from :data:`qnnlib.experiments.config.EXPERIMENTS`)."""
@@ -67,8 +68,9 @@ def available_notebooks(notebooks_dir: Path | None = None) -> dict[str, Path]:
 @contextlib.contextmanager
 def _child_env(profile: str, results_dir: Path) -> Iterator[None]:
     """Set the variables the kernel inherits (jupyter_client copies os.environ), restore afterwards."""
-    old = {k: os.environ.get(k) for k in ("QNNLIB_PROFILE", R.RESULTS_ENV, "PYTHONPATH")}
+    old = {k: os.environ.get(k) for k in ("QNNLIB_PROFILE", R.RESULTS_ENV, "PYTHONPATH", HEADLESS_ENV)}
     os.environ["QNNLIB_PROFILE"] = profile
+    os.environ[HEADLESS_ENV] = "1"  # progress as plain text on stdout, no widgets (qnnlib.progress)
     os.environ[R.RESULTS_ENV] = str(results_dir.resolve())
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(R.REPO_ROOT), old["PYTHONPATH"]) if p)
     try:

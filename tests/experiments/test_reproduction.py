@@ -25,7 +25,8 @@ R.write_metrics("good", profile, config={"profile": profile}, history=[{"epoch":
                 dataset={"name": "fashion-mnist", "sizes": {"train": 100, "valid": 10, "test": 10}, "source": "x"},
                 wall_time_s=0.1,
                 extra={"executable": sys.executable, "prefix": sys.prefix, "cwd": os.getcwd(),
-                       "env_profile": os.environ.get("QNNLIB_PROFILE"), "qnnlib": R.__file__})
+                       "env_profile": os.environ.get("QNNLIB_PROFILE"), "qnnlib": R.__file__,
+                       "env_headless": os.environ.get("QNNLIB_HEADLESS")})
 '''
 
 
@@ -46,7 +47,7 @@ def ran(tmp_path_factory):
     _notebook(nbdir / "01_bad.ipynb", 'raise RuntimeError("deliberate failure")')
     _notebook(nbdir / "02_good.ipynb", GOOD)
     registry = {"bad": "01_bad.ipynb", "good": "02_good.ipynb", "later": "03_later.ipynb"}
-    env_before = {k: os.environ.get(k) for k in ("QNNLIB_PROFILE", "QNNLIB_RESULTS", "PYTHONPATH")}
+    env_before = {k: os.environ.get(k) for k in ("QNNLIB_PROFILE", "QNNLIB_RESULTS", "PYTHONPATH", "QNNLIB_HEADLESS")}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(rp, "NOTEBOOKS", registry)
         mp.setattr(rp, "NOTEBOOKS_DIR", nbdir)
@@ -79,7 +80,7 @@ def test_good_notebook_ran_after_failure(ran):
     assert injected and 'profile = "smoke"' in injected[0].source
     data = json.loads((ran["out"] / "good.json").read_text())
     extra = data["extra"]
-    assert data["profile"] == "smoke" and extra["env_profile"] == "smoke"
+    assert data["profile"] == "smoke" and extra["env_profile"] == "smoke" and extra["env_headless"] == "1"
     assert Path(extra["prefix"]).resolve() == Path(sys.prefix).resolve()  # the venv's interpreter
     assert Path(extra["cwd"]).resolve() == ran["nbdir"].resolve()
     assert Path(extra["qnnlib"]).resolve().parent == Path(rp.__file__).resolve().parent
