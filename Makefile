@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.qnnlib-installed
 PROFILE ?= quick
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv reproduce test test-lib test-notebooks kernels-check bench lab data-fashion-mnist clean-smoke
+.PHONY: venv reproduce test test-lib test-notebooks kernels-check bench lab kernel data-fashion-mnist clean-smoke
 
 venv: $(STAMP)
 
@@ -38,22 +38,46 @@ reproduce: venv data-fashion-mnist
 	$(PY) -m qnnlib reproduce --profile $(PROFILE)
 
 # Library tests and every notebook under nbval at the smoke profile, in one pytest run.
-test: venv data-fashion-mnist
-	QNNLIB_PROFILE=smoke $(PY) -m pytest -q -p no:cacheprovider tests notebooks --nbval
+test: venv kernel data-fashion-mnist
+	QNNLIB_PROFILE=smoke QNNLIB_HEADLESS=1 $(PY) -m pytest -q -p no:cacheprovider tests notebooks --nbval
 
 test-lib: venv
 	$(PY) -m pytest -q tests
 
-test-notebooks: venv data-fashion-mnist
-	QNNLIB_PROFILE=smoke $(PY) -m pytest -q --nbval notebooks
+test-notebooks: venv kernel data-fashion-mnist
+	QNNLIB_PROFILE=smoke QNNLIB_HEADLESS=1 $(PY) -m pytest -q --nbval notebooks
 
 bench: venv
 	$(PY) -m qnnlib bench qat
 	$(PY) -m qnnlib bench cpu
 
-lab: venv
-	$(PY) -m pip install --quiet -e ".[lab]"
-	$(VENV)/bin/jupyter lab notebooks
+# JupyterLab on the repository root (notebooks/, results/, docs/ side by side), in the project's venv, with the
+# project's kernel "Python 3 (qnnlib)" and the save hook that stores notebooks in their canonical form
+# (qnnlib/experiments/notebook_format.py), so opening and saving an unchanged notebook leaves it unchanged.
+# Binds to 127.0.0.1 (make lab LAB_IP=0.0.0.0 LAB_PORT=8899 to change); prints the URL with its token.
+LAB_IP   ?= 127.0.0.1
+LAB_PORT ?= 8888
+LAB_STAMP := $(VENV)/.qnnlib-lab-installed
+KERNEL_STAMP := $(VENV)/.qnnlib-kernel-installed
+
+# The project's kernelspec in the venv (argv: the venv's python); nbval runs the notebooks with it.
+kernel: $(KERNEL_STAMP)
+
+$(KERNEL_STAMP): $(STAMP)
+	$(PY) -m ipykernel install --sys-prefix --name qnnlib --display-name "Python 3 (qnnlib)" >/dev/null
+	@touch $@
+
+$(LAB_STAMP): $(STAMP) $(KERNEL_STAMP) pyproject.toml
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[lab]"
+	@touch $@
+
+lab: $(LAB_STAMP) data-fashion-mnist
+	@echo "JupyterLab: the URL to open (with its token) is printed below; Ctrl-C stops the server."
+	$(VENV)/bin/jupyter lab --no-browser --ip=$(LAB_IP) --port=$(LAB_PORT) \
+	  --ServerApp.root_dir="$(CURDIR)" \
+	  --ContentsManager.pre_save_hook=qnnlib.experiments.notebook_format.pre_save_hook \
+	  --MappingKernelManager.default_kernel_name=qnnlib \
+	  $$(if [ "$$(id -u)" = 0 ]; then echo --allow-root; fi)
 
 clean-smoke:
 	rm -rf results/smoke

@@ -39,6 +39,7 @@ from pathlib import Path
 from qnnlib.experiments import report
 from qnnlib.experiments import results as R
 from qnnlib.experiments.config import EXPERIMENTS
+from qnnlib.experiments.notebook_format import normalise_file
 from qnnlib.progress import HEADLESS_ENV
 
 NOTEBOOKS: dict[str, str] = {name: e.notebook for name, e in EXPERIMENTS.items()}
@@ -93,16 +94,6 @@ def _describe_error(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-def normalise_notebook(path: Path) -> None:
-    """Rewrite ``path`` in nbformat's own serialisation with a final newline, as JupyterLab saves it, so that
-    opening and saving an executed notebook unchanged leaves it byte for byte the same (Papermill omits the
-    newline)."""
-    import nbformat
-
-    text = nbformat.writes(nbformat.read(path, as_version=4), version=4)
-    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-
-
 def run_notebook(key: str, path: Path, profile: str, results_dir: Path, *, timeout: float | None = None,
                  kernel_name: str = KERNEL_NAME, progress_bar: bool = False) -> NotebookRun:
     """Execute one notebook into ``<results_dir>/<profile>/<file>``; never raises for notebook errors.
@@ -124,7 +115,7 @@ def run_notebook(key: str, path: Path, profile: str, results_dir: Path, *, timeo
             error = _describe_error(exc)
     wall = time.perf_counter() - start
     if output.exists():
-        normalise_notebook(output)
+        normalise_file(output)  # canonical metadata and serialisation, as JupyterLab saves it
     return NotebookRun(key, path.name, "failed" if error else "ok", wall, output if output.exists() else None, error)
 
 
