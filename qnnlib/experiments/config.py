@@ -58,12 +58,15 @@ class Experiment:
 
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
+    Experiment("tour", "00_tour.ipynb", "qnnlib.experiments.tour",
+               "A tour of qnnlib: quantizers, shift-based BN and AdaMax, XNOR-popcount"),
     Experiment("mnist", "01_mnist_bnn.ipynb", "qnnlib.experiments.mnist",
                "Binarized MLP on MNIST (Table 1, MNIST column)"),
     Experiment("energy", "08_energy_memory.ipynb", "qnnlib.experiments.energy",
                "Energy, memory and filter repetition (§3)"),
     Experiment("kernels", "09_xnor_kernel_benchmark.ipynb", "qnnlib.experiments.kernels",
                "XNOR kernels: binary GEMM and bit-exact BNN inference (§4, Fig. 2)"),
+    Experiment("summary", "10_summary.ipynb", "qnnlib.experiments.report", "Paper vs reproduced, all experiments"),
 )}
 """The registry, in execution order: the reproduction CLI runs the notebooks in this order."""
 
