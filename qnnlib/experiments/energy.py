@@ -32,6 +32,7 @@ from torch import nn
 from qnnlib.analysis import filters
 from qnnlib.analysis.energy import EnergyAssumptions, account, comparison_rows, scheme_totals
 from qnnlib.data.mnist import load_mnist
+from qnnlib.data.root import display_path
 from qnnlib.data.splits import DatasetSplits
 from qnnlib.experiments import runner
 from qnnlib.experiments.config import as_dict
@@ -351,7 +352,7 @@ def check_sanity(cfg: EnergyConfig, totals: Mapping[str, pd.DataFrame], disk: Ma
         assert err < b.max_filter_net_error, f"the filter ConvNet did not learn: test error {err:.3f}"
         passed.append(f"filter ConvNet test error {err:.3f} < {b.max_filter_net_error}")
     assert Path(metrics_json).is_file(), f"metrics JSON {metrics_json} was not written"
-    passed.append(f"{metrics_json} written")
+    passed.append(f"{display_path(metrics_json)} written")
     return passed
 
 

@@ -359,7 +359,7 @@ def check_sanity(kb: KernelsConfig, *, cpu: pd.DataFrame, timed_comparison: dict
         assert s > 1.0, f"binary GEMM is not faster than torch fp32 at {n}^3 ({s:.2f}x)"
         passed.append(f"binary GEMM {s:.1f}x faster than torch fp32 at {n}^3")
     assert Path(metrics_json).is_file(), f"metrics JSON {metrics_json} was not written"
-    passed.append(f"{metrics_json} written")
+    passed.append(f"{display_path(metrics_json)} written")
     return passed
 
 

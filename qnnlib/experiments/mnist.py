@@ -27,6 +27,7 @@ from torch import nn
 
 from qnnlib.data.download import DatasetNotFoundError
 from qnnlib.data.mnist import load_mnist
+from qnnlib.data.root import display_path
 from qnnlib.data.splits import DatasetSplits
 from qnnlib.experiments import runner
 from qnnlib.experiments.config import as_dict, from_dict
@@ -261,7 +262,7 @@ def check_sanity(profile: str, runs: dict[str, runner.Run], metrics_json: Path |
         passed.append(f"theano - float = {100 * gap:+.2f} points <= {100 * b.max_gap_vs_float:.1f}")
     if metrics_json is not None:
         assert Path(metrics_json).is_file(), f"metrics JSON {metrics_json} was not written"
-        passed.append(f"{metrics_json} written")
+        passed.append(f"{display_path(metrics_json)} written")
     return passed
 
 

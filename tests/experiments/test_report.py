@@ -196,7 +196,8 @@ def quick(tmp_path) -> Path:
     return tmp_path / "results"
 
 
-def test_real_quick_results_fit_120_characters(quick) -> None:
+def test_real_quick_results_fit_120_characters(quick, monkeypatch) -> None:
+    monkeypatch.delenv("QNNLIB_PROFILE", raising=False)  # make test sets it to smoke; these are quick results
     rep = report.summary_table("quick", results_dir=quick)
     md = rep.markdown()
     assert max(len(line) for line in md.splitlines()) <= 120
@@ -210,7 +211,8 @@ def test_real_quick_results_fit_120_characters(quick) -> None:
     assert any(c.startswith("markdown at most") for c in report.check_sanity(cfg, rep, results_dir=quick))
 
 
-def test_check_sanity_fails_when_an_experiment_is_unaccounted_for(tmp_path) -> None:
+def test_check_sanity_fails_when_an_experiment_is_unaccounted_for(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("QNNLIB_PROFILE", raising=False)
     _write(tmp_path, "mnist", [{"row": "BNN (Theano)", "metric": "test error %", "value": 1.0}])
     rep = report.paper_table("quick", "mnist", results_dir=tmp_path)  # no "not run" rows for the others
     with pytest.raises(AssertionError, match="neither"):
