@@ -20,8 +20,8 @@ Widget rule (:func:`widgets_enabled`), first match wins:
 
 1. ``$QNNLIB_WIDGETS`` set to ``0/false/no/off`` → static; to ``1/true/yes/on`` → widgets (if importable);
 2. ``ipywidgets`` cannot be imported → static;
-3. ``$QNNLIB_PROFILE`` is set → static (nbval and the reproduction CLI's Papermill runs set it: no
-   one is there to move a slider, and the run must be deterministic);
+3. a headless run (:func:`qnnlib.progress.headless`: ``$QNNLIB_HEADLESS``, which ``make test`` and the
+   reproduction CLI set — no one is there to move a slider, and the run must be deterministic) → static;
 4. not inside an IPython kernel (plain Python, terminal IPython) → static;
 5. the kernel was not started by a Jupyter server (no ``$JPY_SESSION_NAME``, which jupyter_server sets
    for the kernels of JupyterLab / Notebook sessions, and no ``$VSCODE_PID``, VS Code's notebooks) →
@@ -46,6 +46,7 @@ from torch import nn
 
 from qnnlib.norm import ShiftBatchNorm1d
 from qnnlib.optim import ShiftAdaMax
+from qnnlib.progress import headless
 from qnnlib.quantize import (
     ap2,
     ap2_ste,
@@ -71,7 +72,6 @@ __all__ = [
 ]
 
 WIDGETS_ENV = "QNNLIB_WIDGETS"
-_PROFILE_ENV = "QNNLIB_PROFILE"  # the value of qnnlib.experiments.config.PROFILE_ENV (config imports us lazily)
 
 
 # ------------------------------------------------------------------------------------------- config
@@ -489,7 +489,7 @@ def widgets_enabled() -> bool:
         return False
     if forced in ("1", "true", "yes", "on"):
         return True
-    if os.environ.get(_PROFILE_ENV):
+    if headless():
         return False
     try:
         from IPython import get_ipython  # noqa: PLC0415

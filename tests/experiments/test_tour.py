@@ -238,11 +238,11 @@ def test_interactive_without_ipywidgets_calls_once_with_defaults(monkeypatch) ->
 def test_interactive_with_a_figure_and_headless_rules(monkeypatch) -> None:
     shown = []
     monkeypatch.setattr(tour, "_display", shown.append)
-    monkeypatch.setenv("QNNLIB_PROFILE", "smoke")  # nbval / the reproduction CLI
+    monkeypatch.setenv("QNNLIB_HEADLESS", "1")  # make test / the reproduction CLI
     assert not tour.widgets_enabled()
     tour.interactive(tour.linear_quant_view, bits=tour.Slider(1, 8, 2), min_v=tour.Slider(-2.0, 0.0, -1.0, 0.25))
     assert len(shown) == 1 and isinstance(shown[0], matplotlib.figure.Figure)
-    monkeypatch.delenv("QNNLIB_PROFILE")
+    monkeypatch.delenv("QNNLIB_HEADLESS")
     monkeypatch.setenv(tour.WIDGETS_ENV, "off")
     assert not tour.widgets_enabled()
     monkeypatch.delenv(tour.WIDGETS_ENV)

@@ -17,7 +17,7 @@ from qnnlib.layers import LatentWeightLayer, QuantAct, QuantConv2d, QuantLinear
 from qnnlib.models.convnet import cifar10_convnet, convnet, svhn_convnet
 from qnnlib.norm import ShiftBatchNorm1d, ShiftBatchNorm2d
 from qnnlib.precision import BINARY, FLOAT, LayerBits, Precision
-from tests.models.test_mlp import state_digest
+from tests.models.test_mlp import assert_same_model, state_digest
 
 # Computed with torch.manual_seed(1234) from the builders as they were before the per-layer policy.
 FROZEN = {
@@ -79,19 +79,7 @@ def test_default_models_equal_a_hand_built_sequential(precision: Precision) -> N
     torch.manual_seed(6)
     ref = _by_hand(precision, (2, 3, 4), 6, 2, 8, 3)
     assert repr(model) == repr(ref)
-    sd, rsd = model.state_dict(), ref.state_dict()
-    assert list(sd) == list(rsd) and all(torch.equal(sd[k], rsd[k]) for k in sd)
-    x = torch.rand(4, 2, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    torch.manual_seed(9)
-    y = model.train()(x)
-    torch.manual_seed(9)
-    yr = ref.train()(x)
-    assert torch.equal(y, yr)
-    y.square().sum().backward()
-    yr.square().sum().backward()
-    for (n, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
-        assert torch.equal(p.grad, q.grad), n
-    assert torch.equal(model.eval()(x), ref.eval()(x))
+    assert_same_model(model, ref, torch.rand(4, 2, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1)
 
 
 def test_cifar10_and_svhn_take_convnet_keyword_options() -> None:

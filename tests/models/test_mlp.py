@@ -24,6 +24,22 @@ from qnnlib.norm import ShiftBatchNorm1d
 from qnnlib.precision import BINARY, FLOAT, LayerBits, Precision
 
 
+def assert_same_model(model, ref, x) -> None:
+    """Same state_dict, same train-mode outputs (same global seed), same gradients, same eval-mode outputs."""
+    sd, rsd = model.state_dict(), ref.state_dict()
+    assert list(sd) == list(rsd) and all(torch.equal(sd[k], rsd[k]) for k in sd)
+    torch.manual_seed(9)  # dropout and stochastic activations draw from the global generator
+    y = model.train()(x)
+    torch.manual_seed(9)
+    yr = ref.train()(x)
+    assert torch.equal(y, yr)
+    y.square().sum().backward()
+    yr.square().sum().backward()
+    for (n, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
+        assert torch.equal(p.grad, q.grad), n
+    assert torch.equal(model.eval()(x), ref.eval()(x))
+
+
 def state_digest(model: nn.Module) -> str:
     """sha256 of the state_dict (keys, dtypes and raw bytes, in order), first 16 hex digits."""
     h = hashlib.sha256()
@@ -87,19 +103,7 @@ def test_default_models_equal_a_hand_built_sequential(precision: Precision, drop
     ref = _by_hand(precision, 12, 2, 10, 3, *drops)
     assert [(n, type(m)) for n, m in model.named_children()] == [(n, type(m)) for n, m in ref.named_children()]
     assert repr(model) == repr(ref)
-    sd, rsd = model.state_dict(), ref.state_dict()
-    assert list(sd) == list(rsd) and all(torch.equal(sd[k], rsd[k]) for k in sd)
-    x = torch.rand(8, 10, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    torch.manual_seed(9)  # dropout and stochastic activations draw from the global generator
-    y = model.train()(x)
-    torch.manual_seed(9)
-    yr = ref.train()(x)
-    assert torch.equal(y, yr)
-    y.square().sum().backward()
-    yr.square().sum().backward()
-    for (n, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
-        assert torch.equal(p.grad, q.grad), n
-    assert torch.equal(model.eval()(x), ref.eval()(x))
+    assert_same_model(model, ref, torch.rand(8, 10, generator=torch.Generator().manual_seed(0)) * 2 - 1)
 
 
 # --------------------------------------------------------------------------------------------------
