@@ -83,6 +83,8 @@ def _reproduce(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
     only = None
     if args.only is not None:
         only = [k.strip() for item in args.only for k in item.split(",") if k.strip()]
+        if not only:
+            p.error("--only names no experiment (empty or only commas); leave it out to run every notebook")
     try:
         runs = reproduce(args.profile, only, args.results_dir, args.timeout, args.notebooks_dir,
                          progress_bar=sys.stderr.isatty())

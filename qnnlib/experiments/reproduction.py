@@ -38,7 +38,7 @@ from pathlib import Path
 
 from qnnlib.experiments import report
 from qnnlib.experiments import results as R
-from qnnlib.experiments.config import EXPERIMENTS
+from qnnlib.experiments.config import EXPERIMENTS, PROFILES
 from qnnlib.experiments.notebook_format import normalise_file
 from qnnlib.progress import HEADLESS_ENV
 
@@ -123,8 +123,12 @@ def reproduce(profile: str, only: Sequence[str] | None = None, results_dir: Path
               timeout: float | None = None, notebooks_dir: Path | None = None, *,
               kernel_name: str = KERNEL_NAME, progress_bar: bool = False, echo: bool = True) -> list[NotebookRun]:
     """Run the notebooks of ``profile`` (all present ones, or the keys in ``only``), then write SUMMARY.md."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+    if only is not None and not list(only):
+        raise ValueError(f"only names no experiment; give at least one of: {', '.join(NOTEBOOKS)}")
     results_dir = R.results_root(results_dir)
-    R.profile_dir(profile, results_dir)  # validates the profile name
+    R.profile_dir(profile, results_dir)  # validates the profile name as a folder name
     unknown = sorted(set(only or ()) - set(NOTEBOOKS))
     if unknown:
         raise ValueError(f"unknown experiment(s) {unknown}; registered: {', '.join(NOTEBOOKS)}")

@@ -130,3 +130,11 @@ def test_registry_filters_absent(tmp_path, monkeypatch):
     for name in ("03_c.ipynb", "01_a.ipynb"):
         _notebook(tmp_path / name, "pass")
     assert list(rp.available_notebooks(tmp_path)) == ["a", "c"]
+
+
+@pytest.mark.parametrize("argv", [["--only", ","], ["--only", ""], ["--profile", "nonsense"]])
+def test_bad_arguments_are_usage_errors_that_write_nothing(argv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["reproduce", *argv, "--results-dir", str(tmp_path / "r")])
+    assert info.value.code == 2 and capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # no folder, no SUMMARY.md, no kernel started
