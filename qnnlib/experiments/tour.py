@@ -16,25 +16,14 @@ Every function the tour notebook calls lives here (notebooks hold no logic):
 
 The tour writes no metrics JSON: it reproduces no table of the paper, it shows the building blocks.
 
-Widget rule (:func:`widgets_enabled`), first match wins:
-
-1. ``$QNNLIB_WIDGETS`` set to ``0/false/no/off`` → static; to ``1/true/yes/on`` → widgets (if importable);
-2. ``ipywidgets`` cannot be imported → static;
-3. a headless run (:func:`qnnlib.progress.headless`: ``$QNNLIB_HEADLESS``, which ``make test`` and the
-   reproduction CLI set — no one is there to move a slider, and the run must be deterministic) → static;
-4. not inside an IPython kernel (plain Python, terminal IPython) → static;
-5. the kernel was not started by a Jupyter server (no ``$JPY_SESSION_NAME``, which jupyter_server sets
-   for the kernels of JupyterLab / Notebook sessions, and no ``$VSCODE_PID``, VS Code's notebooks) →
-   static: nbclient, Papermill and nbval start kernels with no front end that could show a widget;
-6. otherwise → widgets.
+Widgets: sliders when :func:`qnnlib.progress.widgets_available` (the library's one rule: a live Jupyter front
+end with ipywidgets, not a headless run), one static call with the defaults otherwise.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import numbers
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +35,7 @@ from torch import nn
 
 from qnnlib.norm import ShiftBatchNorm1d
 from qnnlib.optim import ShiftAdaMax
-from qnnlib.progress import headless
+from qnnlib.progress import widgets_available
 from qnnlib.quantize import (
     ap2,
     ap2_ste,
@@ -62,16 +51,15 @@ from qnnlib.runtime.binary_gemm import binary_matmul
 from qnnlib.runtime.bitpack import pack, unpack
 
 __all__ = [
-    "TourConfig", "Sanity", "PROFILES", "SANITY", "Slider", "WIDGETS_ENV",
+    "TourConfig", "Sanity", "PROFILES", "SANITY", "Slider",
     "binarization_frame", "stochastic_binarization_frame", "linear_quant_frame", "log_quant_frame",
     "batchnorm_frame", "batchnorm_summary", "least_squares_problem", "optimizer_frame", "random_pm1",
     "bitpack_frame", "xnor_popcount_product",
     "plot_binarization", "plot_linear_quant", "plot_log_quant", "plot_batchnorm", "plot_optimizers",
     "binarization_view", "linear_quant_view", "log_quant_view", "batchnorm_view", "optimizer_view",
-    "widgets_enabled", "interactive", "check_sanity",
+    "interactive", "check_sanity",
 ]
 
-WIDGETS_ENV = "QNNLIB_WIDGETS"
 
 
 # ------------------------------------------------------------------------------------------- config
@@ -478,29 +466,6 @@ class Slider:
             self.step is None or isinstance(self.step, int))
 
 
-def widgets_enabled() -> bool:
-    """Whether :func:`interactive` shows ipywidgets (the rule is in the module docstring)."""
-    forced = os.environ.get(WIDGETS_ENV, "").strip().lower()
-    if forced in ("0", "false", "no", "off"):
-        return False
-    try:
-        importlib.import_module("ipywidgets")
-    except ImportError:
-        return False
-    if forced in ("1", "true", "yes", "on"):
-        return True
-    if headless():
-        return False
-    try:
-        from IPython import get_ipython  # noqa: PLC0415
-    except ImportError:
-        return False
-    shell = get_ipython()
-    if shell is None or getattr(shell, "kernel", None) is None:
-        return False
-    return bool(os.environ.get("JPY_SESSION_NAME") or os.environ.get("VSCODE_PID"))
-
-
 def _default(control: Any) -> Any:
     """The value ``interact`` would start from for an abbreviation (midpoint, first option) or a Slider."""
     if isinstance(control, Slider):
@@ -553,12 +518,12 @@ def interactive(fn: Callable[..., Any], /, **controls: Any) -> None:
     ``controls`` map ``fn``'s keyword arguments to :class:`Slider` objects, ipywidgets abbreviations
     (``(lo, hi)``, ``(lo, hi, step)``, a list of options) or fixed values (a plain number, string, bool or
     None: passed as is, no widget — unlike bare ``interact``, which makes a slider of a number).  With widgets
-    (:func:`widgets_enabled`) this is ``ipywidgets.interact(fn, **controls)``; otherwise ``fn`` is called
+    (:func:`qnnlib.progress.widgets_available`) this is ``ipywidgets.interact(fn, **controls)``; otherwise ``fn`` is called
     once with each control's default (a Slider's ``value``; ``interact``'s own choice for an
     abbreviation: the midpoint of a range, the first option) and the result is displayed.  Returns None
     (so a notebook cell shows the result once).
     """
-    if widgets_enabled():
+    if widgets_available():
         import ipywidgets  # noqa: PLC0415
 
         ipywidgets.interact(fn, **{k: _widget(v) for k, v in controls.items()})

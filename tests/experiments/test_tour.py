@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from qnnlib import progress
 from qnnlib.experiments import config, tour
 
 matplotlib.use("Agg")
@@ -21,7 +22,7 @@ matplotlib.use("Agg")
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch):
     monkeypatch.delenv("QNNLIB_PROFILE", raising=False)
-    monkeypatch.delenv(tour.WIDGETS_ENV, raising=False)
+    monkeypatch.delenv(progress.WIDGETS_ENV, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -214,13 +215,13 @@ def _no_ipywidgets(monkeypatch) -> None:
 
     monkeypatch.delitem(sys.modules, "ipywidgets", raising=False)
     monkeypatch.setattr(builtins, "__import__", fake_import)
-    monkeypatch.setattr(tour.importlib, "import_module", lambda name, *a: fake_import(name))
+    monkeypatch.setattr(progress.importlib, "import_module", lambda name, *a: fake_import(name))
 
 
 def test_interactive_without_ipywidgets_calls_once_with_defaults(monkeypatch) -> None:
     _no_ipywidgets(monkeypatch)
-    monkeypatch.setenv(tour.WIDGETS_ENV, "1")  # even forced: no ipywidgets, no widgets
-    assert not tour.widgets_enabled()
+    monkeypatch.setenv(progress.WIDGETS_ENV, "1")  # even forced: no ipywidgets, no widgets
+    assert not progress.widgets_available()
     calls, shown = [], []
     monkeypatch.setattr(tour, "_display", shown.append)
 
@@ -239,14 +240,14 @@ def test_interactive_with_a_figure_and_headless_rules(monkeypatch) -> None:
     shown = []
     monkeypatch.setattr(tour, "_display", shown.append)
     monkeypatch.setenv("QNNLIB_HEADLESS", "1")  # make test / the reproduction CLI
-    assert not tour.widgets_enabled()
+    assert not progress.widgets_available()
     tour.interactive(tour.linear_quant_view, bits=tour.Slider(1, 8, 2), min_v=tour.Slider(-2.0, 0.0, -1.0, 0.25))
     assert len(shown) == 1 and isinstance(shown[0], matplotlib.figure.Figure)
     monkeypatch.delenv("QNNLIB_HEADLESS")
-    monkeypatch.setenv(tour.WIDGETS_ENV, "off")
-    assert not tour.widgets_enabled()
-    monkeypatch.delenv(tour.WIDGETS_ENV)
-    assert not tour.widgets_enabled()  # plain Python (pytest): no kernel, no front end
+    monkeypatch.setenv(progress.WIDGETS_ENV, "off")
+    assert not progress.widgets_available()
+    monkeypatch.delenv(progress.WIDGETS_ENV)
+    assert not progress.widgets_available()  # plain Python (pytest): no kernel, no front end
 
 
 def test_interactive_uses_ipywidgets_interact_when_enabled(monkeypatch) -> None:
@@ -259,8 +260,8 @@ def test_interactive_uses_ipywidgets_interact_when_enabled(monkeypatch) -> None:
     fake.FloatSlider = lambda **kw: ("float", kw)
     fake.interact = lambda fn, **kw: seen.update(fn=fn, kw=kw) or fn
     monkeypatch.setitem(sys.modules, "ipywidgets", fake)
-    monkeypatch.setenv(tour.WIDGETS_ENV, "1")
-    assert tour.widgets_enabled()
+    monkeypatch.setenv(progress.WIDGETS_ENV, "1")
+    assert progress.widgets_available()
     fn = lambda **kw: None  # noqa: E731
     assert tour.interactive(fn, bits=tour.Slider(1, 8, 9), lo=tour.Slider(-2.0, 0.0, -1.0, 0.25), r=(0, 4),
                             seed=3) is None
