@@ -27,12 +27,13 @@ rank writes checkpoints; every rank reads them on resume.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -42,12 +43,13 @@ from torch import nn
 
 from qnnlib.data.splits import Batches, epoch_seed, is_split
 from qnnlib.evaluation import SINGLE_PROCESS, Batch, ProcessGroup, evaluate_loader
+from qnnlib.files import UnreadableFileError, atomic_write, unreadable, writable_dir
 from qnnlib.losses import LOSSES, get_loss
 from qnnlib.metrics import METRICS, MetricSums, get_metric
 from qnnlib.optim import ShiftAdaMax, clip_latent_weights, glorot_param_groups
 from qnnlib.progress import progress
 
-__all__ = ["TrainConfig", "FitResult", "Loaders", "fit", "in_memory_loaders", "set_loader_epoch", "lr_at",
+__all__ = ["CHECKPOINT_REMEDY", "load_checkpoint", "torch_threads", "TrainConfig", "FitResult", "Loaders", "fit", "in_memory_loaders", "set_loader_epoch", "lr_at",
            "make_optimizer", "resolve_device"]
 
 
@@ -64,7 +66,8 @@ class _Data(Protocol):
 
 # Fields added after checkpoints were first written: left out of the fingerprint at their defaults, so the
 # checkpoints (and checkpoint directories named by the fingerprint) of earlier runs stay valid.
-_LATER_FIELDS: dict[str, Any] = {"loss": "square_hinge", "metrics": ("error",), "select_metric": "error"}
+_LATER_FIELDS: dict[str, Any] = {"loss": "square_hinge", "metrics": ("error",), "select_metric": "error",
+                                 "threads": None}
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,10 @@ class TrainConfig:
     (``glorot_pow2`` rounds it to a power of two; ``glorot_float`` also scales float layers).
     ``loss`` names a function of :data:`qnnlib.losses.LOSSES`; ``metrics`` names metrics of
     :data:`qnnlib.metrics.METRICS` (recorded for train, valid and test); ``select_metric`` (one of
-    ``metrics``) picks the best-validation epoch.
+    ``metrics``) picks the best-validation epoch.  ``threads``: torch's intra-op thread count during
+    :func:`fit` (``None``: leave the process's setting). It is part of the result: the order of a float
+    reduction depends on the thread count, so 1 and 2 threads give different weights after a few epochs;
+    the ``smoke`` profile pins it to 1 so that CI reruns give the same numbers.
     """
 
     epochs: int = 10
@@ -99,8 +105,13 @@ class TrainConfig:
     loss: Literal["square_hinge", "cross_entropy"] = "square_hinge"
     metrics: tuple[str, ...] = ("error",)
     select_metric: str = "error"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ValueError(f"threads must be None (torch's current setting) or a positive integer, "
+                             f"got {self.threads!r}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 2:
@@ -269,10 +280,29 @@ def _set_lr(opt: torch.optim.Optimizer, base_lr: float) -> None:
         g["lr"] = base_lr * g.get("lr_scale", 1.0)
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+CHECKPOINT_REMEDY = "Delete it (or its directory); the run then restarts from epoch 1."
+
+
+def _save_checkpoint(obj: Any, path: Path) -> None:
+    with atomic_write(path, "wb") as fh:  # a kill mid-write leaves the previous checkpoint (qnnlib.files)
+        torch.save(obj, fh)
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Read a training checkpoint written by :func:`fit`; an empty, truncated or foreign file raises
+    :class:`~qnnlib.files.UnreadableFileError` naming it and saying to delete it."""
+    try:
+        ck = torch.load(path, map_location=device, weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - EOFError, RuntimeError (PytorchStreamReader), UnpicklingError, ...
+        raise unreadable(path, exc, CHECKPOINT_REMEDY, "training checkpoint") from exc
+    missing = [k for k in ("epoch", "fingerprint", "model", "optimizer", "result") if not isinstance(ck, dict)
+               or k not in ck]
+    if missing:
+        raise UnreadableFileError(f"{path} is not a qnnlib training checkpoint (missing {', '.join(missing)}). "
+                                  f"{CHECKPOINT_REMEDY}", path)
+    return ck
 
 
 def _as_loaders(data: Any, config: TrainConfig) -> Loaders:
@@ -282,6 +312,19 @@ def _as_loaders(data: Any, config: TrainConfig) -> Loaders:
         return in_memory_loaders(data, config)
     raise TypeError(f"fit needs Loaders(train, valid, test) or splits with .train/.valid/.test .x/.y tensors, "
                     f"got {type(data).__name__}")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[int]:
+    """Run the block with ``torch.set_num_threads(n)`` (``None``: unchanged); restore the old count after."""
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        if n is not None:
+            torch.set_num_threads(old)
 
 
 def fit(
@@ -305,8 +348,16 @@ def fit(
     weights into ``model`` at the end, so the returned model is the one whose test number is reported.
     ``process_group`` (default: single process) sums the loss/metric accumulators over ranks; only its
     main rank writes checkpoints.  The checkpoint holds model, optimizer, result, best weights and the
-    training loader's ``state_dict()`` when it has one.
+    training loader's ``state_dict()`` when it has one.  ``config.threads`` holds for the whole call
+    (:func:`torch_threads`).
     """
+    with torch_threads(config.threads):
+        return _fit(model, data, config, on_epoch_end, restore_best, desc, process_group)
+
+
+def _fit(model: nn.Module, data: Loaders | _Data, config: TrainConfig,
+         on_epoch_end: Callable[[int, dict[str, Any]], None] | None, restore_best: bool, desc: str,
+         process_group: ProcessGroup | None) -> FitResult:
     group = process_group or SINGLE_PROCESS
     loaders = _as_loaders(data, config)
     loss_fn = get_loss(config.loss)
@@ -320,7 +371,7 @@ def fit(
     ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
     last = ckpt_dir / "last.pt" if ckpt_dir else None
     if last is not None and last.exists():  # every rank resumes from the main rank's checkpoint
-        ck = torch.load(last, map_location=device, weights_only=False)
+        ck = load_checkpoint(last, device)
         if ck.get("fingerprint") != config.fingerprint():
             raise ValueError(
                 f"checkpoint {last} was written with a different training config; "
@@ -335,7 +386,8 @@ def fit(
         start_epoch = ck["epoch"] + 1
         result.resumed_from_epoch = ck["epoch"]
     elif ckpt_dir is not None and group.is_main:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        writable_dir(ckpt_dir, "set TrainConfig.checkpoint_dir (or QNNLIB_DATA, under which the experiments keep "
+                     "their checkpoints) to a writable directory, or None to train without checkpoints")
 
     if _known_len(loaders.train) == 0:
         raise ValueError("the training loader has no batches")
@@ -396,7 +448,7 @@ def fit(
         epochs.set_postfix(postfix)
         if last is not None and group.is_main:
             state_dict = getattr(loaders.train, "state_dict", None)
-            _atomic_save(
+            _save_checkpoint(
                 {"epoch": epoch, "fingerprint": config.fingerprint(), "model": model.state_dict(),
                  "optimizer": opt.state_dict(), "result": result.to_dict(), "best_state": best_state,
                  "loader_state": state_dict() if callable(state_dict) else None},

@@ -16,6 +16,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from qnnlib.data.splits import Batches
 from qnnlib.evaluation import ProcessGroup, evaluate
+from qnnlib.files import NotWritableError, UnreadableFileError
 from qnnlib.losses import square_hinge_loss
 from qnnlib.models.mlp import mnist_mlp
 from qnnlib.optim import clip_latent_weights
@@ -94,10 +95,11 @@ def test_fingerprint_unchanged_for_configs_of_earlier_runs() -> None:
     """The fields added for losses/metrics do not enter the hash at their defaults (checkpoint dirs are named by it)."""
     c = TrainConfig(epochs=12, lr_end=3e-5, seed=3)
     old = {k: v for k, v in dataclasses.asdict(c).items()
-           if k not in ("device", "checkpoint_dir", "progress", "loss", "metrics", "select_metric")}
+           if k not in ("device", "checkpoint_dir", "progress", "loss", "metrics", "select_metric", "threads")}
     assert c.fingerprint() == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
     assert TrainConfig(loss="cross_entropy").fingerprint() != TrainConfig().fingerprint()
     assert TrainConfig(metrics=("error", "top5")).fingerprint() != TrainConfig().fingerprint()
+    assert TrainConfig(threads=1).fingerprint() != TrainConfig().fingerprint()  # 1 vs 2 threads: other weights
 
 
 def test_fit_learns_and_clips(data) -> None:
@@ -164,6 +166,52 @@ def test_resume_refuses_other_config(data, tmp_path) -> None:
     fit(_model(), data, _cfg(epochs=1, checkpoint_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="different training config"):
         fit(_model(), data, _cfg(epochs=1, lr_start=1e-3, checkpoint_dir=str(tmp_path)))
+
+
+@pytest.mark.parametrize("cut", [0, 10, "half"])
+def test_truncated_checkpoint_names_the_file_and_deleting_it_restarts(data, tmp_path, cut) -> None:
+    cfg = _cfg(epochs=2, checkpoint_dir=str(tmp_path))
+    ref = fit(_model(), data, cfg)
+    last = tmp_path / "last.pt"
+    raw = last.read_bytes()
+    last.write_bytes(raw[: len(raw) // 2 if cut == "half" else cut])
+    with pytest.raises(UnreadableFileError, match=rf"{last} is not a readable training checkpoint .*Delete it "
+                                                  r"\(or its directory\); the run then restarts from epoch 1"):
+        fit(_model(), data, cfg)
+    last.unlink()
+    again = fit(_model(), data, cfg)
+    assert again.resumed_from_epoch is None and _strip(again.history) == _strip(ref.history)
+
+
+def test_checkpoint_of_something_else_is_refused(data, tmp_path) -> None:
+    torch.save({"epoch": 1}, tmp_path / "last.pt")
+    with pytest.raises(UnreadableFileError, match="not a qnnlib training checkpoint .missing fingerprint"):
+        fit(_model(), data, _cfg(epochs=1, checkpoint_dir=str(tmp_path)))
+
+
+def test_orphan_of_a_write_killed_mid_checkpoint_is_cleaned(data, tmp_path) -> None:
+    (tmp_path / "last.pt.tmp4242424").write_bytes(b"half")  # the name the old writer used
+    (tmp_path / ".last.pt.4242424.x1y2z3.tmp").write_bytes(b"half")  # qnnlib.files' name, writer gone
+    fit(_model(), data, _cfg(epochs=1, checkpoint_dir=str(tmp_path)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_unwritable_checkpoint_dir_says_which_and_how_to_move_it(data, tmp_path, read_only) -> None:
+    ro = read_only(tmp_path / "data")
+    with pytest.raises(NotWritableError, match=rf"{ro}/ck is not a writable directory .*set "
+                                               r"TrainConfig.checkpoint_dir \(or QNNLIB_DATA"):
+        fit(_model(), data, _cfg(epochs=1, checkpoint_dir=str(ro / "ck")))
+
+
+def test_threads_are_pinned_during_fit_and_restored(data) -> None:
+    before = torch.get_num_threads()
+    seen = []
+    fit(_model(), data, _cfg(epochs=1, threads=1), on_epoch_end=lambda e, r: seen.append(torch.get_num_threads()))
+    assert seen == [1] and torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads must be None .* or a positive integer, got 0"):
+        _cfg(threads=0)
+    with pytest.raises(ValueError, match="threads must be"):
+        _cfg(threads=True)
 
 
 def test_finished_run_is_not_retrained(data, tmp_path) -> None:

@@ -3,7 +3,7 @@
 A :class:`RemoteFile` names one official file with its checksums and expected IDX shape.
 :func:`fetch_file` tries each mirror in turn: the download is streamed (with a tqdm bar) to a hidden
 temporary file in the destination directory and renamed with ``os.replace`` only after
-:func:`check_bytes` passed, so an interrupted download never leaves a file that passes for
+:func:`check_bytes` passed (:func:`qnnlib.files.atomic_write`), so an interrupted download never leaves a file that passes for
 complete. A file is accepted when EITHER the md5 of its bytes equals the official ``.gz`` md5 OR
 the md5 of its decompressed content equals the official decompressed md5 (re-compressed copies
 differ only in the gzip container); the IDX header and shape are checked as well.
@@ -14,10 +14,11 @@ Errors: :class:`~qnnlib.data.idx.DatasetCorruptError` for a file that fails its 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from qnnlib.data.idx import DatasetCorruptError, DatasetError, gunzip_if_needed, parse_idx
+from qnnlib.data.root import DATA_ENV
+from qnnlib.files import NotWritableError, atomic_write, is_writable_dir, remove_orphans
 from qnnlib.progress import progress as progress_bar
 
 __all__ = ["DOWNLOAD_TIMEOUT_S", "DatasetNotFoundError", "RemoteFile", "check_bytes", "verify_file", "fetch_file"]
@@ -98,28 +101,42 @@ def fetch_file(remote: RemoteFile, dest_dir: Path, mirrors: Sequence[str], *,
     """Download ``remote`` into ``dest_dir`` from the first mirror that gives a verified copy.
 
     Returns ``(path, errors)`` where ``errors`` lists ``"url: error"`` for each mirror that failed
-    before success; raises :class:`DatasetNotFoundError` (with every URL and error) if all failed.
-    The file is streamed to a temporary file in ``dest_dir`` and renamed with ``os.replace`` only
-    after :func:`check_bytes` passed.
+    before success; raises :class:`DatasetNotFoundError` (with every URL and error) if all failed, and
+    also when ``dest_dir`` cannot be created or written (a read-only data root: the error says so and
+    names :data:`~qnnlib.data.root.DATA_ENV`). The file is streamed to a temporary sibling and renamed
+    only after :func:`check_bytes` passed (:func:`qnnlib.files.atomic_write`, which also removes the
+    temporary files of an earlier interrupted download). A ``dest_dir`` this call created and left empty
+    (every mirror failed) is removed again.
     """
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    created = not dest_dir.exists()
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        remove_orphans(dest_dir / remote.name)
+        if not is_writable_dir(dest_dir):
+            raise PermissionError(errno.EACCES, "Permission denied", str(dest_dir))
+    except OSError as exc:
+        reason = (f"{dest_dir} cannot be created or written ({type(exc).__name__}: {exc.strerror or exc}); "
+                  f"set {DATA_ENV} to a writable directory or put the files there by hand")
+        raise DatasetNotFoundError(f"could not download {remote.name}: {reason}", attempts=[reason]) from exc
     final = dest_dir / remote.name
     errors: list[str] = []
-    for base in mirrors:
-        url = base.rstrip("/") + "/" + remote.name
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{remote.name}.", suffix=".part", dir=dest_dir)
-        try:
-            with os.fdopen(fd, "wb") as tmp:
-                _download(url, tmp, timeout, progress)
-            check_bytes(Path(tmp_name).read_bytes(), remote, url)
-            os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; data files are shared
-            os.replace(tmp_name, final)
-            return final, errors
-        except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError,
-            # DatasetCorruptError a ValueError
-            errors.append(f"{url}: {type(exc).__name__}: {exc}")
-        finally:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
+    try:
+        for base in mirrors:
+            url = base.rstrip("/") + "/" + remote.name
+            try:
+                with atomic_write(final, "wb", file_mode=0o644, verify=lambda tmp: check_bytes(tmp.read_bytes(), remote,
+                                                                                               url)) as tmp:
+                    _download(url, tmp, timeout, progress)
+                return final, errors
+            except NotWritableError as exc:
+                errors.append(f"{url}: not downloaded: {exc}; set {DATA_ENV} to a writable directory")
+                break
+            except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError,
+                # DatasetCorruptError a ValueError
+                errors.append(f"{url}: {type(exc).__name__}: {exc}")
+    finally:
+        if created and not final.exists():
+            with contextlib.suppress(OSError):
+                dest_dir.rmdir()  # only if empty: an offline attempt leaves no empty dataset folder
     raise DatasetNotFoundError(f"could not download {remote.name}:\n  " + "\n  ".join(errors or ["no mirrors"]),
                                attempts=errors or ["no mirrors configured"])

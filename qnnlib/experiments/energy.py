@@ -69,6 +69,7 @@ class StandIn:
     batch_size: int = 50
     lr_start: float = 3e-3
     lr_end: float = 3e-5
+    threads: int | None = None  # torch threads while training (TrainConfig.threads); smoke pins 1
 
     def __post_init__(self) -> None:
         for f in ("fc", "train_size", "valid_size", "test_size", "epochs", "batch_size"):
@@ -100,7 +101,7 @@ class EnergyConfig:
 # paper: the CIFAR-10 ConvNet's widths (a GPU run).
 PROFILES: dict[str, EnergyConfig] = {
     "smoke": EnergyConfig("smoke", StandIn(channels=(16, 32, 64), fc=64, train_size=1500, valid_size=300,
-                                           test_size=300, epochs=2)),
+                                           test_size=300, epochs=2, threads=1)),
     "quick": EnergyConfig("quick", StandIn(channels=(64, 128, 256), fc=256, train_size=3000, valid_size=1000,
                                            test_size=1000, epochs=4)),
     "paper": EnergyConfig("paper", StandIn(channels=(128, 256, 512), fc=1024, train_size=50_000, valid_size=10_000,
@@ -217,7 +218,8 @@ def train_stand_in(s: StandIn, data: DatasetSplits, *, seed: int = 1234, progres
     model = convnet(s.channels, s.fc, precision=precision, in_channels=int(data.train.x.shape[1]),
                     image_size=int(data.train.x.shape[-1]))
     cfg = TrainConfig(epochs=s.epochs, batch_size=s.batch_size, optimizer="adam", lr_start=s.lr_start,
-                      lr_end=s.lr_end, lr_schedule="exp", glorot=True, seed=seed, progress=progress)
+                      lr_end=s.lr_end, lr_schedule="exp", glorot=True, seed=seed, progress=progress,
+                      threads=s.threads)
     return model, fit(model, data, cfg, desc="stand-in BNN")
 
 

@@ -110,32 +110,35 @@ class MnistConfig:
         return runner.seeds_from(self.recipe(name).train.seed, self.n_seeds)
 
 
-def _recipe(name: str, hidden: int, epochs: int, halve_every: int = 20, lr_end: float = 3e-7) -> RecipeConfig:
+def _recipe(name: str, hidden: int, epochs: int, halve_every: int = 20, lr_end: float = 3e-7,
+            threads: int | None = None) -> RecipeConfig:
     if name == "theano":
         return RecipeConfig(name, hidden, 3, BINARY, 0.2, 0.5,
                             TrainConfig(epochs=epochs, batch_size=100, optimizer="adam", lr_start=3e-3, lr_end=lr_end,
-                                        lr_schedule="exp", glorot=True, seed=1234))
+                                        lr_schedule="exp", glorot=True, seed=1234, threads=threads))
     if name == "torch7":
         return RecipeConfig(name, hidden, 3, Precision(1, 1, stochastic=True, norm="sbn"), 0.0, 0.0,
                             TrainConfig(epochs=epochs, batch_size=100, optimizer="shift_adamax", lr_start=2.0**-6,
-                                        lr_schedule="halve", halve_every=halve_every, glorot=True, seed=1234))
+                                        lr_schedule="halve", halve_every=halve_every, glorot=True, seed=1234,
+                                        threads=threads))
     if name == "float":
         return RecipeConfig(name, hidden, 3, FLOAT, 0.2, 0.5,
                             TrainConfig(epochs=epochs, batch_size=100, optimizer="adam", lr_start=3e-3, lr_end=lr_end,
-                                        lr_schedule="exp", glorot=False, seed=1234))
+                                        lr_schedule="exp", glorot=False, seed=1234, threads=threads))
     raise ValueError(f"unknown MNIST recipe {name!r}; choose from {RECIPES}")
 
 
-def _profile(profile: str, dataset: str, sizes: tuple[int | None, ...], resume: bool, **recipes: dict) -> MnistConfig:
+def _profile(profile: str, dataset: str, sizes: tuple[int | None, ...], resume: bool, threads: int | None = None,
+             **recipes: dict) -> MnistConfig:
     return MnistConfig(profile, dataset, *sizes, recipes=RECIPES,  # type: ignore[arg-type]
-                       recipe_configs={r: _recipe(r, **recipes[r]) for r in RECIPES}, resume=resume)
+                       recipe_configs={r: _recipe(r, **recipes[r], threads=threads) for r in RECIPES}, resume=resume)
 
 
 # The profile table: the only place sizes live. Reduced profiles compress the schedules: the exponential
 # decay ends at lr_end after `epochs` epochs (paper: 3e-3 → 3e-7 over 1000 epochs; quick: → 3e-5 over
 # 12), and Torch7's halving period shrinks with the epoch count.
 PROFILES: dict[str, MnistConfig] = {
-    "smoke": _profile("smoke", "fashion-mnist", (2000, 500, 1000), False,
+    "smoke": _profile("smoke", "fashion-mnist", (2000, 500, 1000), False, threads=1,
                       theano=dict(hidden=128, epochs=2, lr_end=1e-3), torch7=dict(hidden=128, epochs=2, halve_every=1),
                       float=dict(hidden=128, epochs=2, lr_end=1e-3)),
     "quick": _profile("quick", "auto", (None, None, None), True,
@@ -173,8 +176,9 @@ def load_data(cfg: MnistConfig, *, download: bool = True) -> DatasetSplits:
         return load_mnist("mnist", download=download, **sizes)
     except DatasetNotFoundError as exc:
         first = str(exc).splitlines()[0]
+        why = f"; {exc.attempts[-1][:300]}" if exc.attempts else ""
         warnings.warn(
-            f"dataset='auto': MNIST is not available ({first}); using Fashion-MNIST instead. "
+            f"dataset='auto': MNIST is not available ({first}{why}); using Fashion-MNIST instead. "
             "Numbers below are Fashion-MNIST numbers, not comparable with the paper's MNIST column.",
             stacklevel=2,
         )

@@ -19,12 +19,13 @@ import argparse
 import copy
 import os
 import sys
-import tempfile
 from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import nbformat
+
+from qnnlib.files import atomic_write
 
 KERNEL_NAME = "qnnlib"
 KERNELSPEC: dict[str, str] = {"display_name": "Python 3 (qnnlib)", "language": "python", "name": KERNEL_NAME}
@@ -64,24 +65,8 @@ def write(nb: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
 
 
 def _write_text(text: str, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        else:
-            os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    with atomic_write(path, "w") as f:  # keeps the mode of the file it replaces (qnnlib.files)
+        f.write(text)
 
 
 def canonical_text(path: str | os.PathLike[str]) -> str:

@@ -25,6 +25,9 @@ name the paper's GTX750 speed-ups: ``23× / 3.4× (GTX750)``).
 
 Status rules (first that applies)
 ---------------------------------
+0. ``stale`` — the row's metrics JSON was written before the last attempt to run its notebook started
+   (that attempt failed, was killed or still runs: :mod:`qnnlib.experiments.attempts`); its footnote gives
+   the date it was measured, what happened to the last attempt, and the status it had;
 1. ``not run`` — no metrics JSON for a registered experiment, or the row has no value;
 2. ``no paper number`` — no PAPER number matches the row;
 3. ``different hardware`` — a speed-up of the paper's GTX750 kernels measured elsewhere, or a row compared
@@ -66,6 +69,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from qnnlib.experiments import attempts as A
 from qnnlib.experiments import results as R
 from qnnlib.experiments.config import EXPERIMENTS
 from qnnlib.experiments.paper import PAPER, PAPER_BY_KEY, PAPER_SPLITS, PaperNumber
@@ -76,7 +80,7 @@ __all__ = ["Report", "SummaryConfig", "PROFILES", "SANITY", "Sanity", "STATUSES"
 
 COLUMNS = ["claim", "paper", "ours", "status"]
 STATUSES = ("reproduced", "within tolerance", "worse", "better", "different dataset", "different hardware",
-            "no paper number", "not run")
+            "no paper number", "not run", "stale")
 MAX_WIDTH = 120
 """Widest line of :meth:`Report.markdown` (the table and the wrapped footnotes)."""
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -272,7 +276,7 @@ def _gpu_matches(env: Mapping, hardware: str) -> bool:
     return bool(gpu) and hardware.replace(" ", "").lower() in gpu
 
 
-def _row_record(data: Mapping, r: Mapping) -> dict:
+def _row_record(data: Mapping, r: Mapping, attempt: A.Attempt | None = None, profile: str = "") -> dict:
     experiment = data["experiment"]
     dataset = data.get("dataset") or {}
     ds = r.get("dataset", dataset.get("name"))
@@ -305,6 +309,10 @@ def _row_record(data: Mapping, r: Mapping) -> dict:
             notes.append(f"Paper ({p.row}, {p.metric}): {p.note}.")
     if r.get("note"):
         notes.append(str(r["note"]).rstrip(".") + ".")
+    if A.is_stale(data.get("created_utc"), attempt):
+        notes.insert(0, A.stale_note(data.get("created_utc"), attempt, profile)  # type: ignore[arg-type]
+                     + f" Its comparison at the time: {status}.")
+        status = "stale"
     section = primary.experiment if primary else experiment
     order = (SECTIONS.get(section, len(set(SECTIONS.values()))), _PAPER_INDEX.get(primary.key, 10**6) if primary
              else 10**6)
@@ -374,8 +382,9 @@ def paper_table(profile: str, experiment: str | None = None, results_dir=None) -
     """Paper vs ours for the rows of one experiment's metrics JSON (all files when ``experiment`` is None)."""
     files = _load(profile, results_dir)
     found = {d["experiment"] for d in files}
-    records = [_row_record(d, r) for d in files if experiment in (None, d["experiment"])
-               for r in (d.get("metrics") or {}).get("rows", [])]
+    attempts = A.last_attempts(profile, results_dir)
+    records = [_row_record(d, r, attempts.get(d["experiment"]), profile) for d in files
+               if experiment in (None, d["experiment"]) for r in (d.get("metrics") or {}).get("rows", [])]
     if experiment is not None and experiment not in found:
         records.append(_not_run(experiment))
     title = f"Paper vs ours - {experiment or 'all experiments'} (profile {profile})"
@@ -387,7 +396,9 @@ def summary_table(profile: str, results_dir=None) -> Report:
     the rest); a registered experiment without metrics JSON is one ``not run`` row."""
     files = _load(profile, results_dir)
     found = {d["experiment"] for d in files}
-    records = [_row_record(d, r) for d in files for r in (d.get("metrics") or {}).get("rows", [])]
+    attempts = A.last_attempts(profile, results_dir)
+    records = [_row_record(d, r, attempts.get(d["experiment"]), profile) for d in files
+               for r in (d.get("metrics") or {}).get("rows", [])]
     records += [_not_run(e) for e in EXPERIMENTS if e not in NO_METRICS and e not in found]
     records.sort(key=lambda rec: rec["order"])  # stable: a file's own order within equal keys
     return _build(records, f"Paper vs ours - all experiments (profile {profile})", prefix_table1=True)
@@ -451,7 +462,7 @@ def update_readme(readme_path, profile: str, results_dir=None) -> bool:
 
 _STATUS_COLORS = {"reproduced": "tab:green", "within tolerance": "tab:olive", "better": "tab:blue",
                   "worse": "tab:red", "different dataset": "tab:orange", "different hardware": "tab:purple",
-                  "no paper number": "tab:gray", "not run": "tab:gray"}
+                  "no paper number": "tab:gray", "not run": "tab:gray", "stale": "black"}
 _UNITS = {"percent": ("%", False), "ratio": ("×", True), "perplexity": ("perplexity", True),
           "count": ("count", True), "number": ("value", False)}
 

@@ -20,6 +20,12 @@ built from every metrics JSON in the profile folder, including those of earlier 
 and wall time, the hardware, and at the end the full provenance table
 (:func:`qnnlib.experiments.report.provenance_table`).
 
+Interrupted runs: SUMMARY.md says ``IN PROGRESS`` from before the first notebook starts until the last one
+ended (rewritten after each notebook), so a run killed with ``kill -9`` leaves a summary that says it did
+not finish and lists the notebook it was in as RUNNING, never as OK. Each notebook's start and end go to
+the attempts log (:mod:`qnnlib.experiments.attempts`); a row whose metrics JSON is older than the last
+attempt of its notebook is marked ``stale``, with the date it was measured.
+
 Registry: :data:`qnnlib.experiments.config.EXPERIMENTS` is the declared, ordered list of experiments;
 only notebooks that exist are run (:func:`available_notebooks`).
 """
@@ -36,10 +42,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from qnnlib.experiments import attempts as A
 from qnnlib.experiments import report
 from qnnlib.experiments import results as R
 from qnnlib.experiments.config import EXPERIMENTS, PROFILES
 from qnnlib.experiments.notebook_format import normalise_file
+from qnnlib.files import atomic_write
 from qnnlib.progress import HEADLESS_ENV
 
 NOTEBOOKS: dict[str, str] = {name: e.notebook for name, e in EXPERIMENTS.items()}
@@ -54,7 +62,7 @@ class NotebookRun:
 
     key: str
     notebook: str  # file name
-    status: str  # "ok" | "failed" | "missing"
+    status: str  # "ok" | "failed" | "missing" | "interrupted" (Ctrl-C), or "pending" | "running" while in progress
     wall_time_s: float | None = None
     output: Path | None = None  # executed notebook
     error: str = ""
@@ -137,18 +145,29 @@ def reproduce(profile: str, only: Sequence[str] | None = None, results_dir: Path
     keys = list(present) if only is None else [k for k in NOTEBOOKS if k in only]
     if echo and only is None and len(present) < len(NOTEBOOKS):
         print("not yet present (skipped): " + ", ".join(f for k, f in NOTEBOOKS.items() if k not in present))
-    runs: list[NotebookRun] = []
+    started = datetime.now(timezone.utc)
+    runs = [NotebookRun(k, NOTEBOOKS[k], "pending") for k in keys]
+    write_summary(profile, runs, results_dir, only=only, in_progress=started)  # a kill from here on shows
     for i, key in enumerate(keys, 1):
         if key not in present:
-            runs.append(NotebookRun(key, NOTEBOOKS[key], "missing", error="notebook file not present"))
+            runs[i - 1] = NotebookRun(key, NOTEBOOKS[key], "missing", error="notebook file not present")
             if echo:
                 print(f"[{i}/{len(keys)}] {key}: {NOTEBOOKS[key]} is not present", flush=True)
             continue
         if echo:
             print(f"[{i}/{len(keys)}] {key}: {present[key].name} (profile {profile}) ...", flush=True)
-        run = run_notebook(key, present[key], profile, results_dir, timeout=timeout, kernel_name=kernel_name,
-                           progress_bar=progress_bar)
-        runs.append(run)
+        runs[i - 1] = NotebookRun(key, present[key].name, "running")
+        A.record(profile, key, "started", notebook=present[key].name, results_dir=results_dir)
+        write_summary(profile, runs, results_dir, only=only, in_progress=started)  # its rows are stale from now
+        try:
+            run = run_notebook(key, present[key], profile, results_dir, timeout=timeout, kernel_name=kernel_name,
+                               progress_bar=progress_bar)
+        except KeyboardInterrupt:  # Ctrl-C: say so in the summary (the attempts log shows it as interrupted)
+            runs[i - 1] = NotebookRun(key, present[key].name, "interrupted", error="interrupted (Ctrl-C)")
+            write_summary(profile, runs, results_dir, only=only)
+            raise
+        A.record(profile, key, "finished", status=run.status, results_dir=results_dir)
+        runs[i - 1] = run
         if echo:
             print(f"    {run.status} in {run.wall_time_s:.1f} s" + (f": {run.error}" if run.error else ""),
                   flush=True)
@@ -170,19 +189,30 @@ def _runs_table(runs: Sequence[NotebookRun], base: Path) -> str:
 
 
 def write_summary(profile: str, runs: Sequence[NotebookRun], results_dir: Path | None = None,
-                  only: Sequence[str] | None = None) -> Path:
+                  only: Sequence[str] | None = None, *, in_progress: datetime | None = None) -> Path:
     """Write ``<results>/<profile>/SUMMARY.md``: the run status (one line), the compact paper-vs-ours table in the
-    paper's order with its footnotes (:func:`qnnlib.experiments.report.summary_table`), the notebooks run, the
-    hardware, and at the end the full provenance table and the metrics files."""
+    paper's order with its footnotes (:func:`qnnlib.experiments.report.summary_table`, stale rows marked), the
+    notebooks run, the hardware, and at the end the full provenance table and the metrics files.
+
+    ``in_progress`` (the run's start time) writes the status ``IN PROGRESS`` with what to do if the line
+    outlives the command: :func:`reproduce` writes it before the first notebook and after each one, so a
+    killed run never leaves a summary that calls an unfinished notebook OK.
+    """
     import pandas as pd
 
     out_dir = R.profile_dir(profile, results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     env, git = R.environment_info(), R.git_info()
-    failed = [r for r in runs if r.status != "ok"]
+    failed = [r for r in runs if r.status not in ("ok", "pending", "running")]
     cmd = f"python -m qnnlib reproduce --profile {profile}" + (f" --only {' '.join(only)}" if only else "")
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    if failed:
+    if in_progress is not None:
+        done = sum(r.status not in ("pending", "running") for r in runs)
+        status = (f"**IN PROGRESS** since {in_progress.isoformat(timespec='seconds')} (process {os.getpid()}): "
+                  f"{done} of {len(runs)} notebook(s) finished"
+                  + (", failed so far: " + ", ".join(r.key for r in failed) if failed else "")
+                  + ". If this line is still here after the command has ended, the run was killed: rerun it")
+    elif failed:
         status = ("**FAILED: " + ", ".join(f"{r.key} ({r.notebook}: {r.error or r.status})" for r in failed)
                   + f"** ({len(runs) - len(failed)} of {len(runs)} notebook(s) ran)")
     elif runs:
@@ -197,7 +227,9 @@ def write_summary(profile: str, runs: Sequence[NotebookRun], results_dir: Path |
               "in this", "folder. Status rules and rounding: `qnnlib.experiments.report`; every caveat is a footnote.",
               "", summary.markdown()]
     lines += ["## Notebooks", "", _runs_table(runs, out_dir)]
-    absent = [f"{k} ({f})" for k, f in NOTEBOOKS.items() if k not in {r.key for r in runs}]
+    attempts = A.last_attempts(profile, results_dir)
+    absent = [f"{k} ({f}" + (f"; {attempts[k].describe()}" if k in attempts else "") + ")"
+              for k, f in NOTEBOOKS.items() if k not in {r.key for r in runs}]
     if absent:
         lines += [f"Not run this time (not requested or notebook not yet present): {', '.join(absent)}.", ""]
     lines += ["## Hardware and software", "",
@@ -224,7 +256,6 @@ def write_summary(profile: str, runs: Sequence[NotebookRun], results_dir: Path |
     if files:
         lines += ["## Metrics files", "", R.markdown_table(pd.DataFrame(files), floatfmt=".1f")]
     path = out_dir / "SUMMARY.md"
-    tmp = path.with_name(".SUMMARY.md.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, path)
+    with atomic_write(path, "w") as f:
+        f.write("\n".join(lines))
     return path

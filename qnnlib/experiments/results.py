@@ -56,7 +56,6 @@ import os
 import platform
 import re
 import subprocess
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -67,6 +66,7 @@ import pandas as pd
 
 from qnnlib.data.root import REPO_ROOT
 from qnnlib.experiments.paper import PAPER_BY_KEY, PAPER_SPLITS
+from qnnlib.files import atomic_write
 from qnnlib.runtime.hardware import cpu_cores, cpu_model, popcount_isa
 
 SCHEMA = "qnnlib.metrics/1"
@@ -84,6 +84,7 @@ def environment_info() -> dict:
         import torch
 
         info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()  # the process's intra-op threads (TrainConfig.threads pins fit's)
         info["cuda"] = torch.version.cuda
         info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except Exception as exc:  # torch missing or broken CUDA: still record the rest
@@ -196,17 +197,8 @@ def write_metrics(experiment: str, profile: str, *, config: dict, metrics: dict,
     out_dir = profile_dir(profile, results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{experiment}.json"
-    fd, tmp = tempfile.mkstemp(prefix=f".{experiment}.", suffix=".json.tmp", dir=out_dir)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are shared files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path, "w", file_mode=0o644) as f:  # results are shared files
+        f.write(text + "\n")
     return path
 
 

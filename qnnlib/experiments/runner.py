@@ -27,7 +27,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from qnnlib.data.root import data_root
+from qnnlib.data.root import DATA_ENV, data_root
+from qnnlib.files import UnreadableFileError, atomic_write, unreadable, writable_dir
 from qnnlib.train import FitResult, TrainConfig, fit
 
 __all__ = ["SeedRun", "Run", "seeds_from", "checkpoint_dir", "model_path", "train_seeds", "summary",
@@ -136,16 +137,18 @@ def history_frame(runs: dict[str, Run], metrics: Sequence[str] = ("train_loss", 
 
 
 # ----------------------------------------------------------------------------------- saved models
-class SavedModelError(ValueError):
+class SavedModelError(UnreadableFileError):
     """A saved model file is unreadable or not in this version's format."""
+
+
+WHERE_TO_WRITE = f"set {DATA_ENV} to a writable directory (it holds the checkpoints and saved models)"
 
 
 def save_model(path: Path, model: nn.Module, **meta: Any) -> Path:
     """Write ``{"state_dict", **meta}`` (meta: JSON-like dicts/lists/strings/numbers) atomically to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": "qnnlib.model/1", "state_dict": model.state_dict(), **meta}, tmp)
-    tmp.replace(path)
+    writable_dir(path.parent, WHERE_TO_WRITE)
+    with atomic_write(path, "wb") as fh:
+        torch.save({"format": "qnnlib.model/1", "state_dict": model.state_dict(), **meta}, fh)
     return path
 
 
@@ -156,9 +159,9 @@ def load_model(path: Path, how_to_make: str) -> dict[str, Any]:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated file, old pickled format, ...
-        raise SavedModelError(f"{path} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); delete it and "
-                              f"{how_to_make}") from exc
+        err = unreadable(path, exc, f"Delete it and {how_to_make}", "saved model")
+        raise SavedModelError(str(err), path) from exc
     if not isinstance(saved, dict) or saved.get("format") != "qnnlib.model/1":
         raise SavedModelError(f"{path} is not a qnnlib.model/1 file (written by another version); delete it and "
-                              f"{how_to_make}")
+                              f"{how_to_make}", path)
     return saved

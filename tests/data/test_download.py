@@ -36,7 +36,7 @@ def test_download_checksum_mismatch_leaves_nothing(tmp_path, http_dir):
     with pytest.raises(DatasetNotFoundError) as info:
         fetch_file(remote, dest, [url], progress=False)
     assert "checksum mismatch" in str(info.value) and url + remote.name in str(info.value)
-    assert list(dest.iterdir()) == []
+    assert not dest.exists()  # no file, no temporary file, and the folder this call created is gone again
 
 
 class _Truncating(http.server.BaseHTTPRequestHandler):
@@ -62,3 +62,26 @@ def test_truncated_download_leaves_nothing(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_leftovers_of_an_interrupted_download_are_cleaned_by_the_next(tmp_path, http_dir):
+    www, url = http_dir
+    remote = _remote(www / "t10k-labels-idx1-ubyte.gz", (np.arange(20) % 10).astype(np.uint8))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / f".{remote.name}.k3j2h1.part").write_bytes(b"\x1f\x8b")  # the name the old downloader used
+    (dest / f".{remote.name}.4242424.k3j2h1.tmp").write_bytes(b"\x1f\x8b")  # a killed qnnlib.files write
+    path, errors = fetch_file(remote, dest, [url], progress=False)
+    assert errors == [] and sorted(dest.iterdir()) == [path] and path.read_bytes() == (www / remote.name).read_bytes()
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_read_only_destination_is_a_dataset_not_found_error_that_says_why(tmp_path, http_dir, read_only):
+    www, url = http_dir
+    remote = _remote(www / "t10k-labels-idx1-ubyte.gz", (np.arange(20) % 10).astype(np.uint8))
+    ro = read_only(tmp_path / "ro")
+    for dest in (ro, ro / "mnist"):  # an existing read-only folder, and a folder that cannot be created
+        with pytest.raises(DatasetNotFoundError, match=rf"{dest} cannot be created or written \(PermissionError.*set "
+                                                       "QNNLIB_DATA to a writable directory") as info:
+            fetch_file(remote, dest, [url], progress=False)
+        assert "QNNLIB_DATA" in info.value.attempts[0]

@@ -38,6 +38,29 @@ def test_auto_falls_back_to_fashion_mnist_loudly(fake_root) -> None:
     assert data.sizes() == {"train": 1000, "valid": 300, "test": 300}
 
 
+def test_read_only_data_root_falls_back_says_why_and_training_names_the_directory(fake_root, read_only,
+                                                                                   monkeypatch) -> None:
+    ro = read_only(fake_root / "ro")
+    monkeypatch.setenv("QNNLIB_DATA", str(ro))
+    cfg = _cfg(dataset="auto", epochs=1, recipes=["theano"], train_size=200, valid_size=100, test_size=100)
+    with pytest.warns(UserWarning, match=rf"MNIST is not available .*{ro}/mnist cannot be created or written "
+                                         r"\(PermissionError.*set QNNLIB_DATA to a writable directory.*Fashion-MNIST "
+                                         "instead"):
+        data = mnist.load_data(cfg)
+    assert data.name == "fashion-mnist"  # the system copy, as when offline
+    with pytest.raises(PermissionError, match=rf"{ro}/checkpoints/smoke/mnist/theano-\S+ is not a writable "
+                                              r"directory .*set TrainConfig.checkpoint_dir \(or QNNLIB_DATA"):
+        mnist.run_recipes(cfg, data, progress=False)
+
+
+def test_smoke_pins_one_torch_thread() -> None:
+    """1 and 2 threads reduce in another order and give other weights: CI's smoke numbers must not depend on it."""
+    smoke = config.resolve("mnist", "smoke")
+    assert {smoke.recipe(r).train.threads for r in smoke.recipes} == {1}
+    quick = config.resolve("mnist", "quick")
+    assert {quick.recipe(r).train.threads for r in quick.recipes} == {None}
+
+
 def test_run_rows_saved_models_and_sanity(fake_root) -> None:
     cfg = _cfg(dataset="fashion-mnist", recipes=["float", "theano"])
     data = mnist.load_data(cfg)
@@ -97,5 +120,5 @@ def test_load_trained_missing_or_damaged_says_how_to_fix(tmp_path, monkeypatch) 
     path = runner.model_path("quick", "mnist", "theano")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(runner.SavedModelError, match="delete it and run notebooks/01_mnist_bnn.ipynb"):
+    with pytest.raises(runner.SavedModelError, match="(?i)delete it and run notebooks/01_mnist_bnn.ipynb"):
         mnist.load_trained("quick", "theano")

@@ -81,7 +81,7 @@ def test_every_status_is_reachable_and_spread_widens_the_tolerance() -> None:
     assert reached == {"within tolerance"}
     assert report.status_of(1.9, _paper(BC), ours_dataset="mnist") == "worse"
     assert set(report.STATUSES) == {"reproduced", "within tolerance", "worse", "better", "different dataset",
-                                    "different hardware", "no paper number", "not run"}
+                                    "different hardware", "no paper number", "not run", "stale"}
 
 
 # --------------------------------------------------------------------------------------- rounding

@@ -5,16 +5,23 @@ The papermill run (two kernel launches) happens once, in a module-scoped fixture
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from qnnlib import cli
+from qnnlib.experiments import attempts as A
 from qnnlib.experiments import reproduction as rp
+
+ROOT = Path(__file__).resolve().parents[2]
 
 GOOD = '''
 import os, sys
@@ -138,3 +145,84 @@ def test_bad_arguments_are_usage_errors_that_write_nothing(argv, tmp_path, capsy
         cli.main(["reproduce", *argv, "--results-dir", str(tmp_path / "r")])
     assert info.value.code == 2 and capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # no folder, no SUMMARY.md, no kernel started
+
+
+# ------------------------------------------------------------------------------ fault injection
+CONTROLLED = '''
+import json, os, pathlib, time
+from qnnlib.experiments import results as R
+control = pathlib.Path({control!r})
+mode = (control / "mode").read_text()
+(control / "kernel.pid").write_text(str(os.getpid()))
+if mode == "hang":
+    time.sleep(300)  # killed by the test long before
+if mode == "fail":
+    raise RuntimeError("deliberate failure")
+R.write_metrics("mnist", profile, config={{}}, history=[],
+                metrics={{"rows": [{{"row": "BNN (Theano)", "metric": "test error %", "value": float(mode),
+                                    "paper_key": "mnist:BNN (Theano):test error %"}}]}},
+                dataset={{"name": "fashion-mnist", "sizes": {{"train": 1, "valid": 1, "test": 1}}}}, wall_time_s=0.1)
+'''
+
+
+def _cli(tmp: Path, mode: str, **popen) -> subprocess.Popen:
+    (tmp / "control" / "mode").write_text(mode)
+    argv = [sys.executable, "-m", "qnnlib", "reproduce", "--profile", "smoke", "--only", "mnist", "--notebooks-dir",
+            str(tmp / "notebooks"), "--results-dir", str(tmp / "results"), "--timeout", "120"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **popen)
+
+
+def _summary(tmp: Path) -> tuple[str, str, str]:
+    """(status line, the mnist row of the paper table, the mnist row of the notebooks table) of SUMMARY.md."""
+    lines = (tmp / "results" / "smoke" / "SUMMARY.md").read_text().splitlines()
+    paper = next(line for line in lines if line.startswith("| MNIST: BNN (Theano)"))
+    notebook = next(line for line in lines if "| mnist | 01_mnist_bnn.ipynb |" in line)
+    return lines[2], paper, notebook
+
+
+def test_killed_and_failed_reruns_never_show_an_unfinished_notebook_as_ok_or_a_stale_number_unmarked(tmp_path):
+    """kill -9 mid-notebook, rerun (failing), rerun (good): what SUMMARY.md says after each."""
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "control").mkdir()
+    _notebook(tmp_path / "notebooks" / "01_mnist_bnn.ipynb", CONTROLLED.format(control=str(tmp_path / "control")))
+
+    first = _cli(tmp_path, "12.5")
+    assert first.wait(180) == 0, first.stdout.read()
+    status, row, nb = _summary(tmp_path)
+    assert status.startswith("**OK**") and "| 12.50% | different dataset |" in row and "| OK |" in nb
+
+    hung = _cli(tmp_path, "hang", start_new_session=True)
+    pid_file = tmp_path / "control" / "kernel.pid"
+    pid_file.unlink()
+    deadline = time.monotonic() + 120
+    while not pid_file.exists():  # the notebook is running
+        assert time.monotonic() < deadline and hung.poll() is None, "the notebook never started"
+        time.sleep(0.2)
+    os.killpg(hung.pid, signal.SIGKILL)  # the CLI and whatever shares its session
+    hung.wait(30)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the kernel, if it has a session of its own
+    status, row, nb = _summary(tmp_path)
+    assert status.startswith("**IN PROGRESS**") and "the run was killed: rerun it" in status
+    assert "OK" not in nb and "| RUNNING |" in nb
+    assert row.endswith("| 12.50% | stale |")  # measured before the attempt that was killed
+    text = (tmp_path / "results" / "smoke" / "SUMMARY.md").read_text()
+    assert "01_mnist_bnn.ipynb (started " in text and "is still running" in text  # true when it was written
+    assert A.last_attempts("smoke", tmp_path / "results")["mnist"].outcome == "interrupted"
+
+    failed = _cli(tmp_path, "fail")
+    assert failed.wait(180) == 1
+    status, row, nb = _summary(tmp_path)
+    assert status.startswith("**FAILED: mnist") and "| FAILED |" in nb
+    assert row.endswith("| 12.50% | stale |")
+    text = (tmp_path / "results" / "smoke" / "SUMMARY.md").read_text()
+    created = json.loads((tmp_path / "results" / "smoke" / "mnist.json").read_text())["created_utc"]
+    assert f"Stale: measured {created[:10]} {created[11:19]} UTC; since then" in text and ") failed. Rerun" in text
+
+    good = _cli(tmp_path, "7.25")
+    assert good.wait(180) == 0
+    status, row, nb = _summary(tmp_path)
+    assert status.startswith("**OK**") and "| 7.25% | different dataset |" in row and "Stale" not in \
+        (tmp_path / "results" / "smoke" / "SUMMARY.md").read_text()

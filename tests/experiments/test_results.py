@@ -82,9 +82,13 @@ def test_write_read_roundtrip_schema(tmp_path):
     assert row["dataset"] == "mnist" and row["dataset_sizes"] == MNIST_SIZES  # filled from dataset
     env = data["environment"]
     assert env["torch"] == torch.__version__ and env["numpy"] == np.__version__ and env["cpu_count"] >= 1
+    assert env["torch_threads"] == torch.get_num_threads()  # 1 vs 2 threads train other weights
     assert "gpu" in env and "python" in env and "cpu" in env
     assert set(data["git"]) >= {"commit", "dirty"}
     assert R.read_metrics("mnist", "smoke", tmp_path) == data
+    (path.parent / ".mnist.json.4242424.ab12cd.tmp").write_text("{")  # left by a writer killed mid-write
+    _write(tmp_path)
+    assert [p.name for p in path.parent.iterdir()] == ["mnist.json"]  # the next write cleans it
 
 
 def test_results_dir_from_env(tmp_path, monkeypatch):

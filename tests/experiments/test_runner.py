@@ -51,5 +51,12 @@ def test_saved_model_round_trip_and_errors(tmp_path) -> None:
     with pytest.raises(runner.SavedModelError, match="not a qnnlib.model/1 file"):
         runner.load_model(tmp_path / "old.pt", "retrain it")
     (tmp_path / "empty.pt").write_bytes(b"")
-    with pytest.raises(runner.SavedModelError, match="empty.pt cannot be read"):
+    with pytest.raises(runner.SavedModelError, match=r"empty.pt is not a readable saved model .*empty \(0 bytes\)"
+                                                     r".*Delete it and retrain it"):
         runner.load_model(tmp_path / "empty.pt", "retrain it")
+    data = path.read_bytes()
+    for cut in (10, len(data) // 2, len(data) - 1):  # truncated by a full disk or a copy that stopped
+        (tmp_path / "cut.pt").write_bytes(data[:cut])
+        with pytest.raises(runner.SavedModelError, match=rf"cut.pt is not a readable saved model .*{cut} B long"
+                                                         r".*Delete it and retrain it"):
+            runner.load_model(tmp_path / "cut.pt", "retrain it")
