@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from qnnlib.checks import check_int
 from qnnlib.data.splits import Batches, Split, is_split
 from qnnlib.losses import get_loss
 from qnnlib.metrics import MetricSums, get_metric
@@ -111,8 +112,8 @@ def evaluate(
     both summed over the ranks of ``process_group``.  Raises ``ValueError`` on ``batch_size <= 0``, an
     unknown loss or metric name, or data without batches.
     """
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if batch_size is not None:
+        check_int(batch_size, "batch_size")
     get_loss(loss)
     metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
     for m in metrics:

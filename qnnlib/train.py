@@ -41,6 +41,7 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import nn
 
+from qnnlib.checks import check_int
 from qnnlib.data.splits import Batches, epoch_seed, is_split
 from qnnlib.evaluation import SINGLE_PROCESS, Batch, ProcessGroup, evaluate_loader
 from qnnlib.files import UnreadableFileError, atomic_write, unreadable, writable_dir
@@ -112,20 +113,17 @@ class TrainConfig:
                                          or self.threads < 1):
             raise ValueError(f"threads must be None (torch's current setting) or a positive integer, "
                              f"got {self.threads!r}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 (batch norm needs a batch), got {self.batch_size}")
-        if self.eval_batch_size < 1:
-            raise ValueError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        check_int(self.epochs, "epochs")
+        check_int(self.batch_size, "batch_size (batch norm needs a batch of at least 2)", minimum=2)
+        check_int(self.eval_batch_size, "eval_batch_size")
+        check_int(self.halve_every, "halve_every")
+        check_int(self.seed, "seed", minimum=0)
         if self.optimizer not in ("adam", "shift_adamax"):
             raise ValueError(f"optimizer must be 'adam' or 'shift_adamax', got {self.optimizer!r}")
         if self.lr_schedule not in ("exp", "halve", "constant"):
             raise ValueError(f"lr_schedule must be 'exp', 'halve' or 'constant', got {self.lr_schedule!r}")
         if not (self.lr_start > 0 and self.lr_end > 0):
             raise ValueError(f"learning rates must be > 0, got lr_start={self.lr_start}, lr_end={self.lr_end}")
-        if self.halve_every < 1:
-            raise ValueError(f"halve_every must be >= 1, got {self.halve_every}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}")
         # a notebook parameter may give one name or a list: store a tuple, so the config stays hashable

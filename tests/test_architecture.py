@@ -15,7 +15,7 @@ PACKAGE = ROOT / "qnnlib"
 # Layers, bottom up: a module may import modules of a lower layer, or of its own layer inside its own
 # wing (the method's top-level modules count as one wing). docs/architecture.md shows the same table.
 LAYERS: list[tuple[str, ...]] = [
-    ("quantize", "files"),
+    ("quantize", "files", "checks"),
     ("precision", "layers", "norm", "gradquant", "losses", "metrics", "progress"),
     ("optim",),
     ("models", "data"),

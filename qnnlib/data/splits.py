@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from qnnlib.checks import check_int
+
 __all__ = ["Split", "DatasetSplits", "Batches", "as_loader", "epoch_seed", "is_split", "stratified_subset"]
 
 
@@ -81,8 +83,9 @@ class Batches:
 
     def __init__(self, split: Split, batch_size: int, shuffle: bool = False,
                  generator: torch.Generator | None = None, drop_last: bool = False, *, seed: int | None = None) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_int(batch_size, "batch_size")
+        if seed is not None:
+            check_int(seed, "seed", minimum=0)
         if seed is not None and generator is None:
             generator = torch.Generator().manual_seed(epoch_seed(seed, 0))
         self.split, self.batch_size, self.shuffle = split, batch_size, shuffle
@@ -140,8 +143,8 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     ``numpy.random.default_rng(seed)``. The result keeps the original order.
     """
     total = len(labels)
-    if not 0 < n <= total:
-        raise ValueError(f"subset size must be in 1..{total}, got {n}")
+    n = check_int(n, "subset size n", 1, total)
+    check_int(seed, "seed", minimum=0)
     if n == total:
         return np.arange(total)
     classes, counts = np.unique(labels, return_counts=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from qnnlib.checks import check_int
 from qnnlib.models.blocks import act_layer, conv_layer, grad_quant_layer, linear_layer, norm_layer, param_grad_quant
 from qnnlib.precision import BINARY, Precision
 
@@ -40,8 +41,13 @@ def convnet(
     ``gq{k}`` is present only when the policy gives layer ``k`` gradient bits;
     ``precision.param_grad_bits`` registers parameter-gradient hooks (not part of the ``state_dict``).
     """
-    if len(channels) < 1:
+    if isinstance(channels, (str, bytes)) or len(channels) < 1:
         raise ValueError(f"channels must name at least one conv width, got {channels!r}")
+    for i, c in enumerate(channels):
+        check_int(c, f"channels[{i}]")
+    for value, name in ((fc, "fc"), (in_channels, "in_channels"), (image_size, "image_size"),
+                        (num_classes, "num_classes")):
+        check_int(value, name)
     shrink = 2 ** len(channels)  # one 2×2 pooling per pair of convs
     if image_size % shrink:
         raise ValueError(f"image_size must be divisible by {shrink} ({len(channels)} 2×2 poolings), got {image_size}")

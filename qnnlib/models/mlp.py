@@ -14,6 +14,7 @@ from collections import OrderedDict
 
 from torch import nn
 
+from qnnlib.checks import check_int
 from qnnlib.models.blocks import act_layer, grad_quant_layer, linear_layer, norm_layer, param_grad_quant
 from qnnlib.precision import BINARY, Precision
 
@@ -43,8 +44,10 @@ def mnist_mlp(
     Torch7 recipe: ``hidden=2048``, no dropout, ``Precision(stochastic=True, norm="sbn")``.
     BN ε = 1e-4 and moving-average 0.1 are Lasagne's (Theano code).
     """
-    if depth < 1 or hidden < 1:
-        raise ValueError(f"depth and hidden must be >= 1, got depth={depth}, hidden={hidden}")
+    check_int(hidden, "hidden")
+    check_int(depth, "depth")
+    check_int(in_features, "in_features")
+    check_int(num_classes, "num_classes")
     n = depth + 1
     bits = precision.all_layer_bits(n)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
