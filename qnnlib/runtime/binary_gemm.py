@@ -19,6 +19,19 @@ along K, after checking the operands, with one of these backends:
 - ``"cuda"``: ``cuda-tc`` on compute capability >= 8.0, else ``cuda-xnor``.
 - ``"auto"``: ``cuda`` when the inputs are CuPy arrays, else ``cpu``.
 
+**Which K.** Bare words do not carry their K: two rows packed with K = 60 and K = 62 are the same words, and a
+``k`` larger than the packed K (same word count) would count the zero padding bits as matches and come out
+``k - K`` too high, silently. So:
+
+- operands from :func:`qnnlib.runtime.bitpack.pack_bits` (:class:`~qnnlib.runtime.bitpack.PackedBits`) carry
+  their K; ``k`` may then be omitted, and a ``k`` (or the other operand's K) that disagrees raises
+  ``ValueError`` naming both;
+- bare words (:func:`qnnlib.runtime.bitpack.pack`) need ``k``; it is checked as far as the words allow --
+  ``ceil(k / word_bits)`` words per row, and no bit set past ``k`` (catches a ``k`` smaller than the packed K
+  wherever a row has a +1 there) -- but a ``k`` larger than the packed K within the same last word cannot be
+  seen in the words. The runtime's own hot paths (:class:`qnnlib.runtime.packed_bnn.PackedBNN`, the
+  bit-planes, the benchmarks) pass bare words with a K fixed by construction, so they pay no extra cost.
+
 The CUDA kernels are CuPy ``RawModule``\\ s compiled lazily from ``kernels/*.cu``
 (:mod:`qnnlib.runtime.gemm_cuda`); CuPy is imported only when a GPU backend is used. The result lives
 where the inputs live (NumPy in -> NumPy out, CuPy in -> CuPy out).
@@ -31,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from qnnlib.runtime.arrays import cupy, from_torch, is_cupy
-from qnnlib.runtime.bitpack import packed_width
+from qnnlib.runtime.bitpack import PackedBits, check_size, packed_width
 from qnnlib.runtime.gemm_cpu import matmul_cpu
 from qnnlib.runtime.gemm_cuda import matmul_cuda
 from qnnlib.runtime.hardware import compute_capability
@@ -84,26 +97,55 @@ def _matmul_numpy(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def binary_matmul(a_packed: Any, b_packed: Any, k: int, backend: str = "auto") -> Any:
+def _operand_k(a: Any, b: Any, k: Any) -> tuple[Any, Any, int]:
+    """(a words, b words, K): K from the :class:`PackedBits` operands and/or ``k``, which must all agree."""
+    carried = [(name, p.k) for name, p in (("a_packed", a), ("b_packed", b)) if isinstance(p, PackedBits)]
+    source = "k"
+    if k is not None:
+        k = check_size(k, "k (the number of binary values per row)")
+    elif not carried:
+        raise TypeError("binary_matmul needs k (the number of binary values per row) for bare packed words; pass "
+                        "it, or pack the operands with bitpack.pack_bits so that they carry it")
+    for name, kp in carried:
+        if k is None:
+            source, k = f"{name} carries", kp
+        elif kp != k:
+            said = f"k={k} was passed" if source == "k" else f"{source} K={k}"
+            raise ValueError(f"{name} carries K={kp} but {said}: both operands must be packed along the same K "
+                             f"and a k passed must equal it (or be omitted)")
+    if isinstance(a, PackedBits):
+        a = a.words
+    if isinstance(b, PackedBits):
+        b = b.words
+    return a, b, k
+
+
+def binary_matmul(a_packed: Any, b_packed: Any, k: int | None = None, backend: str = "auto") -> Any:
     """Exact ±1 matrix product ``A @ B.T`` from bit-packed operands (int32, shape (M, N)).
 
     ``C[m, n] = K - 2 * sum_w popcount(a_packed[m, w] XOR b_packed[n, w])``  (paper Eq. 7)
 
     Args:
-        a_packed: (M, ceil(K/word_bits)) words of A (M, K), from :func:`qnnlib.runtime.bitpack.pack`.
-        b_packed: (N, ceil(K/word_bits)) words of B (N, K), same word size as ``a_packed``.
-        k: the number of binary values per row K (exact; padding bits must be 0, as ``pack`` leaves them).
+        a_packed: A (M, K) packed: a :class:`~qnnlib.runtime.bitpack.PackedBits`
+            (:func:`qnnlib.runtime.bitpack.pack_bits`, carries K) or bare (M, ceil(K/word_bits)) words
+            (:func:`qnnlib.runtime.bitpack.pack`).
+        b_packed: B (N, K) packed the same way, same word size as ``a_packed``.
+        k: the number of binary values per row K. Required for bare words (padding bits must be 0, as
+            ``pack`` leaves them; see "Which K" in the module docstring for what can and cannot be checked);
+            optional with :class:`~qnnlib.runtime.bitpack.PackedBits`, and then it must equal their K.
         backend: one of :data:`BACKENDS` (see the module docstring).
 
     Returns:
         int32 array (M, N), NumPy for NumPy inputs and CuPy for CuPy inputs.
+
+    Raises:
+        ValueError: bad operands, a ``k`` that disagrees with a carried K, an unknown backend.
+        TypeError: ``k`` missing for bare words, or not an integer.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if isinstance(k, bool) or int(k) != k or k < 1:
-        raise ValueError(f"k (the number of binary values per row) must be a positive integer, got {k!r}")
-    k = int(k)
-    a, b = from_torch(a_packed), from_torch(b_packed)
+    a, b, k = _operand_k(a_packed, b_packed, k)
+    a, b = from_torch(a), from_torch(b)
     if is_cupy(a) != is_cupy(b):
         raise TypeError("a_packed and b_packed must both be NumPy arrays or both CuPy arrays")
     on_gpu = is_cupy(a)

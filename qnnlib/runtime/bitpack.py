@@ -27,6 +27,19 @@ docs/decisions.md D16):
 - Padding bits (positions ``K .. W*word_bits - 1`` of the last word) are always 0. Because they are
   0 in *both* operands, they XOR to 0 and the GEMM ``K - 2*popcount(a XOR b)`` stays exact for any K.
 
+**Packed operands that carry their K.** The words alone do not say how many values they hold: a row of
+K = 60 values and the same row with K = 62 (two more -1s) pack into identical words, so a product over a
+wrong K, ``binary_matmul(pack(a), pack(b), k)`` with ``k`` larger than the packed K but the same word
+count, would count the zero padding bits as matching values and be off by ``k - K`` without any sign of
+it. (A ``k`` *smaller* than the packed K is caught whenever a row has a +1 past ``k``: the padding bits
+must be 0.) :func:`pack_bits` therefore returns a :class:`PackedBits` -- the words plus their ``k`` --
+and ``binary_matmul`` and :func:`unpack` take the K from it and refuse a disagreeing ``k``. :func:`pack`
+keeps returning the bare words, for the kernels and the hot paths whose K is fixed by construction
+(:class:`qnnlib.runtime.packed_bnn.PackedBNN` checks its fan-ins once); their callers pass ``k`` and are
+responsible for it. Every function here that takes a size (``k``, ``word_bits``) accepts only a Python
+or NumPy integer (``TypeError`` for bools, floats and the like) in range (``ValueError`` for ``k < 1`` or
+``word_bits`` not in :data:`SUPPORTED_WORD_BITS`), and the message names the parameter.
+
 Inputs may be NumPy arrays, torch tensors (CPU: packed with NumPy; CUDA: via CuPy) or CuPy arrays
 (packed on the GPU). CuPy is imported lazily, only when a CuPy array (or CUDA tensor) is passed.
 Numba kernels that compute their bits on the fly (bit-planes, thresholds) pack them with
@@ -36,19 +49,24 @@ Numba kernels that compute their bits on the fly (bit-planes, thresholds) pack t
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numba import njit
 
+from qnnlib.checks import check_int
 from qnnlib.runtime.arrays import cupy, from_torch, is_cupy
 
 __all__ = [
     "WORD_BITS",
     "SUPPORTED_WORD_BITS",
+    "check_size",
     "word_dtype",
     "packed_width",
+    "PackedBits",
     "pack",
+    "pack_bits",
     "unpack",
     "pack_word",
     "as_u64_words",
@@ -62,19 +80,77 @@ WORD_BITS = 64
 SUPPORTED_WORD_BITS = (32, 64)
 
 
+def check_size(value: Any, name: str = "k") -> int:
+    """``value`` as a positive ``int``: a size such as the number of binary values per row ``k``
+    (:func:`qnnlib.checks.check_int`: ``TypeError`` unless a Python or NumPy integer, ``ValueError`` below 1,
+    both naming ``name``)."""
+    return check_int(value, name, minimum=1)
+
+
 def word_dtype(word_bits: int) -> np.dtype:
-    """The unsigned NumPy dtype holding ``word_bits`` packed binary values (uint32 or uint64)."""
+    """The unsigned NumPy dtype holding ``word_bits`` packed binary values (uint32 or uint64).
+
+    Raises ``TypeError`` for a ``word_bits`` that is not an integer (e.g. ``32.0``, ``True``) and ``ValueError``
+    for one not in :data:`SUPPORTED_WORD_BITS`.
+    """
+    if isinstance(word_bits, (bool, np.bool_)) or not isinstance(word_bits, (int, np.integer)):
+        raise TypeError(f"word_bits must be one of the integers {SUPPORTED_WORD_BITS}, got {word_bits!r} "
+                        f"({type(word_bits).__name__})")
     if word_bits not in SUPPORTED_WORD_BITS:
         raise ValueError(f"word_bits must be one of {SUPPORTED_WORD_BITS}, got {word_bits!r}")
     return np.dtype(np.uint32 if word_bits == 32 else np.uint64)
 
 
 def packed_width(k: int, word_bits: int = WORD_BITS) -> int:
-    """Number of words ``ceil(k / word_bits)`` that hold ``k`` binary values."""
+    """Number of words ``ceil(k / word_bits)`` that hold ``k`` binary values (errors: :func:`check_size`,
+    :func:`word_dtype`)."""
     word_dtype(word_bits)
-    if int(k) != k or k < 1:
-        raise ValueError(f"k (the number of binary values per row) must be a positive integer, got {k!r}")
-    return (int(k) + word_bits - 1) // word_bits
+    k = check_size(k, "k (the number of binary values per row)")
+    return (k + word_bits - 1) // word_bits
+
+
+@dataclass(frozen=True)
+class PackedBits:
+    """Bit-packed ±1 rows that carry their length K: ``words`` (..., ceil(k / word_bits)) as :func:`pack`
+    returns them, plus ``k``.
+
+    Made by :func:`pack_bits`; ``binary_matmul`` and :func:`unpack` read K from it, so a product over the
+    wrong K cannot happen silently (see the module docstring). ``words`` is a NumPy or CuPy array (a torch
+    tensor is converted) of ``uint32`` or ``uint64`` words; construction checks that ``k`` is a positive
+    integer and that the last axis holds exactly ``ceil(k / word_bits)`` words.
+    """
+
+    words: Any
+    k: int
+
+    def __post_init__(self) -> None:
+        words = from_torch(self.words)
+        if not is_cupy(words):
+            words = np.asarray(words)
+        k = check_size(self.k, "k (the number of binary values per row)")
+        if words.dtype not in (np.uint32, np.uint64):
+            raise ValueError(f"PackedBits.words must be uint32 or uint64 words (as returned by pack), "
+                             f"got dtype {words.dtype}")
+        if words.ndim < 1:
+            raise ValueError(f"PackedBits.words must have shape (..., W), got shape {tuple(words.shape)}")
+        word_bits = words.dtype.itemsize * 8
+        w = packed_width(k, word_bits)
+        if words.shape[-1] != w:
+            raise ValueError(f"k={k} needs ceil({k}/{word_bits}) = {w} words of {word_bits} bits per row, but "
+                             f"PackedBits.words has {words.shape[-1]} (shape {tuple(words.shape)}); pass the K "
+                             f"that was packed")
+        object.__setattr__(self, "words", words)
+        object.__setattr__(self, "k", k)
+
+    @property
+    def word_bits(self) -> int:
+        """Bits per word (32 or 64), from the words' dtype."""
+        return int(self.words.dtype.itemsize * 8)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of the ±1 array that was packed, ``(..., k)``."""
+        return (*(int(n) for n in self.words.shape[:-1]), self.k)
 
 
 def pack(x: Any, word_bits: int = WORD_BITS) -> Any:
@@ -135,13 +211,30 @@ def _pack_bits_generic(xp: Any, bits: Any, w: int, word_bits: int, dtype: np.dty
     return xp.ascontiguousarray((bits << shifts).sum(axis=-1, dtype=dtype))
 
 
-def unpack(packed: Any, k: int) -> Any:
+def pack_bits(x: Any, word_bits: int = WORD_BITS) -> PackedBits:
+    """:func:`pack` of ``x`` (shape ``(..., K)``) as a :class:`PackedBits` that carries ``K``.
+
+    Pass the result to ``binary_matmul`` (and :func:`unpack`) without a ``k``: the K comes with the words, so
+    a product of operands packed along different K raises instead of being off by the difference.
+    """
+    words = pack(x, word_bits)
+    return PackedBits(words, int(x.shape[-1]))
+
+
+def unpack(packed: Any, k: int | None = None) -> Any:
     """Invert :func:`pack`: words of shape ``(..., W)`` -> float32 ±1 array of shape ``(..., k)``.
 
     The word size is read from the dtype (``uint32`` or ``uint64``); ``W`` must equal
     ``ceil(k / word_bits)``. Padding bits beyond ``k`` are ignored. The result lives on the same
-    device kind as ``packed`` (NumPy or CuPy).
+    device kind as ``packed`` (NumPy or CuPy). ``packed`` may be a :class:`PackedBits`: ``k`` then comes
+    from it (a ``k`` passed as well must agree); bare words need ``k``.
     """
+    if isinstance(packed, PackedBits):
+        if k is not None and check_size(k, "k") != packed.k:
+            raise ValueError(f"k={k} disagrees with the K={packed.k} the PackedBits carries; omit k")
+        packed, k = packed.words, packed.k
+    elif k is None:
+        raise TypeError("unpack needs k (the number of values per row) for bare words; or pass a PackedBits")
     packed = from_torch(packed)
     cupy_input = is_cupy(packed)
     xp = cupy() if cupy_input else np

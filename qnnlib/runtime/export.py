@@ -35,6 +35,11 @@ matched exactly by any fixed rule; :func:`compare_with_model` measures the agree
 
 **Output layer.** ``dot`` via the binary GEMM, ``s = dot + bias`` (float32), ``F.batch_norm`` with the
 layer's statistics, argmax — the model's own arithmetic again.
+
+**Diverged models are refused.** A NaN or ±inf in any layer's fc bias or BN running mean, running variance,
+γ or β (or a negative running variance) raises :class:`NotExportableError` naming the layer, the parameter
+and the neurons: such a neuron has no threshold, and folding it anyway would give a constant, silently
+wrong activation (:func:`qnnlib.runtime.folding.check_finite`).
 """
 
 from __future__ import annotations
@@ -50,7 +55,13 @@ from qnnlib.layers import LatentWeightLayer, QuantAct
 from qnnlib.norm import ShiftBatchNorm1d, ShiftBatchNorm2d
 from qnnlib.runtime.bitpack import WORD_BITS, pack
 from qnnlib.runtime.bitplanes import inputs_from_pixels, pixels_from_inputs
-from qnnlib.runtime.folding import NonFiniteStatisticsError, bn_tensors, first_layer_thresholds, hidden_thresholds
+from qnnlib.runtime.folding import (
+    NonFiniteStatisticsError,
+    bn_tensors,
+    check_finite,
+    first_layer_thresholds,
+    hidden_thresholds,
+)
 from qnnlib.runtime.packed_bnn import FirstLayer, PackedBNN
 
 __all__ = [
@@ -147,13 +158,15 @@ def export_bnn(model: nn.Module) -> PackedBNN:
     off the model's own float32 ``sign(BN(d + bias))`` on every candidate d. Output layer: bias and
     BN kept in float32. The model's eval-mode semantics are exported (running statistics, dropout off)
     whatever its current mode; its parameters are not changed. Raises :class:`NotExportableError`
-    naming the offending layer for anything else (float or k-bit layers, SBN, missing BN, convs).
+    naming the offending layer for anything else (float or k-bit layers, SBN, missing BN, convs) and for a
+    diverged layer: NaN/±inf in any layer's fc bias, BN running mean/var, γ or β (the output layer's
+    included), or a negative running variance (:func:`qnnlib.runtime.folding.check_finite`).
     """
     blocks = _blocks(model)
     weights, fan_in, thresholds, flips, fragile = [], [], [], [], []
     row_sum = np.zeros(0, np.int32)
     out: dict[str, Any] = {}
-    for idx, (name, fc, _bn_name, bn, _act_name, _act) in enumerate(blocks, 1):
+    for idx, (name, fc, bn_name, bn, _act_name, _act) in enumerate(blocks, 1):
         if fc.weight.dtype != torch.float32:
             raise NotExportableError(f"{name} is {fc.weight.dtype}; export expects a float32 model")
         wb = fc.quantized_weight().detach().cpu().float()  # W_b = sign(W), exactly as the forward pass
@@ -162,16 +175,18 @@ def export_bnn(model: nn.Module) -> PackedBNN:
         fan_in.append(k)
         bias = fc.bias.detach().cpu().float() if fc.bias is not None else torch.zeros(fc.out_features)
         bnp = bn_tensors(bn)
-        if idx == 1:
-            row_sum = wb.sum(1).to(torch.int32).numpy()  # S = Σ_j W_b[:, j] (exact)
-            try:
-                t, f = first_layer_thresholds(k, row_sum, bias.numpy(), bnp)
-            except NonFiniteStatisticsError as exc:
-                raise NotExportableError(str(exc)) from exc
-        elif idx < len(blocks):
-            t, f, n_fragile = hidden_thresholds(k, bias, bnp)
-            fragile.append(n_fragile)
-        else:
+        layer = f"layer {idx} ({name}, {bn_name})"
+        try:
+            check_finite(bnp, bias, layer)  # every layer, the output layer's BN included
+            if idx == 1:
+                row_sum = wb.sum(1).to(torch.int32).numpy()  # S = Σ_j W_b[:, j] (exact)
+                t, f = first_layer_thresholds(k, row_sum, bias.numpy(), bnp, layer)
+            elif idx < len(blocks):
+                t, f, n_fragile = hidden_thresholds(k, bias, bnp, layer=layer)
+                fragile.append(n_fragile)
+        except NonFiniteStatisticsError as exc:
+            raise NotExportableError(str(exc)) from exc
+        if idx == len(blocks):
             out = dict(out_bias=bias.numpy().copy(), out_mean=bnp["mean"].numpy().copy(),
                        out_var=bnp["var"].numpy().copy(), out_weight=bnp["weight"].numpy().copy(),
                        out_beta=bnp["bias"].numpy().copy(), out_eps=bnp["eps"])

@@ -19,6 +19,12 @@ bit for bit. ``fragile`` counts the neurons whose decision changes when ``s`` mo
 **First layer — float64 threshold** (:func:`first_layer_thresholds`). On the exact integer
 ``D = W_b·p`` of Eq. 6 (:mod:`qnnlib.runtime.bitplanes`), ``s = (2/255)·D − S + bias``; BN and sign fold into
 ``f·D ≥ t`` where ``t`` is the crossing point of ``BN(s) = 0`` solved in float64.
+
+**Diverged layers are refused** (:func:`check_finite`). A NaN or ±inf running mean, running variance, γ, β
+or fc bias (or a negative running variance) makes BN non-monotone or constant, so it has no meaningful
+threshold: both derivations call :func:`check_finite` first and raise :class:`NonFiniteStatisticsError`
+naming the layer, the parameter and the neurons, instead of folding the neuron into a silently wrong
+constant.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from qnnlib.runtime.bitpack import WORD_BITS, pack, pack_word, packed_width
 
 __all__ = [
     "NonFiniteStatisticsError",
+    "check_finite",
     "bn_tensors",
     "batch_norm",
     "threshold_from_table",
@@ -71,7 +78,36 @@ def batch_norm(s: torch.Tensor, p: dict) -> torch.Tensor:
 
 
 class NonFiniteStatisticsError(ValueError):
-    """A layer's BN statistics give no finite threshold (NaN/inf running mean or variance)."""
+    """A layer's BN parameters or bias are NaN/±inf (a diverged run): no threshold reproduces its sign(BN)."""
+
+
+_BN_NAMES = {"mean": "running_mean", "var": "running_var", "weight": "weight (γ)", "bias": "bias (β)"}
+
+
+def check_finite(bnp: dict, bias: Any = None, layer: str = "the layer") -> None:
+    """Raise :class:`NonFiniteStatisticsError` if ``bnp``'s running mean/var, γ, β or the fc ``bias`` hold NaN
+    or ±inf, or the running variance is negative; the message names ``layer``, each bad parameter and its
+    first neurons. ``bnp`` is :func:`bn_tensors`' dict; ``bias`` a tensor or array (``None``: no fc bias).
+    """
+    params = [(_BN_NAMES[key], np.asarray(bnp[key], dtype=np.float64)) for key in _BN_NAMES]
+    if bias is not None:
+        params.append(("fc bias", np.asarray(bias, dtype=np.float64)))
+    problems = []
+    for pname, v in params:
+        bad = ~np.isfinite(v)
+        if bad.any():
+            idx = np.flatnonzero(bad)
+            kinds = "/".join(sorted({"NaN" if np.isnan(x) else "+inf" if x > 0 else "-inf" for x in v[idx]}))
+            problems.append(f"{pname} is {kinds} for {idx.size} neuron(s) {idx[:5].tolist()}")
+    var = np.asarray(bnp["var"], dtype=np.float64)
+    if (var < 0).any():
+        idx = np.flatnonzero(var < 0)
+        problems.append(f"running_var is negative for {idx.size} neuron(s) {idx[:5].tolist()}")
+    if problems:
+        raise NonFiniteStatisticsError(
+            f"{layer} has non-finite BN statistics: {'; '.join(problems)}. The training run diverged (BN of "
+            "these neurons is not a number, so no threshold or output reproduces it); export a checkpoint "
+            "from before the divergence, or retrain (e.g. with a lower learning rate)")
 
 
 def threshold_from_table(on: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,9 +138,14 @@ def threshold_from_table(on: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarr
     return t.numpy(), f.numpy()
 
 
-def hidden_thresholds(k: int, bias: torch.Tensor, bnp: dict, chunk: int = 1024
+def hidden_thresholds(k: int, bias: torch.Tensor, bnp: dict, chunk: int = 1024, layer: str = "hidden layer"
                       ) -> tuple[np.ndarray, np.ndarray, int]:
-    """(t, f, fragile) of a hidden layer with fan-in K by evaluating float32 BN on every candidate d."""
+    """(t, f, fragile) of a hidden layer with fan-in K by evaluating float32 BN on every candidate d.
+
+    Raises :class:`NonFiniteStatisticsError` naming ``layer`` for non-finite BN parameters or bias
+    (:func:`check_finite`).
+    """
+    check_finite(bnp, bias, layer)
     h = bias.shape[0]
     d_all = torch.arange(-k, k + 1, 2, dtype=torch.float32)  # exact integers (K < 2^24)
     # δ = ulp(K + |bias|): a generous bound on how far PyTorch's blocked addmm can round s away from d + bias
@@ -122,13 +163,15 @@ def hidden_thresholds(k: int, bias: torch.Tensor, bnp: dict, chunk: int = 1024
     return t, f, int(fragile.sum())
 
 
-def first_layer_thresholds(k: int, row_sum: np.ndarray, bias: np.ndarray, bnp: dict
+def first_layer_thresholds(k: int, row_sum: np.ndarray, bias: np.ndarray, bnp: dict, layer: str = "layer 1"
                            ) -> tuple[np.ndarray, np.ndarray]:
     """(t, f) on D = W_b·p: the crossing of BN((2/255)·D − S + bias) = 0, solved in float64.
 
-    Raises :class:`NonFiniteStatisticsError` for non-finite BN statistics (:func:`qnnlib.runtime.export.export_bnn`
-    reports it as :class:`qnnlib.runtime.export.NotExportableError`).
+    Raises :class:`NonFiniteStatisticsError` naming ``layer`` for non-finite BN parameters or bias
+    (:func:`check_finite`; :func:`qnnlib.runtime.export.export_bnn` reports it as
+    :class:`qnnlib.runtime.export.NotExportableError`).
     """
+    check_finite(bnp, bias, layer)
     mean, var = bnp["mean"].double().numpy(), bnp["var"].double().numpy()
     gamma, beta = bnp["weight"].double().numpy(), bnp["bias"].double().numpy()
     big = 255 * k + 2  # out of the range of D ∈ [-255 K, 255 K]
@@ -147,7 +190,8 @@ def first_layer_thresholds(k: int, row_sum: np.ndarray, bias: np.ndarray, bnp: d
     bad = ~np.isfinite(d_star) & (pos | neg)
     if bad.any():
         raise NonFiniteStatisticsError(
-            f"layer 1 has non-finite BN statistics for neurons {np.flatnonzero(bad)[:5]}")
+            f"{layer} has non-finite BN statistics: its threshold is not finite for neurons "
+            f"{np.flatnonzero(bad)[:5].tolist()}")
     return t.astype(np.int32), f
 
 

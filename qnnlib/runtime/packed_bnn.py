@@ -38,6 +38,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from qnnlib.files import UnreadableFileError
 from qnnlib.runtime.arrays import cupy, is_cupy, to_host, to_xp
 from qnnlib.runtime.binary_gemm import BACKENDS, binary_matmul
 from qnnlib.runtime.bitpack import WORD_BITS, pack, packed_width, unpack
@@ -171,12 +172,19 @@ class PackedBNN:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PackedBNN:
-        """Read a file written by :meth:`save` (``ValueError`` naming the file if it is not a packed-bnn checkpoint)."""
+        """Read a file written by :meth:`save`.
+
+        Raises ``ValueError`` naming the file if it is not a packed-bnn checkpoint: a
+        :class:`qnnlib.files.UnreadableFileError` (delete the file and export again) when it is truncated,
+        corrupt or lacks an entry, a plain ``ValueError`` when it is a checkpoint of another kind or version.
+        """
         checkpoint = read_checkpoint(path, PACKED_BNN_KIND)
         try:
             return cls.from_checkpoint(checkpoint)
         except ValueError as exc:
-            raise ValueError(f"{path} is a damaged packed-bnn checkpoint: {exc}") from exc
+            raise UnreadableFileError(f"{path} is a damaged packed-bnn checkpoint: {exc}. Delete it and export it "
+                                      "again: qnnlib.runtime.export.export_bnn(model).save(path).",
+                                      Path(path)) from exc
 
     # -------------------------------------------------------------------------------- devices
     def _on(self, backend: str) -> tuple[Any, dict[str, Any]]:

@@ -38,6 +38,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from qnnlib.files import UnreadableFileError, atomic_write, unreadable
 from qnnlib.layers import LatentWeightLayer
 from qnnlib.runtime.bitpack import WORD_BITS, pack, packed_width, unpack, word_dtype
 
@@ -96,6 +99,12 @@ PACKED_FILE = "packed.npz"
 SIZE_KEYS = ("float_state_dict_bytes", "packed_bytes", "disk_ratio", "binary_weight_float_bytes",
              "binary_weight_packed_bytes", "binary_weight_ratio")
 """The keys of :func:`size_report`, in order."""
+
+_REMEDY = {MODEL_KIND: "Delete it and export it again: qnnlib.runtime.packed_checkpoint.save_packed(model, path).",
+           PACKED_BNN_KIND: "Delete it and export it again: qnnlib.runtime.export.export_bnn(model).save(path)."}
+
+# What a truncated, emptied or bit-flipped .npz raises inside np.load / NpzFile.__getitem__
+_CORRUPT = (EOFError, zipfile.BadZipFile, zlib.error, ValueError)
 
 _HOW_TO_READ = {MODEL_KIND: "read it with qnnlib.runtime.packed_checkpoint.load_packed or packed_state_dict",
                 PACKED_BNN_KIND: "read it with qnnlib.runtime.packed_bnn.PackedBNN.load"}
@@ -186,11 +195,13 @@ class PackedCheckpoint:
 def write_checkpoint(checkpoint: PackedCheckpoint, path: str | os.PathLike) -> Path:
     """Write ``checkpoint`` to ``path`` as an **uncompressed** ``.npz`` (``np.savez``) and return the path.
 
-    The one writer of the runtime's packed files; loads with ``np.load(path, allow_pickle=False)``.
+    The one writer of the runtime's packed files; loads with ``np.load(path, allow_pickle=False)``. The file
+    is written atomically (:func:`qnnlib.files.atomic_write`: a temporary sibling renamed over ``path``), so a
+    process killed mid-write leaves the old file or none, never half of one.
     """
     path = Path(path)
     entries = checkpoint.entries()
-    with open(path, "wb") as fh:
+    with atomic_write(path, "wb") as fh:
         np.savez(fh, **entries)
     return path
 
@@ -198,27 +209,34 @@ def write_checkpoint(checkpoint: PackedCheckpoint, path: str | os.PathLike) -> P
 def read_checkpoint(path: str | os.PathLike, kind: str) -> PackedCheckpoint:
     """Read a file written by :func:`write_checkpoint`, which must be of ``kind``; the one reader.
 
-    Raises ``ValueError`` naming the file and what was expected when it is not a packed checkpoint (no
-    ``meta``, another format or version, pickled data) or one of another kind.
+    Raises :class:`qnnlib.files.UnreadableFileError` (a ``ValueError``) naming the file and saying to delete
+    it and export again when it is truncated, empty or corrupt (not a zip, a bad CRC, a cut array, no
+    ``meta``, pickled data, damaged entries); a plain ``ValueError`` naming the file and what was expected
+    when it is a readable packed checkpoint of another format version or kind. A missing file raises
+    ``FileNotFoundError``.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     path = Path(path)
     expected = f"a {FORMAT} version {VERSION} file of kind {kind!r}"
+    remedy = _REMEDY[kind]
+    what = "packed checkpoint"
     try:
         z = np.load(path, allow_pickle=False)
-    except ValueError as exc:  # a pickle or not an .npy/.npz at all (a missing file raises FileNotFoundError)
-        raise ValueError(f"{path} is not a packed checkpoint ({exc}); expected {expected}") from exc
+    except _CORRUPT as exc:  # truncated/empty (EOFError, BadZipFile), a pickle or not an .npy/.npz (ValueError)
+        raise unreadable(path, exc, remedy, what) from exc
     if isinstance(z, np.ndarray):
-        raise ValueError(f"{path} is a single .npy array, not a packed checkpoint; expected {expected}")
+        raise UnreadableFileError(f"{path} is a single .npy array, not a packed checkpoint; expected {expected}. "
+                                  f"{remedy}", path)
     with z:
         if META_KEY not in z.files:
-            raise ValueError(f"{path} is not a packed checkpoint (no {META_KEY!r} entry); expected {expected}")
+            raise UnreadableFileError(f"{path} is not a packed checkpoint (no {META_KEY!r} entry); expected "
+                                      f"{expected}. {remedy}", path)
         try:
             raw = z[META_KEY]
-        except ValueError as exc:  # e.g. a pickled object array
-            raise ValueError(f"{path} has an unreadable {META_KEY!r} entry ({exc}); expected {expected}") from exc
-        meta = _parse_meta(path, raw, expected)
+        except _CORRUPT as exc:  # a pickled object array, a cut or bit-flipped entry
+            raise unreadable(path, exc, remedy, what) from exc
+        meta = _parse_meta(path, raw, expected, remedy)
         if meta.get("format") != FORMAT or meta.get("version") != VERSION:
             raise ValueError(
                 f"{path} has format {meta.get('format')!r} version {meta.get('version')!r}, expected {expected}; "
@@ -232,17 +250,22 @@ def read_checkpoint(path: str | os.PathLike, kind: str) -> PackedCheckpoint:
             missing = [PackedCheckpoint.packed_key(n) for n in binary if PackedCheckpoint.packed_key(n) not in z.files]
             if missing:
                 raise ValueError(f"meta lists packed weights whose entries are missing: {missing}")
-            weights = {n: z[PackedCheckpoint.packed_key(n)] for n in binary}
-            packed = {PackedCheckpoint.packed_key(n) for n in binary}
-            arrays = {n: z[n] for n in z.files if n != META_KEY and n not in packed}
+            try:
+                weights = {n: z[PackedCheckpoint.packed_key(n)] for n in binary}
+                packed = {PackedCheckpoint.packed_key(n) for n in binary}
+                arrays = {n: z[n] for n in z.files if n != META_KEY and n not in packed}
+            except _CORRUPT as exc:  # a cut or bit-flipped array (BadZipFile: bad CRC), a broken .npy header
+                raise unreadable(path, exc, remedy, what) from exc
             return PackedCheckpoint(kind=kind, weights=weights, shapes=binary, arrays=arrays,
                                     attrs=dict(meta.get("attrs", {})), word_bits=int(meta["word_bits"]))
+        except UnreadableFileError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path} is a damaged packed checkpoint: {exc}") from exc
+            raise UnreadableFileError(f"{path} is a damaged packed checkpoint: {exc}. {remedy}", path) from exc
 
 
-def _parse_meta(path: Path, raw: np.ndarray, expected: str) -> dict[str, Any]:
-    """The JSON object stored in a ``meta`` entry (bytes or str, 0-d), or ``ValueError`` naming the file."""
+def _parse_meta(path: Path, raw: np.ndarray, expected: str, remedy: str) -> dict[str, Any]:
+    """The JSON object stored in a ``meta`` entry (bytes or str, 0-d), or an ``UnreadableFileError`` naming the file."""
     value = raw.item() if raw.ndim == 0 else None
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="replace")
@@ -251,7 +274,8 @@ def _parse_meta(path: Path, raw: np.ndarray, expected: str) -> dict[str, Any]:
     except json.JSONDecodeError:
         meta = None
     if not isinstance(meta, dict):
-        raise ValueError(f"{path} has a {META_KEY!r} entry that is not a JSON object; expected {expected}")
+        raise UnreadableFileError(f"{path} has a {META_KEY!r} entry that is not a JSON object; expected {expected}. "
+                                  f"{remedy}", path)
     return meta
 
 

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qnnlib.runtime.binary_gemm import BACKENDS, binary_matmul
-from qnnlib.runtime.bitpack import pack, unpack
+from qnnlib.runtime.bitpack import PackedBits, pack, pack_bits, unpack
 from qnnlib.runtime.gemm_cpu import a_rows, b_panels, compiled_nibble_split, xor_popcount_gemm
 from qnnlib.runtime.gemm_cuda import KERNEL_DIR, KERNELS
 
@@ -144,6 +144,52 @@ def test_errors_are_clear():
         binary_matmul(a64[0], b64, 100)
     with pytest.raises(ValueError, match="uint32 or uint64"):
         binary_matmul(a64.astype(np.int64), b64.astype(np.int64), 100)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_packed_bits_carry_k_so_a_wrong_k_cannot_shift_the_result(backend):
+    """Issue 10 row 15: bare words packed with K = 60 and multiplied with k = 64 (same word count) count the 4
+    zero padding bits as matches, +4 on every entry; operands that carry their K refuse the wrong k."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((3, 60)), rng.standard_normal((5, 60))
+    pa, pb = pack_bits(a), pack_bits(b)
+    exact = np.where(a >= 0, 1, -1) @ np.where(b >= 0, 1, -1).T
+    np.testing.assert_array_equal(binary_matmul(pa, pb, backend=backend), exact)  # K from the operands
+    np.testing.assert_array_equal(binary_matmul(pa, pb, 60, backend), exact)  # an agreeing k is fine
+    np.testing.assert_array_equal(binary_matmul(pa, pb.words, backend=backend), exact)  # one carrier suffices
+    # what bare words cannot tell (documented in the module docstring): off by k - K
+    np.testing.assert_array_equal(binary_matmul(pa.words, pb.words, 64, backend), exact + 4)
+    with pytest.raises(ValueError, match=r"a_packed carries K=60 but k=64 was passed"):
+        binary_matmul(pa, pb, 64, backend)
+    with pytest.raises(ValueError, match=r"b_packed carries K=60 but k=62 was passed"):
+        binary_matmul(pa.words, pb, 62, backend)
+    with pytest.raises(ValueError, match=r"b_packed carries K=62 but a_packed carries K=60"):
+        binary_matmul(pa, pack_bits(rng.standard_normal((5, 62))), backend=backend)
+    with pytest.raises(TypeError, match="needs k"):
+        binary_matmul(pa.words, pb.words, backend=backend)
+
+
+@settings(max_examples=40, deadline=None)
+@given(k=st.one_of(st.integers(max_value=0), st.booleans(), st.floats(allow_nan=True), st.just("100"),
+                   st.just(np.float32(100.0)), st.just(np.bool_(True))))
+def test_bad_k_is_refused_naming_k(k):
+    a, b = pack(np.ones((2, 100))), pack(np.ones((3, 100)))
+    with pytest.raises((TypeError, ValueError), match=r"\bk\b"):
+        binary_matmul(a, b, k, "numpy")
+    with pytest.raises((TypeError, ValueError), match=r"\bk\b"):
+        binary_matmul(PackedBits(a, 100), PackedBits(b, 100), k, "numpy")
+
+
+@settings(max_examples=20, deadline=None)
+@given(m=st.integers(1, 9), n=st.integers(1, 9), k=st.integers(1, 200), word_bits=st.sampled_from([32, 64]),
+       dk=st.integers(-70, 70), seed=st.integers(0, 2**32 - 1))
+def test_carried_k_is_exact_and_any_other_k_raises(m, n, k, word_bits, dk, seed):
+    rng = np.random.default_rng(seed)
+    pa, pb = pack_bits(rng.standard_normal((m, k)), word_bits), pack_bits(rng.standard_normal((n, k)), word_bits)
+    np.testing.assert_array_equal(binary_matmul(pa, pb, backend="cpu"), _expected(pa.words, pb.words, k))
+    if dk and k + dk >= 1:
+        with pytest.raises(ValueError, match=f"K={k} but k={k + dk} was passed"):
+            binary_matmul(pa, pb, k + dk, "cpu")
 
 
 def test_cuda_host_code_refuses_an_unknown_variant_before_touching_cupy():

@@ -14,9 +14,12 @@ from numba import njit
 from qnnlib.runtime.bitpack import (
     SUPPORTED_WORD_BITS,
     WORD_BITS,
+    PackedBits,
     as_u32_words,
     as_u64_words,
+    check_size,
     pack,
+    pack_bits,
     pack_word,
     packed_width,
     unpack,
@@ -101,6 +104,64 @@ def test_errors_are_clear():
         unpack(p, 0)
     with pytest.raises(ValueError, match="uint32 or uint64"):
         unpack(p.astype(np.int64), 70)
+
+
+def test_packed_bits_carry_their_k():
+    x = np.random.default_rng(0).standard_normal((3, 60))
+    pb = pack_bits(x, 32)
+    assert isinstance(pb, PackedBits) and pb.k == 60 and pb.word_bits == 32 and pb.shape == (3, 60)
+    np.testing.assert_array_equal(pb.words, pack(x, 32))
+    np.testing.assert_array_equal(unpack(pb), _signs(x))  # K from the words' carrier
+    np.testing.assert_array_equal(unpack(pb, 60), _signs(x))
+    with pytest.raises(ValueError, match="k=62 disagrees with the K=60"):
+        unpack(pb, 62)  # same word count: bare words could not tell
+    with pytest.raises(TypeError, match="needs k"):
+        unpack(pb.words)
+    with pytest.raises(ValueError, match="needs ceil"):
+        PackedBits(pb.words, 100)
+    with pytest.raises(ValueError, match="uint32 or uint64"):
+        PackedBits(pb.words.astype(np.int64), 60)
+    assert pack_bits(torch.ones(2, 65)).words.shape == (2, 2)
+    with pytest.raises(AttributeError):
+        pb.k = 61  # frozen
+
+
+# Sizes that every size-taking function must refuse, naming the parameter: 0, negatives, bools, floats (even
+# integral ones), strings, None.
+BAD_SIZES = st.one_of(st.integers(max_value=0), st.booleans(), st.floats(allow_nan=True), st.just("64"),
+                      st.none(), st.just(np.float64(64.0)), st.just(np.bool_(True)))
+BAD_WORD_BITS = st.one_of(BAD_SIZES, st.integers().filter(lambda b: b not in SUPPORTED_WORD_BITS),
+                          st.just(32.0), st.just(64.0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(k=BAD_SIZES)
+def test_bad_k_is_refused_naming_k(k):
+    words = pack(np.ones((2, 10)))
+    for call in (lambda: packed_width(k), lambda: packed_width(k, 32), lambda: unpack(words, k),
+                 lambda: PackedBits(words, k), lambda: check_size(k, "k")):
+        with pytest.raises((TypeError, ValueError), match=r"\bk\b"):
+            call()
+
+
+@settings(max_examples=40, deadline=None)
+@given(word_bits=BAD_WORD_BITS)
+def test_bad_word_bits_are_refused_naming_word_bits(word_bits):
+    for call in (lambda: word_dtype(word_bits), lambda: packed_width(10, word_bits),
+                 lambda: pack(np.ones((2, 10)), word_bits), lambda: pack_bits(np.ones((2, 10)), word_bits)):
+        with pytest.raises((TypeError, ValueError), match="word_bits"):
+            call()
+
+
+@settings(max_examples=30, deadline=None)
+@given(k=st.integers(1, 10_000), word_bits=st.sampled_from(SUPPORTED_WORD_BITS),
+       kind=st.sampled_from([int, np.int64, np.int32, np.uint16]))
+def test_good_sizes_of_any_integer_type_are_accepted(k, word_bits, kind):
+    if kind is np.uint16 and k > 65535:
+        return
+    assert packed_width(kind(k), kind(word_bits)) == -(-k // word_bits)
+    assert word_dtype(kind(word_bits)).itemsize * 8 == word_bits
+    assert check_size(kind(k)) == k and type(check_size(kind(k))) is int
 
 
 @settings(max_examples=60, deadline=None)

@@ -13,6 +13,7 @@ test_packed_checkpoint.py, the bit-planes in test_bitplanes.py, the thresholds i
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 
 import numpy as np
@@ -151,7 +152,48 @@ def test_non_finite_first_layer_statistics_are_not_exportable():
     model = random_bnn(16, 1, 10)
     with torch.no_grad():
         model.bn1.running_mean[3] = float("nan")
-    with pytest.raises(NotExportableError, match="layer 1 has non-finite BN statistics"):
+    with pytest.raises(NotExportableError, match=r"layer 1 \(fc1, bn1\) has non-finite BN statistics"):
+        export_bnn(model)
+
+
+_BN_PARAMS = {"mean": ("running_mean", "running_mean"), "var": ("running_var", "running_var"),
+              "weight": ("weight", r"weight \(γ\)"), "bias": ("bias", r"bias \(β\)")}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("param", list(_BN_PARAMS))
+@pytest.mark.parametrize("layer", [2, 3, 4], ids=["hidden2", "hidden3", "output"])
+def test_diverged_layers_are_not_exportable(layer, param, value):
+    """Issue 10 row 2: a NaN/±inf BN parameter of a hidden layer (or the output layer) used to fold into an
+    out-of-range threshold (a constant neuron: every activation of the layer wrong, predictions too)."""
+    model = mnist_mlp(300, 3, precision=BINARY).eval()  # layers 2, 3 hidden, 4 the output layer
+    attr, shown = _BN_PARAMS[param]
+    with torch.no_grad():
+        getattr(getattr(model, f"bn{layer}"), attr)[7] = value
+    kind = "NaN" if value != value else "+inf" if value > 0 else "-inf"
+    with pytest.raises(NotExportableError, match=rf"layer {layer} \(fc{layer}, bn{layer}\) has non-finite BN "
+                                                 rf"statistics: {shown} is {re.escape(kind)} for 1 neuron\(s\) \[7\]"
+                                                 r".*diverged.*export a checkpoint from before"):
+        export_bnn(model)
+
+
+def test_non_finite_fc_bias_and_negative_variance_are_not_exportable():
+    model = random_bnn(32, 2, 4)
+    with torch.no_grad():
+        model.fc2.bias[0] = float("nan")
+    with pytest.raises(NotExportableError, match=r"layer 2 \(fc2, bn2\).*fc bias is NaN for 1 neuron\(s\) \[0\]"):
+        export_bnn(model)
+    model = random_bnn(32, 2, 4)
+    with torch.no_grad():
+        model.bn2.running_var[[1, 5]] = -1.0
+    with pytest.raises(NotExportableError, match=r"layer 2 \(fc2, bn2\).*running_var is negative for 2 "
+                                                 r"neuron\(s\) \[1, 5\]"):
+        export_bnn(model)
+    model = random_bnn(32, 2, 4)
+    with torch.no_grad():  # several problems at once are all listed
+        model.bn1.weight[2] = float("nan")  # a NaN γ used to fold into a constant neuron on layer 1 too
+        model.bn1.bias[3] = float("inf")
+    with pytest.raises(NotExportableError, match=r"layer 1 .*weight \(γ\) is NaN .*\[2\]; bias \(β\) is \+inf"):
         export_bnn(model)
 
 

@@ -11,6 +11,7 @@ import torch
 from qnnlib.runtime.bitpack import pack
 from qnnlib.runtime.folding import (
     NonFiniteStatisticsError,
+    check_finite,
     first_layer_thresholds,
     hidden_thresholds,
     threshold_activations,
@@ -95,3 +96,24 @@ def test_first_layer_threshold_rejects_non_finite_statistics():
            "bias": torch.zeros(2), "eps": 1e-4}
     with pytest.raises(NonFiniteStatisticsError, match="non-finite BN statistics"):
         first_layer_thresholds(8, np.zeros(2, np.int32), np.zeros(2, np.float32), bnp)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("param", ["mean", "var", "weight", "bias"])
+def test_hidden_thresholds_reject_non_finite_parameters(param, value):
+    """Issue 10 row 2: a NaN/inf parameter made every candidate d fail BN >= 0, a silently constant neuron."""
+    bnp = {"mean": torch.zeros(3), "var": torch.ones(3), "weight": torch.ones(3), "bias": torch.zeros(3), "eps": 1e-4}
+    bnp[param] = bnp[param].clone()
+    bnp[param][1] = value
+    with pytest.raises(NonFiniteStatisticsError, match=r"layer 5 has non-finite BN statistics: .* \[1\]"):
+        hidden_thresholds(16, torch.zeros(3), bnp, layer="layer 5")
+    with pytest.raises(NonFiniteStatisticsError, match=r"layer 1 has non-finite BN statistics: .* \[1\]"):
+        first_layer_thresholds(16, np.zeros(3, np.int32), np.zeros(3, np.float32), bnp)
+
+
+def test_check_finite_names_the_bias_and_accepts_finite_parameters():
+    bnp = {"mean": torch.zeros(2), "var": torch.ones(2), "weight": torch.tensor([0.0, -1.0]), "bias": torch.zeros(2),
+           "eps": 1e-4}
+    check_finite(bnp, torch.zeros(2), "layer 2")  # γ = 0 and γ < 0 are fine
+    with pytest.raises(NonFiniteStatisticsError, match=r"layer 2 .*fc bias is -inf for 1 neuron\(s\) \[0\]"):
+        check_finite(bnp, torch.tensor([float("-inf"), 0.0]), "layer 2")

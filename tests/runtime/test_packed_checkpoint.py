@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from qnnlib.files import UnreadableFileError
 from qnnlib.layers import QuantAct, QuantConv2d, QuantLinear
 from qnnlib.models.mlp import mnist_mlp
 from qnnlib.precision import FLOAT
@@ -152,6 +153,63 @@ def test_wrong_files_are_refused_naming_the_file_and_what_was_expected(tmp_path)
         read_checkpoint(tmp_path / "pickled.npz", MODEL_KIND)
     with pytest.raises(ValueError, match="kind must be one of"):
         read_checkpoint(model_file, "weights")
+
+
+def _flip_a_byte_inside(path, array: np.ndarray) -> None:
+    """Invert one byte of ``array``'s data where it is stored (uncompressed) in the ``.npz`` at ``path``."""
+    data = bytearray(path.read_bytes())
+    at = data.find(np.ascontiguousarray(array).tobytes())
+    assert at > 0, "array bytes not found in the file"
+    data[at + array.nbytes // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("cut", ["empty", "10 bytes", "half", "last byte", "flipped array byte"])
+@pytest.mark.parametrize("kind", [PACKED_BNN_KIND, MODEL_KIND])
+def test_truncated_or_corrupt_files_name_the_file_and_say_delete(tmp_path, kind, cut):
+    """Issue 10 row 9: a cut or corrupted packed .npz used to raise a bare EOFError/BadZipFile."""
+    if kind == PACKED_BNN_KIND:
+        packed = export_bnn(random_bnn(16, 2, 0))
+        path, words = packed.save(tmp_path / "bnn.npz"), packed.weights[1]
+
+        def load():
+            return PackedBNN.load(path)
+    else:
+        model = conv_bnn()
+        path = save_packed(model, tmp_path / "model.npz")
+        words = read_checkpoint(path, MODEL_KIND).weights["fc2.weight"]
+
+        def load():
+            return load_packed(conv_bnn(1), path)
+    data = path.read_bytes()
+    if cut == "flipped array byte":
+        _flip_a_byte_inside(path, words)
+    else:
+        path.write_bytes(data[:{"empty": 0, "10 bytes": 10, "half": len(data) // 2, "last byte": -1}[cut]])
+    with pytest.raises(UnreadableFileError) as exc:
+        load()
+    msg = str(exc.value)
+    assert str(path) in msg and "Delete it and export it again" in msg and exc.value.path == path
+    assert ("export_bnn(model).save(path)" if kind == PACKED_BNN_KIND else "save_packed(model, path)") in msg
+    assert isinstance(exc.value, ValueError)  # existing `except ValueError` callers still catch it
+    print(f"\n{cut}: {msg}")
+
+
+def test_write_is_atomic_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    ckpt = packed_export(conv_bnn())
+    path = write_checkpoint(ckpt, tmp_path / "model.npz")
+    before = path.read_bytes()
+
+    def killed(fh, **entries):
+        fh.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(np, "savez", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_checkpoint(packed_export(conv_bnn(1)), path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+    assert read_checkpoint(path, MODEL_KIND).shapes == ckpt.shapes
 
 
 def test_damaged_or_malformed_checkpoints_are_rejected(tmp_path):
