@@ -12,6 +12,12 @@ w.r.t. that pre-activation — is quantized **per tensor**:
   the 2^bits levels of :func:`~qnnlib.quantize.linear_quant` contain no zero, which turned every exactly
   zero gradient entry (e.g. one cancelled by the STE) into +s/(2^bits − 1), a systematic bias.
 
+``bits`` is an integer in [1, :data:`~qnnlib.quantize.MAX_GRAD_BITS`] (≥ 2 for ``"linear"``), checked when
+the module or hook is built (docs/decisions.md D22).  NaN and infinity follow the policy of
+:mod:`qnnlib.quantize` (D22): a NaN entry gives NaN and makes the per-tensor scale NaN (every non-zero
+entry becomes NaN, zeros stay 0); ``±inf`` maps to the extreme level (log: ``±2^fsr`` with ``fsr`` clamped
+to the dtype; linear: ``s`` is clamped to the dtype's largest finite value, so ``±inf`` gives ``±s``).
+
 :func:`register_param_grad_quant` optionally quantizes the parameter gradients as well (tensor hooks).
 """
 
@@ -22,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from qnnlib.quantize import check_bits, check_float_tensor, log_quant
+from qnnlib.quantize import MAX_GRAD_BITS, check_bits, check_float_tensor, log_quant
 
 __all__ = ["quantize_tensor", "quantize_grad", "GradQuant", "register_param_grad_quant", "METHODS"]
 
@@ -37,7 +43,7 @@ def _check_method(method: str) -> str:
 
 def _check_args(bits: int, method: str) -> tuple[int, str]:
     method = _check_method(method)
-    bits = check_bits(bits, minimum=2 if method == "linear" else 1)
+    bits = check_bits(bits, minimum=2 if method == "linear" else 1, maximum=MAX_GRAD_BITS)
     return bits, method
 
 
@@ -49,10 +55,11 @@ def quantize_tensor(g: torch.Tensor, bits: int = 6, method: str = "log") -> torc
         return log_quant(g, bits)
     mag = g.abs()
     s = mag.amax() if g.numel() else torch.zeros((), dtype=g.dtype, device=g.device)
+    s = s.clamp(max=torch.finfo(g.dtype).max)  # an inf entry: finite scale, the inf maps to ±s (NaN stays NaN)
     n = 2 ** (bits - 1) - 1
-    # s = 0 (all-zero tensor): 0/0 = nan → where() keeps the zeros.
-    k = torch.floor(mag / s * n + 0.5)
-    return torch.where(mag > 0, torch.sign(g) * (k / n) * s, torch.zeros_like(g))
+    # s = 0 (all-zero tensor): 0/0 = nan → where() keeps the zeros; a NaN entry (or scale) stays NaN.
+    k = torch.floor(torch.minimum(mag, s) / s * n + 0.5)
+    return torch.where(mag == 0, torch.zeros_like(g), torch.sign(g) * (k / n) * s)
 
 
 class _GradQuant(torch.autograd.Function):

@@ -10,19 +10,25 @@ Glorot fans, and the optimizer helpers (Glorot LR groups, clipping) walk that li
 
 Activations: :class:`QuantAct` is hard-tanh followed by the quantizer (Alg. 1:
 ``a_k^b = Binarize(a_k)``, backward ``g_{a_k} = g_{a_k^b} · 1{|a_k| ≤ 1}``).
+
+Every constructor checks its sizes (integers ≥ 1) and bit widths (integers in
+[1, :data:`~qnnlib.quantize.MAX_BITS`], docs/decisions.md D22) and raises ``ValueError`` naming the
+argument, so a bad layer fails where it is built, not at its first forward pass.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qnnlib.quantize import binarize, check_bits, linear_quant_ste, sign_ste
+from qnnlib.checks import check_int
+from qnnlib.quantize import MAX_BITS, binarize, check_bits, linear_quant_ste, sign_ste
 
 __all__ = [
     "LatentWeight",
@@ -37,11 +43,24 @@ __all__ = [
 ]
 
 
+def _check_kernel_size(value: Any) -> None:
+    # nn.Conv2d's kernel_size: an integer >= 1 or a pair of them.
+    if isinstance(value, tuple) and len(value) == 2:
+        for v in value:
+            check_int(v, "kernel_size")
+    elif isinstance(value, (tuple, list)):
+        raise ValueError(f"kernel_size must be a positive integer or a pair of them, got {value!r}")
+    else:
+        check_int(value, "kernel_size")
+
+
 def quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
     """``W_b = sign(W)`` for ``bits = 1``; k-bit :func:`~qnnlib.quantize.linear_quant` on [-1, 1] otherwise.
 
-    Straight-through gradient in both cases (no cancellation: clipping of ``W`` provides it).
+    Straight-through gradient in both cases (no cancellation: clipping of ``W`` provides it).  ``bits`` is an
+    integer in [1, :data:`~qnnlib.quantize.MAX_BITS`].
     """
+    bits = check_bits(bits, maximum=MAX_BITS)  # before the branch: bits=True must not pass as 1
     if bits == 1:
         return sign_ste(w)
     return linear_quant_ste(w, bits, -1.0, 1.0, cancel=False)
@@ -132,7 +151,8 @@ class QuantLinear(LatentWeightLayer, nn.Linear):
         *,
         weight_bits: int = 1,
     ) -> None:
-        self.weight_bits = check_bits(weight_bits, "weight_bits")
+        self.weight_bits = check_bits(weight_bits, "weight_bits", maximum=MAX_BITS)
+        in_features, out_features = check_int(in_features, "in_features"), check_int(out_features, "out_features")
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -157,9 +177,19 @@ class BinaryLinear(QuantLinear):
 class QuantConv2d(LatentWeightLayer, nn.Conv2d):
     """``nn.Conv2d`` with k-bit weights in the forward pass (``weight_bits=1`` is a BNN layer)."""
 
-    def __init__(self, *args: object, weight_bits: int = 1, **kwargs: object) -> None:
-        self.weight_bits = check_bits(weight_bits, "weight_bits")
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        *args: object,
+        weight_bits: int = 1,
+        **kwargs: object,
+    ) -> None:
+        self.weight_bits = check_bits(weight_bits, "weight_bits", maximum=MAX_BITS)
+        in_channels, out_channels = check_int(in_channels, "in_channels"), check_int(out_channels, "out_channels")
+        _check_kernel_size(kernel_size)
+        super().__init__(in_channels, out_channels, kernel_size, *args, **kwargs)  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.quantized_weight(), self.bias)
@@ -197,10 +227,13 @@ class QuantAct(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        self.bits = check_bits(bits)
+        self.bits = check_bits(bits, maximum=MAX_BITS)
+        for name, v in (("min_v", min_v), ("max_v", max_v)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise ValueError(f"{name} must be a finite real number, got {v!r}")
         if not min_v < max_v:
             raise ValueError(f"min_v must be smaller than max_v, got {min_v} >= {max_v}")
-        if bits == 1 and (min_v, max_v) != (-1.0, 1.0):
+        if self.bits == 1 and (min_v, max_v) != (-1.0, 1.0):
             raise ValueError("bits=1 binarizes to ±1: min_v/max_v must be the default (-1, 1)")
         self.stochastic = bool(stochastic)
         self.min_v, self.max_v = float(min_v), float(max_v)

@@ -35,10 +35,15 @@ GradMethod = Literal["log", "linear"]
 GRAD_METHODS: tuple[str, ...] = ("log", "linear")
 """Gradient quantizers of :mod:`qnnlib.gradquant` (the same tuple as ``qnnlib.gradquant.METHODS``)."""
 
+# The same numbers as qnnlib.quantize.MAX_BITS / MAX_GRAD_BITS (tests/test_precision.py checks it), written
+# out here so that this module stays torch-free, as GRAD_METHODS does.
 MAX_BITS = 16
-"""Largest weight / activation bit width: the linear quantizers have 2^bits levels (tests materialise them)."""
+"""Largest weight / activation bit width (= ``qnnlib.quantize.MAX_BITS``; docs/decisions.md D22): the linear
+quantizers have 2^bits levels (tests materialise them)."""
 MAX_GRAD_BITS = 32
-"""Largest gradient bit width (log: 2^(bits−1) − 1 exponent codes; linear: 2^(bits−1) − 1 magnitudes)."""
+"""Largest gradient bit width (= ``qnnlib.quantize.MAX_GRAD_BITS``; docs/decisions.md D22; log: 2^(bits−1) − 1
+exponent codes; linear: 2^(bits−1) − 1 magnitudes)."""
+_MAX_NAMES = {MAX_BITS: "MAX_BITS", MAX_GRAD_BITS: "MAX_GRAD_BITS"}
 
 
 class Inherit(enum.Enum):
@@ -60,11 +65,12 @@ def _check_bits(value: Any, name: str, maximum: int, *, allow_inherit: bool = Fa
     """``value`` as ``int`` (or ``None``/``INHERIT``), or ``ValueError`` naming ``name``. Booleans are not bits."""
     if value is None or (allow_inherit and value is INHERIT):
         return value
+    what = "None (float), INHERIT or an integer" if allow_inherit else "None (float) or an integer"
+    where = f"maximum: qnnlib.precision.{_MAX_NAMES.get(maximum, maximum)}, docs/decisions.md D22"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        what = "None (float), INHERIT or an integer" if allow_inherit else "None (float) or an integer"
-        raise ValueError(f"{name} must be {what} in [1, {maximum}], got {value!r} ({type(value).__name__})")
+        raise ValueError(f"{name} must be {what} in [1, {maximum}] ({where}), got {value!r} ({type(value).__name__})")
     if not 1 <= int(value) <= maximum:
-        raise ValueError(f"{name} must be None (float) or an integer in [1, {maximum}], got {int(value)}")
+        raise ValueError(f"{name} must be {what} in [1, {maximum}] ({where}), got {int(value)}")
     return int(value)
 
 
@@ -166,8 +172,8 @@ class Precision:
       of pairs so the record stays hashable).  Precedence: policy < ``first``/``last`` < ``overrides``.
 
     Bits are integers in [1, :data:`MAX_BITS`] (weights, activations) or [1, :data:`MAX_GRAD_BITS`]
-    (gradients), or ``None``; booleans are rejected.  Every field is checked at construction
-    (``ValueError`` naming it).
+    (gradients), or ``None``; booleans are rejected (docs/decisions.md D22).  Every field is checked at
+    construction (``ValueError`` naming it).
     """
 
     weight_bits: int | None = 1

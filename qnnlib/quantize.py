@@ -16,6 +16,26 @@ Decisions where the paper is ambiguous (docs/decisions.md):
   mid-point, which is 0 for the default range).  2-bit activations are {−1, −1/3, 1/3, 1}.
 * k-bit log quantizer (Miyashita et al. 2016): one sign bit; exponents round(log2|x|) clipped to the
   2^(k−1) − 1 values at and below ``fsr``; magnitudes under the range flush to 0; deterministic.
+
+Bit widths (docs/decisions.md D22): weight and activation bits are integers in [1, :data:`MAX_BITS`]
+(``linear_levels``, ``linear_quant``, ``linear_quant_ste``), gradient bits integers in
+[1, :data:`MAX_GRAD_BITS`] (``log_levels``, ``log_quant``, :mod:`qnnlib.gradquant`); anything else (0,
+negatives, larger values, booleans, floats, strings) raises ``ValueError`` naming the argument before any
+work is done.  ``qnnlib.precision`` bounds a :class:`~qnnlib.precision.Precision` with the same maxima.
+
+NaN and infinity (docs/decisions.md D22):
+
+* **NaN propagates.**  ``sign``, ``hard_sigmoid``, ``binarize`` (deterministic and stochastic),
+  ``sign_ste``, ``ap2``, ``ap2_ste``, ``linear_quant``, ``linear_quant_ste`` and ``log_quant`` return NaN
+  wherever the input is NaN, so a diverged run shows a NaN loss instead of continuing silently with +1s.
+  Nothing here checks for NaN (no ``.any()``, no device synchronisation).  A per-tensor scale computed
+  from a tensor that holds a NaN (``log_quant`` with ``fsr=None``, the linear gradient quantizer) is NaN,
+  so every non-zero entry of that tensor becomes NaN.  The straight-through gradients at a NaN input are
+  whatever their formula gives (0 where it masks by ``|x| ≤ 1``, ``g`` for the identity).  The only place
+  a NaN is an error is where values become bits or integers: ``qnnlib.runtime.bitpack.pack`` raises.
+* **±inf maps to the extreme level**, never to NaN: ``sign(±inf) = ±1``, ``linear_quant`` gives
+  ``max_v``/``min_v``, ``log_quant`` gives ``±2^fsr``, and ``ap2`` gives ± the largest power of two of the
+  dtype (its exponent is clamped there, so a finite input never overflows to inf either).
 """
 
 from __future__ import annotations
@@ -28,6 +48,8 @@ import numpy as np
 import torch
 
 __all__ = [
+    "MAX_BITS",
+    "MAX_GRAD_BITS",
     "sign",
     "hard_sigmoid",
     "binarize",
@@ -44,6 +66,20 @@ __all__ = [
 ]
 
 
+MAX_BITS = 16
+"""Largest weight / activation bit width (docs/decisions.md D22).
+
+The linear quantizers have 2^bits levels and :func:`linear_levels` materialises them; 16 bits is more than
+any quantized network uses and keeps every level set small (33 bits would be 64 GiB).
+``qnnlib.precision.MAX_BITS`` is the same number."""
+MAX_GRAD_BITS = 32
+"""Largest gradient bit width (docs/decisions.md D22): :func:`log_quant`/:func:`log_levels` and
+:mod:`qnnlib.gradquant` (log: 2^(bits−1) − 1 exponent codes; linear: 2^(bits−1) − 1 magnitudes).
+``qnnlib.precision.MAX_GRAD_BITS`` is the same number."""
+
+_MAX_NAMES = {MAX_BITS: "MAX_BITS", MAX_GRAD_BITS: "MAX_GRAD_BITS"}
+
+
 # --------------------------------------------------------------------------------------------------
 # Argument checks (done before any work so that a bad call fails loudly and early)
 # --------------------------------------------------------------------------------------------------
@@ -58,13 +94,31 @@ def check_float_tensor(x: Any, name: str = "x") -> None:
         )
 
 
-def check_bits(bits: Any, name: str = "bits", minimum: int = 1) -> int:
-    """Return ``bits`` as an int, or raise ``ValueError`` unless it is an integer ≥ ``minimum``."""
+def check_bits(bits: Any, name: str = "bits", minimum: int = 1, maximum: int = MAX_BITS) -> int:
+    """Return ``bits`` as an int, or raise ``ValueError`` unless it is an integer in [``minimum``, ``maximum``].
+
+    Booleans are not bits.  ``maximum`` is :data:`MAX_BITS` for weights and activations and
+    :data:`MAX_GRAD_BITS` for gradients (docs/decisions.md D22); the message names ``name``, the bounds and
+    where the maximum is documented.
+    """
+    where = f"qnnlib.quantize.{_MAX_NAMES[maximum]}" if maximum in _MAX_NAMES else f"{maximum}"
+    allowed = f"{name} must be an integer in [{minimum}, {maximum}] (maximum: {where}, docs/decisions.md D22)"
     if isinstance(bits, (bool, np.bool_)) or not isinstance(bits, numbers.Integral):  # int or numpy integer
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {bits!r} ({type(bits).__name__})")
-    if bits < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {bits}")
+        raise ValueError(f"{allowed}, got {bits!r} ({type(bits).__name__})")
+    if not minimum <= bits <= maximum:
+        raise ValueError(f"{allowed}, got {int(bits)}")
     return int(bits)
+
+
+def _exponent_range(dtype: torch.dtype) -> tuple[int, int]:
+    # (lo, hi): 2^e is a finite normal number of ``dtype`` exactly for lo ≤ e ≤ hi (float32: −126, 127).
+    fi = torch.finfo(dtype)  # frexp is exact where log2 is not (math.log2(float64 max) rounds to 1024.0)
+    return math.frexp(fi.tiny)[1] - 1, math.frexp(fi.max)[1] - 1
+
+
+def _keep_nan(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # y with NaN wherever x is NaN (D22: NaN propagates); two elementwise passes, no synchronisation.
+    return torch.where(torch.isnan(x), x, y)
 
 
 def _check_range(min_v: float, max_v: float) -> tuple[float, float]:
@@ -87,16 +141,18 @@ def _check_generator(generator: Any) -> None:
 def sign(x: torch.Tensor) -> torch.Tensor:
     """Deterministic binarization, paper Eq. 1: ``x_b = +1 if x ≥ 0 else −1`` (so sign(0) = +1).
 
-    Returns ±1 in the dtype and device of ``x``.
+    Returns ±1 in the dtype and device of ``x``; ``sign(±inf) = ±1`` and ``sign(NaN) = NaN`` (the
+    library's NaN policy, module docstring).
     """
     check_float_tensor(x)
-    # torch.sign gives 0 at ±0; adding ½ and taking the sign again sends 0 to +1 and keeps ±1.
-    # Three cheap vectorised passes (torch.where is ~10x slower on CPU; this is the QAT hot path).
-    return torch.sign(x).add_(0.5).sign_()
+    # torch.sign gives 0 at ±0 (and at NaN); adding ½ and taking the sign again sends 0 to +1 and keeps ±1.
+    # Cheap vectorised passes (a scalar torch.where is ~10x slower on CPU; this is the QAT hot path), then
+    # NaN is put back where the input had one.
+    return _keep_nan(x, torch.sign(x).add_(0.5).sign_())
 
 
 def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
-    """Hard sigmoid, paper Eq. 3: ``σ(x) = clip((x + 1)/2, 0, 1) = max(0, min(1, (x + 1)/2))``."""
+    """Hard sigmoid, paper Eq. 3: ``σ(x) = clip((x + 1)/2, 0, 1) = max(0, min(1, (x + 1)/2))`` (NaN stays NaN)."""
     check_float_tensor(x)
     return ((x + 1) * 0.5).clamp(0.0, 1.0)
 
@@ -105,11 +161,15 @@ def ap2(x: torch.Tensor) -> torch.Tensor:
     """Approximate power of two (Alg. 3, SBN): ``AP2(x) = sign(x) · 2^round(log2|x|)``, ``AP2(0) = 0``.
 
     In hardware this is the index of the most significant bit; multiplying by ``AP2(y)`` is a shift.
-    For every non-zero normal ``x``: ``|x| / √2 ≤ |AP2(x)| ≤ √2 · |x|``.
+    For every non-zero normal ``x`` under the dtype's largest power of two:
+    ``|x| / √2 ≤ |AP2(x)| ≤ √2 · |x|``.  The exponent is clamped to that largest power of two
+    (2^127 in float32), so ``AP2(x)`` is finite for every finite ``x`` and ``AP2(±inf) = ±2^127``;
+    ``AP2(NaN) = NaN``.
     """
     check_float_tensor(x)
-    mag = torch.exp2(torch.round(torch.log2(x.abs())))  # log2(0) = -inf → 2^-inf = 0
-    return torch.sign(x) * mag  # torch.sign(0) = 0 is what we want here: AP2(0) = 0
+    e = torch.round(torch.log2(x.abs())).clamp_(max=_exponent_range(x.dtype)[1])  # NaN stays NaN
+    mag = torch.exp2(e)  # log2(0) = -inf → 2^-inf = 0
+    return torch.sign(x) * mag  # torch.sign(0) = 0 is what we want here: AP2(0) = 0; sign(NaN)·NaN = NaN
 
 
 def linear_levels(bits: int, min_v: float = -1.0, max_v: float = 1.0) -> torch.Tensor:
@@ -151,6 +211,7 @@ def linear_quant(
     2^k levels that include both ends.  ``bits = 1`` is exactly the sign about the mid-point
     (``sign`` for the default [−1, 1]).  ``stochastic=True`` rounds up with probability equal to the
     fractional part (for k = 1 on [−1, 1]: +1 with probability hard_sigmoid(x), Eq. 2).
+    ``bits`` is an integer in [1, :data:`MAX_BITS`].  ``±inf`` gives ``max_v``/``min_v``; NaN gives NaN.
     """
     check_float_tensor(x)
     bits = check_bits(bits)
@@ -161,7 +222,7 @@ def linear_quant(
         mid = 0.5 * (min_v + max_v)
         lo = torch.full((), min_v, dtype=x.dtype, device=x.device)
         hi = torch.full((), max_v, dtype=x.dtype, device=x.device)
-        return torch.where(x >= mid, hi, lo)
+        return _keep_nan(x, torch.where(x >= mid, hi, lo))
     n = 2**bits - 1
     # Work relative to the centre c of the range: s = (x − c)·n/(max_v − min_v) ∈ [−n/2, n/2], whose
     # levels are (2i − n)/2 and whose rounding mid-points are the integers.  The level index
@@ -186,12 +247,33 @@ def linear_quant(
 
 
 def log_levels(bits: int, fsr: int) -> torch.Tensor:
-    """Non-negative magnitudes :func:`log_quant` can output for ``bits`` and ``fsr`` (ascending)."""
-    bits = check_bits(bits)
-    n_exp = 2 ** (bits - 1) - 1
+    """Non-negative magnitudes :func:`log_quant` can output for ``bits`` and ``fsr`` (float64, ascending).
+
+    ``0`` and ``2^e`` for ``e = fsr − n + 1 … fsr``, ``n = 2^(bits−1) − 1`` (``bits = 1``: ``2^fsr`` only).
+    ``bits`` is an integer in [1, :data:`MAX_GRAD_BITS`]; ``fsr`` an integer with ``2^fsr`` a normal
+    float64 (−1022 … 1023).  Levels under float64's smallest subnormal (2^−1074) are 0 there and are not
+    listed twice.
+    """
+    bits = check_bits(bits, maximum=MAX_GRAD_BITS)
+    fsr = _check_fsr(fsr, bits, torch.float64)
     if bits == 1:
         return torch.tensor([2.0**fsr], dtype=torch.float64)
-    return torch.tensor([0.0] + [2.0 ** (fsr - n_exp + 1 + i) for i in range(n_exp)], dtype=torch.float64)
+    n_exp = 2 ** (bits - 1) - 1
+    lowest = max(fsr - n_exp + 1, -1074)  # 2.0**e == 0.0 below −1074: do not enumerate 2^31 zeros
+    return torch.tensor([0.0] + [2.0**e for e in range(lowest, fsr + 1)], dtype=torch.float64)
+
+
+def _check_fsr(fsr: Any, bits: int, dtype: torch.dtype) -> int:
+    if isinstance(fsr, (bool, np.bool_)) or not isinstance(fsr, numbers.Integral):
+        raise ValueError(f"fsr must be an integer exponent or None, got {fsr!r} ({type(fsr).__name__})")
+    lo, hi = _exponent_range(dtype)
+    if not lo <= fsr <= hi:
+        raise ValueError(
+            f"fsr={int(fsr)} with bits={bits}: the largest level 2**fsr must be a finite normal {dtype} number, "
+            f"i.e. fsr in [{lo}, {hi}] for {dtype} (2**{lo} … 2**{hi}); pass an fsr in that range, fsr=None "
+            "(per-tensor ceil(log2 max|x|)) or a wider dtype"
+        )
+    return int(fsr)
 
 
 def log_quant(x: torch.Tensor, bits: int, fsr: int | None = None) -> torch.Tensor:
@@ -201,26 +283,34 @@ def log_quant(x: torch.Tensor, bits: int, fsr: int | None = None) -> torch.Tenso
     ``n = 2^(k−1) − 1`` exponent codes (one sign bit, one code for zero); values whose rounded
     exponent falls under ``fsr − n + 1`` flush to 0.  ``fsr`` (full-scale range) is the exponent of
     the largest magnitude, per tensor ``ceil(log2 max|x|)`` unless given.  ``bits = 1`` has no zero
-    code: ``sign(x) · 2^fsr`` (sign(0) = +1), the binary case.
+    code: ``sign(x) · 2^fsr`` (sign(0) = +1), the binary case.  ``bits`` is an integer in
+    [1, :data:`MAX_GRAD_BITS`].
+
+    Range of ``fsr`` (docs/decisions.md D22): the largest level ``2^fsr`` must be a finite normal number
+    of ``x``'s dtype, ``fsr ∈ [log2 tiny, floor(log2 max)]`` (float32 and bfloat16: [−126, 127]; float16:
+    [−14, 15]; float64: [−1022, 1023]).  A given ``fsr`` outside raises ``ValueError`` naming ``fsr``,
+    ``bits`` and the range (float32 ``fsr = 128`` used to return ±inf); the per-tensor ``fsr`` is clamped
+    into it (so a float16 tensor with max|x| > 2^15 no longer gives inf).  Lower levels that underflow the
+    dtype flush to 0, like values under the range.  ``±inf`` maps to ``±2^fsr``; NaN gives NaN, and with
+    ``fsr=None`` a NaN anywhere makes the per-tensor ``fsr`` NaN, so every non-zero output is NaN.
     """
     check_float_tensor(x)
-    bits = check_bits(bits)
-    if fsr is not None and (isinstance(fsr, bool) or not isinstance(fsr, int)):
-        raise ValueError(f"fsr must be an integer exponent or None, got {fsr!r}")
+    bits = check_bits(bits, maximum=MAX_GRAD_BITS)
+    lo, hi = _exponent_range(x.dtype)
     if fsr is None:
         amax = x.detach().abs().amax() if x.numel() else torch.zeros((), dtype=x.dtype, device=x.device)
-        # all-zero tensor: any fsr works, the output is 0 (bits ≥ 2) or ±1 (bits = 1)
-        fsr_t = torch.where(amax > 0, torch.ceil(torch.log2(amax)), torch.zeros_like(amax))
+        # all-zero tensor: any fsr works, the output is 0 (bits ≥ 2) or ±1 (bits = 1); NaN stays NaN
+        fsr_t = torch.where(amax == 0, torch.zeros_like(amax), torch.ceil(torch.log2(amax))).clamp_(lo, hi)
     else:
-        fsr_t = torch.full((), float(fsr), dtype=x.dtype, device=x.device)
+        fsr_t = torch.full((), float(_check_fsr(fsr, bits, x.dtype)), dtype=x.dtype, device=x.device)
     if bits == 1:
         return sign(x) * torch.exp2(fsr_t)
     n_exp = 2 ** (bits - 1) - 1
     e = torch.round(torch.log2(x.abs()))
     low = fsr_t - (n_exp - 1)
     mag = torch.exp2(torch.minimum(e, fsr_t))
-    mag = torch.where((e < low) | (x == 0), torch.zeros_like(mag), mag)
-    return torch.sign(x) * mag
+    mag = torch.where((e < low) | (x == 0), torch.zeros_like(mag), mag)  # NaN: both False, mag stays NaN
+    return torch.sign(x) * mag  # sign(NaN) = 0 but 0 · NaN = NaN
 
 
 # --------------------------------------------------------------------------------------------------
@@ -234,8 +324,9 @@ class _BinarizeSTE(torch.autograd.Function):
         ctx.save_for_backward(x)
         if stochastic:
             # Eq. 2: +1 with probability σ(x) = hard_sigmoid(x), else −1.
+            # NaN: σ(NaN) = NaN compares False, so it is put back explicitly (D22: NaN propagates).
             u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-            return (u < hard_sigmoid(x)).to(x.dtype).mul_(2).sub_(1)
+            return _keep_nan(x, (u < hard_sigmoid(x)).to(x.dtype).mul_(2).sub_(1))
         return sign(x)
 
     @staticmethod
@@ -251,6 +342,7 @@ def binarize(x: torch.Tensor, stochastic: bool = False, generator: torch.Generat
     Forward: deterministic ``sign(x)`` (Eq. 1), or, with ``stochastic=True``, +1 with probability
     ``hard_sigmoid(x)`` (Eq. 2–3) drawn from ``generator`` (reproducible), so ``E[x_b] = clip(x, −1, 1)``.
     Backward: ``g_x = g · 1{|x| ≤ 1}`` — the gradient of Htanh (Eq. 5).
+    ``±inf`` gives ±1 (either mode); NaN gives NaN in the forward pass and a zero gradient.
     """
     check_float_tensor(x)
     _check_generator(generator)

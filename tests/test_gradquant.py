@@ -12,7 +12,7 @@ from torch import nn
 
 from qnnlib.gradquant import METHODS, GradQuant, quantize_grad, quantize_tensor, register_param_grad_quant
 from qnnlib.layers import BinaryLinear, QuantAct
-from qnnlib.quantize import log_levels, log_quant
+from qnnlib.quantize import MAX_GRAD_BITS, log_levels, log_quant
 
 FAST = settings(max_examples=40, deadline=None)
 grads = st.lists(
@@ -208,3 +208,43 @@ def test_prop_quantize_tensor_idempotent_and_odd(g: torch.Tensor, bits: int, met
     assert torch.equal(quantize_tensor(-g, bits, method), -q)
     assert torch.all(q[g == 0] == 0)
     assert q.abs().max() <= 2 * g.abs().max()  # never blows up (log: at most a factor 2 at the top)
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 10 rows 10 and 12: bounded bits, NaN propagates, ±inf → extreme level (docs/decisions.md D22)
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bits", [MAX_GRAD_BITS + 1, 64, 1000])
+def test_bits_above_max_grad_bits_raise_where_built(bits: int) -> None:
+    msg = r"^bits must be an integer in \[\d, 32\] \(maximum: qnnlib\.quantize\.MAX_GRAD_BITS, docs/decisions\.md D22\)"
+    for method in METHODS:
+        with pytest.raises(ValueError, match=msg):
+            GradQuant(bits, method)
+        with pytest.raises(ValueError, match=msg):
+            register_param_grad_quant(nn.Linear(2, 2), bits, method)
+        with pytest.raises(ValueError, match=msg):
+            quantize_tensor(X, bits, method)
+        with pytest.raises(ValueError, match=msg):
+            quantize_grad(X, bits, method)
+    assert GradQuant(MAX_GRAD_BITS, "linear").bits == MAX_GRAD_BITS
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_nan_gradient_propagates(method: str) -> None:
+    # the linear quantizer used to turn the NaN entry into 0 (and every other entry into NaN)
+    q = quantize_tensor(torch.tensor([float("nan"), 0.5, -0.25, 0.0]), 6, method)
+    assert q.isnan().tolist() == [True, True, True, False]  # NaN per-tensor scale; zeros stay 0
+    assert q[3].item() == 0.0
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_infinite_gradient_maps_to_finite_extreme_level(method: str) -> None:
+    for dtype in (torch.float16, torch.float32, torch.float64):
+        q = quantize_tensor(torch.tensor([float("inf"), float("-inf"), 1.0, 0.0], dtype=dtype), 6, method)
+        assert torch.isfinite(q).all(), (method, dtype, q)
+        assert q[0] > 0 and q[1] == -q[0] and q[3] == 0
+
+
+def test_nan_gradient_through_grad_quant_does_not_crash() -> None:
+    x = torch.tensor([1.0, 2.0], requires_grad=True)
+    (quantize_grad(x) * torch.tensor([float("nan"), 1.0])).sum().backward()
+    assert x.grad is not None and x.grad.isnan().all()

@@ -20,7 +20,7 @@ from qnnlib.layers import (
     quantize_weight,
     weight_fans,
 )
-from qnnlib.quantize import linear_levels, linear_quant, sign
+from qnnlib.quantize import MAX_BITS, linear_levels, linear_quant, sign
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -407,3 +407,69 @@ def test_quant_act_cuda_stochastic_with_cuda_generator() -> None:
     assert set(a.unique().tolist()) <= {-1.0, 1.0}
     y = QuantAct(bits=2)(x)
     assert torch.isin(y.cpu(), linear_levels(2).float()).all()
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 10 rows 10 and 12: bounds checked where the layer is built; NaN propagates
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bits", [MAX_BITS + 1, 33, 1000])
+def test_bits_above_max_bits_raise_at_construction(bits: int) -> None:
+    msg = r"must be an integer in \[1, 16\] \(maximum: qnnlib\.quantize\.MAX_BITS, docs/decisions\.md D22\)"
+    with pytest.raises(ValueError, match=rf"^weight_bits {msg}"):
+        QuantLinear(3, 2, weight_bits=bits)
+    with pytest.raises(ValueError, match=rf"^weight_bits {msg}"):
+        QuantConv2d(3, 2, 3, weight_bits=bits)
+    with pytest.raises(ValueError, match=rf"^bits {msg}"):
+        QuantAct(bits)
+    with pytest.raises(ValueError, match=rf"^bits {msg}"):
+        quantize_weight(torch.zeros(3), bits)
+    assert QuantLinear(3, 2, weight_bits=MAX_BITS).weight_bits == MAX_BITS
+
+
+def test_quantize_weight_rejects_bool_bits() -> None:
+    # True == 1 used to select sign_ste silently
+    with pytest.raises(ValueError, match=r"^bits must be an integer"):
+        quantize_weight(torch.zeros(3), True)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("arg", "call"),
+    [
+        ("in_features", lambda: QuantLinear(0, 2)),
+        ("out_features", lambda: BinaryLinear(2, -1)),
+        ("in_features", lambda: QuantLinear(2.5, 2)),  # type: ignore[arg-type]
+        ("in_features", lambda: QuantLinear(True, 2)),  # type: ignore[arg-type]
+        ("in_channels", lambda: QuantConv2d(0, 2, 3)),
+        ("out_channels", lambda: BinaryConv2d(1, "2", 3)),
+        ("kernel_size", lambda: QuantConv2d(1, 2, 0)),
+        ("kernel_size", lambda: BinaryConv2d(1, 2, (3, 1.5))),
+        ("kernel_size", lambda: BinaryConv2d(1, 2, (3, 3, 3))),
+        ("min_v", lambda: QuantAct(2, min_v=float("nan"))),
+        ("max_v", lambda: QuantAct(2, max_v="1")),  # type: ignore[arg-type]
+    ],
+)
+def test_sizes_checked_at_construction(arg: str, call) -> None:  # noqa: ANN001
+    with pytest.raises((ValueError, TypeError), match=rf"^{arg} must be"):
+        call()
+
+
+def test_conv_keyword_and_positional_arguments_still_work() -> None:
+    c = QuantConv2d(in_channels=1, out_channels=2, kernel_size=(3, 1), padding=1, bias=False, weight_bits=2)
+    assert c.kernel_size == (3, 1) and c.padding == (1, 1) and c.bias is None
+    assert BinaryConv2d(1, 2, 3, 1, 1).padding == (1, 1)
+
+
+@pytest.mark.parametrize("bits", [1, 2])
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_quant_act_and_layers_propagate_nan(bits: int, stochastic: bool) -> None:
+    act = QuantAct(bits, stochastic, generator=gen()).train()
+    x = torch.tensor([float("nan"), float("inf"), float("-inf"), 0.5], requires_grad=True)
+    y = act(x)
+    assert y.isnan().tolist() == [True, False, False, False]
+    assert y[1].item() == 1.0 and y[2].item() == -1.0
+    y.sum().backward()  # STE at NaN: no crash
+    layer = QuantLinear(4, 3, weight_bits=bits)
+    with torch.no_grad():
+        layer.weight[0, 0] = float("nan")
+    out = layer(torch.ones(1, 4))
+    assert out.isnan().tolist() == [[True, False, False]]  # the NaN weight shows, it is not a silent +1

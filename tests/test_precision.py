@@ -235,3 +235,25 @@ def test_prop_resolution_is_field_by_field_with_fixed_precedence(p: Precision, n
     assert ("[" in p.label) == differs
     if not differs:
         assert all(b == p.base for b in bits)
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 10 row 10: one documented maximum (docs/decisions.md D22)
+# --------------------------------------------------------------------------------------------------
+def test_maxima_are_those_of_quantize_and_precision_stays_torch_free() -> None:
+    import subprocess
+    import sys
+
+    from qnnlib import quantize
+
+    assert (MAX_BITS, MAX_GRAD_BITS) == (quantize.MAX_BITS, quantize.MAX_GRAD_BITS) == (16, 32)
+    code = "import sys, qnnlib.precision; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_bits_message_names_field_bound_and_where_documented() -> None:
+    with pytest.raises(ValueError, match=r"^weight_bits must be None \(float\) or an integer in \[1, 16\] \(maximum: "
+                       r"qnnlib\.precision\.MAX_BITS, docs/decisions\.md D22\), got 17$"):
+        Precision(weight_bits=17)
+    with pytest.raises(ValueError, match=r"^grad_bits .* \[1, 32\] \(maximum: qnnlib\.precision\.MAX_GRAD_BITS, "):
+        LayerBits(grad_bits=1000)

@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qnnlib.quantize import (
+    MAX_BITS,
+    MAX_GRAD_BITS,
     ap2,
     ap2_ste,
     binarize,
@@ -474,3 +476,164 @@ def test_bits_accepts_numpy_integers() -> None:
     assert torch.equal(linear_quant(x, np.int64(2)), linear_quant(x, 2))
     with pytest.raises(ValueError, match="bits"):
         linear_quant(x, np.float64(2.0))
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 10 row 10: bit widths have a documented maximum (docs/decisions.md D22)
+# --------------------------------------------------------------------------------------------------
+def test_bits_above_max_bits_raise_before_any_allocation() -> None:
+    # linear_levels(33) used to allocate 64 GiB and linear_levels(100) raised OverflowError
+    for bits in (MAX_BITS + 1, 33, 100, 1000):
+        with pytest.raises(ValueError, match=r"bits must be an integer in \[1, 16\] \(maximum: "
+                           r"qnnlib\.quantize\.MAX_BITS, docs/decisions\.md D22\), got"):
+            linear_levels(bits)
+        with pytest.raises(ValueError, match=r"\bbits\b.*MAX_BITS"):
+            linear_quant(X, bits)
+        with pytest.raises(ValueError, match=r"\bbits\b.*MAX_BITS"):
+            linear_quant_ste(X, bits)
+    assert linear_levels(MAX_BITS).numel() == 2**MAX_BITS
+
+
+def test_gradient_bits_bounded_by_max_grad_bits() -> None:
+    for bits in (MAX_GRAD_BITS + 1, 100, 1000):
+        with pytest.raises(ValueError, match=r"\bbits\b.*\[1, 32\].*MAX_GRAD_BITS.*D22"):
+            log_quant(X, bits)
+        with pytest.raises(ValueError, match=r"\bbits\b.*MAX_GRAD_BITS"):
+            log_levels(bits, 0)
+    # the largest gradient width works and log_levels does not enumerate 2^31 underflowed zeros
+    lv = log_levels(MAX_GRAD_BITS, 0)
+    assert lv[0] == 0 and lv[1] == 2.0**-1074 and lv[-1] == 1.0 and lv.numel() == 1076
+    assert torch.isfinite(log_quant(torch.randn(50), MAX_GRAD_BITS)).all()
+
+
+def test_check_bits_maximum_and_message() -> None:
+    assert check_bits(16) == 16
+    assert check_bits(32, maximum=MAX_GRAD_BITS) == 32
+    with pytest.raises(ValueError, match=r"^weight_bits must be an integer in \[1, 16\] \(maximum: "
+                       r"qnnlib\.quantize\.MAX_BITS, docs/decisions\.md D22\), got 17$"):
+        check_bits(17, "weight_bits")
+    with pytest.raises(ValueError, match=r"g_bits must be an integer in \[2, 32\] .*MAX_GRAD_BITS.*got 1$"):
+        check_bits(1, "g_bits", minimum=2, maximum=MAX_GRAD_BITS)
+    with pytest.raises(ValueError, match=r"in \[1, 5\] \(maximum: 5, "):
+        check_bits(6, maximum=5)
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 10 row 11: log_quant levels stay finite (docs/decisions.md D22)
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("dtype", "lo", "hi"), [(torch.float16, -14, 15), (torch.bfloat16, -126, 127),
+                                                 (torch.float32, -126, 127), (torch.float64, -1022, 1023)])
+def test_log_quant_fsr_must_keep_levels_finite(dtype: torch.dtype, lo: int, hi: int) -> None:
+    x = t(-3.0, 0.5, 1e-3, float("inf"), dtype=dtype)
+    for bits in (1, 2, 6):
+        for fsr in (hi + 1, hi + 100, lo - 1):
+            with pytest.raises(ValueError, match=rf"fsr={fsr} with bits={bits}: .*fsr in \[{lo}, {hi}\]"):
+                log_quant(x, bits, fsr=fsr)
+        for fsr in (lo, hi):
+            q = log_quant(x, bits, fsr=fsr)
+            assert torch.isfinite(q).all()
+        assert log_quant(x, bits, fsr=hi)[3].item() == 2.0**hi  # inf → the extreme level
+
+
+def test_log_quant_float32_fsr_128_raises_instead_of_inf() -> None:
+    with pytest.raises(ValueError, match=r"fsr=128 with bits=1: the largest level 2\*\*fsr must be a finite normal "
+                       r"torch\.float32 number, i\.e\. fsr in \[-126, 127\]"):
+        log_quant(t(0.5, -0.5), 1, fsr=128)
+    assert log_quant(t(0.5, -0.5), 1, fsr=127).tolist() == [2.0**127, -(2.0**127)]
+
+
+def test_log_quant_per_tensor_fsr_clamped_to_dtype() -> None:
+    # float16: max|x| = 65504 gave fsr = 16 and 2^16 = inf
+    q = log_quant(torch.tensor([65504.0, -1.0], dtype=torch.float16), 6)
+    assert torch.isfinite(q).all() and q[0].item() == 2.0**15
+    # an infinite entry: fsr clamped to 127, the inf maps to the largest level
+    q = log_quant(t(float("inf"), float("-inf"), 2.0**126, 1.0), 3)
+    assert q.tolist() == [2.0**127, -(2.0**127), 2.0**126, 0.0]
+    # subnormal maximum: fsr clamped up to the smallest normal exponent
+    assert torch.isfinite(log_quant(t(1e-45, 0.0), 6)).all()
+
+
+def test_log_levels_fsr_checked() -> None:
+    with pytest.raises(ValueError, match=r"fsr=1024 with bits=2"):
+        log_levels(2, 1024)
+    with pytest.raises(ValueError, match=r"\bfsr\b"):
+        log_levels(2, 0.5)  # type: ignore[arg-type]
+    assert log_levels(2, np.int64(3)).tolist() == [0.0, 8.0]
+
+
+def test_ap2_never_overflows() -> None:
+    x = t(3e38, -3e38, float("inf"), float("-inf"), 1.0)
+    assert ap2(x).tolist() == [2.0**127, -(2.0**127), 2.0**127, -(2.0**127), 1.0]
+    h = torch.tensor([65504.0, float("inf")], dtype=torch.float16)
+    assert ap2(h).tolist() == [2.0**15, 2.0**15]
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 10 row 12: NaN propagates, ±inf maps to the extreme level (docs/decisions.md D22)
+# --------------------------------------------------------------------------------------------------
+NAN, INF = float("nan"), float("inf")
+SPECIAL = (NAN, INF, -INF, 0.25, -0.0)
+
+
+def _same(a: torch.Tensor, b: list[float]) -> bool:
+    return torch.equal(a, torch.tensor(b, dtype=a.dtype)) or torch.allclose(  # NaN == NaN only in allclose
+        a, torch.tensor(b, dtype=a.dtype), rtol=0, atol=0, equal_nan=True
+    )
+
+
+GEN = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+NAN_TABLE = [
+    ("sign", lambda x: sign(x), [NAN, 1, -1, 1, 1]),
+    ("hard_sigmoid", lambda x: hard_sigmoid(x), [NAN, 1, 0, 0.625, 0.5]),
+    ("binarize", lambda x: binarize(x), [NAN, 1, -1, 1, 1]),
+    ("binarize-stochastic", lambda x: binarize(x, True, GEN()), [NAN, 1, -1, None, None]),
+    ("sign_ste", lambda x: sign_ste(x), [NAN, 1, -1, 1, 1]),
+    ("ap2", lambda x: ap2(x), [NAN, 2.0**127, -(2.0**127), 0.25, 0]),
+    ("ap2_ste", lambda x: ap2_ste(x), [NAN, 2.0**127, -(2.0**127), 0.25, 0]),
+    ("linear_quant-1", lambda x: linear_quant(x, 1), [NAN, 1, -1, 1, 1]),
+    ("linear_quant-1-range", lambda x: linear_quant(x, 1, 0.0, 2.0), [NAN, 2, 0, 0, 0]),
+    ("linear_quant-1-stochastic", lambda x: linear_quant(x, 1, stochastic=True, generator=GEN()),
+     [NAN, 1, -1, None, None]),
+    ("linear_quant-2", lambda x: linear_quant(x, 2), [NAN, 1, -1, 1 / 3, 1 / 3]),
+    ("linear_quant-2-stochastic", lambda x: linear_quant(x, 2, stochastic=True, generator=GEN()),
+     [NAN, 1, -1, None, None]),
+    ("linear_quant_ste-1", lambda x: linear_quant_ste(x, 1), [NAN, 1, -1, 1, 1]),
+    ("linear_quant_ste-3", lambda x: linear_quant_ste(x, 3), [NAN, 1, -1, 1 / 7, 1 / 7]),
+    ("log_quant-1-fsr", lambda x: log_quant(x, 1, fsr=2), [NAN, 4, -4, 4, 4]),
+    ("log_quant-3-fsr", lambda x: log_quant(x, 3, fsr=0), [NAN, 1, -1, 0.25, 0]),
+    # per-tensor fsr: a NaN anywhere makes the scale NaN, so every non-zero output is NaN
+    ("log_quant-1", lambda x: log_quant(x, 1), [NAN] * 5),
+    ("log_quant-3", lambda x: log_quant(x, 3), [NAN, NAN, NAN, NAN, 0]),
+]
+
+
+@pytest.mark.parametrize(("fn", "expected"), [(f, e) for _, f, e in NAN_TABLE], ids=[n for n, _, _ in NAN_TABLE])
+def test_nan_propagates_and_inf_maps_to_extreme_level(fn, expected: list[float | None]) -> None:  # noqa: ANN001
+    y = fn(t(*SPECIAL))
+    keep = [i for i, e in enumerate(expected) if e is not None]  # random entries are not checked
+    assert _same(y[keep], [expected[i] for i in keep])
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_nan_propagates_in_every_dtype(dtype: torch.dtype) -> None:
+    x = t(NAN, INF, -INF, 0.25, -0.0, dtype=dtype)
+    for y in (sign(x), binarize(x), binarize(x, True, GEN()), linear_quant(x, 1), linear_quant(x, 4),
+              log_quant(x, 4, fsr=0), ap2(x)):
+        assert y.dtype == dtype
+        assert y.isnan().tolist() == [True, False, False, False, False]
+
+
+def test_inf_without_nan_gives_finite_levels_for_per_tensor_log_quant() -> None:
+    assert log_quant(t(INF, -INF, 0.25, -0.0), 1).tolist() == [2.0**127, -(2.0**127), 2.0**127, 2.0**127]
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [binarize, lambda x: binarize(x, True), sign_ste, ap2_ste, lambda x: linear_quant_ste(x, 2),
+     lambda x: linear_quant_ste(x, 2, cancel=False), lambda x: linear_quant_ste(x, 1, stochastic=True)],
+)
+def test_ste_gradient_at_nan_and_inf_does_not_crash(fn) -> None:  # noqa: ANN001
+    x = t(*SPECIAL).requires_grad_()
+    fn(x).sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape
+    assert torch.isfinite(x.grad[1:]).all()  # NaN-in: whatever the formula gives; inf-in: a number
