@@ -111,9 +111,10 @@ def check_bits(bits: Any, name: str = "bits", minimum: int = 1, maximum: int = M
 
 
 def _exponent_range(dtype: torch.dtype) -> tuple[int, int]:
-    # (lo, hi): 2^e is a finite normal number of ``dtype`` exactly for lo ≤ e ≤ hi (float32: −126, 127).
-    fi = torch.finfo(dtype)  # frexp is exact where log2 is not (math.log2(float64 max) rounds to 1024.0)
-    return math.frexp(fi.tiny)[1] - 1, math.frexp(fi.max)[1] - 1
+    # (lo, hi): 2^e is a finite non-zero number of ``dtype`` exactly for lo ≤ e ≤ hi (float32: −149, 127;
+    # below 2^−126 the level is subnormal, still exact). frexp is exact where log2 is not.
+    fi = torch.finfo(dtype)
+    return math.frexp(fi.tiny * fi.eps)[1] - 1, math.frexp(fi.max)[1] - 1
 
 
 def _keep_nan(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -269,7 +270,7 @@ def _check_fsr(fsr: Any, bits: int, dtype: torch.dtype) -> int:
     lo, hi = _exponent_range(dtype)
     if not lo <= fsr <= hi:
         raise ValueError(
-            f"fsr={int(fsr)} with bits={bits}: the largest level 2**fsr must be a finite normal {dtype} number, "
+            f"fsr={int(fsr)} with bits={bits}: the largest level 2**fsr must be a finite non-zero {dtype} number, "
             f"i.e. fsr in [{lo}, {hi}] for {dtype} (2**{lo} … 2**{hi}); pass an fsr in that range, fsr=None "
             "(per-tensor ceil(log2 max|x|)) or a wider dtype"
         )
@@ -286,9 +287,10 @@ def log_quant(x: torch.Tensor, bits: int, fsr: int | None = None) -> torch.Tenso
     code: ``sign(x) · 2^fsr`` (sign(0) = +1), the binary case.  ``bits`` is an integer in
     [1, :data:`MAX_GRAD_BITS`].
 
-    Range of ``fsr`` (docs/decisions.md D22): the largest level ``2^fsr`` must be a finite normal number
-    of ``x``'s dtype, ``fsr ∈ [log2 tiny, floor(log2 max)]`` (float32 and bfloat16: [−126, 127]; float16:
-    [−14, 15]; float64: [−1022, 1023]).  A given ``fsr`` outside raises ``ValueError`` naming ``fsr``,
+    Range of ``fsr`` (docs/decisions.md D22): the largest level ``2^fsr`` must be a finite non-zero number
+    of ``x``'s dtype (subnormals included: a tensor of tiny values keeps its own scale), ``fsr ∈
+    [log2 of the smallest subnormal, floor(log2 max)]`` (float32: [−149, 127]; bfloat16: [−133, 127];
+    float16: [−24, 15]; float64: [−1074, 1023]).  A given ``fsr`` outside raises ``ValueError`` naming ``fsr``,
     ``bits`` and the range (float32 ``fsr = 128`` used to return ±inf); the per-tensor ``fsr`` is clamped
     into it (so a float16 tensor with max|x| > 2^15 no longer gives inf).  Lower levels that underflow the
     dtype flush to 0, like values under the range.  ``±inf`` maps to ``±2^fsr``; NaN gives NaN, and with

@@ -53,8 +53,9 @@ def test_read_only_data_root_falls_back_says_why_and_training_names_the_director
         mnist.run_recipes(cfg, data, progress=False)
 
 
-def test_smoke_pins_one_torch_thread() -> None:
+def test_smoke_pins_one_torch_thread(monkeypatch) -> None:
     """1 and 2 threads reduce in another order and give other weights: CI's smoke numbers must not depend on it."""
+    monkeypatch.delenv("QNNLIB_PROFILE", raising=False)  # make test sets it to smoke, which would win
     smoke = config.resolve("mnist", "smoke")
     assert {smoke.recipe(r).train.threads for r in smoke.recipes} == {1}
     quick = config.resolve("mnist", "quick")
