@@ -154,11 +154,10 @@ def binary_matmul(a_packed: Any, b_packed: Any, k: int | None = None, backend: s
     _check_operands(a, b, k)
     if backend == "auto":
         backend = "cuda" if on_gpu else "cpu"
-    if backend == "cuda":
-        backend = "cuda-tc" if compute_capability() >= 80 else "cuda-xnor"
-
     if backend.startswith("cuda"):
-        cp = cupy()
+        cp = cupy()  # first: without CuPy, say that the cuda backends need it (and a GPU)
+        if backend == "cuda":
+            backend = "cuda-tc" if compute_capability() >= 80 else "cuda-xnor"
         out = matmul_cuda(cp.asarray(a), cp.asarray(b), k, backend)
         return out if on_gpu else cp.asnumpy(out)
     if on_gpu:

@@ -361,3 +361,12 @@ def test_gpu_benchmark_without_gpu_exits_2(capsys):
         pytest.skip("a GPU is present; `python -m qnnlib bench gpu` runs the real benchmark")
     assert main(["bench", "gpu"]) == 2
     assert "no usable GPU" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("backend", ["cuda", "cuda-xnor", "cuda-tc"])
+def test_cuda_backend_without_cupy_says_it_needs_cupy_and_a_gpu(monkeypatch, backend):
+    """NumPy operands and a cuda backend on a machine without CuPy: the message is about the backend."""
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy now raises ImportError
+    a = pack(np.ones((2, 64), np.float32))
+    with pytest.raises(ImportError, match=r"needs CuPy and a CUDA GPU .*install the \[gpu\] extra"):
+        binary_matmul(a, a, 64, backend=backend)
