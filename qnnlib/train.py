@@ -47,10 +47,10 @@ from qnnlib.evaluation import SINGLE_PROCESS, Batch, ProcessGroup, evaluate_load
 from qnnlib.files import UnreadableFileError, atomic_write, unreadable, writable_dir
 from qnnlib.losses import LOSSES, get_loss
 from qnnlib.metrics import METRICS, MetricSums, get_metric
-from qnnlib.optim import ShiftAdaMax, clip_latent_weights, glorot_param_groups
+from qnnlib.optim import LasagneAdam, ShiftAdaMax, clip_parameters, glorot_param_groups
 from qnnlib.progress import progress
 
-__all__ = ["CHECKPOINT_REMEDY", "load_checkpoint", "torch_threads", "TrainConfig", "FitResult", "Loaders", "fit", "in_memory_loaders", "set_loader_epoch", "lr_at",
+__all__ = ["OPTIMIZERS", "CHECKPOINT_REMEDY", "load_checkpoint", "torch_threads", "TrainConfig", "FitResult", "Loaders", "fit", "in_memory_loaders", "set_loader_epoch", "lr_at",
            "make_optimizer", "resolve_device"]
 
 
@@ -68,7 +68,9 @@ class _Data(Protocol):
 # Fields added after checkpoints were first written: left out of the fingerprint at their defaults, so the
 # checkpoints (and checkpoint directories named by the fingerprint) of earlier runs stay valid.
 _LATER_FIELDS: dict[str, Any] = {"loss": "square_hinge", "metrics": ("error",), "select_metric": "error",
-                                 "threads": None}
+                                 "threads": None, "betas": None, "adamax_state": "paper", "glorot_placement": "inside",
+                                 "lr_factors": "weights", "clip": "latent", "select_ties": "first"}
+OPTIMIZERS = ("adam", "shift_adamax", "lasagne_adam")
 
 
 @dataclass(frozen=True)
@@ -85,11 +87,29 @@ class TrainConfig:
     :func:`fit` (``None``: leave the process's setting). It is part of the result: the order of a float
     reduction depends on the thread count, so 1 and 2 threads give different weights after a few epochs;
     the ``smoke`` profile pins it to 1 so that CI reruns give the same numbers.
+
+    Where the authors' code and the paper's text differ (docs/decisions.md D24), each difference is a field;
+    the defaults are the paper's text:
+
+    * ``optimizer``: ``"adam"`` (torch's Adam: Kingma's ε after the bias correction), ``"lasagne_adam"`` (the
+      Theano code's ``lasagne.updates.adam``: ε on the uncorrected √v), ``"shift_adamax"`` (Alg. 2);
+      ``betas``: the optimizer's (β1, β2), ``None`` for its default (ShiftAdaMax: the paper's 1 − 2⁻³,
+      1 − 2⁻¹⁰; the Torch7 file's own defaults are 0.9, 0.999);
+    * ``adamax_state``: ``"paper"`` keeps v = max(β2 v, |g|); ``"torch7"`` stores AP2(v) + ε back into the state
+      as the Torch7 optimizer does (shift_adamax only);
+    * ``glorot_placement``: ``"inside"`` puts γ·η inside the AP2 of the step; ``"after"`` multiplies the
+      power-of-two step by γ, as the Torch7 MNIST code does (shift_adamax only);
+    * ``lr_factors``: ``"weights"`` scales only latent weights by γ (Alg. 1); ``"torch7"`` also scales biases
+      by their layer's γ and BN γ by 1/√(1.5/n), as the Torch7 MNIST model file does;
+    * ``clip``: what ``clip_weights`` clips, ``"latent"`` weights (Alg. 1) or ``"all"`` parameters (the Torch7
+      CIFAR-10 model);
+    * ``select_ties``: on equal validation values keep the ``"first"`` epoch, or the ``"last"`` one (the Theano
+      code's ``val_err <= best_val_err``).
     """
 
     epochs: int = 10
     batch_size: int = 100
-    optimizer: Literal["adam", "shift_adamax"] = "adam"
+    optimizer: Literal["adam", "shift_adamax", "lasagne_adam"] = "adam"
     lr_start: float = 3e-3
     lr_end: float = 3e-7
     lr_schedule: Literal["exp", "halve", "constant"] = "exp"
@@ -107,6 +127,12 @@ class TrainConfig:
     metrics: tuple[str, ...] = ("error",)
     select_metric: str = "error"
     threads: int | None = None
+    betas: tuple[float, float] | None = None
+    adamax_state: Literal["paper", "torch7"] = "paper"
+    glorot_placement: Literal["inside", "after"] = "inside"
+    lr_factors: Literal["weights", "torch7"] = "weights"
+    clip: Literal["latent", "all"] = "latent"
+    select_ties: Literal["first", "last"] = "first"
 
     def __post_init__(self) -> None:
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
@@ -118,8 +144,23 @@ class TrainConfig:
         check_int(self.eval_batch_size, "eval_batch_size")
         check_int(self.halve_every, "halve_every")
         check_int(self.seed, "seed", minimum=0)
-        if self.optimizer not in ("adam", "shift_adamax"):
-            raise ValueError(f"optimizer must be 'adam' or 'shift_adamax', got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.betas is not None:
+            betas = tuple(self.betas)
+            if len(betas) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                                          for b in betas):
+                raise ValueError(f"betas must be None or two numbers in [0, 1), got {self.betas!r}")
+            object.__setattr__(self, "betas", tuple(float(b) for b in betas))
+        for name, allowed in (("adamax_state", ("paper", "torch7")), ("glorot_placement", ("inside", "after")),
+                              ("lr_factors", ("weights", "torch7")), ("clip", ("latent", "all")),
+                              ("select_ties", ("first", "last"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name, default in (("adamax_state", "paper"), ("glorot_placement", "inside")):
+            if getattr(self, name) != default and self.optimizer != "shift_adamax":
+                raise ValueError(f"{name}={getattr(self, name)!r} applies to optimizer='shift_adamax' only "
+                                 f"(got optimizer={self.optimizer!r}); leave it at {default!r}")
         if self.lr_schedule not in ("exp", "halve", "constant"):
             raise ValueError(f"lr_schedule must be 'exp', 'halve' or 'constant', got {self.lr_schedule!r}")
         if not (self.lr_start > 0 and self.lr_end > 0):
@@ -139,7 +180,7 @@ class TrainConfig:
         """Hash of the fields that change the result (not device, checkpoint dir or progress)."""
         d = {k: v for k, v in asdict(self).items() if k not in ("device", "checkpoint_dir", "progress")}
         for k, default in _LATER_FIELDS.items():
-            if d[k] == default:
+            if d[k] == default or (isinstance(default, tuple) and d[k] == list(default)):
                 del d[k]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -261,16 +302,28 @@ def _known_len(loader: Any) -> int | None:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer ``fit`` uses: Adam or ShiftAdaMax over Glorot-scaled param groups when ``config.glorot``."""
+    """The optimizer ``fit`` uses, over Glorot-scaled param groups when ``config.glorot``.
+
+    ``adam``: ``torch.optim.Adam``; ``lasagne_adam``: :class:`qnnlib.optim.LasagneAdam`; ``shift_adamax``:
+    :class:`qnnlib.optim.ShiftAdaMax` with ``config.adamax_state`` and ``config.glorot_placement``.
+    ``config.betas`` (when set) goes to any of them; ``config.lr_factors == "torch7"`` also scales biases and
+    BN γ (:func:`qnnlib.optim.glorot_param_groups`).
+    """
     if config.glorot:
+        torch7 = config.lr_factors == "torch7"
         groups = glorot_param_groups(
-            model, config.lr_start, round_pow2=config.glorot_pow2, include_float_layers=config.glorot_float
+            model, config.lr_start, round_pow2=config.glorot_pow2, include_float_layers=config.glorot_float,
+            scale_biases=torch7, scale_bn=torch7,
         )
     else:
         groups = [{"params": list(model.parameters()), "lr": config.lr_start, "lr_scale": 1.0, "name": "all"}]
+    betas: dict[str, Any] = {} if config.betas is None else {"betas": config.betas}
     if config.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=config.lr_start)  # Lasagne defaults: β=(0.9, 0.999), ε=1e-8
-    return ShiftAdaMax(groups, lr=config.lr_start)
+        return torch.optim.Adam(groups, lr=config.lr_start, **betas)  # β=(0.9, 0.999), ε=1e-8 (as Lasagne)
+    if config.optimizer == "lasagne_adam":
+        return LasagneAdam(groups, lr=config.lr_start, **betas)
+    return ShiftAdaMax(groups, lr=config.lr_start, state_rule=config.adamax_state, glorot=config.glorot_placement,
+                       **betas)
 
 
 def _set_lr(opt: torch.optim.Optimizer, base_lr: float) -> None:
@@ -409,7 +462,8 @@ def _fit(model: nn.Module, data: Loaders | _Data, config: TrainConfig,
             loss.backward()
             opt.step()  # Alg. 1 step 3: θ ← Update(θ, η); W ← Update(W, γ_k η) (γ_k in W's param group LR)
             if config.clip_weights:
-                clip_latent_weights(model)  # W ← Clip(W, −1, 1)
+                # W ← Clip(W, −1, 1): each layer's clip_value for latent weights; every parameter with clip="all"
+                clip_parameters(model, config.clip, bound=None if config.clip == "latent" else 1.0)
             train_sums.add("loss", loss.detach(), 1)  # train loss = mean of the batch losses
             train_sums.update(out, yb)
             n_batches += 1
@@ -417,7 +471,9 @@ def _fit(model: nn.Module, data: Loaders | _Data, config: TrainConfig,
             raise ValueError(f"the training loader yielded no batches in epoch {epoch + 1}")
         train = train_sums.values(group.all_reduce_sum(train_sums.totals()))
         valid = evaluate_loader(model, loaders.valid, device, config.loss, config.metrics, group, "validation")
-        improved = select.better(valid[config.select_metric], result.best_valid_value)
+        value = valid[config.select_metric]
+        improved = select.better(value, result.best_valid_value) or (
+            config.select_ties == "last" and value == result.best_valid_value)  # Theano: val <= best
         test: dict[str, float] | None = None
         if loaders.test is not None and (improved or epoch == config.epochs - 1):
             test = evaluate_loader(model, loaders.test, device, config.loss, config.metrics, group, "test")

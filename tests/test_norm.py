@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from qnnlib.norm import ShiftBatchNorm1d, ShiftBatchNorm2d
+from qnnlib.norm import LasagneBatchNorm, ShiftBatchNorm1d, ShiftBatchNorm2d, ShiftBatchNormBase, is_batch_norm
 from qnnlib.quantize import ap2
+from tests import authors_rules_bn as ar
 
 LO, HI = 2.0**-0.75, 2.0**0.75  # AP2 inside the variance (≤ 2^±0.25 on 1/σ) and on 1/σ (≤ 2^±0.5)
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -150,7 +152,8 @@ def test_sbn_is_drop_in() -> None:
         assert sbn.weight.shape == bn.weight.shape == (4,)
         assert torch.equal(sbn.weight.detach(), torch.ones(4)) and torch.equal(sbn.bias.detach(), torch.zeros(4))
         assert {n for n, _ in sbn.named_parameters()} == {n for n, _ in bn.named_parameters()}
-    model = nn.Sequential(nn.Conv2d(2, 4, 3), ShiftBatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 9, 3), ShiftBatchNorm1d(3))
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), ShiftBatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 9, 3),
+                          ShiftBatchNorm1d(3))
     y = model(torch.randn(5, 2, 5, 5))
     assert y.shape == (5, 3)
     copy.deepcopy(model).eval()(torch.randn(1, 2, 5, 5))
@@ -207,3 +210,205 @@ def test_sbn_cuda_matches_cpu() -> None:
     m.eval()
     mc.eval()
     assert torch.allclose(m(x), mc(x.cuda()).cpu())
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 11 row 6: Torch7's hand-written SBN backward (backward="torch7") against the re-statement
+# --------------------------------------------------------------------------------------------------
+SBN_SHAPES = [(ShiftBatchNorm1d, (64, 6)), (ShiftBatchNorm1d, (7, 3)), (ShiftBatchNorm2d, (8, 4, 5, 5)),
+              (ShiftBatchNorm2d, (3, 2, 4, 6))]
+
+
+def _rand_affine(m: nn.Module, g: torch.Generator) -> None:
+    with torch.no_grad():
+        m.weight.copy_(torch.randn(m.num_features, generator=g, dtype=torch.float64) * 1.5)
+        m.bias.copy_(torch.randn(m.num_features, generator=g, dtype=torch.float64))
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().numpy()
+
+
+@pytest.mark.parametrize(("cls", "shape"), SBN_SHAPES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sbn_torch7_backward_matches_restatement(cls: type, shape: tuple[int, ...], seed: int) -> None:
+    g = gen(100 + seed)
+    m = cls(shape[1], dtype=torch.float64, backward="torch7")
+    _rand_affine(m, g)
+    scale = torch.rand(shape[1], generator=g, dtype=torch.float64) * 4 + 0.1
+    x = _batch(shape, g, scale, torch.randn(shape[1], generator=g, dtype=torch.float64)).requires_grad_()
+    up = torch.randn(shape, generator=g, dtype=torch.float64)
+    a = cls(shape[1], dtype=torch.float64)  # autograd twin, same state
+    a.load_state_dict(m.state_dict())
+    y = m(x)
+    y.backward(up)
+    saved = ar.sbn_forward_t7(_np(x), _np(m.weight), _np(m.bias), m.eps)
+    dx, dw, db = ar.sbn_backward_t7(saved, _np(up))
+    np.testing.assert_allclose(_np(y), saved["y"], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_np(x.grad), dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_np(m.weight.grad), dw, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_np(m.bias.grad), db, rtol=1e-12, atol=1e-12)
+    # the two backward rules are different rules: autograd's STE gradient is not Torch7's
+    xa = x.detach().clone().requires_grad_()
+    ya = a(xa)
+    assert torch.equal(ya, y.detach())  # same forward, bit for bit
+    ya.backward(up)
+    assert not torch.allclose(xa.grad, x.grad, rtol=1e-6, atol=1e-9)
+    assert not torch.allclose(a.weight.grad, m.weight.grad, rtol=1e-6, atol=1e-9)
+    assert torch.equal(a.running_invstd, m.running_invstd) and torch.equal(a.running_mean, m.running_mean)
+
+
+def test_sbn_torch7_backward_without_affine() -> None:
+    g = gen(7)
+    x = (torch.randn(20, 5, generator=g, dtype=torch.float64) * 2).requires_grad_()
+    up = torch.randn(20, 5, generator=g, dtype=torch.float64)
+    m = ShiftBatchNorm1d(5, affine=False, dtype=torch.float64, backward="torch7")
+    m(x).backward(up)
+    dx, dw, db = ar.sbn_backward_t7(ar.sbn_forward_t7(_np(x), None, None, m.eps), _np(up))
+    assert dw is None and db is None
+    np.testing.assert_allclose(_np(x.grad), dx, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("cls", "shape", "init"),
+                         [(ShiftBatchNorm1d, (32, 6), 1.0), (ShiftBatchNorm2d, (6, 3, 4, 4), 0.0)])
+def test_sbn_torch7_sgd_run_matches_restatement(cls: type, shape: tuple[int, ...], init: float) -> None:
+    """300 SGD steps of ``fc (float) → SBN (torch7 backward) → ½‖y − t‖²``; NumPy restates every step."""
+    g = gen(11)
+    c_in, c = 5, shape[1]
+    m = cls(c, dtype=torch.float64, backward="torch7", running_invstd_init=init)
+    _rand_affine(m, g)
+    w = (torch.randn(c, c_in, generator=g, dtype=torch.float64) * 0.5).requires_grad_()
+    w_np, gam, bet = _np(w).copy(), _np(m.weight).copy(), _np(m.bias).copy()
+    r_mean, r_std = np.zeros(c), np.full(c, init)
+    lr, steps = 0.01, 300
+    spatial = shape[2:]
+    for _ in range(steps):
+        x = torch.randn((shape[0], c_in, *spatial), generator=g, dtype=torch.float64) * 2 + 0.3
+        t = torch.randn(shape, generator=g, dtype=torch.float64)
+        h = torch.einsum("oi,ni...->no...", w, x)
+        y = m(h)
+        loss = 0.5 * ((y - t) ** 2).sum()
+        for p in (w, m.weight, m.bias):
+            p.grad = None
+        loss.backward()
+        with torch.no_grad():
+            for p in (w, m.weight, m.bias):
+                p -= lr * p.grad
+        # restatement: the same step in NumPy
+        xn = _np(x)
+        hn = np.einsum("oi,ni...->no...", w_np, xn)
+        saved = ar.sbn_forward_t7(hn, gam, bet)
+        r_mean, r_std = ar.sbn_running_t7(r_mean, r_std, saved)
+        dh, dg, db = ar.sbn_backward_t7(saved, saved["y"] - _np(t))
+        dw = np.einsum("no...,ni...->oi...", dh, xn).reshape(c, c_in, -1).sum(axis=2)
+        w_np, gam, bet = w_np - lr * dw, gam - lr * dg, bet - lr * db
+    for got, want in [(w, w_np), (m.weight, gam), (m.bias, bet), (m.running_mean, r_mean),
+                      (m.running_invstd, r_std)]:
+        np.testing.assert_allclose(_np(got), want, rtol=1e-12, atol=1e-12)
+    assert m.num_batches_tracked.item() == steps
+    m.eval()
+    x = torch.randn(shape, generator=g, dtype=torch.float64) * 3
+    np.testing.assert_allclose(_np(m(x)), ar.sbn_eval_t7(_np(x), r_mean, r_std, gam, bet), rtol=1e-12, atol=1e-12)
+
+
+def test_sbn_options_defaults_and_validation() -> None:
+    # Torch7: eps 1e-5, momentum 0.125 in both modules (l. 23/25, Spatial l. 14/16); running 1/σ starts 1 / 0
+    for cls in (ShiftBatchNorm1d, ShiftBatchNorm2d):
+        m = cls(3)
+        assert m.eps == 1e-5 and m.momentum == 0.125 and m.backward == "autograd" and m.running_invstd_init == 1.0
+        assert "backward" not in repr(m) and "running_invstd_init" not in repr(m)
+    m = ShiftBatchNorm2d(3, running_invstd_init=0.0, backward="torch7")
+    assert torch.equal(m.running_invstd, torch.zeros(3)) and "backward='torch7'" in repr(m)
+    m.running_invstd.fill_(2.0)
+    m.reset_running_stats()
+    assert torch.equal(m.running_invstd, torch.zeros(3))
+    for bad in ({"backward": "torch"}, {"running_invstd_init": -1.0}, {"running_invstd_init": float("nan")},
+                {"running_invstd_init": True}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ShiftBatchNorm1d(3, **bad)
+
+
+def test_sbn_torch7_eval_uses_autograd_path() -> None:
+    m = ShiftBatchNorm1d(3, dtype=torch.float64, backward="torch7")
+    m(torch.randn(10, 3, dtype=torch.float64, generator=gen(1)))
+    m.eval()
+    ref = ShiftBatchNorm1d(3, dtype=torch.float64)
+    ref.load_state_dict(m.state_dict())
+    ref.eval()
+    x = torch.randn(4, 3, dtype=torch.float64, generator=gen(2))
+    assert torch.equal(m(x), ref(x))
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 11 row 8: Lasagne's BN running statistics (LasagneBatchNorm)
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(50, 6), (16, 4, 3), (8, 3, 4, 4)])
+def test_lasagne_bn_matches_restatement(shape: tuple[int, ...]) -> None:
+    g = gen(21)
+    c = shape[1]
+    m = LasagneBatchNorm(c, dtype=torch.float64)
+    assert m.eps == 1e-4 and m.momentum == 0.1  # Lasagne's defaults (l. 234), the Theano code's values
+    _rand_affine(m, g)
+    gam, bet = _np(m.weight).copy(), _np(m.bias).copy()
+    r_mean, r_inv = np.zeros(c), np.ones(c)
+    bn = nn.BatchNorm1d(c, eps=1e-4, dtype=torch.float64) if len(shape) < 4 else nn.BatchNorm2d(c, eps=1e-4,
+                                                                                                 dtype=torch.float64)
+    bn.load_state_dict({**m.state_dict(), "running_var": torch.ones(c)}, strict=False)
+    for _ in range(25):
+        x = _batch(shape, g, torch.rand(c, generator=g, dtype=torch.float64) * 3 + 0.2,
+                   torch.randn(c, generator=g, dtype=torch.float64))
+        y = m(x)
+        out = ar.lasagne_bn_train(_np(x), gam, bet)
+        np.testing.assert_allclose(_np(y), out["y"], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(_np(y), _np(bn(x)), rtol=1e-10, atol=1e-10)  # training forward: vanilla BN
+        r_mean, r_inv = ar.lasagne_bn_update(r_mean, r_inv, out)
+    np.testing.assert_allclose(_np(m.running_mean), r_mean, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_np(m.running_invstd), r_inv, rtol=1e-12, atol=1e-12)
+    m.eval()
+    bn.eval()
+    x = torch.randn(shape, generator=g, dtype=torch.float64)
+    np.testing.assert_allclose(_np(m(x)), ar.lasagne_bn_eval(_np(x), r_mean, r_inv, gam, bet), rtol=1e-12,
+                               atol=1e-12)
+    torch_inv = 1 / torch.sqrt(bn.running_var + bn.eps)
+    assert not torch.allclose(m.running_invstd, torch_inv, rtol=1e-3)  # a different running rule
+    assert not torch.allclose(m(x), bn(x), rtol=1e-3)
+    # running_var_equivalent: nn.BatchNorm's eval formula with it reproduces Lasagne's eval output
+    eq = torch.nn.functional.batch_norm(x, m.running_mean, m.running_var_equivalent(), m.weight, m.bias, False, 0.0,
+                                        m.eps)
+    assert torch.allclose(eq, m(x), rtol=1e-10, atol=1e-10)
+
+
+def test_lasagne_bn_gradients_are_vanilla_bn_gradients() -> None:
+    g = gen(22)
+    x = torch.randn(40, 5, generator=g, dtype=torch.float64) * 2 + 1
+    up = torch.randn(40, 5, generator=g, dtype=torch.float64)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    a, b = LasagneBatchNorm(5, dtype=torch.float64), nn.BatchNorm1d(5, eps=1e-4, dtype=torch.float64)
+    a(xa).backward(up)
+    b(xb).backward(up)
+    for ga, gb in [(xa.grad, xb.grad), (a.weight.grad, b.weight.grad), (a.bias.grad, b.bias.grad)]:
+        assert torch.allclose(ga, gb, rtol=1e-9, atol=1e-10)
+
+
+def test_is_batch_norm_and_public_base() -> None:
+    for m in (nn.BatchNorm1d(2), nn.BatchNorm2d(2), ShiftBatchNorm1d(2), ShiftBatchNorm2d(2), LasagneBatchNorm(2)):
+        assert is_batch_norm(m)
+    assert isinstance(ShiftBatchNorm2d(2), ShiftBatchNormBase) and not is_batch_norm(nn.Linear(2, 2))
+
+
+def test_lasagne_bn_drop_in_names_and_errors() -> None:
+    m = LasagneBatchNorm(4)
+    assert set(m.state_dict()) == {"weight", "bias", "running_mean", "running_invstd", "num_batches_tracked"}
+    assert {n for n, _ in m.named_parameters()} == {"weight", "bias"}
+    assert LasagneBatchNorm(4, affine=False)(torch.randn(6, 4)).shape == (6, 4)
+    m.running_invstd.fill_(3.0)
+    m.reset_running_stats()
+    assert torch.equal(m.running_invstd, torch.ones(4))
+    with pytest.raises(ValueError, match="channels"):
+        m(torch.randn(3, 5))
+    with pytest.raises(ValueError, match="more than one value"):
+        m(torch.randn(1, 4))
+    with pytest.raises(ValueError, match="eps"):
+        LasagneBatchNorm(4, eps=0.0)
+    m.eval()
+    assert m(torch.randn(1, 4)).shape == (1, 4)

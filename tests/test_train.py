@@ -95,11 +95,17 @@ def test_fingerprint_unchanged_for_configs_of_earlier_runs() -> None:
     """The fields added for losses/metrics do not enter the hash at their defaults (checkpoint dirs are named by it)."""
     c = TrainConfig(epochs=12, lr_end=3e-5, seed=3)
     old = {k: v for k, v in dataclasses.asdict(c).items()
-           if k not in ("device", "checkpoint_dir", "progress", "loss", "metrics", "select_metric", "threads")}
+           if k not in ("device", "checkpoint_dir", "progress", "loss", "metrics", "select_metric", "threads", "betas",
+                        "adamax_state", "glorot_placement", "lr_factors", "clip", "select_ties")}
     assert c.fingerprint() == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
     assert TrainConfig(loss="cross_entropy").fingerprint() != TrainConfig().fingerprint()
     assert TrainConfig(metrics=("error", "top5")).fingerprint() != TrainConfig().fingerprint()
     assert TrainConfig(threads=1).fingerprint() != TrainConfig().fingerprint()  # 1 vs 2 threads: other weights
+    for kw in (dict(betas=(0.9, 0.999)), dict(lr_factors="torch7"), dict(clip="all"), dict(select_ties="last"),
+               dict(optimizer="shift_adamax", adamax_state="torch7"),
+               dict(optimizer="shift_adamax", glorot_placement="after")):
+        base = TrainConfig(optimizer=kw.get("optimizer", "adam"))
+        assert TrainConfig(**kw).fingerprint() != base.fingerprint(), kw
 
 
 def test_fit_learns_and_clips(data) -> None:
@@ -484,3 +490,67 @@ def test_resume_with_a_seedless_loader_restores_its_generator(data, tmp_path) ->
         fit(_model(), loaders(), _cfg(epochs=4, checkpoint_dir=str(tmp_path)), on_epoch_end=kill)
     res = fit(_model(seed=9), loaders(), _cfg(epochs=4, checkpoint_dir=str(tmp_path)))
     assert res.resumed_from_epoch == 1 and _strip(res.history) == _strip(ref.history)
+
+
+# ------------------------------------------------------------------ the authors' code vs the paper's text
+def test_code_switches_reach_the_optimizer() -> None:
+    from qnnlib.optim import LasagneAdam, ShiftAdaMax
+
+    model = _model(Precision(1, 1, True, "sbn"))
+    opt = make_optimizer(model, _cfg(optimizer="shift_adamax", betas=(0.9, 0.999), adamax_state="torch7",
+                                     glorot_placement="after", lr_factors="torch7"))
+    assert isinstance(opt, ShiftAdaMax)
+    g = {grp["name"]: grp for grp in opt.param_groups}
+    assert all(grp["betas"] == (0.9, 0.999) for grp in opt.param_groups)
+    assert {grp["state_rule"] for grp in opt.param_groups} == {"torch7"}
+    assert {grp["glorot"] for grp in opt.param_groups} == {"after"}
+    scaled = [n for n, grp in g.items() if grp["lr_scale"] != 1.0]
+    assert any(n.endswith(".bias") for n in scaled) and any("bn" in n for n in scaled)  # biases and BN γ
+    assert isinstance(make_optimizer(model, _cfg(optimizer="lasagne_adam")), LasagneAdam)
+    plain = make_optimizer(model, _cfg(optimizer="shift_adamax"))
+    assert {grp["state_rule"] for grp in plain.param_groups} == {"paper"}
+    assert not any(grp["lr_scale"] != 1.0 and grp["name"].endswith(".bias") for grp in plain.param_groups)
+
+
+def test_shift_adamax_only_switches_are_refused_with_adam() -> None:
+    with pytest.raises(ValueError, match="adamax_state='torch7' applies to optimizer='shift_adamax' only"):
+        _cfg(adamax_state="torch7")
+    with pytest.raises(ValueError, match="glorot_placement='after' applies to optimizer='shift_adamax' only"):
+        _cfg(optimizer="lasagne_adam", glorot_placement="after")
+    with pytest.raises(ValueError, match=r"betas must be None or two numbers in \[0, 1\)"):
+        _cfg(betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="clip must be one of"):
+        _cfg(clip="some")
+    assert _cfg(betas=[0.5, 0.25]).betas == (0.5, 0.25)
+
+
+def test_clip_all_clips_biases_and_bn(data) -> None:
+    seen = []
+
+    def peek(epoch: int, row: dict) -> None:
+        seen.append(max(p.abs().max().item() for p in model.parameters()))
+
+    model = _model()
+    with torch.no_grad():
+        model.bn1.bias.fill_(3.0)  # outside [-1, 1]: "all" pulls it in at the first step, "latent" leaves it
+    fit(model, data, _cfg(epochs=1, clip="all"), on_epoch_end=peek, restore_best=False)
+    assert seen == [pytest.approx(min(seen[0], 1.0))] and seen[0] <= 1.0
+    model = _model()
+    with torch.no_grad():
+        model.bn1.bias.fill_(3.0)
+    fit(model, data, _cfg(epochs=1, lr_start=1e-6, lr_end=1e-7), restore_best=False)
+    assert model.bn1.bias.max().item() > 2.0
+
+
+def test_select_ties_last_keeps_the_later_epoch(data) -> None:
+    class Flat(torch.nn.Module):  # validation error never changes: every epoch ties with the first
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(x.shape[0], 4) + 0 * self.w
+
+    first = fit(Flat(), data, _cfg(epochs=3, glorot=False))
+    last = fit(Flat(), data, _cfg(epochs=3, glorot=False, select_ties="last"))
+    assert (first.best_epoch, last.best_epoch) == (1, 3)

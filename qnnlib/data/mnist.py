@@ -15,8 +15,11 @@ where to put the file by hand. Nothing is ever returned partially.
 
 Splits (Theano MNIST code; docs/paper.md): train = the first 50,000 of the 60,000 training images,
 valid = the last 10,000, test = the 10,000 test images. Inputs are flattened to 784 and scaled to
-[-1, 1] as ``pixel / 255 * 2 - 1``. ``train_size``/``valid_size``/``test_size`` take a
-deterministic, class-stratified subset for small profiles (:func:`qnnlib.data.splits.stratified_subset`).
+[-1, 1] as ``pixel / 255 * 2 - 1`` (``input_range="pm1"``, the Theano code, MatthieuCourbariaux/BinaryNet
+``Train-time/mnist.py`` l. 100–102), or as the Torch7 code does (``input_range="torch7"``: ``pixel / 255``
+then standardised by the global mean and std of the training split, :func:`torch7_standardise`).
+``train_size``/``valid_size``/``test_size`` take a deterministic, class-stratified subset for small profiles
+(:func:`qnnlib.data.splits.stratified_subset`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -34,7 +38,11 @@ from qnnlib.data.download import DOWNLOAD_TIMEOUT_S, DatasetNotFoundError, Remot
 from qnnlib.data.root import DATA_ENV, DEFAULT_DATA_ROOT, data_root, display_path
 from qnnlib.data.splits import DatasetSplits, Split, stratified_subset
 
-__all__ = ["IdxDatasetSpec", "MNIST_FAMILY", "ensure_files", "load_mnist"]
+__all__ = ["IdxDatasetSpec", "MNIST_FAMILY", "InputRange", "MnistSplits", "ensure_files", "load_mnist",
+           "torch7_standardise"]
+
+InputRange = Literal["pm1", "torch7"]
+PM1_INPUTS = "flattened 28x28, pixel/255*2-1 in [-1, 1]"
 
 # ------------------------------------------------------------------------------- MNIST family
 @dataclass(frozen=True)
@@ -144,22 +152,60 @@ def ensure_files(name: str = "mnist", root: str | os.PathLike | None = None, *, 
     return {role: _present(home, f) for role, f in spec.files.items()}  # type: ignore[misc]
 
 
-def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
-    x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0 * 2.0 - 1.0)
+@dataclass(frozen=True)
+class MnistSplits(DatasetSplits):
+    """:class:`DatasetSplits` whose ``describe()["inputs"]`` states a non-default input scaling."""
+
+    inputs: str = PM1_INPUTS
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d["inputs"] = self.inputs
+        return d
+
+
+def torch7_standardise(train_images: np.ndarray) -> tuple[float, float]:
+    """The Torch7 code's MNIST input statistics: global mean and std of ``pixel / 255`` over the training split.
+
+    itayhubara/BinaryNet ``Data.lua`` l. 82 (``dp.Mnist{scale={0,1}}``: pixels in [0, 1]) and l. 184–197 with
+    ``-normalization simple`` (``Main_BinaryNet_MNIST.lua`` l. 47): ``TrainDataProvider:normalize('simple')``,
+    which is eladhoffer/DataProvider.torch ``Container.lua`` l. 225–229: one scalar ``mean = Data:mean()`` and
+    ``std = Data:std()`` (Torch7's ``std`` divides by n − 1) over the whole training set, then
+    ``Data:add(-mean):div(std)``; valid and test use the training statistics (``Data.lua`` l. 196–197).
+    Computed in float64; returns ``(mean, std)``.
+    """
+    x = np.asarray(train_images, dtype=np.float64) / 255.0
+    if x.size < 2:
+        raise ValueError("torch7 input statistics need at least two training pixels")
+    return float(x.mean()), float(x.std(ddof=1))
+
+
+def _to_split(images: np.ndarray, labels: np.ndarray, stats: tuple[float, float] | None = None) -> Split:
+    if stats is None:
+        x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0 * 2.0 - 1.0)
+    else:
+        mean, std = stats
+        flat = images.reshape(len(images), -1).astype(np.float64) / 255.0
+        x = torch.from_numpy(((flat - mean) / std).astype(np.float32))
     return Split(x=x, y=torch.from_numpy(labels.astype(np.int64)))
 
 
 def load_mnist(name: str = "mnist", root: str | os.PathLike | None = None, *, download: bool = True,
                train_size: int | None = None, valid_size: int | None = None, test_size: int | None = None,
-               seed: int = 0) -> DatasetSplits:
+               seed: int = 0, input_range: InputRange = "pm1") -> DatasetSplits:
     """Load MNIST or Fashion-MNIST as the paper's train (50k) / valid (10k) / test (10k) splits.
 
     ``*_size`` = None keeps the whole split; an integer takes a class-stratified seeded subset of
     that split (:func:`stratified_subset` with seeds ``seed``, ``seed+1``, ``seed+2`` for
-    train/valid/test). Raises ValueError for an unknown name or a bad size,
+    train/valid/test).  ``input_range``: ``"pm1"`` (default) ``pixel/255*2-1``; ``"torch7"``: ``pixel/255``
+    standardised by the scalar mean/std of the full training split (the first ``n − valid_count`` training images,
+    before any subset, as the authors' full runs saw it; :func:`torch7_standardise`), recorded with the values in
+    ``describe()["inputs"]``. Raises ValueError for an unknown name, range or a bad size,
     :class:`DatasetNotFoundError` when files are missing, :class:`DatasetCorruptError` when a file
     fails its checks.
     """
+    if input_range not in ("pm1", "torch7"):
+        raise ValueError(f"input_range must be 'pm1' or 'torch7', got {input_range!r}")
     spec = _spec(name)
     paths = ensure_files(name, root, download=download)
     arrays = {role: verify_file(p, spec.files[role]) for role, p in paths.items()}
@@ -168,6 +214,7 @@ def load_mnist(name: str = "mnist", root: str | os.PathLike | None = None, *, do
     parts = {"train": (arrays["train_images"][:cut], arrays["train_labels"][:cut]),
              "valid": (arrays["train_images"][cut:], arrays["train_labels"][cut:]),
              "test": (arrays["test_images"], arrays["test_labels"])}
+    stats = torch7_standardise(parts["train"][0]) if input_range == "torch7" else None
     notes = []
     for k, (split, size) in enumerate((("train", train_size), ("valid", valid_size), ("test", test_size))):
         images, labels = parts[split]
@@ -178,9 +225,13 @@ def load_mnist(name: str = "mnist", root: str | os.PathLike | None = None, *, do
             parts[split] = (images[idx], labels[idx])
             notes.append(f"{split} {size} of {len(labels)}")
     subset = "full" if not notes else f"stratified random subset (seed {seed}): " + ", ".join(notes)
-    return DatasetSplits(name=spec.name, train=_to_split(*parts["train"]), valid=_to_split(*parts["valid"]),
-                         test=_to_split(*parts["test"]), source=display_path(paths["train_images"].parent),
-                         subset=subset)
+    splits = {k: _to_split(*parts[k], stats) for k in ("train", "valid", "test")}
+    source = display_path(paths["train_images"].parent)
+    if stats is None:
+        return DatasetSplits(name=spec.name, **splits, source=source, subset=subset)
+    inputs = (f"flattened 28x28, Torch7 Data.lua 'simple': (pixel/255 - {stats[0]!r}) / {stats[1]!r} "
+              "(global mean/std of the full training split, std with n-1)")
+    return MnistSplits(name=spec.name, **splits, source=source, subset=subset, inputs=inputs)
 
 
 if __name__ == "__main__":  # python -m qnnlib.data.mnist mnist fashion-mnist : fetch and verify

@@ -1,12 +1,21 @@
 """Notebook 01: the binarized MLP of Table 1 (MNIST column) — config, profiles, sanity bounds, runs, rows.
 
-Recipes (docs/decisions.md, the two Table 1 rows plus the float baseline):
+Recipes (docs/decisions.md D12 and D24: the two Table 1 rows, each as the authors' code ran it and as the
+paper's text states it, plus the float baseline):
 
-* ``theano`` — deterministic binarization, vanilla BN, ADAM with Glorot per-layer LR scaling,
-  exponential LR decay 3e-3 → 3e-7, dropout 0.2 (input) / 0.5 (hidden), 3×4096, batch 100.
-* ``torch7`` — stochastic activations at train time, shift-based BN, shift-based AdaMax (LR 2^−6,
-  halved every 20 epochs as in the code), 3×2048, no dropout, batch 100.
-* ``float`` — the ``theano`` architecture and schedule in float32 (no Glorot scaling, which is meant
+* ``theano`` — the Theano code (MatthieuCourbariaux/BinaryNet ``Train-time/mnist.py``): deterministic
+  binarization, Lasagne's BN (eval with a moving average of 1/√(biased var + ε)), Lasagne's Adam (ε on the
+  uncorrected √v) with Glorot per-layer LR scaling, exponential LR decay 3e-3 → 3e-7, dropout 0.2 (input) /
+  0.5 (hidden), 3×4096, batch 100, best epoch by ``val <= best`` (the last tie).
+* ``torch7`` — the Torch7 code (itayhubara/BinaryNet ``Main_BinaryNet_MNIST.lua`` and its model and
+  optimizer files): stochastic activations at train time, shift-based BN with its hand-written backward,
+  shift-based AdaMax as that file does it (β 0.9/0.999, AP2(v)+ε kept in the state, the unrounded Glorot
+  factor after the power-of-two step, biases and BN γ scaled too), LR 2^−6 halved every 20 epochs,
+  3×2048, no dropout, batch 100, inputs pixel/255 standardised, output BN ε 1e-5, biases U(±1/√fan_in).
+* ``theano-paper`` / ``torch7-paper`` — the same networks with the paper's text where it differs from the
+  code: torch's Adam and ``nn.BatchNorm``; Alg. 2 (β 1−2⁻³/1−2⁻¹⁰, raw v, γ·η inside the AP2, latent
+  weights only), autograd through shift-BN, inputs in [−1, 1], BN ε 1e-4, zero biases.
+* ``float`` — the ``theano-paper`` architecture and schedule in float32 (no Glorot scaling, which is meant
   for the ±1 latent weights): the "no binarization" baseline.
 
 Stand-in policy: ``dataset="auto"`` (the ``quick`` default) uses MNIST when its files are present or
@@ -16,6 +25,8 @@ so Fashion-MNIST numbers are never compared with the paper's MNIST column.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -31,16 +42,22 @@ from qnnlib.data.root import display_path
 from qnnlib.data.splits import DatasetSplits
 from qnnlib.experiments import runner
 from qnnlib.experiments.config import as_dict, from_dict
+from qnnlib.models.blocks import ModelOptions
 from qnnlib.models.mlp import mnist_mlp
 from qnnlib.precision import BINARY, FLOAT, Precision
 from qnnlib.train import TrainConfig
 
 __all__ = ["RECIPES", "LABELS", "RecipeConfig", "MnistConfig", "Sanity", "PROFILES", "SANITY", "load_data",
-           "build_model", "run_recipes", "table_rows", "write_metrics", "check_sanity", "load_trained"]
+           "build_model", "run_recipes", "table_rows", "write_metrics", "check_sanity", "load_trained", "findings",
+           "recipe_key", "PAPER_ROW"]
 
 EXPERIMENT = "mnist"
-RECIPES = ("float", "theano", "torch7")
-LABELS = {"float": "Float baseline (ours)", "theano": "BNN (Theano)", "torch7": "BNN (Torch7)"}
+RECIPES = ("float", "theano", "torch7", "theano-paper", "torch7-paper")
+LABELS = {"float": "Float baseline (ours)", "theano": "BNN (Theano)", "torch7": "BNN (Torch7)",
+          "theano-paper": "BNN (Theano, paper text)", "torch7-paper": "BNN (Torch7, paper text)"}
+PAPER_ROW = {"theano": "BNN (Theano)", "torch7": "BNN (Torch7)", "theano-paper": "BNN (Theano)",
+             "torch7-paper": "BNN (Torch7)", "float": "No regularization"}
+"""The paper's Table 1 row each recipe is compared with (the paper-text variants with their code's row)."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +71,15 @@ class RecipeConfig:
     dropout_in: float
     dropout_hidden: float
     train: TrainConfig
+    options: ModelOptions = field(default_factory=ModelOptions)  # BN / init rules (code vs paper text)
+    input_range: Literal["pm1", "torch7"] = "pm1"  # qnnlib.data.mnist.load_mnist
+    follows: Literal["code", "paper-text"] = "paper-text"
 
     def __post_init__(self) -> None:
+        if self.input_range not in ("pm1", "torch7"):
+            raise ValueError(f"input_range must be 'pm1' or 'torch7', got {self.input_range!r}")
+        if self.follows not in ("code", "paper-text"):
+            raise ValueError(f"follows must be 'code' or 'paper-text', got {self.follows!r}")
         for f in ("hidden", "depth"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -112,26 +136,35 @@ class MnistConfig:
 
 def _recipe(name: str, hidden: int, epochs: int, halve_every: int = 20, lr_end: float = 3e-7,
             threads: int | None = None) -> RecipeConfig:
-    if name == "theano":
+    theano = TrainConfig(epochs=epochs, batch_size=100, optimizer="adam", lr_start=3e-3, lr_end=lr_end,
+                         lr_schedule="exp", glorot=True, seed=1234, threads=threads)
+    torch7 = TrainConfig(epochs=epochs, batch_size=100, optimizer="shift_adamax", lr_start=2.0**-6,
+                         lr_schedule="halve", halve_every=halve_every, glorot=True, seed=1234, threads=threads)
+    sbn = Precision(1, 1, stochastic=True, norm="sbn")
+    if name == "theano":  # Lasagne's adam and BatchNormLayer, Theano's `val_err <= best_val_err`
         return RecipeConfig(name, hidden, 3, BINARY, 0.2, 0.5,
-                            TrainConfig(epochs=epochs, batch_size=100, optimizer="adam", lr_start=3e-3, lr_end=lr_end,
-                                        lr_schedule="exp", glorot=True, seed=1234, threads=threads))
-    if name == "torch7":
-        return RecipeConfig(name, hidden, 3, Precision(1, 1, stochastic=True, norm="sbn"), 0.0, 0.0,
-                            TrainConfig(epochs=epochs, batch_size=100, optimizer="shift_adamax", lr_start=2.0**-6,
-                                        lr_schedule="halve", halve_every=halve_every, glorot=True, seed=1234,
-                                        threads=threads))
+                            replace(theano, optimizer="lasagne_adam", select_ties="last"),
+                            ModelOptions(bn_running="lasagne"), follows="code")
+    if name == "theano-paper":
+        return RecipeConfig(name, hidden, 3, BINARY, 0.2, 0.5, theano)
+    if name == "torch7":  # adaMax_binary_clip_shift.lua, BinaryNet_MNIST_Model.lua, Data.lua
+        return RecipeConfig(name, hidden, 3, sbn, 0.0, 0.0,
+                            replace(torch7, betas=(0.9, 0.999), adamax_state="torch7", glorot_placement="after",
+                                    lr_factors="torch7"),
+                            ModelOptions(sbn_backward="torch7", out_bn_eps=1e-5, bias_init="torch7"),
+                            input_range="torch7", follows="code")
+    if name == "torch7-paper":
+        return RecipeConfig(name, hidden, 3, sbn, 0.0, 0.0, torch7)
     if name == "float":
-        return RecipeConfig(name, hidden, 3, FLOAT, 0.2, 0.5,
-                            TrainConfig(epochs=epochs, batch_size=100, optimizer="adam", lr_start=3e-3, lr_end=lr_end,
-                                        lr_schedule="exp", glorot=False, seed=1234, threads=threads))
+        return RecipeConfig(name, hidden, 3, FLOAT, 0.2, 0.5, replace(theano, glorot=False))
     raise ValueError(f"unknown MNIST recipe {name!r}; choose from {RECIPES}")
 
 
 def _profile(profile: str, dataset: str, sizes: tuple[int | None, ...], resume: bool, threads: int | None = None,
              **recipes: dict) -> MnistConfig:
     return MnistConfig(profile, dataset, *sizes, recipes=RECIPES,  # type: ignore[arg-type]
-                       recipe_configs={r: _recipe(r, **recipes[r], threads=threads) for r in RECIPES}, resume=resume)
+                       recipe_configs={r: _recipe(r, **recipes[r.removesuffix("-paper")], threads=threads)
+                                       for r in RECIPES}, resume=resume)
 
 
 # The profile table: the only place sizes live. Reduced profiles compress the schedules: the exponential
@@ -167,9 +200,16 @@ SANITY: dict[str, Sanity] = {
 
 
 # ------------------------------------------------------------------------------------------ runs
-def load_data(cfg: MnistConfig, *, download: bool = True) -> DatasetSplits:
-    """The dataset of ``cfg``; ``"auto"``: MNIST if obtainable, else Fashion-MNIST with a warning."""
-    sizes = dict(train_size=cfg.train_size, valid_size=cfg.valid_size, test_size=cfg.test_size)
+def load_data(cfg: MnistConfig, *, download: bool = True, input_range: Literal["pm1", "torch7"] = "pm1"
+              ) -> DatasetSplits:
+    """The dataset of ``cfg``; ``"auto"``: MNIST if obtainable, else Fashion-MNIST with a warning.
+
+    ``input_range``: ``"pm1"`` (pixel/255·2−1) or ``"torch7"`` (the Torch7 code's standardisation,
+    :func:`qnnlib.data.mnist.load_mnist`); :func:`run_recipes` loads the second one itself for the recipes
+    that need it.
+    """
+    sizes = dict(train_size=cfg.train_size, valid_size=cfg.valid_size, test_size=cfg.test_size,
+                 input_range=input_range)
     if cfg.dataset != "auto":
         return load_mnist(cfg.dataset, download=download, **sizes)
     try:
@@ -185,11 +225,25 @@ def load_data(cfg: MnistConfig, *, download: bool = True) -> DatasetSplits:
         return load_mnist("fashion-mnist", download=download, **sizes)
 
 
+def recipe_key(rc: RecipeConfig) -> str:
+    """A hash of everything in ``rc`` that changes the trained model (architecture, precision, options, input
+    range, the training fingerprint): it names the recipe's checkpoint directory, so changing any of them
+    starts a new run instead of resuming another one."""
+    d = as_dict(replace(rc, train=TrainConfig()))
+    d["train"] = rc.train.fingerprint()
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _input_range(data: DatasetSplits) -> str:
+    return str(data.describe().get("input_range", "pm1"))
+
+
 def build_model(recipe: RecipeConfig, in_features: int = 784, num_classes: int = 10, seed: int | None = None) -> nn.Module:
     """The MNIST MLP of ``recipe``, initialised from ``seed`` (default: the recipe's training seed)."""
     torch.manual_seed(recipe.train.seed if seed is None else seed)
     return mnist_mlp(recipe.hidden, recipe.depth, precision=recipe.precision, in_features=in_features,
-                     num_classes=num_classes, dropout_in=recipe.dropout_in, dropout_hidden=recipe.dropout_hidden)
+                     num_classes=num_classes, dropout_in=recipe.dropout_in, dropout_hidden=recipe.dropout_hidden,
+                     options=recipe.options)
 
 
 def run_recipes(cfg: MnistConfig, data: DatasetSplits, *, experiment: str = EXPERIMENT, progress: bool = True,
@@ -201,9 +255,13 @@ def run_recipes(cfg: MnistConfig, data: DatasetSplits, *, experiment: str = EXPE
     """
     runs: dict[str, runner.Run] = {}
     in_features = int(data.train.x[0].numel())
+    by_range = {_input_range(data): data}
     for name in cfg.recipes:
         rc = cfg.recipe(name)
-        tag = f"{rc.name}-{data.name}-{sum(data.sizes().values())}-h{rc.hidden}-{rc.train.fingerprint()}"
+        if rc.input_range not in by_range:  # the same files and subsets, another input scaling
+            by_range[rc.input_range] = load_data(replace(cfg, dataset=data.name), input_range=rc.input_range)
+        data = by_range[rc.input_range]
+        tag = f"{rc.name}-{data.name}-{sum(data.sizes().values())}-h{rc.hidden}-{recipe_key(rc)}"
         print(f"[{name}] {rc.label}: {rc.precision.label}, hidden {rc.hidden}x{rc.depth}, {rc.train.epochs} epochs, "
               f"{rc.train.optimizer}, seeds {cfg.seeds(name)}")
         runs[name] = runner.train_seeds(
@@ -237,10 +295,32 @@ def table_rows(runs: dict[str, runner.Run], data: DatasetSplits) -> list[dict[st
              "dataset": data.name, "dataset_sizes": data.sizes(),
              "note": f"{rc.precision.label}, {rc.hidden}x{rc.depth}, {rc.train.epochs} epochs, best epoch "
                      f"{'/'.join(str(x.result.best_epoch) for x in run.runs)}; final-epoch error {final['mean']:.2f}%"}
-        if name == "float":
-            r["paper_key"] = f"{EXPERIMENT}:No regularization:test error %"
+        if name in PAPER_ROW:
+            r["paper_key"] = f"{EXPERIMENT}:{PAPER_ROW[name]}:test error %"
+        if name.endswith("-paper"):
+            r["note"] += (f"; the paper's text where it differs from the {name.split('-')[0]} code "
+                          "(docs/decisions.md D24), compared with the code's Table 1 number")
         rows.append(r)
     return rows
+
+
+def findings(runs: dict[str, runner.Run], data: DatasetSplits) -> list[str]:
+    """What notebook 01 prints under "What we found": each recipe's test error (mean ± std, n), its gap to the
+    float network, and for each recipe run both ways the difference between the authors' code and the paper's
+    text (code − paper text, points; a negative number means the code's rules gave the lower error)."""
+    rows = {name: r for name, r in zip(runs, table_rows(runs, data))}
+    lines = []
+    flt = rows.get("float")
+    for name, row in rows.items():
+        spread = f" ± {row['std']:.2f}" if row["n"] > 1 else ""
+        gap = f"  ({row['value'] - flt['value']:+.2f} points vs float)" if flt and name != "float" else ""
+        lines.append(f"{row['row']:<26} {row['value']:6.2f}%{spread} test error on {data.name} (n = {row['n']}){gap}")
+    for code in ("theano", "torch7"):
+        if code in rows and f"{code}-paper" in rows:
+            a, b = rows[code], rows[f"{code}-paper"]
+            lines.append(f"{code}: the authors' code vs the paper's text: {a['value']:.2f}% vs {b['value']:.2f}% "
+                         f"({a['value'] - b['value']:+.2f} points, n = {a['n']} and {b['n']} seeds)")
+    return lines
 
 
 def check_sanity(profile: str, runs: dict[str, runner.Run], metrics_json: Path | None = None) -> list[str]:

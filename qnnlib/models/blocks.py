@@ -12,49 +12,144 @@ A model resolves the bits of each compute layer from its policy
 * parameter gradients quantized — :func:`param_grad_quant` (hooks, not modules).
 
 So every quantized block is ``layer → [GradQuant] → [MaxPool] → BN → activation quantizer``.
+
+:class:`ModelOptions` names each place where the authors' code (Torch7 or Theano) differs from qnnlib's
+defaults; the defaults build today's models bit for bit.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
 from qnnlib.gradquant import GradQuant, register_param_grad_quant
 from qnnlib.layers import QuantAct, QuantConv2d, QuantLinear
-from qnnlib.norm import ShiftBatchNorm1d, ShiftBatchNorm2d
+from qnnlib.norm import LasagneBatchNorm, SBNBackward, ShiftBatchNorm1d, ShiftBatchNorm2d
 from qnnlib.precision import NormKind
 
-__all__ = ["linear_layer", "conv_layer", "norm_layer", "act_layer", "grad_quant_layer", "param_grad_quant"]
+__all__ = ["ModelOptions", "BNRunning", "BiasInit", "linear_layer", "conv_layer", "norm_layer", "act_layer",
+           "grad_quant_layer", "param_grad_quant"]
+
+BNRunning = Literal["torch", "lasagne"]
+BiasInit = Literal["zero", "torch7"]
 
 
-def linear_layer(in_features: int, out_features: int, weight_bits: int | None) -> nn.Module:
-    """Fully connected ``s_k = a_{k−1}^b W_k^b + b`` with ``W_k^b = Q(W_k)`` at ``weight_bits`` (``None``: float)."""
+@dataclass(frozen=True)
+class ModelOptions:
+    """Switches between qnnlib's defaults and the authors' rules (issue 11 rows 5, 6, 8).
+
+    * ``bn_running``: vanilla BN's running statistics. ``"torch"``: ``nn.BatchNorm1d/2d`` (moving average of
+      the unbiased variance); ``"lasagne"``: :class:`qnnlib.norm.LasagneBatchNorm` (moving average of
+      ``1/√(biased var + ε)``, Lasagne ``lasagne/layers/normalization.py`` l. 275–305 — the Theano code's BN).
+    * ``sbn_backward``: shift-BN backward, ``"autograd"`` (identity STE through every AP2) or ``"torch7"``
+      (itayhubara/BinaryNet ``Models/BatchNormalizationShiftPow2.lua`` l. 120–157).
+    * ``sbn_invstd_init``: start of shift-BN's running 1/σ; ``None``: 1.0 (Torch7's 1-D module, l. 28–29);
+      Torch7's spatial module starts at 0 (``SpatialBatchNormalizationShiftPow2.lua`` l. 76–78).
+    * ``out_bn_eps``: ε of the output layer's BN; ``None``: the model's ``bn_eps``.  Torch7's MNIST model
+      ends in ``nn.BatchNormalization(10)`` (``Models/BinaryNet_MNIST_Model.lua`` l. 38), ε = 1e-5.
+    * ``bias_init``: biases of quantized linear/conv layers. ``"zero"``: 0 (Theano BinaryNet; float layers keep
+      PyTorch's init); ``"torch7"``: ``U(−1/√fan_in, 1/√fan_in)`` (``Models/BinaryLinear.lua`` l. 25–41,
+      ``stdv = 1/sqrt(inputSize)``; convs with ``fan_in = C_in·k·k`` as ``nn.SpatialConvolution:reset``).
+    """
+
+    bn_running: BNRunning = "torch"
+    sbn_backward: SBNBackward = "autograd"
+    sbn_invstd_init: float | None = None
+    out_bn_eps: float | None = None
+    bias_init: BiasInit = "zero"
+
+    def __post_init__(self) -> None:
+        if self.bn_running not in ("torch", "lasagne"):
+            raise ValueError(f"bn_running must be 'torch' or 'lasagne', got {self.bn_running!r}")
+        if self.sbn_backward not in ("autograd", "torch7"):
+            raise ValueError(f"sbn_backward must be 'autograd' or 'torch7', got {self.sbn_backward!r}")
+        if self.bias_init not in ("zero", "torch7"):
+            raise ValueError(f"bias_init must be 'zero' or 'torch7', got {self.bias_init!r}")
+        v = self.sbn_invstd_init
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                              or v < 0):
+            raise ValueError(f"sbn_invstd_init must be None or a finite number >= 0, got {v!r}")
+        e = self.out_bn_eps
+        if e is not None and (isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e)
+                              or e <= 0):
+            raise ValueError(f"out_bn_eps must be None or a finite number > 0, got {e!r}")
+
+
+def _torch7_bias(layer: nn.Module, fan_in: int) -> nn.Module:
+    # itayhubara/BinaryNet Models/BinaryLinear.lua l. 29 and l. 40: bias ~ U(-stdv, stdv), stdv = 1/sqrt(fan_in)
+    if getattr(layer, "bias", None) is not None:
+        stdv = 1.0 / math.sqrt(fan_in)
+        with torch.no_grad():
+            layer.bias.uniform_(-stdv, stdv)
+    return layer
+
+
+def linear_layer(in_features: int, out_features: int, weight_bits: int | None, bias_init: BiasInit = "zero"
+                 ) -> nn.Module:
+    """Fully connected ``s_k = a_{k−1}^b W_k^b + b`` with ``W_k^b = Q(W_k)`` at ``weight_bits`` (``None``: float).
+
+    ``bias_init="torch7"`` draws a quantized layer's bias from ``U(±1/√in_features)`` after its weights
+    (itayhubara/BinaryNet ``Models/BinaryLinear.lua`` l. 25–41); a float layer keeps PyTorch's init (the same law).
+    """
+    if bias_init not in ("zero", "torch7"):
+        raise ValueError(f"bias_init must be 'zero' or 'torch7', got {bias_init!r}")
     if weight_bits is None:
         return nn.Linear(in_features, out_features)
-    return QuantLinear(in_features, out_features, weight_bits=weight_bits)
+    layer = QuantLinear(in_features, out_features, weight_bits=weight_bits)
+    return _torch7_bias(layer, in_features) if bias_init == "torch7" else layer
 
 
-def conv_layer(in_channels: int, out_channels: int, weight_bits: int | None) -> nn.Module:
-    """3×3 'same' convolution ``s_k = a_{k−1}^b ∗ W_k^b + b`` with ``W_k^b = Q(W_k)`` (``None``: float)."""
+def conv_layer(in_channels: int, out_channels: int, weight_bits: int | None, bias_init: BiasInit = "zero"
+               ) -> nn.Module:
+    """3×3 'same' convolution ``s_k = a_{k−1}^b ∗ W_k^b + b`` with ``W_k^b = Q(W_k)`` (``None``: float).
+
+    ``bias_init="torch7"``: a quantized conv's bias from ``U(±1/√(9·in_channels))`` (Torch7
+    ``nn.SpatialConvolution:reset``, ``stdv = 1/sqrt(kW·kH·nInputPlane)``); a float conv keeps PyTorch's init.
+    """
+    if bias_init not in ("zero", "torch7"):
+        raise ValueError(f"bias_init must be 'zero' or 'torch7', got {bias_init!r}")
     if weight_bits is None:
         return nn.Conv2d(in_channels, out_channels, 3, padding=1)
-    return QuantConv2d(in_channels, out_channels, 3, padding=1, weight_bits=weight_bits)
+    layer = QuantConv2d(in_channels, out_channels, 3, padding=1, weight_bits=weight_bits)
+    return _torch7_bias(layer, 9 * in_channels) if bias_init == "torch7" else layer
 
 
 def norm_layer(
-    num_features: int, norm: NormKind, dims: int, eps: float, momentum: float, output: bool = False
+    num_features: int,
+    norm: NormKind,
+    dims: int,
+    eps: float,
+    momentum: float,
+    output: bool = False,
+    options: ModelOptions | None = None,
 ) -> nn.Module:
     """``a_k = BatchNorm(s_k)``: shift-based BN (Alg. 3) when ``norm="sbn"`` except at the output, else vanilla.
 
     ``dims`` is 1 (after a linear layer) or 2 (after a conv); ``eps``/``momentum`` are the vanilla BN's
-    (SBN keeps its Torch7 defaults).
+    (SBN keeps its Torch7 defaults, ε = 1e-5 and momentum 0.125).  ``options`` (:class:`ModelOptions`, default
+    all-default) chooses vanilla BN's running statistics (``bn_running``), shift-BN's backward and running-1/σ
+    start, and the output BN's ε (``out_bn_eps``, used when ``output=True``).
     """
     if norm not in ("bn", "sbn"):
         raise ValueError(f"norm must be 'bn' or 'sbn', got {norm!r}")
     if dims not in (1, 2):
         raise ValueError(f"dims must be 1 or 2, got {dims!r}")
+    opt = ModelOptions() if options is None else options
     if norm == "sbn" and not output:
-        return (ShiftBatchNorm1d if dims == 1 else ShiftBatchNorm2d)(num_features)
+        kw: dict = {}
+        if opt.sbn_backward != "autograd":
+            kw["backward"] = opt.sbn_backward
+        if opt.sbn_invstd_init is not None:
+            kw["running_invstd_init"] = float(opt.sbn_invstd_init)
+        return (ShiftBatchNorm1d if dims == 1 else ShiftBatchNorm2d)(num_features, **kw)
+    if output and opt.out_bn_eps is not None:
+        eps = opt.out_bn_eps
+    if opt.bn_running == "lasagne":
+        return LasagneBatchNorm(num_features, eps=eps, momentum=momentum)
     return (nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d)(num_features, eps=eps, momentum=momentum)
 
 

@@ -16,7 +16,15 @@ from typing import Any
 from torch import nn
 
 from qnnlib.checks import check_int
-from qnnlib.models.blocks import act_layer, conv_layer, grad_quant_layer, linear_layer, norm_layer, param_grad_quant
+from qnnlib.models.blocks import (
+    ModelOptions,
+    act_layer,
+    conv_layer,
+    grad_quant_layer,
+    linear_layer,
+    norm_layer,
+    param_grad_quant,
+)
 from qnnlib.precision import BINARY, Precision
 
 __all__ = ["convnet", "cifar10_convnet", "svhn_convnet"]
@@ -32,6 +40,7 @@ def convnet(
     num_classes: int = 10,
     bn_eps: float = 1e-4,
     bn_momentum: float = 0.1,
+    options: ModelOptions = ModelOptions(),  # noqa: B008 — frozen, immutable default
 ) -> nn.Sequential:
     """The VGG-like ConvNet: (2×c1 C3)-MP2-(2×c2 C3)-MP2-(2×c3 C3)-MP2-(2×fc FC)-classes.
 
@@ -40,7 +49,11 @@ def convnet(
     output ``fc{L} → [gq{L}] → bn{L}`` (vanilla BN, no activation); ``L = 2·len(channels) + 3``.
     ``gq{k}`` is present only when the policy gives layer ``k`` gradient bits;
     ``precision.param_grad_bits`` registers parameter-gradient hooks (not part of the ``state_dict``).
+    ``options`` (:class:`qnnlib.models.blocks.ModelOptions`) switches to the authors' rules (BN running
+    statistics, shift-BN backward and running-1/σ start, output BN ε, bias init).
     """
+    if not isinstance(options, ModelOptions):
+        raise TypeError(f"options must be a ModelOptions, got {type(options).__name__}")
     if isinstance(channels, (str, bytes)) or len(channels) < 1:
         raise ValueError(f"channels must name at least one conv width, got {channels!r}")
     for i, c in enumerate(channels):
@@ -64,26 +77,28 @@ def convnet(
     for c in channels:
         for j in range(2):
             k += 1
-            layers[f"conv{k}"] = conv_layer(c_in, c, bits[k - 1].weight_bits)  # s_k = a_{k-1}^b * W_k^b
+            # s_k = a_{k-1}^b * W_k^b
+            layers[f"conv{k}"] = conv_layer(c_in, c, bits[k - 1].weight_bits, options.bias_init)
             grad_quant(k)
             if j == 1:
                 layers[f"pool{k}"] = nn.MaxPool2d(2)
-            layers[f"bn{k}"] = norm_layer(c, precision.norm, 2, bn_eps, bn_momentum)  # a_k = BatchNorm(s_k)
+            layers[f"bn{k}"] = norm_layer(c, precision.norm, 2, bn_eps, bn_momentum, options=options)  # a_k = BN(s_k)
             layers[f"act{k}"] = act_layer(bits[k - 1].act_bits, precision.stochastic)  # a_k^b = Q(Htanh(a_k))
             c_in = c
     layers["flatten"] = nn.Flatten()
     width = c_in * (image_size // shrink) ** 2
     for _ in range(2):
         k += 1
-        layers[f"fc{k}"] = linear_layer(width, fc, bits[k - 1].weight_bits)
+        layers[f"fc{k}"] = linear_layer(width, fc, bits[k - 1].weight_bits, options.bias_init)
         grad_quant(k)
-        layers[f"bn{k}"] = norm_layer(fc, precision.norm, 1, bn_eps, bn_momentum)
+        layers[f"bn{k}"] = norm_layer(fc, precision.norm, 1, bn_eps, bn_momentum, options=options)
         layers[f"act{k}"] = act_layer(bits[k - 1].act_bits, precision.stochastic)
         width = fc
     k += 1  # output layer: quantized weights, the previous activation's bits as input, BN, no activation
-    layers[f"fc{k}"] = linear_layer(width, num_classes, bits[k - 1].weight_bits)
+    layers[f"fc{k}"] = linear_layer(width, num_classes, bits[k - 1].weight_bits, options.bias_init)
     grad_quant(k)
-    layers[f"bn{k}"] = norm_layer(num_classes, precision.norm, 1, bn_eps, bn_momentum, output=True)
+    layers[f"bn{k}"] = norm_layer(num_classes, precision.norm, 1, bn_eps, bn_momentum, output=True,
+                                    options=options)
     model = nn.Sequential(layers)
     param_grad_quant(model, precision.param_grad_bits, precision.grad_method)
     return model

@@ -52,7 +52,7 @@ from torch import nn
 
 from qnnlib.evaluation import eval_mode
 from qnnlib.layers import LatentWeightLayer, QuantAct
-from qnnlib.norm import ShiftBatchNorm1d, ShiftBatchNorm2d
+from qnnlib.norm import LasagneBatchNorm, ShiftBatchNorm1d, ShiftBatchNorm2d
 from qnnlib.runtime.bitpack import WORD_BITS, pack
 from qnnlib.runtime.bitplanes import inputs_from_pixels, pixels_from_inputs
 from qnnlib.runtime.folding import (
@@ -115,10 +115,10 @@ def _blocks(model: nn.Module) -> list[tuple[str, nn.Module, str, nn.Module, str 
         if isinstance(bn, (ShiftBatchNorm1d, ShiftBatchNorm2d)):
             raise NotExportableError(f"{bn_name} is shift-based BN (SBN, Torch7 recipe): not supported; export "
                                      f"needs vanilla nn.BatchNorm1d (Theano recipe). {SUPPORTED}")
-        if not isinstance(bn, nn.BatchNorm1d):
+        if not isinstance(bn, (nn.BatchNorm1d, LasagneBatchNorm)):
             raise NotExportableError(f"{name} is followed by {bn_name} ({type(bn).__name__}), not by a "
                                      f"BatchNorm1d: BN is required after every layer. {SUPPORTED}")
-        if bn.running_mean is None or bn.running_var is None:
+        if bn.running_mean is None or getattr(bn, "running_var", getattr(bn, "running_invstd", None)) is None:
             raise NotExportableError(f"{bn_name} has no running statistics (track_running_stats=False); "
                                      f"inference needs them. {SUPPORTED}")
         if bn.num_features != fc.out_features:
@@ -189,7 +189,8 @@ def export_bnn(model: nn.Module) -> PackedBNN:
         if idx == len(blocks):
             out = dict(out_bias=bias.numpy().copy(), out_mean=bnp["mean"].numpy().copy(),
                        out_var=bnp["var"].numpy().copy(), out_weight=bnp["weight"].numpy().copy(),
-                       out_beta=bnp["bias"].numpy().copy(), out_eps=bnp["eps"])
+                       out_beta=bnp["bias"].numpy().copy(), out_eps=bnp["eps"],
+                       out_invstd=None if bnp.get("invstd") is None else bnp["invstd"].numpy().copy())
             continue
         thresholds.append(t)
         flips.append(f)

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from numba import njit, prange
 from torch import nn
 
+from qnnlib.norm import LasagneBatchNorm
 from qnnlib.runtime.bitpack import WORD_BITS, pack, pack_word, packed_width
 
 __all__ = [
@@ -57,17 +58,31 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------------
 
 
-def bn_tensors(bn: nn.BatchNorm1d) -> dict[str, torch.Tensor | float]:
-    """A BN layer's running mean/var, γ (``weight``), β (``bias``) as float32 CPU tensors, and ε."""
+def bn_tensors(bn: nn.Module) -> dict[str, torch.Tensor | float]:
+    """A BN layer's running mean/var, γ (``weight``), β (``bias``) as float32 CPU tensors, and ε.
+
+    For :class:`qnnlib.norm.LasagneBatchNorm` (the Theano code's BN) the dict also holds ``invstd`` (its running
+    1/σ), which :func:`batch_norm` then uses exactly as that module's eval formula does; ``var`` is its
+    equivalent ``1/invstd² − ε`` (for the checks of :func:`check_finite`).
+    """
     h = bn.num_features
     w = bn.weight.detach().cpu().float() if bn.weight is not None else torch.ones(h)
     b = bn.bias.detach().cpu().float() if bn.bias is not None else torch.zeros(h)
-    return {"mean": bn.running_mean.detach().cpu().float(), "var": bn.running_var.detach().cpu().float(),
-            "weight": w, "bias": b, "eps": float(bn.eps)}
+    out: dict[str, torch.Tensor | float] = {"mean": bn.running_mean.detach().cpu().float(), "weight": w, "bias": b,
+                                            "eps": float(bn.eps)}
+    if isinstance(bn, LasagneBatchNorm):
+        out["invstd"] = bn.running_invstd.detach().cpu().float()
+        out["var"] = bn.running_var_equivalent().cpu().float()
+    else:
+        out["var"] = bn.running_var.detach().cpu().float()
+    return out
 
 
 def batch_norm(s: torch.Tensor, p: dict) -> torch.Tensor:
-    """Eval-mode BN exactly as ``nn.BatchNorm1d.forward`` calls it (same kernel, same (N, C) layout)."""
+    """Eval-mode BN exactly as the model computes it: ``nn.BatchNorm1d.forward``'s kernel (same (N, C) layout), or
+    for a Lasagne BN (``p["invstd"]``) its ``(s − mean)·(γ·invstd) + β`` in float32."""
+    if p.get("invstd") is not None:
+        return (s - p["mean"].view(1, -1)) * (p["weight"] * p["invstd"]).view(1, -1) + p["bias"].view(1, -1)
     return F.batch_norm(s, p["mean"], p["var"], p["weight"], p["bias"], training=False, momentum=0.0,
                         eps=p["eps"])
 
@@ -89,7 +104,11 @@ def check_finite(bnp: dict, bias: Any = None, layer: str = "the layer") -> None:
     or ±inf, or the running variance is negative; the message names ``layer``, each bad parameter and its
     first neurons. ``bnp`` is :func:`bn_tensors`' dict; ``bias`` a tensor or array (``None``: no fc bias).
     """
-    params = [(_BN_NAMES[key], np.asarray(bnp[key], dtype=np.float64)) for key in _BN_NAMES]
+    lasagne = bnp.get("invstd") is not None
+    params = [(_BN_NAMES[key], np.asarray(bnp[key], dtype=np.float64)) for key in _BN_NAMES
+              if not (lasagne and key == "var")]
+    if lasagne:
+        params.insert(1, ("running_invstd", np.asarray(bnp["invstd"], dtype=np.float64)))
     if bias is not None:
         params.append(("fc bias", np.asarray(bias, dtype=np.float64)))
     problems = []
@@ -99,10 +118,16 @@ def check_finite(bnp: dict, bias: Any = None, layer: str = "the layer") -> None:
             idx = np.flatnonzero(bad)
             kinds = "/".join(sorted({"NaN" if np.isnan(x) else "+inf" if x > 0 else "-inf" for x in v[idx]}))
             problems.append(f"{pname} is {kinds} for {idx.size} neuron(s) {idx[:5].tolist()}")
-    var = np.asarray(bnp["var"], dtype=np.float64)
-    if (var < 0).any():
-        idx = np.flatnonzero(var < 0)
-        problems.append(f"running_var is negative for {idx.size} neuron(s) {idx[:5].tolist()}")
+    if lasagne:  # Lasagne BN: 1/σ itself must be positive
+        invstd = np.asarray(bnp["invstd"], dtype=np.float64)
+        if (invstd <= 0).any():
+            idx = np.flatnonzero(invstd <= 0)
+            problems.append(f"running_invstd is not positive for {idx.size} neuron(s) {idx[:5].tolist()}")
+    else:
+        var = np.asarray(bnp["var"], dtype=np.float64)
+        if (var < 0).any():
+            idx = np.flatnonzero(var < 0)
+            problems.append(f"running_var is negative for {idx.size} neuron(s) {idx[:5].tolist()}")
     if problems:
         raise NonFiniteStatisticsError(
             f"{layer} has non-finite BN statistics: {'; '.join(problems)}. The training run diverged (BN of "
@@ -175,7 +200,8 @@ def first_layer_thresholds(k: int, row_sum: np.ndarray, bias: np.ndarray, bnp: d
     mean, var = bnp["mean"].double().numpy(), bnp["var"].double().numpy()
     gamma, beta = bnp["weight"].double().numpy(), bnp["bias"].double().numpy()
     big = 255 * k + 2  # out of the range of D ∈ [-255 K, 255 K]
-    std = np.sqrt(var + bnp["eps"])
+    std = (1.0 / bnp["invstd"].double().numpy() if bnp.get("invstd") is not None  # Lasagne BN: σ = 1/invstd
+           else np.sqrt(var + bnp["eps"]))
     with np.errstate(divide="ignore", invalid="ignore"):
         s_star = mean - beta * std / gamma  # BN(s*) = 0
         d_star = (s_star + row_sum.astype(np.float64) - bias.astype(np.float64)) * 255.0 / 2.0

@@ -24,7 +24,8 @@ without pickle) with layers numbered 1..L as ``qnnlib.models.mlp.mnist_mlp`` nam
 - ``fc{k}.weight.packed``: ``sign(W_k)`` packed, (H_k, ceil(K_k/64)) uint64 (K_k and the shape in ``meta``);
 - ``fc{k}.threshold`` (int32) and ``fc{k}.flip`` (int8), k = 1..L-1; ``fc1.row_sum`` (int32, S of Eq. 6);
 - the output layer under the model's own ``state_dict`` keys, float32: ``fc{L}.bias``,
-  ``bn{L}.running_mean``, ``bn{L}.running_var``, ``bn{L}.weight`` (γ), ``bn{L}.bias`` (β);
+  ``bn{L}.running_mean``, ``bn{L}.running_var``, ``bn{L}.weight`` (γ), ``bn{L}.bias`` (β), and for a Lasagne
+  output BN (the Theano code's) ``bn{L}.running_invstd`` (its ``running_var`` is then ``1/invstd² − ε``);
 - ``meta["attrs"]``: ``out_eps`` (the output BN's ε) and ``fragile``.
 """
 
@@ -68,6 +69,8 @@ class PackedBNN:
         row_sum: (H_1,) int32, S = Σ_j W_1^b[:, j] (Eq. 6 recombination).
         out_bias, out_mean, out_var, out_weight, out_beta: (H_L,) float32, the output layer's bias and BN.
         out_eps: the output BN's ε.
+        out_invstd: (H_L,) float32 or None: the running 1/σ of a Lasagne output BN (the Theano code's BN,
+            :class:`qnnlib.norm.LasagneBatchNorm`); when set the output BN is ``(s − mean)·(γ·invstd) + β``.
         fragile: per hidden layer ≥ 2, neurons within PyTorch's float accumulation error of their
             threshold (diagnostic, see :mod:`qnnlib.runtime.export`).
     """
@@ -84,6 +87,7 @@ class PackedBNN:
     out_beta: np.ndarray
     out_eps: float
     fragile: tuple[int, ...] = ()
+    out_invstd: np.ndarray | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -116,7 +120,7 @@ class PackedBNN:
     def nbytes(self) -> int:
         """Bytes of all arrays (the on-disk file adds ~100-byte npy headers per array)."""
         arrays = [*self.weights, *self.thresholds, *self.flips, self.row_sum, self.out_bias, self.out_mean,
-                  self.out_var, self.out_weight, self.out_beta]
+                  self.out_var, self.out_weight, self.out_beta] + ([] if self.out_invstd is None else [self.out_invstd])
         return int(sum(a.nbytes for a in arrays))
 
     def __repr__(self) -> str:
@@ -136,6 +140,8 @@ class PackedBNN:
         arrays.update({f"fc{n}.bias": self.out_bias, f"bn{n}.running_mean": self.out_mean,
                        f"bn{n}.running_var": self.out_var, f"bn{n}.weight": self.out_weight,
                        f"bn{n}.bias": self.out_beta})
+        if self.out_invstd is not None:
+            arrays[f"bn{n}.running_invstd"] = self.out_invstd
         return PackedCheckpoint(kind=PACKED_BNN_KIND, weights=weights, shapes=shapes, arrays=arrays,
                                 attrs={"out_eps": self.out_eps, "fragile": list(self.fragile)}, word_bits=WORD_BITS)
 
@@ -164,7 +170,8 @@ class PackedBNN:
                    thresholds=[get(f"fc{k}.threshold") for k in range(1, n)],
                    flips=[get(f"fc{k}.flip") for k in range(1, n)], row_sum=get("fc1.row_sum"),
                    out_bias=get(f"fc{n}.bias"), out_mean=get(f"bn{n}.running_mean"), out_var=get(f"bn{n}.running_var"),
-                   out_weight=get(f"bn{n}.weight"), out_beta=get(f"bn{n}.bias"), out_eps=out_eps, fragile=fragile)
+                   out_weight=get(f"bn{n}.weight"), out_beta=get(f"bn{n}.bias"), out_eps=out_eps, fragile=fragile,
+                   out_invstd=checkpoint.arrays.get(f"bn{n}.running_invstd"))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the packed checkpoint (kind ``"packed-bnn"``, an **uncompressed** ``.npz``); returns its path."""
@@ -273,7 +280,8 @@ class PackedBNN:
         """a_L = BatchNorm(dot + bias) in float32, the model's own arithmetic (CPU)."""
         s = torch.from_numpy(dot.astype(np.float32)) + torch.from_numpy(self.out_bias)
         p = {"mean": torch.from_numpy(self.out_mean), "var": torch.from_numpy(self.out_var),
-             "weight": torch.from_numpy(self.out_weight), "bias": torch.from_numpy(self.out_beta), "eps": self.out_eps}
+             "weight": torch.from_numpy(self.out_weight), "bias": torch.from_numpy(self.out_beta), "eps": self.out_eps,
+             "invstd": None if self.out_invstd is None else torch.from_numpy(self.out_invstd)}
         return batch_norm(s, p)
 
     # ------------------------------------------------------------------------------ public API

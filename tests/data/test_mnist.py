@@ -219,3 +219,32 @@ def test_as_loader_covers_split_once(tiny):
     assert len(as_loader(split, 7, drop_last=True)) == 4
     x0, _ = next(iter(as_loader(split, 4)))
     assert torch.equal(x0, split.x[:4])
+
+
+# ------------------------------------------------------------------------- input_range (issue 11 row 5)
+def test_input_range_torch7_matches_restatement(tiny):
+    from tests import authors_rules_bn as ar
+
+    root, spec = tiny
+    d = ds.load_mnist("mnist", root, download=False, input_range="torch7")
+    train = read_idx(root / "mnist" / spec.files["train_images"].name)
+    test = read_idx(root / "mnist" / spec.files["test_images"].name)
+    first = train[:30]  # the training split: statistics from it only
+    for got, pixels in [(d.train.x, first), (d.valid.x, train[30:]), (d.test.x, test)]:
+        assert got.dtype == torch.float32 and got.shape == (len(pixels), 784)
+        np.testing.assert_allclose(got.numpy(), ar.mnist_inputs_t7(first, pixels), rtol=1e-6, atol=1e-6)
+    x = d.train.x.double()
+    assert abs(x.mean().item()) < 1e-6 and abs(x.std().item() - 1) < 1e-6  # ÷(n−1) std over the split
+    mean, std = ds.torch7_standardise(first)
+    assert "Torch7" in d.describe()["inputs"] and repr(mean) in d.describe()["inputs"]
+    assert d.describe()["sizes"] == d.sizes()
+    pm1 = ds.load_mnist("mnist", root, download=False)
+    assert type(pm1) is not ds.MnistSplits and pm1.describe()["inputs"] == ds.PM1_INPUTS
+    assert torch.equal(pm1.train.x, ds.load_mnist("mnist", root, download=False, input_range="pm1").train.x)
+    assert not torch.allclose(pm1.train.x, d.train.x)
+    # a subset keeps the full training split's statistics
+    sub = ds.load_mnist("mnist", root, download=False, input_range="torch7", train_size=20, seed=1)
+    idx = stratified_subset(read_idx(root / "mnist" / spec.files["train_labels"].name)[:30], 20, 1)
+    np.testing.assert_allclose(sub.train.x.numpy(), ar.mnist_inputs_t7(first, first[idx]), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="input_range"):
+        ds.load_mnist("mnist", root, download=False, input_range="01")

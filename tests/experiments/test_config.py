@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from qnnlib.experiments import config
 from qnnlib.experiments.mnist import RECIPES, MnistConfig, RecipeConfig
+from qnnlib.models.blocks import ModelOptions
 from qnnlib.precision import BINARY, FLOAT, LayerBits, Precision
 
 
@@ -40,12 +41,23 @@ def test_paper_profile_is_the_authors_settings() -> None:
     th, t7, fl = cfg.recipe("theano"), cfg.recipe("torch7"), cfg.recipe("float")
     assert cfg.recipes == RECIPES and cfg.dataset == "mnist" and cfg.train_size is None and cfg.n_seeds == 1
     assert (th.hidden, th.depth, th.dropout_in, th.dropout_hidden) == (4096, 3, 0.2, 0.5)
-    assert th.precision == BINARY and th.train.optimizer == "adam" and th.train.glorot
+    assert th.precision == BINARY and th.train.optimizer == "lasagne_adam" and th.train.glorot
     assert (th.train.epochs, th.train.batch_size, th.train.lr_start, th.train.lr_end) == (1000, 100, 3e-3, 3e-7)
+    assert (th.follows, th.options.bn_running, th.train.select_ties) == ("code", "lasagne", "last")
     assert (t7.hidden, t7.dropout_in, t7.precision.stochastic, t7.precision.norm) == (2048, 0.0, True, "sbn")
     assert (t7.train.optimizer, t7.train.lr_start, t7.train.lr_schedule, t7.train.halve_every) == (
         "shift_adamax", 2**-6, "halve", 20)
+    assert (t7.follows, t7.train.betas, t7.train.adamax_state, t7.train.glorot_placement, t7.train.lr_factors) == (
+        "code", (0.9, 0.999), "torch7", "after", "torch7")
+    assert (t7.options.sbn_backward, t7.options.out_bn_eps, t7.options.bias_init, t7.input_range) == (
+        "torch7", 1e-5, "torch7", "torch7")
     assert fl.precision == FLOAT and not fl.train.glorot and fl.hidden == 4096
+    # the paper-text variants: the same networks and schedules, the paper's algorithms
+    thp, t7p = cfg.recipe("theano-paper"), cfg.recipe("torch7-paper")
+    assert thp.follows == t7p.follows == "paper-text" and thp.train.optimizer == "adam"
+    assert thp.options == t7p.options == ModelOptions() and t7p.input_range == "pm1"
+    assert (t7p.train.betas, t7p.train.adamax_state, t7p.train.glorot_placement) == (None, "paper", "inside")
+    assert (thp.hidden, thp.train.epochs, t7p.hidden, t7p.train.halve_every) == (4096, 1000, 2048, 20)
 
 
 def test_env_var_wins(monkeypatch) -> None:

@@ -14,8 +14,9 @@ from torch import nn
 
 from qnnlib.gradquant import GradQuant, quantize_tensor
 from qnnlib.layers import LatentWeightLayer, QuantAct, QuantConv2d, QuantLinear
+from qnnlib.models.blocks import ModelOptions
 from qnnlib.models.convnet import cifar10_convnet, convnet, svhn_convnet
-from qnnlib.norm import ShiftBatchNorm1d, ShiftBatchNorm2d
+from qnnlib.norm import LasagneBatchNorm, ShiftBatchNorm1d, ShiftBatchNorm2d
 from qnnlib.precision import BINARY, FLOAT, LayerBits, Precision
 from tests.models.test_mlp import assert_same_model, state_digest
 
@@ -144,3 +145,34 @@ def test_grad_bits_weight_gradients_are_closed_forms_of_the_quantized_error() ->
         else:
             want = q.T @ a
         assert torch.allclose(layer.weight.grad, want, rtol=0, atol=1e-10), name
+
+
+# Issue 11 rows 5, 6, 8: ModelOptions reach every layer of the ConvNet
+def test_default_options_build_todays_convnet() -> None:
+    for p in (BINARY, Precision(1, 1, True, "sbn")):
+        torch.manual_seed(2)
+        a = convnet((2, 4, 4), 6, image_size=8, precision=p)
+        torch.manual_seed(2)
+        b = convnet((2, 4, 4), 6, image_size=8, precision=p, options=ModelOptions())
+        assert state_digest(a) == state_digest(b) and repr(a) == repr(b)
+
+
+def test_convnet_options() -> None:
+    sbn = Precision(1, 1, True, "sbn")
+    o = ModelOptions(sbn_backward="torch7", sbn_invstd_init=0.0, out_bn_eps=1e-5, bias_init="torch7")
+    torch.manual_seed(0)
+    m = convnet((4, 4, 8), 8, in_channels=3, image_size=8, precision=sbn, options=o)
+    assert isinstance(m.bn1, ShiftBatchNorm2d) and m.bn1.backward == "torch7"
+    assert torch.equal(m.bn1.running_invstd, torch.zeros(4)) and m.bn7.backward == "torch7"
+    assert m.bn9.eps == 1e-5
+    b1, b3 = m.conv1.bias.detach(), m.conv3.bias.detach()
+    assert b1.abs().max() <= 1 / 27**0.5 and b3.abs().max() <= 1 / 36**0.5 and b1.abs().max() > 0
+    assert m.fc7.bias.abs().max() <= 1 / (8 * 1 * 1) ** 0.5 and m.fc7.bias.abs().max() > 0
+    x = torch.randn(4, 3, 8, 8)
+    m(x).square().sum().backward()
+    las = convnet((4, 4, 8), 8, in_channels=3, image_size=8, options=ModelOptions(bn_running="lasagne"))
+    assert all(isinstance(getattr(las, f"bn{k}"), LasagneBatchNorm) for k in range(1, 10))
+    las(x)
+    assert las.eval()(x).shape == (4, 10)
+    assert isinstance(convnet((4, 4, 8), 8, in_channels=3, image_size=8).bn1, nn.BatchNorm2d)
+    assert isinstance(m.bn7, ShiftBatchNorm1d)

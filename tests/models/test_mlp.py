@@ -18,10 +18,19 @@ from torch import nn
 
 from qnnlib.gradquant import GradQuant, quantize_tensor
 from qnnlib.layers import LatentWeightLayer, QuantAct, QuantLinear
-from qnnlib.models.blocks import act_layer, conv_layer, grad_quant_layer, linear_layer, norm_layer, param_grad_quant
+from qnnlib.models.blocks import (
+    ModelOptions,
+    act_layer,
+    conv_layer,
+    grad_quant_layer,
+    linear_layer,
+    norm_layer,
+    param_grad_quant,
+)
 from qnnlib.models.mlp import mnist_mlp
-from qnnlib.norm import ShiftBatchNorm1d
+from qnnlib.norm import LasagneBatchNorm, ShiftBatchNorm1d
 from qnnlib.precision import BINARY, FLOAT, LayerBits, Precision
+from tests import authors_rules_bn as ar
 
 
 def assert_same_model(model, ref, x) -> None:
@@ -249,3 +258,94 @@ def test_blocks_turn_bits_into_modules() -> None:
                        (lambda: grad_quant_layer(1, "linear"), "bits")):
         with pytest.raises(ValueError, match=name):
             call()
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 11 rows 5, 6, 8: ModelOptions
+# --------------------------------------------------------------------------------------------------
+SBN = Precision(1, 1, True, "sbn")
+
+
+@pytest.mark.parametrize("precision", [BINARY, SBN, FLOAT])
+def test_default_options_build_todays_model(precision: Precision) -> None:
+    torch.manual_seed(5)
+    a = mnist_mlp(16, 2, in_features=20, precision=precision)
+    torch.manual_seed(5)
+    b = mnist_mlp(16, 2, in_features=20, precision=precision, options=ModelOptions())
+    x = torch.rand(8, 20) * 2 - 1
+    assert_same_model(a, b, x)
+    assert repr(a) == repr(b)
+
+
+def test_options_bias_init_torch7_bounds() -> None:
+    torch.manual_seed(0)
+    m = mnist_mlp(256, 2, in_features=400, options=ModelOptions(bias_init="torch7"))
+    for name, fan_in in [("fc1", 400), ("fc2", 256), ("fc3", 256)]:
+        b = getattr(m, name).bias.detach()
+        bound = ar.binary_linear_bias_bound_t7(fan_in)
+        assert b.abs().max() <= bound
+        assert b.abs().max() > 0.9 * bound and b.min() < 0 < b.max()  # spread over U(±1/√fan_in)
+        w = getattr(m, name).weight.detach()
+        assert w.abs().max() <= 1 and w.abs().max() > 0.99  # weights still U(-1, 1) (BinaryLinear.lua l. 39)
+    torch.manual_seed(0)
+    zero = mnist_mlp(256, 2, in_features=400)
+    assert all(torch.equal(getattr(zero, n).bias, torch.zeros_like(getattr(zero, n).bias)) for n in ("fc1", "fc3"))
+    assert torch.equal(zero.fc1.weight, m.fc1.weight)  # bias drawn after the layer's weights
+    f = mnist_mlp(16, 1, in_features=20, precision=FLOAT, options=ModelOptions(bias_init="torch7"))
+    assert f.fc1.bias.abs().max() <= 1 / 20**0.5  # float layers: PyTorch's init, the same law
+
+
+def test_options_out_bn_eps_and_bn_running() -> None:
+    m = mnist_mlp(16, 2, in_features=20, options=ModelOptions(out_bn_eps=1e-5))
+    assert m.bn3.eps == 1e-5 and m.bn1.eps == m.bn2.eps == 1e-4
+    assert mnist_mlp(16, 2, in_features=20).bn3.eps == 1e-4
+    s = mnist_mlp(16, 2, in_features=20, precision=SBN, options=ModelOptions(out_bn_eps=1e-5))
+    assert s.bn3.eps == 1e-5 and s.bn1.eps == 1e-5  # SBN keeps its own Torch7 ε
+    las = mnist_mlp(16, 2, in_features=20, options=ModelOptions(bn_running="lasagne"))
+    assert all(isinstance(getattr(las, f"bn{k}"), LasagneBatchNorm) for k in (1, 2, 3))
+    assert las.bn1.eps == 1e-4 and las.bn1.momentum == 0.1
+    las_sbn = mnist_mlp(16, 2, in_features=20, precision=SBN, options=ModelOptions(bn_running="lasagne"))
+    assert isinstance(las_sbn.bn1, ShiftBatchNorm1d) and isinstance(las_sbn.bn3, LasagneBatchNorm)
+    assert type(mnist_mlp(16, 2, in_features=20).bn1) is nn.BatchNorm1d
+    x = torch.rand(10, 20) * 2 - 1
+    las(x).sum().backward()
+    las.eval()(x[:1])
+
+
+def test_options_sbn_backward_and_invstd_init() -> None:
+    opt = ModelOptions(sbn_backward="torch7", sbn_invstd_init=0.0)
+    torch.manual_seed(3)
+    t7 = mnist_mlp(16, 2, in_features=20, precision=Precision(1, 1, False, "sbn"), options=opt)
+    torch.manual_seed(3)
+    ag = mnist_mlp(16, 2, in_features=20, precision=Precision(1, 1, False, "sbn"))
+    for k in (1, 2):
+        bn = getattr(t7, f"bn{k}")
+        assert bn.backward == "torch7" and torch.equal(bn.running_invstd, torch.zeros(16))
+        assert getattr(ag, f"bn{k}").backward == "autograd"
+    x = torch.rand(12, 20) * 2 - 1
+    y, ya = t7(x), ag(x)
+    assert torch.equal(y, ya)  # same forward
+    y.square().sum().backward()
+    ya.square().sum().backward()
+    assert not torch.allclose(t7.fc1.weight.grad, ag.fc1.weight.grad)  # a different backward rule
+
+
+@pytest.mark.parametrize(("field", "value"), [("bn_running", "theano"), ("sbn_backward", "lua"), ("bias_init", "t7"),
+                                              ("sbn_invstd_init", -1.0), ("out_bn_eps", 0.0), ("out_bn_eps", True)])
+def test_options_validation(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        ModelOptions(**{field: value})
+    with pytest.raises(TypeError, match="ModelOptions"):
+        mnist_mlp(8, 1, options={"bias_init": "torch7"})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="bias_init"):
+        linear_layer(4, 4, 1, "uniform")  # type: ignore[arg-type]
+    with pytest.raises(AttributeError):
+        ModelOptions().bn_running = "lasagne"  # type: ignore[misc]  # frozen
+
+
+def test_norm_layer_options() -> None:
+    o = ModelOptions(bn_running="lasagne", out_bn_eps=1e-5, sbn_invstd_init=0.5)
+    assert isinstance(norm_layer(4, "bn", 2, 1e-4, 0.1, options=o), LasagneBatchNorm)
+    assert norm_layer(4, "bn", 1, 1e-4, 0.1, output=True, options=o).eps == 1e-5
+    assert norm_layer(4, "bn", 1, 1e-4, 0.1, options=o).eps == 1e-4
+    assert torch.equal(norm_layer(4, "sbn", 1, 1e-4, 0.1, options=o).running_invstd, torch.full((4,), 0.5))

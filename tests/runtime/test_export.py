@@ -24,8 +24,10 @@ from torch import nn
 from qnnlib.data.idx import DatasetError, read_idx
 from qnnlib.data.mnist import load_mnist
 from qnnlib.layers import QuantAct, QuantLinear
+from qnnlib.models.blocks import ModelOptions
 from qnnlib.models.convnet import convnet
 from qnnlib.models.mlp import mnist_mlp
+from qnnlib.norm import LasagneBatchNorm
 from qnnlib.precision import BINARY, FLOAT, Precision
 from qnnlib.runtime.export import NotExportableError, compare_with_model, export_bnn
 from qnnlib.runtime.packed_bnn import PackedBNN
@@ -230,3 +232,42 @@ def test_gpu_predictions_identical(backend):
     r = compare_with_model(model, packed, p, backend)
     assert r["hidden_layer_mismatches"] == [0, 0] and r["output_argmax_mismatches"] == 0
     assert np.array_equal(packed.predict(p, backend), ref) or r["first_layer_mismatches"] > 0
+
+
+def test_theano_code_model_with_lasagne_bn_exports_bit_exact():
+    """The Theano recipe as the authors' code ran it has Lasagne's BN (running 1/σ): export folds it exactly."""
+    torch.manual_seed(0)
+    model = mnist_mlp(96, 2, precision=BINARY, options=ModelOptions(bn_running="lasagne"))
+    assert isinstance(model.bn2, LasagneBatchNorm) and isinstance(model.bn3, LasagneBatchNorm)
+    model.train()
+    with torch.no_grad():
+        for _ in range(20):  # running statistics away from their start
+            model(torch.rand(64, 784) * 2 - 1)
+        for m in model.modules():
+            if isinstance(m, LasagneBatchNorm):
+                m.weight.uniform_(-1, 1)
+                m.bias.uniform_(-0.5, 0.5)
+    model.eval()
+    packed = export_bnn(model)
+    assert packed.out_invstd is not None
+    images = random_pixels(300)
+    report = compare_with_model(model, packed, images)
+    assert report["exact_beyond_first_layer"] and report["unexplained_prediction_mismatches"] == 0
+    with torch.no_grad():
+        x = torch.from_numpy(images).float() / 255 * 2 - 1
+        torch.testing.assert_close(torch.from_numpy(packed.logits(images)), model(x), rtol=0, atol=1e-4)
+    with torch.no_grad():
+        model.bn2.running_invstd[4] = float("nan")
+    with pytest.raises(NotExportableError, match=r"layer 2 \(fc2, bn2\) has non-finite BN statistics: "
+                                                 r"running_invstd is NaN for 1 neuron\(s\) \[4\]"):
+        export_bnn(model)
+
+
+def test_lasagne_packed_bnn_round_trips(tmp_path):
+    torch.manual_seed(1)
+    model = mnist_mlp(64, 2, precision=BINARY, options=ModelOptions(bn_running="lasagne")).eval()
+    packed = export_bnn(model)
+    back = PackedBNN.load(packed.save(tmp_path / "t.npz"))
+    assert back.out_invstd is not None and np.array_equal(back.out_invstd, packed.out_invstd)
+    images = random_pixels(50)
+    assert np.array_equal(back.logits(images), packed.logits(images))
