@@ -38,7 +38,7 @@ from qnnlib.data.download import DOWNLOAD_TIMEOUT_S, DatasetNotFoundError, Remot
 from qnnlib.data.root import DATA_ENV, DEFAULT_DATA_ROOT, data_root, display_path
 from qnnlib.data.splits import DatasetSplits, Split, stratified_subset
 
-__all__ = ["IdxDatasetSpec", "MNIST_FAMILY", "InputRange", "MnistSplits", "ensure_files", "load_mnist",
+__all__ = ["IdxDatasetSpec", "MNIST_FAMILY", "InputRange", "ensure_files", "load_mnist",
            "torch7_standardise"]
 
 InputRange = Literal["pm1", "torch7"]
@@ -152,18 +152,6 @@ def ensure_files(name: str = "mnist", root: str | os.PathLike | None = None, *, 
     return {role: _present(home, f) for role, f in spec.files.items()}  # type: ignore[misc]
 
 
-@dataclass(frozen=True)
-class MnistSplits(DatasetSplits):
-    """:class:`DatasetSplits` whose ``describe()["inputs"]`` states a non-default input scaling."""
-
-    inputs: str = PM1_INPUTS
-
-    def describe(self) -> dict:
-        d = super().describe()
-        d["inputs"] = self.inputs
-        return d
-
-
 def torch7_standardise(train_images: np.ndarray) -> tuple[float, float]:
     """The Torch7 code's MNIST input statistics: global mean and std of ``pixel / 255`` over the training split.
 
@@ -231,7 +219,7 @@ def load_mnist(name: str = "mnist", root: str | os.PathLike | None = None, *, do
         return DatasetSplits(name=spec.name, **splits, source=source, subset=subset)
     inputs = (f"flattened 28x28, Torch7 Data.lua 'simple': (pixel/255 - {stats[0]!r}) / {stats[1]!r} "
               "(global mean/std of the full training split, std with n-1)")
-    return MnistSplits(name=spec.name, **splits, source=source, subset=subset, inputs=inputs)
+    return DatasetSplits(name=spec.name, **splits, source=source, subset=subset, inputs=inputs)
 
 
 if __name__ == "__main__":  # python -m qnnlib.data.mnist mnist fashion-mnist : fetch and verify

@@ -50,6 +50,7 @@ class DatasetSplits:
     test: Split
     source: str
     subset: str = "full"  # how the splits were subset (see load_mnist)
+    inputs: str = "flattened 28x28, pixel/255*2-1 in [-1, 1]"  # what x holds and how it was scaled
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
@@ -57,7 +58,7 @@ class DatasetSplits:
     def describe(self) -> dict:
         """JSON-ready description stored in every metrics file (see :mod:`qnnlib.experiments.results`)."""
         return {"name": self.name, "sizes": self.sizes(), "source": self.source, "subset": self.subset,
-                "inputs": "flattened 28x28, pixel/255*2-1 in [-1, 1]"}
+                "inputs": self.inputs}
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

@@ -239,7 +239,7 @@ def test_input_range_torch7_matches_restatement(tiny):
     assert "Torch7" in d.describe()["inputs"] and repr(mean) in d.describe()["inputs"]
     assert d.describe()["sizes"] == d.sizes()
     pm1 = ds.load_mnist("mnist", root, download=False)
-    assert type(pm1) is not ds.MnistSplits and pm1.describe()["inputs"] == ds.PM1_INPUTS
+    assert pm1.describe()["inputs"] == ds.PM1_INPUTS
     assert torch.equal(pm1.train.x, ds.load_mnist("mnist", root, download=False, input_range="pm1").train.x)
     assert not torch.allclose(pm1.train.x, d.train.x)
     # a subset keeps the full training split's statistics
