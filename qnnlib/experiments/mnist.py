@@ -25,8 +25,6 @@ so Fashion-MNIST numbers are never compared with the paper's MNIST column.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -37,10 +35,10 @@ import torch
 from torch import nn
 
 from qnnlib.data.download import DatasetNotFoundError
-from qnnlib.data.mnist import load_mnist
+from qnnlib.data.mnist import PM1_INPUTS, load_mnist
 from qnnlib.data.root import display_path
 from qnnlib.data.splits import DatasetSplits
-from qnnlib.experiments import runner
+from qnnlib.experiments import runner, table1
 from qnnlib.experiments.config import as_dict, from_dict
 from qnnlib.models.blocks import ModelOptions
 from qnnlib.models.mlp import mnist_mlp
@@ -49,7 +47,7 @@ from qnnlib.train import TrainConfig
 
 __all__ = ["RECIPES", "LABELS", "RecipeConfig", "MnistConfig", "Sanity", "PROFILES", "SANITY", "load_data",
            "build_model", "run_recipes", "table_rows", "write_metrics", "check_sanity", "load_trained", "findings",
-           "recipe_key", "PAPER_ROW"]
+           "PAPER_ROW"]
 
 EXPERIMENT = "mnist"
 RECIPES = ("float", "theano", "torch7", "theano-paper", "torch7-paper")
@@ -225,19 +223,6 @@ def load_data(cfg: MnistConfig, *, download: bool = True, input_range: Literal["
         return load_mnist("fashion-mnist", download=download, **sizes)
 
 
-def recipe_key(rc: RecipeConfig) -> str:
-    """A hash of everything in ``rc`` that changes the trained model (architecture, precision, options, input
-    range, the training fingerprint): it names the recipe's checkpoint directory, so changing any of them
-    starts a new run instead of resuming another one."""
-    d = as_dict(replace(rc, train=TrainConfig()))
-    d["train"] = rc.train.fingerprint()
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _input_range(data: DatasetSplits) -> str:
-    return str(data.describe().get("input_range", "pm1"))
-
-
 def build_model(recipe: RecipeConfig, in_features: int = 784, num_classes: int = 10, seed: int | None = None) -> nn.Module:
     """The MNIST MLP of ``recipe``, initialised from ``seed`` (default: the recipe's training seed)."""
     torch.manual_seed(recipe.train.seed if seed is None else seed)
@@ -246,32 +231,25 @@ def build_model(recipe: RecipeConfig, in_features: int = 784, num_classes: int =
                      options=recipe.options)
 
 
+def _describe(rc: RecipeConfig) -> str:
+    return f"hidden {rc.hidden}x{rc.depth}, "
+
+
 def run_recipes(cfg: MnistConfig, data: DatasetSplits, *, experiment: str = EXPERIMENT, progress: bool = True,
                 save_models: bool = True) -> dict[str, runner.Run]:
-    """Train every recipe of ``cfg`` on ``data`` for ``cfg.n_seeds`` seeds (resumable when ``cfg.resume``).
+    """Train every recipe of ``cfg`` on ``data`` for ``cfg.n_seeds`` seeds (resumable when ``cfg.resume``;
+    :func:`qnnlib.experiments.table1.run_recipes`).
 
-    With ``save_models`` the first seed's model of each recipe is saved (:func:`load_trained` reads it)
-    for the kernel and energy notebooks.
+    ``data`` is :func:`load_data`'s (inputs pixel/255·2−1); recipes with another ``input_range`` get the same
+    files and subsets scaled their way. With ``save_models`` the first seed's model of each recipe is saved
+    (:func:`load_trained` reads it) for the kernel and energy notebooks.
     """
-    runs: dict[str, runner.Run] = {}
     in_features = int(data.train.x[0].numel())
-    by_range = {_input_range(data): data}
-    for name in cfg.recipes:
-        rc = cfg.recipe(name)
-        if rc.input_range not in by_range:  # the same files and subsets, another input scaling
-            by_range[rc.input_range] = load_data(replace(cfg, dataset=data.name), input_range=rc.input_range)
-        data = by_range[rc.input_range]
-        tag = f"{rc.name}-{data.name}-{sum(data.sizes().values())}-h{rc.hidden}-{recipe_key(rc)}"
-        print(f"[{name}] {rc.label}: {rc.precision.label}, hidden {rc.hidden}x{rc.depth}, {rc.train.epochs} epochs, "
-              f"{rc.train.optimizer}, seeds {cfg.seeds(name)}")
-        runs[name] = runner.train_seeds(
-            name, rc, lambda s, rc=rc: build_model(rc, in_features=in_features, seed=s), data, rc.train,
-            cfg.seeds(name), checkpoint_tag=tag, profile=cfg.profile, experiment=experiment, resume=cfg.resume,
-            progress=progress)
-        if save_models:
-            runner.save_model(runner.model_path(cfg.profile, experiment, name), runs[name].model,
-                              recipe=as_dict(rc), dataset=data.describe(), result=runs[name].result.to_dict())
-    return runs
+    data_range = "pm1" if data.inputs == PM1_INPUTS else "torch7"
+    return table1.run_recipes(
+        cfg, data, experiment=experiment, data_range=data_range, describe=_describe, progress=progress,
+        save_models=save_models, build=lambda rc, d, s: build_model(rc, in_features=in_features, seed=s),
+        load=lambda r: load_data(replace(cfg, dataset=data.name), input_range=r))  # type: ignore[arg-type]
 
 
 def load_trained(profile: str, recipe_name: str) -> tuple[nn.Module, dict[str, Any]]:
@@ -285,42 +263,13 @@ def load_trained(profile: str, recipe_name: str) -> tuple[nn.Module, dict[str, A
 
 
 def table_rows(runs: dict[str, runner.Run], data: DatasetSplits) -> list[dict[str, Any]]:
-    """Rows for ``metrics["rows"]``: test error % at the best-validation epoch, mean ± std over the seeds."""
-    rows = []
-    for name, run in runs.items():
-        s = runner.summary([100.0 * v for v in run.values(lambda r: r.test_error_at_best)])
-        final = runner.summary([100.0 * v for v in run.values(lambda r: r.final_test_error)])
-        rc = run.config
-        r = {"row": rc.label, "metric": "test error %", "value": s["mean"], "std": s["std"], "n": s["n"],
-             "dataset": data.name, "dataset_sizes": data.sizes(),
-             "note": f"{rc.precision.label}, {rc.hidden}x{rc.depth}, {rc.train.epochs} epochs, best epoch "
-                     f"{'/'.join(str(x.result.best_epoch) for x in run.runs)}; final-epoch error {final['mean']:.2f}%"}
-        if name in PAPER_ROW:
-            r["paper_key"] = f"{EXPERIMENT}:{PAPER_ROW[name]}:test error %"
-        if name.endswith("-paper"):
-            r["note"] += (f"; the paper's text where it differs from the {name.split('-')[0]} code "
-                          "(docs/decisions.md D24), compared with the code's Table 1 number")
-        rows.append(r)
-    return rows
+    """Rows for ``metrics["rows"]`` (:func:`qnnlib.experiments.table1.table_rows`)."""
+    return table1.table_rows(runs, data, EXPERIMENT, PAPER_ROW, _describe)
 
 
 def findings(runs: dict[str, runner.Run], data: DatasetSplits) -> list[str]:
-    """What notebook 01 prints under "What we found": each recipe's test error (mean ± std, n), its gap to the
-    float network, and for each recipe run both ways the difference between the authors' code and the paper's
-    text (code − paper text, points; a negative number means the code's rules gave the lower error)."""
-    rows = {name: r for name, r in zip(runs, table_rows(runs, data))}
-    lines = []
-    flt = rows.get("float")
-    for name, row in rows.items():
-        spread = f" ± {row['std']:.2f}" if row["n"] > 1 else ""
-        gap = f"  ({row['value'] - flt['value']:+.2f} points vs float)" if flt and name != "float" else ""
-        lines.append(f"{row['row']:<26} {row['value']:6.2f}%{spread} test error on {data.name} (n = {row['n']}){gap}")
-    for code in ("theano", "torch7"):
-        if code in rows and f"{code}-paper" in rows:
-            a, b = rows[code], rows[f"{code}-paper"]
-            lines.append(f"{code}: the authors' code vs the paper's text: {a['value']:.2f}% vs {b['value']:.2f}% "
-                         f"({a['value'] - b['value']:+.2f} points, n = {a['n']} and {b['n']} seeds)")
-    return lines
+    """What notebook 01 prints under "What we found" (:func:`qnnlib.experiments.table1.findings`)."""
+    return table1.findings(runs, data, EXPERIMENT, PAPER_ROW)
 
 
 def check_sanity(profile: str, runs: dict[str, runner.Run], metrics_json: Path | None = None) -> list[str]:
@@ -332,18 +281,8 @@ def check_sanity(profile: str, runs: dict[str, runner.Run], metrics_json: Path |
     """
     if profile not in SANITY:
         raise ValueError(f"no sanity bounds for profile {profile!r}; known: {tuple(SANITY)}")
-    b, passed = SANITY[profile], []
-    for name, run in runs.items():
-        err = max(run.values(lambda r: r.test_error_at_best))
-        assert err <= b.max_error, f"{name}: test error {err:.4f} > {b.max_error} (profile {profile})"
-        passed.append(f"{name}: test error {err:.4f} <= {b.max_error}")
-    if "float" in runs and "theano" in runs:
-        mean = lambda run: runner.summary(run.values(lambda r: r.test_error_at_best))["mean"]  # noqa: E731
-        gap = mean(runs["theano"]) - mean(runs["float"])
-        assert gap <= b.max_gap_vs_float, (
-            f"BNN (Theano) is {100 * gap:.2f} points worse than float; bound {100 * b.max_gap_vs_float:.1f} ({profile})"
-        )
-        passed.append(f"theano - float = {100 * gap:+.2f} points <= {100 * b.max_gap_vs_float:.1f}")
+    b = SANITY[profile]
+    passed = table1.check_errors(profile, runs, b.max_error, b.max_gap_vs_float, ("theano",))
     if metrics_json is not None:
         assert Path(metrics_json).is_file(), f"metrics JSON {metrics_json} was not written"
         passed.append(f"{display_path(metrics_json)} written")
