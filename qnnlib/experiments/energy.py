@@ -31,9 +31,9 @@ from torch import nn
 
 from qnnlib.analysis import filters
 from qnnlib.analysis.energy import EnergyAssumptions, account, comparison_rows, scheme_totals
-from qnnlib.data.mnist import load_mnist
 from qnnlib.data.root import display_path
 from qnnlib.data.splits import DatasetSplits
+from qnnlib.data.standin import padded_stand_in
 from qnnlib.experiments import runner
 from qnnlib.experiments.config import as_dict
 from qnnlib.models.convnet import cifar10_convnet, convnet, svhn_convnet
@@ -43,7 +43,7 @@ from qnnlib.runtime.packed_checkpoint import size_report
 from qnnlib.train import FitResult, TrainConfig, fit
 
 __all__ = ["StandIn", "EnergyConfig", "Sanity", "PROFILES", "SANITY", "MemoryLevel", "assumptions", "model_zoo",
-           "account_zoo", "overview_table", "sensitivity", "disk_table", "pad_images", "stand_in_data",
+           "account_zoo", "overview_table", "sensitivity", "disk_table", "stand_in_data",
            "stand_in_description", "train_stand_in", "FilterModel", "filter_model", "FilterTables",
            "filter_tables", "rows", "write_metrics", "check_sanity", "findings", "BNN_LABELS"]
 
@@ -183,22 +183,11 @@ def disk_table(zoo: Mapping[str, tuple[nn.Module, tuple[int, ...]]], labels: Seq
 
 
 # ----------------------------------------------------------------------------- the filter ConvNet
-def pad_images(x: torch.Tensor, side: int = 28, size: int = 32, fill: float = -1.0) -> torch.Tensor:
-    """Flat ``(N, side²)`` images → ``(N, 1, size, size)``, centred, padded with ``fill`` (the −1 background)."""
-    if x.dim() != 2 or x.shape[1] != side * side:
-        raise ValueError(f"expected flat images of shape (N, {side * side}), got {tuple(x.shape)}")
-    if size < side:
-        raise ValueError(f"size ({size}) must be >= side ({side})")
-    lo = (size - side) // 2
-    hi = size - side - lo
-    return nn.functional.pad(x.reshape(-1, 1, side, side), (lo, hi, lo, hi), value=fill)
-
-
 def stand_in_data(s: StandIn, name: str = "fashion-mnist") -> DatasetSplits:
-    """The stand-in dataset at ``s``'s sizes, every split padded to ``(N, 1, 32, 32)`` (:func:`pad_images`)."""
-    d = load_mnist(name, train_size=s.train_size, valid_size=s.valid_size, test_size=s.test_size)
-    pad = lambda split: dataclasses.replace(split, x=pad_images(split.x))  # noqa: E731
-    return dataclasses.replace(d, train=pad(d.train), valid=pad(d.valid), test=pad(d.test))
+    """The stand-in dataset at ``s``'s sizes, every split padded to ``(N, 1, 32, 32)``
+    (:func:`qnnlib.data.standin.padded_stand_in`)."""
+    return padded_stand_in("cifar10", name, train_size=s.train_size, valid_size=s.valid_size,
+                           test_size=s.test_size)
 
 
 def stand_in_description(d: DatasetSplits) -> dict[str, Any]:

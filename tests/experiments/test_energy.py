@@ -30,16 +30,6 @@ def test_profiles_and_overrides(monkeypatch) -> None:
             config.resolve("energy", "smoke", **bad)
 
 
-def test_pad_images():
-    x = torch.linspace(-1, 1, 2 * 784).reshape(2, 784)
-    y = E.pad_images(x)
-    assert y.shape == (2, 1, 32, 32)
-    assert torch.equal(y[:, 0, 2:30, 2:30], x.reshape(2, 28, 28))
-    assert (y[:, :, :2] == -1).all() and (y[:, :, :, 30:] == -1).all()
-    with pytest.raises(ValueError):
-        E.pad_images(torch.zeros(2, 100))
-
-
 def _fake_images(n: int, seed: int) -> Split:
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % 10
