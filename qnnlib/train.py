@@ -100,7 +100,8 @@ class TrainConfig:
     * ``glorot_placement``: ``"inside"`` puts γ·η inside the AP2 of the step; ``"after"`` multiplies the
       power-of-two step by γ, as the Torch7 MNIST code does (shift_adamax only);
     * ``lr_factors``: ``"weights"`` scales only latent weights by γ (Alg. 1); ``"torch7"`` also scales biases
-      by their layer's γ and BN γ by 1/√(1.5/n), as the Torch7 MNIST model file does;
+      by their layer's γ and BN γ by 1/√(1.5/n), as the Torch7 MNIST model file does; ``"biases"`` scales
+      biases only (the Torch7 CIFAR-10 and SVHN model files, whose BN parameters keep LR factor 1);
     * ``clip``: what ``clip_weights`` clips, ``"latent"`` weights (Alg. 1) or ``"all"`` parameters (the Torch7
       CIFAR-10 model);
     * ``select_ties``: on equal validation values keep the ``"first"`` epoch, or the ``"last"`` one (the Theano
@@ -130,7 +131,7 @@ class TrainConfig:
     betas: tuple[float, float] | None = None
     adamax_state: Literal["paper", "torch7"] = "paper"
     glorot_placement: Literal["inside", "after"] = "inside"
-    lr_factors: Literal["weights", "torch7"] = "weights"
+    lr_factors: Literal["weights", "biases", "torch7"] = "weights"
     clip: Literal["latent", "all"] = "latent"
     select_ties: Literal["first", "last"] = "first"
 
@@ -153,7 +154,7 @@ class TrainConfig:
                 raise ValueError(f"betas must be None or two numbers in [0, 1), got {self.betas!r}")
             object.__setattr__(self, "betas", tuple(float(b) for b in betas))
         for name, allowed in (("adamax_state", ("paper", "torch7")), ("glorot_placement", ("inside", "after")),
-                              ("lr_factors", ("weights", "torch7")), ("clip", ("latent", "all")),
+                              ("lr_factors", ("weights", "biases", "torch7")), ("clip", ("latent", "all")),
                               ("select_ties", ("first", "last"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -306,14 +307,13 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 
     ``adam``: ``torch.optim.Adam``; ``lasagne_adam``: :class:`qnnlib.optim.LasagneAdam`; ``shift_adamax``:
     :class:`qnnlib.optim.ShiftAdaMax` with ``config.adamax_state`` and ``config.glorot_placement``.
-    ``config.betas`` (when set) goes to any of them; ``config.lr_factors == "torch7"`` also scales biases and
-    BN γ (:func:`qnnlib.optim.glorot_param_groups`).
+    ``config.betas`` (when set) goes to any of them; ``config.lr_factors`` ``"biases"`` also scales biases,
+    ``"torch7"`` biases and BN γ (:func:`qnnlib.optim.glorot_param_groups`).
     """
     if config.glorot:
-        torch7 = config.lr_factors == "torch7"
         groups = glorot_param_groups(
             model, config.lr_start, round_pow2=config.glorot_pow2, include_float_layers=config.glorot_float,
-            scale_biases=torch7, scale_bn=torch7,
+            scale_biases=config.lr_factors in ("biases", "torch7"), scale_bn=config.lr_factors == "torch7",
         )
     else:
         groups = [{"params": list(model.parameters()), "lr": config.lr_start, "lr_scale": 1.0, "name": "all"}]

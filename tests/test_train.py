@@ -507,6 +507,9 @@ def test_code_switches_reach_the_optimizer() -> None:
     scaled = [n for n, grp in g.items() if grp["lr_scale"] != 1.0]
     assert any(n.endswith(".bias") for n in scaled) and any("bn" in n for n in scaled)  # biases and BN γ
     assert isinstance(make_optimizer(model, _cfg(optimizer="lasagne_adam")), LasagneAdam)
+    cifar = {grp["name"]: grp["lr_scale"] for grp in make_optimizer(model, _cfg(lr_factors="biases")).param_groups}
+    assert any(n.endswith(".bias") and v != 1.0 for n, v in cifar.items())  # biases × γ ...
+    assert not any("bn" in n and v != 1.0 for n, v in cifar.items())  # ... BN at 1 (CIFAR-10/SVHN model files)
     plain = make_optimizer(model, _cfg(optimizer="shift_adamax"))
     assert {grp["state_rule"] for grp in plain.param_groups} == {"paper"}
     assert not any(grp["lr_scale"] != 1.0 and grp["name"].endswith(".bias") for grp in plain.param_groups)
