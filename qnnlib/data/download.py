@@ -1,25 +1,38 @@
 """Verified, atomic downloads of dataset files.
 
-A :class:`RemoteFile` names one official file with its checksums and expected IDX shape.
-:func:`fetch_file` tries each mirror in turn: the download is streamed (with a tqdm bar) to a hidden
-temporary file in the destination directory and renamed with ``os.replace`` only after
-:func:`check_bytes` passed (:func:`qnnlib.files.atomic_write`), so an interrupted download never leaves a file that passes for
-complete. A file is accepted when EITHER the md5 of its bytes equals the official ``.gz`` md5 OR
+Two kinds of official file: a :class:`RemoteFile` (MNIST family) names an IDX file with its checksums and
+expected shape; a :class:`ChecksumFile` (CIFAR-10 tarball, SVHN ``.mat`` files) names any file with the md5 of
+its bytes. Both have ``check(path, source)``, which raises :class:`~qnnlib.data.idx.DatasetCorruptError` for a
+file that is not the official one. :func:`fetch_file` tries each mirror in turn: the download is streamed (with a
+tqdm bar) to a hidden temporary file in the destination directory and renamed with ``os.replace`` only after
+``check`` passed (:func:`qnnlib.files.atomic_write`), so an interrupted download never leaves a file that passes
+for complete. An IDX file is accepted when EITHER the md5 of its bytes equals the official ``.gz`` md5 OR
 the md5 of its decompressed content equals the official decompressed md5 (re-compressed copies
-differ only in the gzip container); the IDX header and shape are checked as well.
+differ only in the gzip container); the IDX header and shape are checked as well. A :class:`ChecksumFile` is
+accepted only when the md5 of its bytes (streamed, :func:`file_md5`) equals the official md5.
+
+:func:`extract_tar` unpacks one folder of a verified archive the same way: into a hidden temporary sibling
+directory, renamed into place only when every member was extracted, so a half extraction never passes for
+complete (the temporary directory of a killed extraction is removed by the next one).
 
 Errors: :class:`~qnnlib.data.idx.DatasetCorruptError` for a file that fails its checks,
-:class:`DatasetNotFoundError` (defined here) when no mirror gave a verified copy.
+:class:`DatasetNotFoundError` (defined here) when no mirror gave a verified copy;
+:func:`missing_file_error` writes the message a loader raises then (what was tried, where to put the file).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import gzip
 import hashlib
 import http.client
 import os
+import shutil
+import tarfile
+import tempfile
 import urllib.request
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +40,12 @@ from pathlib import Path
 import numpy as np
 
 from qnnlib.data.idx import DatasetCorruptError, DatasetError, gunzip_if_needed, parse_idx
-from qnnlib.data.root import DATA_ENV
-from qnnlib.files import NotWritableError, atomic_write, is_writable_dir, remove_orphans
+from qnnlib.data.root import DATA_ENV, DEFAULT_DATA_ROOT
+from qnnlib.files import TMP_SUFFIX, NotWritableError, atomic_write, is_writable_dir, orphans, remove_orphans
 from qnnlib.progress import progress as progress_bar
 
-__all__ = ["DOWNLOAD_TIMEOUT_S", "DatasetNotFoundError", "RemoteFile", "check_bytes", "verify_file", "fetch_file"]
+__all__ = ["DOWNLOAD_TIMEOUT_S", "DatasetNotFoundError", "RemoteFile", "ChecksumFile", "check_bytes", "verify_file",
+           "file_md5", "fetch_file", "extract_tar", "missing_file_error"]
 
 DOWNLOAD_TIMEOUT_S = 30.0
 _CHUNK = 1 << 16
@@ -53,6 +67,31 @@ class RemoteFile:
     gz_md5: str | None  # md5 of the official .gz bytes
     raw_md5: str | None  # md5 of the decompressed content
     shape: tuple[int, ...]  # expected IDX shape
+
+    def check(self, path: Path, source: str | os.PathLike) -> np.ndarray:
+        """Verify the file at ``path`` (reported as ``source``) with :func:`check_bytes`; return the array."""
+        return check_bytes(Path(path).read_bytes(), self, source)
+
+
+@dataclass(frozen=True)
+class ChecksumFile:
+    """One official file that is checked by the md5 of its bytes only (an archive, a ``.mat`` file)."""
+
+    name: str  # official file name
+    md5: str  # md5 of the official bytes
+
+    def check(self, path: Path, source: str | os.PathLike, *, progress: bool = False) -> None:
+        """Raise :class:`DatasetCorruptError` unless the md5 of the file at ``path`` is :attr:`md5`.
+
+        ``source`` names the file in the message (a path, or the URL it came from).
+        """
+        got = file_md5(path, progress=progress)
+        if got != self.md5:
+            size = Path(path).stat().st_size
+            raise DatasetCorruptError(
+                f"{source}: checksum mismatch for {self.name}: md5 {got} ({size} bytes), expected {self.md5}. "
+                "The file is incomplete or not the official one: delete it and fetch it again."
+            )
 
 
 def _md5(data: bytes) -> str:
@@ -81,6 +120,18 @@ def verify_file(path: str | os.PathLike, remote: RemoteFile) -> np.ndarray:
     return check_bytes(Path(path).read_bytes(), remote, path)
 
 
+def file_md5(path: str | os.PathLike, *, progress: bool = False) -> str:
+    """The md5 of the file at ``path``, read in chunks (a bar ``md5 <name>`` with ``progress``)."""
+    p = Path(path)
+    h = hashlib.md5(usedforsecurity=False)
+    with open(p, "rb") as fh, progress_bar(total=p.stat().st_size, unit="B", unit_scale=True, desc=f"md5 {p.name}",
+                                           disable=not progress, leave=False) as bar:
+        while chunk := fh.read(_CHUNK * 16):
+            h.update(chunk)
+            bar.update(len(chunk))
+    return h.hexdigest()
+
+
 def _download(url: str, tmp, timeout: float, progress: bool) -> None:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         total = resp.headers.get("Content-Length")
@@ -96,7 +147,7 @@ def _download(url: str, tmp, timeout: float, progress: bool) -> None:
         raise OSError(f"truncated download: {got} of {total} bytes")
 
 
-def fetch_file(remote: RemoteFile, dest_dir: Path, mirrors: Sequence[str], *,
+def fetch_file(remote: RemoteFile | ChecksumFile, dest_dir: Path, mirrors: Sequence[str], *,
                timeout: float = DOWNLOAD_TIMEOUT_S, progress: bool = True) -> tuple[Path, list[str]]:
     """Download ``remote`` into ``dest_dir`` from the first mirror that gives a verified copy.
 
@@ -104,7 +155,8 @@ def fetch_file(remote: RemoteFile, dest_dir: Path, mirrors: Sequence[str], *,
     before success; raises :class:`DatasetNotFoundError` (with every URL and error) if all failed, and
     also when ``dest_dir`` cannot be created or written (a read-only data root: the error says so and
     names :data:`~qnnlib.data.root.DATA_ENV`). The file is streamed to a temporary sibling and renamed
-    only after :func:`check_bytes` passed (:func:`qnnlib.files.atomic_write`, which also removes the
+    only after ``remote.check`` passed (:func:`check_bytes` for a :class:`RemoteFile`, the md5 for a
+    :class:`ChecksumFile`) (:func:`qnnlib.files.atomic_write`, which also removes the
     temporary files of an earlier interrupted download). A ``dest_dir`` this call created and left empty
     (every mirror failed) is removed again.
     """
@@ -124,8 +176,10 @@ def fetch_file(remote: RemoteFile, dest_dir: Path, mirrors: Sequence[str], *,
         for base in mirrors:
             url = base.rstrip("/") + "/" + remote.name
             try:
-                with atomic_write(final, "wb", file_mode=0o644, verify=lambda tmp: check_bytes(tmp.read_bytes(), remote,
-                                                                                               url)) as tmp:
+                def verify(tmp: Path, url: str = url) -> None:
+                    remote.check(tmp, url)
+
+                with atomic_write(final, "wb", file_mode=0o644, verify=verify) as tmp:
                     _download(url, tmp, timeout, progress)
                 return final, errors
             except NotWritableError as exc:
@@ -140,3 +194,83 @@ def fetch_file(remote: RemoteFile, dest_dir: Path, mirrors: Sequence[str], *,
                 dest_dir.rmdir()  # only if empty: an offline attempt leaves no empty dataset folder
     raise DatasetNotFoundError(f"could not download {remote.name}:\n  " + "\n  ".join(errors or ["no mirrors"]),
                                attempts=errors or ["no mirrors configured"])
+
+
+def _remove_tree_orphans(final: Path) -> None:
+    for o in orphans(final):
+        if o.is_dir():
+            shutil.rmtree(o, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                o.unlink()
+
+
+def extract_tar(archive: str | os.PathLike, dest_dir: str | os.PathLike, folder: str, *,
+                progress: bool = True) -> Path:
+    """Extract the top-level ``folder`` of the tar archive ``archive`` into ``dest_dir``; return ``dest_dir/folder``.
+
+    Atomic: the members go into a hidden temporary sibling ``.<folder>.<pid>.<random>.tmp`` (with tarfile's
+    ``"data"`` filter: no absolute paths, links out of the tree or device files), and ``<folder>`` inside it is
+    renamed to ``dest_dir/folder`` only after the whole archive was read; whatever happens before, the
+    temporary directory is removed, so ``dest_dir/folder`` is either complete or absent. Temporary
+    directories of killed extractions (their process is gone) are removed first. A damaged archive, or one
+    without ``folder``, raises :class:`DatasetCorruptError`; a ``dest_dir`` that cannot be written raises
+    :class:`~qnnlib.files.NotWritableError`.
+    """
+    archive, dest = Path(archive), Path(dest_dir)
+    final = dest / folder
+    try:
+        _remove_tree_orphans(final)
+        if not is_writable_dir(dest):
+            raise PermissionError(errno.EACCES, "Permission denied", str(dest))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=dest))
+    except OSError as exc:
+        raise NotWritableError(f"cannot extract {archive.name}: {dest} is not a writable directory "
+                               f"({type(exc).__name__}: {exc.strerror or exc}); set {DATA_ENV} to a writable "
+                               "directory", dest) from exc
+    try:
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                members = tar.getmembers()  # reads the whole stream: a truncated archive fails here
+                for member in progress_bar(members, desc=f"extract {archive.name}", unit="file",
+                                           disable=not progress, leave=False):
+                    tar.extract(member, tmp, filter="data")
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise DatasetCorruptError(
+                f"{archive}: the archive is damaged or truncated ({type(exc).__name__}: {exc}); nothing was "
+                f"extracted. Delete {archive} and fetch it again."
+            ) from exc
+        src = tmp / folder
+        if not src.is_dir():
+            raise DatasetCorruptError(f"{archive}: the archive holds no folder {folder}/ (top level: "
+                                      f"{sorted(p.name for p in tmp.iterdir())}); it is not the official file. "
+                                      f"Delete {archive} and fetch it again.")
+        try:
+            os.replace(src, final)
+        except OSError:
+            if not final.is_dir():  # another process may have finished first: its folder is as good
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def missing_file_error(dataset: str, filename: str, looked_in: Sequence[str | os.PathLike], attempts: Sequence[str],
+                       fix: str, also_missing: Sequence[str] = (), subdir: str = "") -> DatasetNotFoundError:
+    """The :class:`DatasetNotFoundError` a loader raises when ``filename`` is missing and could not be fetched.
+
+    The message names the file, where it was looked for, every ``attempts`` line (``"url: error"``), the
+    other missing files, then ``fix`` (where to put the file by hand) and the current :data:`DATA_ENV`
+    (whose ``subdir`` folder is where the loader looks).
+    """
+    env = os.environ.get(DATA_ENV)
+    return DatasetNotFoundError(
+        f"{dataset}: file {filename} is missing and could not be fetched.\n"
+        f"Looked in: {', '.join(map(str, looked_in))}\n"
+        "Tried:\n  " + "\n  ".join(attempts) + "\n"
+        + (f"Also missing: {', '.join(also_missing)}\n" if also_missing else "")
+        + f"Fix: {fix}, or set {DATA_ENV} to a directory that holds {subdir + '/ with ' if subdir else ''}them "
+        f"({DATA_ENV} is currently {env!r}; "
+        f"default {DEFAULT_DATA_ROOT}).",
+        attempts=attempts,
+    )

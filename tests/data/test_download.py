@@ -5,14 +5,17 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import io
+import os
+import tarfile
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from qnnlib.data.download import DatasetNotFoundError, RemoteFile, fetch_file
-from qnnlib.data.idx import write_idx
+from qnnlib.data.download import ChecksumFile, DatasetNotFoundError, RemoteFile, extract_tar, fetch_file, file_md5
+from qnnlib.data.idx import DatasetCorruptError, write_idx
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -85,3 +88,49 @@ def test_read_only_destination_is_a_dataset_not_found_error_that_says_why(tmp_pa
                                                        "QNNLIB_DATA to a writable directory") as info:
             fetch_file(remote, dest, [url], progress=False)
         assert "QNNLIB_DATA" in info.value.attempts[0]
+
+
+# ------------------------------------------------------------------------------ checksum-only files, archives
+def test_checksum_file_download_and_mismatch(tmp_path, http_dir):
+    www, url = http_dir
+    payload = os.urandom(300_000)  # several chunks
+    (www / "blob.bin").write_bytes(payload)
+    assert file_md5(www / "blob.bin") == _md5(payload)
+    path, errors = fetch_file(ChecksumFile("blob.bin", _md5(payload)), tmp_path / "a", [url], progress=False)
+    assert errors == [] and path.read_bytes() == payload
+    with pytest.raises(DatasetNotFoundError, match=rf"{url}blob.bin: DatasetCorruptError: {url}blob.bin: checksum "
+                                                   r"mismatch for blob.bin: md5 \w+ \(300000 bytes\), expected 0+\. "
+                                                   "The file is incomplete or not the official one: delete it"):
+        fetch_file(ChecksumFile("blob.bin", "0" * 32), tmp_path / "b", [url], progress=False)
+    assert not (tmp_path / "b").exists()
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_extract_tar_is_atomic_and_spares_a_live_extraction(tmp_path):
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(_tar({"top/x": b"1", "top/sub/y": b"2"}))
+    live = tmp_path / f".top.{os.getpid()}.live.tmp"  # a running extraction (this process) is never touched
+    live.mkdir()
+    dead = tmp_path / ".top.4242424.dead.tmp"
+    dead.mkdir()
+    out = extract_tar(archive, tmp_path, "top", progress=False)
+    assert out == tmp_path / "top" and (out / "sub" / "y").read_bytes() == b"2"
+    assert live.is_dir() and not dead.exists()
+    archive.write_bytes(_tar({"other/x": b"1"}))
+    with pytest.raises(DatasetCorruptError, match=r"holds no folder top2/ \(top level: \['other'\]\)"):
+        extract_tar(archive, tmp_path, "top2", progress=False)
+    assert not (tmp_path / "top2").exists() and sorted(p.name for p in tmp_path.iterdir() if "top2" in p.name) == []
+    archive.write_bytes(_tar({"../evil": b"1", "top3/x": b"1"}))
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(DatasetCorruptError, match="OutsideDestinationError"):  # tarfile's "data" filter refuses it
+        extract_tar(archive, tmp_path / "sub", "top3", progress=False)
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "sub" / "top3").exists()
