@@ -35,7 +35,8 @@ from qnnlib.data.root import display_path
 from qnnlib.data.splits import DatasetSplits
 from qnnlib.data.standin import padded_stand_in
 from qnnlib.experiments import runner
-from qnnlib.experiments.config import as_dict
+from qnnlib.experiments.config import as_dict, from_dict
+from qnnlib.experiments.convnets import ConvRecipe, build_model
 from qnnlib.models.convnet import cifar10_convnet, convnet, svhn_convnet
 from qnnlib.models.mlp import mnist_mlp
 from qnnlib.precision import BINARY, Precision
@@ -245,7 +246,13 @@ def filter_model(cfg: EnergyConfig, *, recipes: Sequence[str] = ("theano", "torc
         path = runner.model_path(cfg.profile, "cifar10", r)
         if path.is_file():
             saved = runner.load_model(path, "rerun the CIFAR-10 notebook at this profile")
-            return FilterModel(convnet_from_state_dict(saved["state_dict"]), saved.get("dataset", {"name": "cifar10"}),
+            if isinstance(saved.get("recipe"), dict) and "channels" in saved["recipe"]:  # notebook 02's recipe
+                rc = from_dict(ConvRecipe, saved["recipe"])
+                model = build_model(rc, in_channels=int(saved["state_dict"]["conv1.weight"].shape[1]))
+                model.load_state_dict(saved["state_dict"])
+            else:
+                model = convnet_from_state_dict(saved["state_dict"])
+            return FilterModel(model.eval(), saved.get("dataset", {"name": "cifar10"}),
                                f"trained CIFAR-10 BNN ({r} recipe) saved by the CIFAR-10 notebook",
                                fit_summary=saved.get("result", {}))
     data = stand_in_data(cfg.stand_in)

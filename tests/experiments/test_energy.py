@@ -68,6 +68,21 @@ def test_filter_model_prefers_a_saved_cifar10_net(tmp_path, monkeypatch):
     assert set(ft.per_channel["counting"]) == {"exact", "sign-invariant"}
 
 
+def test_filter_model_rebuilds_notebook_02s_code_recipe_with_lasagne_bn(tmp_path, monkeypatch):
+    """Notebook 02 saves its recipe with the model: the Theano code's net (Lasagne BN) is rebuilt from it."""
+    from qnnlib.experiments import config, convnets
+    from qnnlib.norm import LasagneBatchNorm
+
+    monkeypatch.setenv("QNNLIB_DATA", str(tmp_path))
+    rc = config.resolve("cifar10", "smoke").recipe("theano")
+    model = convnets.build_model(rc, in_channels=1, seed=5)
+    runner.save_model(runner.model_path("smoke", "cifar10", "theano"), model, recipe=config.as_dict(rc),
+                      dataset={"name": "fashion-mnist"}, result={"test_error_at_best": 0.5})
+    fm = E.filter_model(E.PROFILES["smoke"], progress=False)
+    assert isinstance(fm.model.bn1, LasagneBatchNorm) and torch.equal(fm.model.conv3.weight, model.conv3.weight)
+    assert len(E.filter_tables(fm).trained) == 6
+
+
 @pytest.mark.skipif(not FASHION.is_dir(), reason="Fashion-MNIST is not installed")
 def test_stand_in_data_is_padded_fashion_mnist():
     s = dataclasses.replace(TINY, train_size=100, valid_size=50, test_size=50)
