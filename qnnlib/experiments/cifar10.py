@@ -29,8 +29,8 @@ def _profile(profile: str, dataset: str, sizes: tuple[int | None, int | None, in
 PROFILES: dict[str, ConvConfig] = {
     "smoke": _profile("smoke", "fashion-mnist", (1000, 200, 200), (8, 16, 32), 32, 3, False, lr_end=3e-4,
                       halve_every=1, threads=1),
-    "quick": _profile("quick", "auto", (10_000, 2_000, 2_000), (32, 64, 128), 256, 8, True, lr_end=3e-5,
-                      halve_every=3),
+    "quick": _profile("quick", "auto", (5_000, 1_000, 1_000), (16, 32, 64), 128, 4, True, lr_end=3e-5,
+                      halve_every=2),
     "paper": _profile("paper", "cifar10", (None, None, None), (128, 256, 512), 1024, 500, True),
 }
 
