@@ -44,7 +44,7 @@ option                                  paper text               Torch7 code    
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 import torch
@@ -75,6 +75,24 @@ def _check_adam_args(lr: float, betas: tuple[float, float], eps: float) -> None:
 def _ap2_scalar(x: float) -> float:
     """``2^round(log2 x)`` for a positive Python float (a step size; one shift)."""
     return 2.0 ** round(math.log2(x))
+
+
+def _moments(opt: torch.optim.Optimizer, group: dict[str, Any], second: str
+             ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int, torch.Tensor, torch.Tensor]]:
+    """For each parameter of ``group`` with a gradient: ``(p, g, t, m, v)`` after counting the step, with the
+    first moment ``exp_avg`` and the second moment ``second`` created at zero on the first step."""
+    for p in group["params"]:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            raise ValueError(f"{type(opt).__name__} does not support sparse gradients")
+        state = opt.state[p]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p)
+            state[second] = torch.zeros_like(p)
+        state["step"] += 1
+        yield p, p.grad, state["step"], state["exp_avg"], state[second]
 
 
 class ShiftAdaMax(torch.optim.Optimizer):
@@ -133,20 +151,7 @@ class ShiftAdaMax(torch.optim.Optimizer):
             # groups restored from a checkpoint written before these options existed have no keys: the defaults
             state_rule = group.get("state_rule", "paper")
             gamma = float(group.get("lr_scale", 1.0)) if group.get("glorot", "inside") == "after" else 1.0
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if g.is_sparse:
-                    raise ValueError("ShiftAdaMax does not support sparse gradients")
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_inf"] = torch.zeros_like(p)
-                state["step"] += 1
-                t = state["step"]
-                m, v = state["exp_avg"], state["exp_inf"]
+            for p, g, t, m, v in _moments(self, group, "exp_inf"):
                 m.mul_(beta1).add_(g, alpha=1 - beta1)  # m_t = β1 m + (1-β1) g
                 torch.maximum(v.mul_(beta2), g.abs(), out=v)  # v_t = max(β2 v, |g|)
                 if gamma == 1.0:
@@ -199,20 +204,7 @@ class LasagneAdam(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if g.is_sparse:
-                    raise ValueError("LasagneAdam does not support sparse gradients")
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                state["step"] += 1
-                t = state["step"]
-                m, v = state["exp_avg"], state["exp_avg_sq"]
+            for p, g, t, m, v in _moments(self, group, "exp_avg_sq"):
                 a_t = group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t)
                 m.mul_(beta1).add_(g, alpha=1 - beta1)
                 v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
