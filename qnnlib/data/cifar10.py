@@ -45,7 +45,7 @@ from qnnlib.data.download import (
 )
 from qnnlib.data.idx import DatasetCorruptError
 from qnnlib.data.root import DATA_ENV, data_root, display_path
-from qnnlib.data.splits import DatasetSplits, Split, stratified_subset
+from qnnlib.data.splits import DatasetSplits, Split, take_subsets
 from qnnlib.files import NotWritableError, unreadable
 from qnnlib.progress import progress as progress_bar
 
@@ -200,16 +200,8 @@ def load_cifar10(root: str | os.PathLike | None = None, *, download: bool = True
     cut = spec.n_train - spec.valid_count
     parts = {"train": (train_x[:cut], train_y[:cut]), "valid": (train_x[cut:], train_y[cut:]),
              "test": (test_x, test_y)}
-    notes = []
-    for k, (split, size) in enumerate((("train", train_size), ("valid", valid_size), ("test", test_size))):
-        images, labels = parts[split]
-        if size is not None and size != len(labels):
-            if not 0 < size <= len(labels):
-                raise ValueError(f"{split}_size must be in 1..{len(labels)} for {spec.name}, got {size}")
-            idx = stratified_subset(labels, size, seed + k)
-            parts[split] = (images[idx], labels[idx])
-            notes.append(f"{split} {size} of {len(labels)}")
-    subset = "full" if not notes else f"stratified random subset (seed {seed}): " + ", ".join(notes)
+    parts, subset = take_subsets(parts, {"train": train_size, "valid": valid_size, "test": test_size}, seed,
+                                 spec.name)
     splits = {k: Split(x=scale_pm1(x.reshape(-1, 3, 32, 32)), y=torch.from_numpy(y)) for k, (x, y) in parts.items()}
     return DatasetSplits(name=spec.name, **splits, source=display_path(folder), subset=subset, inputs=CIFAR10_INPUTS)
 

@@ -36,7 +36,7 @@ import torch
 
 from qnnlib.data.download import DOWNLOAD_TIMEOUT_S, DatasetNotFoundError, RemoteFile, fetch_file, verify_file
 from qnnlib.data.root import DATA_ENV, DEFAULT_DATA_ROOT, data_root, display_path
-from qnnlib.data.splits import DatasetSplits, Split, stratified_subset
+from qnnlib.data.splits import DatasetSplits, Split, take_subsets
 
 __all__ = ["IdxDatasetSpec", "MNIST_FAMILY", "InputRange", "ensure_files", "load_mnist",
            "torch7_standardise"]
@@ -203,16 +203,8 @@ def load_mnist(name: str = "mnist", root: str | os.PathLike | None = None, *, do
              "valid": (arrays["train_images"][cut:], arrays["train_labels"][cut:]),
              "test": (arrays["test_images"], arrays["test_labels"])}
     stats = torch7_standardise(parts["train"][0]) if input_range == "torch7" else None
-    notes = []
-    for k, (split, size) in enumerate((("train", train_size), ("valid", valid_size), ("test", test_size))):
-        images, labels = parts[split]
-        if size is not None and size != len(labels):
-            if not 0 < size <= len(labels):
-                raise ValueError(f"{split}_size must be in 1..{len(labels)} for {name}, got {size}")
-            idx = stratified_subset(labels, size, seed + k)
-            parts[split] = (images[idx], labels[idx])
-            notes.append(f"{split} {size} of {len(labels)}")
-    subset = "full" if not notes else f"stratified random subset (seed {seed}): " + ", ".join(notes)
+    parts, subset = take_subsets(parts, {"train": train_size, "valid": valid_size, "test": test_size}, seed,
+                                 name)
     splits = {k: _to_split(*parts[k], stats) for k in ("train", "valid", "test")}
     source = display_path(paths["train_images"].parent)
     if stats is None:

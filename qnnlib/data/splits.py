@@ -17,7 +17,8 @@ import torch
 
 from qnnlib.checks import check_int
 
-__all__ = ["Split", "DatasetSplits", "Batches", "as_loader", "epoch_seed", "is_split", "stratified_subset"]
+__all__ = ["Split", "DatasetSplits", "Batches", "as_loader", "epoch_seed", "is_split", "stratified_subset",
+           "take_subsets"]
 
 
 def is_split(obj: object) -> bool:
@@ -157,3 +158,25 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     picked = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c, k in zip(classes, take)]
     return np.sort(np.concatenate(picked))
+
+
+def take_subsets(parts: dict[str, tuple[np.ndarray, np.ndarray]], sizes: dict[str, int | None], seed: int,
+                 dataset: str) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]:
+    """Class-stratified seeded subsets of the ``(images, labels)`` of each split (``train``, ``valid``, ``test``).
+
+    ``sizes[split]`` = None keeps the split; an integer in 1..len takes :func:`stratified_subset` with seed
+    ``seed + k`` (k = 0, 1, 2 for train, valid, test). Returns the new parts and the ``DatasetSplits.subset``
+    text ("full", or "stratified random subset (seed s): train 2000 of 50000, ..."). ``ValueError`` names the
+    split and ``dataset`` for a size out of range.
+    """
+    out, notes = dict(parts), []
+    for k, split in enumerate(("train", "valid", "test")):
+        images, labels = parts[split]
+        size = sizes.get(split)
+        if size is not None and size != len(labels):
+            if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 0 < size <= len(labels):
+                raise ValueError(f"{split}_size must be in 1..{len(labels)} for {dataset}, got {size!r}")
+            idx = stratified_subset(labels, int(size), seed + k)
+            out[split] = (images[idx], labels[idx])
+            notes.append(f"{split} {size} of {len(labels)}")
+    return out, "full" if not notes else f"stratified random subset (seed {seed}): " + ", ".join(notes)

@@ -45,7 +45,7 @@ from qnnlib.data.download import (
 )
 from qnnlib.data.idx import DatasetCorruptError
 from qnnlib.data.root import data_root, display_path
-from qnnlib.data.splits import DatasetSplits, Split, stratified_subset
+from qnnlib.data.splits import DatasetSplits, Split, take_subsets
 from qnnlib.progress import progress as progress_bar
 
 __all__ = ["SvhnSpec", "SVHN", "SVHN_INPUTS", "ensure_svhn", "read_mat", "valid_indices", "load_svhn"]
@@ -199,16 +199,8 @@ def load_svhn(root: str | os.PathLike | None = None, *, extra: bool = True, down
     parts = {"train": tuple(np.concatenate(a) for a in zip(*train_parts)),
              "valid": tuple(np.concatenate(a) for a in zip(*valid_parts)),
              "test": data.pop("test")}
-    notes = []
-    for k, (split, size) in enumerate((("train", train_size), ("valid", valid_size), ("test", test_size))):
-        images, labels = parts[split]
-        if size is not None and size != len(labels):
-            if not 0 < size <= len(labels):
-                raise ValueError(f"{split}_size must be in 1..{len(labels)} for {spec.name}, got {size}")
-            idx = stratified_subset(labels, size, seed + k)
-            parts[split] = (images[idx], labels[idx])
-            notes.append(f"{split} {size} of {len(labels)}")
-    subset = "full" if not notes else f"stratified random subset (seed {seed}): " + ", ".join(notes)
+    parts, subset = take_subsets(parts, {"train": train_size, "valid": valid_size, "test": test_size}, seed,
+                                 spec.name)
     if not extra:
         subset = (f"without {spec.extra.name} (train and valid from {spec.train.name} only: "
                   f"{spec.valid_per_class_train} valid images per class); {subset}")

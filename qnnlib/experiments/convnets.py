@@ -101,7 +101,7 @@ class Schedule:
 
 
 @dataclass(frozen=True)
-class ConvConfig:
+class ConvConfig(table1.RecipeSet):
     """Notebook 02 or 03: the dataset, its sizes, which recipes, how many seeds, each recipe's settings."""
 
     profile: str
@@ -117,27 +117,11 @@ class ConvConfig:
     resume: bool = True
 
     def __post_init__(self) -> None:
-        bad = [r for r in self.recipes if r not in self.recipe_configs]
-        if bad or not self.recipes:
-            raise ValueError(f"recipes must be a non-empty subset of {tuple(self.recipe_configs)}, got {self.recipes}")
-        if len(set(self.recipes)) != len(self.recipes):
-            raise ValueError(f"recipes must not repeat, got {self.recipes}")
-        runner.seeds_from(0, self.n_seeds)
-        for f in ("train_size", "valid_size", "test_size"):
-            v = getattr(self, f)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"{f} must be None (the whole split) or a positive integer, got {v!r}")
+        self.check_recipe_set()
         if self.dataset not in (self.experiment, "fashion-mnist", "auto"):
             raise ValueError(f"dataset must be {self.experiment!r}, 'fashion-mnist' (the stand-in) or 'auto', "
                              f"got {self.dataset!r}")
 
-    def recipe(self, name: str) -> ConvRecipe:
-        if name not in self.recipes:
-            raise ValueError(f"unknown recipe {name!r}; this config has {self.recipes}")
-        return self.recipe_configs[name]
-
-    def seeds(self, name: str) -> tuple[int, ...]:
-        return runner.seeds_from(self.recipe(name).train.seed, self.n_seeds)
 
 
 @dataclass(frozen=True)

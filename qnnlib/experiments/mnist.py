@@ -92,7 +92,7 @@ class RecipeConfig:
 
 
 @dataclass(frozen=True)
-class MnistConfig:
+class MnistConfig(table1.RecipeSet):
     """Notebook 01: which data, which recipes, how many seeds, and each recipe's settings."""
 
     profile: str
@@ -106,16 +106,7 @@ class MnistConfig:
     resume: bool = True
 
     def __post_init__(self) -> None:
-        bad = [r for r in self.recipes if r not in self.recipe_configs]
-        if bad or not self.recipes:
-            raise ValueError(f"recipes must be a non-empty subset of {tuple(self.recipe_configs)}, got {self.recipes}")
-        if len(set(self.recipes)) != len(self.recipes):
-            raise ValueError(f"recipes must not repeat, got {self.recipes}")
-        runner.seeds_from(0, self.n_seeds)  # validates n_seeds
-        for f in ("train_size", "valid_size", "test_size"):
-            v = getattr(self, f)
-            if v is not None and v < 1:
-                raise ValueError(f"{f} must be None (the whole split) or a positive integer, got {v!r}")
+        self.check_recipe_set()
 
     def resolved(self) -> MnistConfig:
         """Only the selected recipes' settings (what is printed and stored)."""
@@ -123,13 +114,6 @@ class MnistConfig:
             return self
         return replace(self, recipe_configs={r: self.recipe_configs[r] for r in self.recipes})
 
-    def recipe(self, name: str) -> RecipeConfig:
-        if name not in self.recipes:
-            raise ValueError(f"unknown recipe {name!r}; this config has {self.recipes}")
-        return self.recipe_configs[name]
-
-    def seeds(self, name: str) -> tuple[int, ...]:
-        return runner.seeds_from(self.recipe(name).train.seed, self.n_seeds)
 
 
 def _recipe(name: str, hidden: int, epochs: int, halve_every: int = 20, lr_end: float = 3e-7,

@@ -33,7 +33,7 @@ from qnnlib.experiments.config import as_dict
 from qnnlib.precision import Precision
 from qnnlib.train import TrainConfig
 
-__all__ = ["Recipe", "Table1Config", "recipe_key", "run_recipes", "table_rows", "findings", "check_errors"]
+__all__ = ["Recipe", "Table1Config", "RecipeSet", "recipe_key", "run_recipes", "table_rows", "findings", "check_errors"]
 
 
 class Recipe(Protocol):
@@ -59,6 +59,37 @@ class Table1Config(Protocol):
     def recipe(self, name: str) -> Any: ...
 
     def seeds(self, name: str) -> tuple[int, ...]: ...
+
+
+class RecipeSet:
+    """Mixin of a Table 1 config dataclass with fields ``recipes``, ``recipe_configs`` (name -> recipe),
+    ``n_seeds`` and ``train_size``/``valid_size``/``test_size``: its checks and lookups, written once."""
+
+    recipes: tuple[str, ...]
+    recipe_configs: Mapping[str, Any]
+    n_seeds: int
+
+    def check_recipe_set(self) -> None:
+        """Call from ``__post_init__``: recipes a non-empty, repeat-free subset; n_seeds and sizes valid."""
+        bad = [r for r in self.recipes if r not in self.recipe_configs]
+        if bad or not self.recipes:
+            raise ValueError(f"recipes must be a non-empty subset of {tuple(self.recipe_configs)}, got {self.recipes}")
+        if len(set(self.recipes)) != len(self.recipes):
+            raise ValueError(f"recipes must not repeat, got {self.recipes}")
+        runner.seeds_from(0, self.n_seeds)  # validates n_seeds
+        for f in ("train_size", "valid_size", "test_size"):
+            v = getattr(self, f)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{f} must be None (the whole split) or a positive integer, got {v!r}")
+
+    def recipe(self, name: str) -> Any:
+        if name not in self.recipes:
+            raise ValueError(f"unknown recipe {name!r}; this config has {self.recipes}")
+        return self.recipe_configs[name]
+
+    def seeds(self, name: str) -> tuple[int, ...]:
+        """The seeds of ``name``: its training seed, +1, ... (``n_seeds`` of them)."""
+        return runner.seeds_from(self.recipe(name).train.seed, self.n_seeds)
 
 
 def recipe_key(rc: Any) -> str:
