@@ -45,7 +45,7 @@ from qnnlib.files import TMP_SUFFIX, NotWritableError, atomic_write, is_writable
 from qnnlib.progress import progress as progress_bar
 
 __all__ = ["DOWNLOAD_TIMEOUT_S", "DatasetNotFoundError", "RemoteFile", "ChecksumFile", "check_bytes", "verify_file",
-           "file_md5", "fetch_file", "extract_tar", "missing_file_error"]
+           "file_md5", "fetch_file", "extract_tar", "missing_file_error", "fetch_missing"]
 
 DOWNLOAD_TIMEOUT_S = 30.0
 _CHUNK = 1 << 16
@@ -274,3 +274,21 @@ def missing_file_error(dataset: str, filename: str, looked_in: Sequence[str | os
         f"default {DEFAULT_DATA_ROOT}).",
         attempts=attempts,
     )
+
+
+def fetch_missing(dataset: str, missing: Sequence[RemoteFile | ChecksumFile], home: Path, mirrors: Sequence[str],
+                  *, looked_in: Sequence[str | os.PathLike], fix: str, subdir: str = "", download: bool = True,
+                  timeout: float = DOWNLOAD_TIMEOUT_S, progress: bool = True) -> None:
+    """Fetch each of ``missing`` into ``home`` (:func:`fetch_file`); the first that cannot be fetched (or any,
+    with ``download=False``) raises :func:`missing_file_error` naming it, every attempt and the files after it."""
+    for i, remote in enumerate(missing):
+        if not download:
+            attempts = ["nothing: downloading is disabled (download=False)"]
+        else:
+            try:
+                fetch_file(remote, home, mirrors, timeout=timeout, progress=progress)
+                continue
+            except DatasetNotFoundError as exc:
+                attempts = exc.attempts
+        raise missing_file_error(dataset, remote.name, looked_in, attempts, fix,
+                                 also_missing=[f.name for f in missing[i + 1:]], subdir=subdir)

@@ -34,8 +34,13 @@ from typing import Literal
 import numpy as np
 import torch
 
-from qnnlib.data.download import DOWNLOAD_TIMEOUT_S, DatasetNotFoundError, RemoteFile, fetch_file, verify_file
-from qnnlib.data.root import DATA_ENV, DEFAULT_DATA_ROOT, data_root, display_path
+from qnnlib.data.download import (
+    DOWNLOAD_TIMEOUT_S,
+    RemoteFile,
+    fetch_missing,
+    verify_file,
+)
+from qnnlib.data.root import data_root, display_path
 from qnnlib.data.splits import DatasetSplits, Split, take_subsets
 
 __all__ = ["IdxDatasetSpec", "MNIST_FAMILY", "InputRange", "ensure_files", "load_mnist",
@@ -128,27 +133,10 @@ def ensure_files(name: str = "mnist", root: str | os.PathLike | None = None, *, 
         if all(found.values()):
             return found  # type: ignore[return-value]
     missing = [f for f in spec.files.values() if _present(home, f) is None]
-    for i, remote in enumerate(missing):
-        if not download:
-            attempts = ["nothing: downloading is disabled (download=False)"]
-        else:
-            try:
-                fetch_file(remote, home, spec.mirrors, timeout=timeout, progress=progress)
-                continue
-            except DatasetNotFoundError as exc:
-                attempts = exc.attempts
-        others = [f.name for f in missing[i + 1:]]
-        env = os.environ.get(DATA_ENV)
-        raise DatasetNotFoundError(
-            f"{spec.name}: file {remote.name} is missing and could not be fetched.\n"
-            f"Looked in: {', '.join(map(str, dirs))}\n"
-            "Tried:\n  " + "\n  ".join(attempts) + "\n"
-            + (f"Also missing: {', '.join(others)}\n" if others else "")
-            + f"Fix: put the four files ({', '.join(f.name for f in spec.files.values())}) into {home} by hand "
-            f"(from {spec.homepage or 'a mirror above'}; gzipped or not), or set {DATA_ENV} to a directory that "
-            f"holds {spec.subdir}/ with them ({DATA_ENV} is currently {env!r}; default {DEFAULT_DATA_ROOT}).",
-            attempts=attempts,
-        )
+    fetch_missing(spec.name, missing, home, spec.mirrors, looked_in=dirs, subdir=spec.subdir, download=download,
+                  timeout=timeout, progress=progress,
+                  fix=f"put the four files ({', '.join(f.name for f in spec.files.values())}) into {home} by hand "
+                      f"(from {spec.homepage or 'a mirror above'}; gzipped or not)")
     return {role: _present(home, f) for role, f in spec.files.items()}  # type: ignore[misc]
 
 

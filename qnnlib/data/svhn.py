@@ -39,9 +39,7 @@ from qnnlib.data.cifar10 import scale_pm1
 from qnnlib.data.download import (
     DOWNLOAD_TIMEOUT_S,
     ChecksumFile,
-    DatasetNotFoundError,
-    fetch_file,
-    missing_file_error,
+    fetch_missing,
 )
 from qnnlib.data.idx import DatasetCorruptError
 from qnnlib.data.root import data_root, display_path
@@ -100,21 +98,10 @@ def ensure_svhn(root: str | os.PathLike | None = None, *, extra: bool = True, do
     home = data_root(root) / spec.subdir
     roles = ("train", "test", "extra") if extra else ("train", "test")
     missing = [r for r in roles if not (home / spec.file(r).name).is_file()]
-    for i, role in enumerate(missing):
-        remote = spec.file(role)
-        if not download:
-            attempts = ["nothing: downloading is disabled (download=False)"]
-        else:
-            try:
-                fetch_file(remote, home, spec.mirrors, timeout=timeout, progress=progress)
-                continue
-            except DatasetNotFoundError as exc:
-                attempts = exc.attempts
-        names = ", ".join(f"{spec.file(r).name} (md5 {spec.file(r).md5})" for r in roles)
-        raise missing_file_error(
-            spec.name, remote.name, [home], attempts,
-            f"put {names} (the 'format 2' cropped digits from {spec.homepage}) into {home} by hand",
-            also_missing=[spec.file(r).name for r in missing[i + 1:]], subdir=spec.subdir)
+    names = ", ".join(f"{spec.file(r).name} (md5 {spec.file(r).md5})" for r in roles)
+    fetch_missing(spec.name, [spec.file(r) for r in missing], home, spec.mirrors, looked_in=[home],
+                  subdir=spec.subdir, download=download, timeout=timeout, progress=progress,
+                  fix=f"put {names} (the 'format 2' cropped digits from {spec.homepage}) into {home} by hand")
     return {r: home / spec.file(r).name for r in roles}
 
 
