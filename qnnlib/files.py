@@ -154,16 +154,20 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, verify: Callable[
         tmp.unlink(missing_ok=True)
 
 
-def is_writable_dir(directory: str | os.PathLike) -> bool:
-    """Whether ``directory`` exists (or can be created) and a file can be created in it."""
-    d = Path(directory)
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=d, prefix=".qnnlib-write-test.")
-    except OSError:
-        return False
+def _probe(d: Path) -> None:
+    """Create ``d`` if needed and a file in it (removed again); raises the ``OSError`` when either fails."""
+    d.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=d, prefix=".qnnlib-write-test.")
     os.close(fd)
     os.unlink(name)
+
+
+def is_writable_dir(directory: str | os.PathLike) -> bool:
+    """Whether ``directory`` exists (or can be created) and a file can be created in it."""
+    try:
+        _probe(Path(directory))
+    except OSError:
+        return False
     return True
 
 
@@ -175,11 +179,8 @@ def writable_dir(directory: str | os.PathLike, how_to_move: str) -> Path:
     """
     d = Path(directory)
     try:
-        d.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=d, prefix=".qnnlib-write-test.")
+        _probe(d)
     except OSError as exc:
         raise NotWritableError(f"{d} is not a writable directory ({type(exc).__name__}: {exc.strerror or exc}); "
                                f"{how_to_move}", d) from exc
-    os.close(fd)
-    os.unlink(name)
     return d

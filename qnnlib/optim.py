@@ -77,6 +77,14 @@ def _ap2_scalar(x: float) -> float:
     return 2.0 ** round(math.log2(x))
 
 
+def _closure_loss(closure: Callable[[], torch.Tensor] | None) -> torch.Tensor | None:
+    """The loss of ``closure`` evaluated with gradients on (``step`` runs under ``no_grad``), or ``None``."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 def _moments(opt: torch.optim.Optimizer, group: dict[str, Any], second: str
              ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int, torch.Tensor, torch.Tensor]]:
     """For each parameter of ``group`` with a gradient: ``(p, g, t, m, v)`` after counting the step, with the
@@ -142,10 +150,7 @@ class ShiftAdaMax(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             # groups restored from a checkpoint written before these options existed have no keys: the defaults
@@ -198,10 +203,7 @@ class LasagneAdam(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for p, g, t, m, v in _moments(self, group, "exp_avg_sq"):

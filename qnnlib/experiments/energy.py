@@ -192,9 +192,9 @@ def stand_in_data(s: StandIn, name: str = "fashion-mnist") -> DatasetSplits:
 
 
 def stand_in_description(d: DatasetSplits) -> dict[str, Any]:
-    """``d.describe()`` corrected for the padding, and marked as a stand-in for CIFAR-10."""
-    return {**d.describe(), "inputs": "28x28 pixel/255*2-1 in [-1, 1], padded to 1x32x32 with -1",
-            "stand_in_for": "cifar10 (not available offline): NOT the paper's dataset"}
+    """``d.describe()`` (whose ``inputs`` already say padded and what it stands in for), marked as a stand-in for
+    CIFAR-10."""
+    return {**d.describe(), "stand_in_for": "cifar10 (not available offline): NOT the paper's dataset"}
 
 
 def train_stand_in(s: StandIn, data: DatasetSplits, *, seed: int = 1234, progress: bool = True,
