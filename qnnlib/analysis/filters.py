@@ -25,7 +25,7 @@ experiment's business: :mod:`qnnlib.experiments.energy`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import pandas as pd
@@ -43,6 +43,7 @@ __all__ = [
     "expected_unique_fraction",
     "LayerRepetition",
     "layer_repetition",
+    "repetition_by_epoch",
     "filter_repetition",
     "channel_unique_fractions",
     "comparison_rows",
@@ -161,6 +162,17 @@ def filter_repetition(model: nn.Module, input_shape: Sequence[int]) -> pd.DataFr
         r = layer_repetition(n, m.weight, pixels[n])
         rows.append({**asdict(r), "ops_reduction": r.ops_reduction, "ops_reduction_sign": r.ops_reduction_sign})
     return pd.DataFrame(rows, columns=[*LayerRepetition.__dataclass_fields__, "ops_reduction", "ops_reduction_sign"])
+
+
+def repetition_by_epoch(models: Mapping[int, nn.Module], input_shape: Sequence[int]) -> pd.DataFrame:
+    """:func:`filter_repetition` of each ``models[epoch]`` (snapshots of one training run), with an ``epoch``
+    column first: how the unique fraction moves as training moves the binary weights away from their
+    initialisation (epoch 0)."""
+    if not models:
+        raise ValueError("repetition_by_epoch needs at least one model (epoch -> model)")
+    frames = [filter_repetition(m, input_shape).assign(epoch=int(e)) for e, m in sorted(models.items())]
+    out = pd.concat(frames, ignore_index=True)
+    return out[["epoch", *[c for c in out.columns if c != "epoch"]]]
 
 
 def channel_unique_fractions(model: nn.Module) -> pd.DataFrame:

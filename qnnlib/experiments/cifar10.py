@@ -18,20 +18,22 @@ SCHEDULE = Schedule(theano_batch=50, theano_lr=(1e-3, 3e-7), torch7_batch=200, t
 
 
 def _profile(profile: str, dataset: str, sizes: tuple[int | None, int | None, int | None], channels: tuple[int, int, int],
-             fc: int, epochs: int, resume: bool, **schedule: object) -> ConvConfig:
+             fc: int, epochs: int, resume: bool, snapshots: tuple[int, ...], **schedule: object) -> ConvConfig:
     recipes = make_recipes(SCHEDULE, channels, fc, epochs, **schedule)  # type: ignore[arg-type]
     return ConvConfig(profile, EXPERIMENT, dataset, *sizes, recipes=tuple(recipes),  # type: ignore[arg-type]
-                      recipe_configs=recipes, resume=resume)
+                      recipe_configs=recipes, resume=resume, snapshot_epochs=snapshots)
 
 
 # The profile table: the only place sizes live. Reduced profiles narrow the convs, take stratified subsets and
-# compress the schedules (the exponential decay ends at lr_end; the Torch7 halving period shrinks).
+# compress the schedules (the exponential decay ends at lr_end; the Torch7 halving period shrinks). The snapshot
+# epochs (0 = initialisation) are where notebook 08 counts the binary filters of the Theano and Torch7 BNNs.
 PROFILES: dict[str, ConvConfig] = {
-    "smoke": _profile("smoke", "fashion-mnist", (1000, 200, 200), (8, 16, 32), 32, 3, False, lr_end=3e-4,
+    "smoke": _profile("smoke", "fashion-mnist", (1000, 200, 200), (8, 16, 32), 32, 3, False, (0, 1, 3), lr_end=3e-4,
                       halve_every=1, threads=1),
-    "quick": _profile("quick", "auto", (5_000, 1_000, 1_000), (16, 32, 64), 128, 12, True, lr_end=3e-5,
+    "quick": _profile("quick", "auto", (5_000, 1_000, 1_000), (16, 32, 64), 128, 12, True, (0, 1, 2, 4, 8, 12), lr_end=3e-5,
                       halve_every=3),
-    "paper": _profile("paper", "cifar10", (None, None, None), (128, 256, 512), 1024, 500, True),
+    "paper": _profile("paper", "cifar10", (None, None, None), (128, 256, 512), 1024, 500, True,
+                      (0, 1, 10, 50, 100, 250, 500)),
 }
 
 SANITY: dict[str, Sanity] = {

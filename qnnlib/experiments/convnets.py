@@ -48,7 +48,7 @@ from qnnlib.models.convnet import convnet
 from qnnlib.precision import BINARY, FLOAT, Precision
 from qnnlib.train import TrainConfig
 
-__all__ = ["RECIPES", "LABELS", "PAPER_ROW", "InputRange", "ConvRecipe", "ConvConfig", "Sanity", "Schedule",
+__all__ = ["RECIPES", "LABELS", "PAPER_ROW", "SNAPSHOT_RECIPES", "InputRange", "ConvRecipe", "ConvConfig", "Sanity", "Schedule",
            "make_recipes", "load_data", "build_model", "run_recipes", "table_rows", "findings", "write_metrics",
            "check_sanity"]
 
@@ -58,6 +58,9 @@ LABELS = {"float": "Float baseline (ours)", "theano": "BNN (Theano)", "torch7": 
 PAPER_ROW = {"theano": "BNN (Theano)", "torch7": "BNN (Torch7)", "theano-paper": "BNN (Theano)",
              "torch7-paper": "BNN (Torch7)"}
 """The paper's Table 1 row each recipe is compared with (the float network has no row in these columns)."""
+SNAPSHOT_RECIPES = ("theano", "torch7")
+"""The recipes whose weights are kept at ``ConvConfig.snapshot_epochs`` (the authors' codes, whose trained models
+notebook 08 counts filters on)."""
 InputRange = Literal["pm1", "torch7-cifar10", "torch7-svhn"]
 
 
@@ -115,9 +118,17 @@ class ConvConfig(table1.RecipeSet):
     extra: bool = False  # SVHN's extra_32x32.mat (the paper profile)
     n_seeds: int = 1
     resume: bool = True
+    # epochs after which the binary recipes' weights are kept (0 = at initialisation): notebook 08 follows the
+    # filter repetition of the trained ConvNet through training on them
+    snapshot_epochs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         self.check_recipe_set()
+        last = min(self.recipe(r).train.epochs for r in self.recipes)
+        for e in self.snapshot_epochs:
+            if isinstance(e, bool) or not isinstance(e, int) or not 0 <= e <= last:
+                raise ValueError(f"snapshot_epochs must be epochs in [0, {last}] (0 = at initialisation), got "
+                                 f"{self.snapshot_epochs!r}")
         if self.dataset not in (self.experiment, "fashion-mnist", "auto"):
             raise ValueError(f"dataset must be {self.experiment!r}, 'fashion-mnist' (the stand-in) or 'auto', "
                              f"got {self.dataset!r}")
@@ -218,13 +229,15 @@ def _describe(rc: ConvRecipe) -> str:
 def run_recipes(cfg: ConvConfig, data: DatasetSplits, *, progress: bool = True,
                 save_models: bool = True) -> dict[str, runner.Run]:
     """Train every recipe of ``cfg`` (:func:`qnnlib.experiments.table1.run_recipes`); recipes with a Torch7
-    preprocessing get ``data`` preprocessed their way (ZCA fits cached under ``$QNNLIB_DATA/cache``)."""
+    preprocessing get ``data`` preprocessed their way (ZCA fits cached under ``$QNNLIB_DATA/cache``); the
+    :data:`SNAPSHOT_RECIPES` keep their weights at ``cfg.snapshot_epochs`` in their saved model file."""
     in_channels = int(data.train.x.shape[1])
     cache = data_root() / "cache" / "zca"
     return table1.run_recipes(
         cfg, data, experiment=cfg.experiment, data_range="pm1", describe=_describe, progress=progress,
         save_models=save_models, build=lambda rc, d, s: build_model(rc, in_channels=in_channels, seed=s),
-        load=lambda r: preprocessed(data, r, cache))  # type: ignore[arg-type]
+        load=lambda r: preprocessed(data, r, cache),  # type: ignore[arg-type]
+        snapshots={r: cfg.snapshot_epochs for r in SNAPSHOT_RECIPES if r in cfg.recipes and cfg.snapshot_epochs})
 
 
 def table_rows(cfg: ConvConfig, runs: dict[str, runner.Run], data: DatasetSplits) -> list[dict[str, Any]]:

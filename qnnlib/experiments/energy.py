@@ -18,6 +18,7 @@ table and the JSON say so (not comparable with the paper's 42%).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -46,7 +47,7 @@ from qnnlib.train import FitResult, TrainConfig, fit
 __all__ = ["StandIn", "EnergyConfig", "Sanity", "PROFILES", "SANITY", "MemoryLevel", "assumptions", "model_zoo",
            "account_zoo", "overview_table", "sensitivity", "disk_table", "stand_in_data",
            "stand_in_description", "train_stand_in", "FilterModel", "filter_model", "FilterTables",
-           "filter_tables", "rows", "write_metrics", "check_sanity", "findings", "BNN_LABELS"]
+           "filter_tables", "rows", "write_metrics", "check_sanity", "findings", "findings_trajectory", "BNN_LABELS"]
 
 EXPERIMENT = "energy"
 MemoryLevel = Literal["8K", "32K", "1M", "DRAM", "auto"]
@@ -197,12 +198,18 @@ def stand_in_description(d: DatasetSplits) -> dict[str, Any]:
     return {**d.describe(), "stand_in_for": "cifar10 (not available offline): NOT the paper's dataset"}
 
 
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
 def train_stand_in(s: StandIn, data: DatasetSplits, *, seed: int = 1234, progress: bool = True,
-                   precision: Precision = BINARY) -> tuple[nn.Module, FitResult]:
+                   precision: Precision = BINARY, snapshots: dict[int, dict[str, torch.Tensor]] | None = None
+                   ) -> tuple[nn.Module, FitResult]:
     """Train the paper's ConvNet (``convnet(s.channels, s.fc)``, the data's channels and size) on ``data``.
 
     Theano recipe (docs/paper.md §2.10): deterministic BNN, vanilla BN, Adam with Glorot LR scaling,
     exponential LR decay ``s.lr_start → s.lr_end``, square hinge loss. Returns the best-validation model.
+    A ``snapshots`` dict receives the weights at initialisation (key 0) and after every epoch.
     """
     torch.manual_seed(seed)
     model = convnet(s.channels, s.fc, precision=precision, in_channels=int(data.train.x.shape[1]),
@@ -210,7 +217,14 @@ def train_stand_in(s: StandIn, data: DatasetSplits, *, seed: int = 1234, progres
     cfg = TrainConfig(epochs=s.epochs, batch_size=s.batch_size, optimizer="adam", lr_start=s.lr_start,
                       lr_end=s.lr_end, lr_schedule="exp", glorot=True, seed=seed, progress=progress,
                       threads=s.threads)
-    return model, fit(model, data, cfg, desc="stand-in BNN")
+    hook = None
+    if snapshots is not None:
+        snapshots[0] = _state(model)
+
+        def hook(epoch: int, row: dict[str, Any]) -> None:
+            snapshots[epoch + 1] = _state(model)
+
+    return model, fit(model, data, cfg, desc="stand-in BNN", on_epoch_end=hook)
 
 
 def convnet_from_state_dict(state: Mapping[str, torch.Tensor], image_size: int = 32) -> nn.Module:
@@ -237,6 +251,16 @@ class FilterModel:
     source: str  # one sentence for tables and the JSON
     history: list[dict[str, Any]] = field(default_factory=list)
     fit_summary: dict[str, Any] = field(default_factory=dict)  # best epoch, test error, wall time
+    # the same run's weights by epoch (0 = initialisation): how the filter statistics move with training
+    snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+    def at_epoch(self, epoch: int) -> nn.Module:
+        """``model``'s architecture with the weights of ``snapshots[epoch]`` (eval mode)."""
+        if epoch not in self.snapshots:
+            raise KeyError(f"no snapshot of epoch {epoch}; this run kept epochs {sorted(self.snapshots)}")
+        m = copy.deepcopy(self.model)
+        m.load_state_dict(self.snapshots[epoch])
+        return m.eval()
 
 
 def filter_model(cfg: EnergyConfig, *, recipes: Sequence[str] = ("theano", "torch7"), progress: bool = True
@@ -252,17 +276,19 @@ def filter_model(cfg: EnergyConfig, *, recipes: Sequence[str] = ("theano", "torc
                 model.load_state_dict(saved["state_dict"])
             else:
                 model = convnet_from_state_dict(saved["state_dict"])
+            snaps = {int(e): sd for e, sd in (saved.get("snapshots") or {}).items()}
             return FilterModel(model.eval(), saved.get("dataset", {"name": "cifar10"}),
                                f"trained CIFAR-10 BNN ({r} recipe) saved by the CIFAR-10 notebook",
-                               fit_summary=saved.get("result", {}))
+                               fit_summary=saved.get("result", {}), snapshots=snaps)
     data = stand_in_data(cfg.stand_in)
-    model, result = train_stand_in(cfg.stand_in, data, seed=cfg.seed, progress=progress)
+    snaps: dict[int, dict[str, torch.Tensor]] = {}
+    model, result = train_stand_in(cfg.stand_in, data, seed=cfg.seed, progress=progress, snapshots=snaps)
     s = cfg.stand_in
     return FilterModel(model, stand_in_description(data),
                        f"NO trained CIFAR-10 BNN available: Fashion-MNIST stand-in, the paper's ConvNet at widths "
                        f"{s.channels}/{s.fc}, trained {s.epochs} epochs in this notebook", result.history,
                        {k: getattr(result, k) for k in ("best_epoch", "test_error_at_best", "final_test_error",
-                                                        "wall_time_s")})
+                                                        "wall_time_s")}, snaps)
 
 
 @dataclass
@@ -273,6 +299,14 @@ class FilterTables:
     at_init: pd.DataFrame  # the same at initialisation (same seed: the stand-in's exact starting weights)
     sign_changes: pd.DataFrame  # per layer: fraction of binary weights whose sign training changed
     per_channel: pd.DataFrame  # filters.channel_unique_fractions (histogram data)
+    by_epoch: pd.DataFrame  # filters.repetition_by_epoch of the run's snapshots (empty without snapshots)
+
+    def trajectory(self) -> pd.DataFrame:
+        """Per snapshot epoch, the mean over layers of the unique fractions (exact, sign-invariant, random)."""
+        cols = ["unique_fraction", "unique_fraction_sign", "random_fraction", "random_fraction_sign"]
+        if self.by_epoch.empty:
+            return pd.DataFrame(columns=["epoch", *cols])
+        return self.by_epoch.groupby("epoch", as_index=False)[cols].mean()
 
     def summary(self) -> pd.DataFrame:
         """Per layer, with a mean row: unique fractions (exact, sign-invariant, random, at init), ops saved."""
@@ -286,14 +320,22 @@ class FilterTables:
 
 
 def filter_tables(fm: FilterModel, seed: int = 1234) -> FilterTables:
-    """:class:`FilterTables` of ``fm.model`` (its first conv's input channels, 32×32 input)."""
+    """:class:`FilterTables` of ``fm.model`` (its first conv's input channels, 32×32 input).
+
+    The initial weights are the run's own epoch-0 snapshot when it kept one; otherwise the same architecture
+    initialised from ``seed`` (the stand-in's seed: its exact starting weights)."""
     in_shape = (int(fm.model.conv1.in_channels), 32, 32)
     rep = filters.filter_repetition(fm.model, in_shape)
-    torch.manual_seed(seed)
-    at_init = convnet(tuple(int(c) for c in rep["out_channels"].iloc[[0, 2, 4]]), int(fm.model.fc7.out_features),
-                      in_channels=in_shape[0])
+    if 0 in fm.snapshots:
+        at_init = fm.at_epoch(0)
+    else:
+        torch.manual_seed(seed)
+        at_init = convnet(tuple(int(c) for c in rep["out_channels"].iloc[[0, 2, 4]]),
+                          int(fm.model.fc7.out_features), in_channels=in_shape[0])
+    by_epoch = (filters.repetition_by_epoch({e: fm.at_epoch(e) for e in fm.snapshots}, in_shape) if fm.snapshots
+                else pd.DataFrame())
     return FilterTables(rep, filters.filter_repetition(at_init, in_shape), filters.sign_changes(fm.model, at_init),
-                        filters.channel_unique_fractions(fm.model))
+                        filters.channel_unique_fractions(fm.model), by_epoch)
 
 
 # ------------------------------------------------------------------------------------ results
@@ -319,6 +361,7 @@ def write_metrics(cfg: EnergyConfig, zoo: Mapping[str, tuple[nn.Module, tuple[in
                  "disk": dict(disk), "filters": ft.trained.to_dict(orient="records"),
                  "filters_at_init": ft.at_init[["layer", "unique_fraction", "unique_fraction_sign"]].to_dict(orient="records"),
                  "sign_changes_vs_init": ft.sign_changes.to_dict(orient="records"),
+                 "filters_by_epoch": ft.trajectory().to_dict(orient="records"),
                  "energy_sensitivity_cifar10": sens.to_dict(orient="index"), "stand_in_fit": fm.fit_summary},
         history=fm.history, dataset=fm.dataset, wall_time_s=wall_time_s)
 
@@ -379,5 +422,20 @@ def findings(totals: Mapping[str, pd.DataFrame], disk: Mapping[str, Mapping[str,
         f"{100 * s['random_fraction']:.1f}% for random signs and {100 * s['at init']:.1f}% at initialisation; "
         f"XNOR-popcounts cut {s['ops_reduction']:.2f}x ({s['ops_reduction_sign']:.2f}x sign-invariant). "
         "The paper reports 42% and 'by 3' on its trained CIFAR-10 ConvNet.",
+        *findings_trajectory(ft),
     ]
+
+
+def findings_trajectory(ft: FilterTables) -> list[str]:
+    """The sentence on how the unique fraction moved between the kept snapshots (or why there is none)."""
+    t = ft.trajectory()
+    if len(t) < 2:
+        return ["No weight snapshots were kept for this ConvNet, so how the unique fraction moves with training "
+                "is not shown (rerun the CIFAR-10 notebook: it keeps them)."]
+    steps = ", ".join(f"epoch {int(r.epoch)}: {100 * r.unique_fraction:.1f}%" for r in t.itertuples())
+    first, last = t.iloc[0], t.iloc[-1]
+    return [f"Unique fraction through training (same run, mean over layers, exact counting): {steps}; random signs "
+            f"give {100 * last['random_fraction']:.1f}%. Training moved it by "
+            f"{100 * (last['unique_fraction'] - first['unique_fraction']):+.1f} points from epoch "
+            f"{int(first['epoch'])} to epoch {int(last['epoch'])}."]
 

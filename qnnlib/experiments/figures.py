@@ -137,6 +137,31 @@ def filter_histogram(per_channel: pd.DataFrame, repetition: pd.DataFrame, datase
     return fig
 
 
+def filter_trajectory(by_epoch: pd.DataFrame, dataset: str, paper_percent: float = 42.0) -> Figure:
+    """Unique binary 3×3 filters (% per input channel, mean over output channels) against the training epoch, one
+    line per layer and the mean over layers (black), exact and sign-invariant counting; dashed: random signs
+    (mean over layers); dotted: the paper's 42% on its trained CIFAR-10 ConvNet."""
+    if by_epoch.empty:
+        raise ValueError("no snapshots: filter_trajectory needs filters.repetition_by_epoch rows")
+    sns.set_theme(style="whitegrid")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    for ax, (counting, col, rnd) in zip(axes, (("exact", "unique_fraction", "random_fraction"),
+                                               ("sign-invariant", "unique_fraction_sign", "random_fraction_sign"))):
+        d = by_epoch.assign(percent=lambda x, c=col: 100 * x[c])
+        sns.lineplot(data=d, x="epoch", y="percent", hue="layer", marker="o", ax=ax, lw=1)
+        mean = d.groupby("epoch", as_index=False)[["percent", rnd]].mean()
+        ax.plot(mean["epoch"], mean["percent"], color="k", lw=2.2, marker="s", label="mean over layers")
+        ax.plot(mean["epoch"], 100 * mean[rnd], color="grey", ls="--", lw=1, label="random signs (mean)")
+        ax.axhline(paper_percent, color="k", ls=":", lw=1.2, label=f"paper {paper_percent:g}% (CIFAR-10)")
+        ax.set(xlabel="epoch (0 = initialisation)", ylabel="unique filters per input channel (%)", ylim=(0, 100),
+               title=f"{counting} counting")
+    axes[0].get_legend().remove()
+    _legend_outside(axes[1])
+    fig.suptitle(f"Filter repetition through training ({dataset})", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
 def _size_labels(sizes: Sequence[int]) -> list[str]:
     return [f"{int(n)}³" for n in sizes]
 

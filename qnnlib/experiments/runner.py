@@ -7,7 +7,9 @@ every comparison row carries (``n = 1`` rows have no spread: ``std`` is ``None``
 
 Where files go, under the data root ``$QNNLIB_DATA`` (:mod:`qnnlib.data.root`):
 
-* ``checkpoints/<profile>/<experiment>/<tag>-s<seed>/last.pt`` — per-epoch training checkpoints;
+* ``checkpoints/<profile>/<experiment>/<tag>-s<seed>/last.pt`` — per-epoch training checkpoints, and beside it
+  ``snapshot-epoch<e>.pt`` — the weights after epoch ``e`` (``0``: at initialisation) for the epochs a run asks
+  for (:func:`train_seeds` ``snapshot_epochs``: how a statistic of the weights moves with training);
 * ``models/<profile>/<experiment>_<name>.pt`` — the trained model a later notebook loads
   (:func:`save_model` / :func:`load_model`: a plain dict of tensors, strings and numbers, read with
   ``torch.load(weights_only=True)``, so no pickled code travels with it).
@@ -18,7 +20,7 @@ from __future__ import annotations
 import math
 import shutil
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,8 @@ from qnnlib.data.root import DATA_ENV, data_root
 from qnnlib.files import UnreadableFileError, atomic_write, unreadable, writable_dir
 from qnnlib.train import FitResult, TrainConfig, fit
 
-__all__ = ["SeedRun", "Run", "seeds_from", "checkpoint_dir", "model_path", "train_seeds", "summary",
-           "history_frame", "save_model", "load_model", "SavedModelError"]
+__all__ = ["SeedRun", "Run", "seeds_from", "checkpoint_dir", "model_path", "snapshot_path", "train_seeds",
+           "load_snapshots", "summary", "history_frame", "save_model", "load_model", "SavedModelError"]
 
 
 @dataclass
@@ -42,6 +44,7 @@ class SeedRun:
     seed: int
     model: nn.Module
     result: FitResult
+    snapshots: dict[int, Path] = field(default_factory=dict)  # epoch -> snapshot file (train_seeds snapshot_epochs)
 
 
 @dataclass
@@ -96,26 +99,76 @@ def model_path(profile: str, experiment: str, name: str) -> Path:
     return data_root() / "models" / profile / f"{experiment}_{name}.pt"
 
 
+def snapshot_path(ck: Path, epoch: int) -> Path:
+    """``<checkpoint dir>/snapshot-epoch<epoch>.pt``: the weights after ``epoch`` epochs (0: at initialisation)."""
+    return ck / f"snapshot-epoch{epoch:04d}.pt"
+
+
+def _check_snapshot_epochs(epochs: Iterable[int], n_epochs: int) -> tuple[int, ...]:
+    out = tuple(sorted(set(epochs)))
+    for e in out:
+        if isinstance(e, bool) or not isinstance(e, int) or not 0 <= e <= n_epochs:
+            raise ValueError(f"snapshot_epochs must be integers in [0, {n_epochs}] (0 = at initialisation, "
+                             f"{n_epochs} = the last epoch), got {e!r}")
+    return out
+
+
+def _save_snapshot(path: Path, model: nn.Module) -> None:
+    with atomic_write(path, "wb") as fh:
+        torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, fh)
+
+
 def train_seeds(name: str, config: Any, build: Callable[[int], nn.Module], data: Any, train: TrainConfig,
                 seeds: Iterable[int], *, checkpoint_tag: str | None = None, profile: str = "",
-                experiment: str = "", resume: bool = True, progress: bool = True) -> Run:
+                experiment: str = "", resume: bool = True, progress: bool = True,
+                snapshot_epochs: Iterable[int] = ()) -> Run:
     """Train ``build(seed)`` on ``data`` once per seed with ``train`` (its ``seed`` replaced by each seed).
 
     With ``checkpoint_tag`` each seed checkpoints under :func:`checkpoint_dir` ``(profile, experiment,
-    f"{checkpoint_tag}-s{seed}")``; ``resume=False`` deletes an existing checkpoint first.
+    f"{checkpoint_tag}-s{seed}")``; ``resume=False`` deletes an existing checkpoint first. ``snapshot_epochs``
+    (needs ``checkpoint_tag``) saves the weights after each listed epoch (``0``: the initial weights) beside the
+    checkpoint (:func:`snapshot_path`), so a resumed run keeps the snapshots of its earlier epochs; each
+    :class:`SeedRun` lists them in ``snapshots`` (:func:`load_snapshots` reads them).
     """
+    wanted = _check_snapshot_epochs(snapshot_epochs, train.epochs)
+    if wanted and checkpoint_tag is None:
+        raise ValueError("snapshot_epochs needs a checkpoint_tag: the snapshots are kept beside the checkpoint")
     run = Run(name, config)
     for seed in seeds:
         tc = replace(train, seed=seed, progress=progress)
+        ck: Path | None = None
         if checkpoint_tag is not None:
             ck = checkpoint_dir(profile, experiment, f"{checkpoint_tag}-s{seed}")
             if not resume and ck.exists():
                 shutil.rmtree(ck)
             tc = replace(tc, checkpoint_dir=str(ck))
         model = build(seed)
-        result = fit(model, data, tc, desc=name if len(run.runs) == 0 else f"{name} s{seed}")
-        run.runs.append(SeedRun(seed, model, result))
+        hook = None
+        if ck is not None and wanted:
+            writable_dir(ck, WHERE_TO_WRITE)
+            if 0 in wanted and not snapshot_path(ck, 0).is_file():
+                _save_snapshot(snapshot_path(ck, 0), model)
+
+            def hook(epoch: int, row: dict[str, Any], model: nn.Module = model, ck: Path = ck) -> None:
+                if epoch + 1 in wanted:
+                    _save_snapshot(snapshot_path(ck, epoch + 1), model)
+
+        result = fit(model, data, tc, desc=name if len(run.runs) == 0 else f"{name} s{seed}", on_epoch_end=hook)
+        snaps = {e: snapshot_path(ck, e) for e in wanted if ck is not None and snapshot_path(ck, e).is_file()}
+        run.runs.append(SeedRun(seed, model, result, snaps))
     return run
+
+
+def load_snapshots(snapshots: Mapping[int, Path]) -> dict[int, dict[str, torch.Tensor]]:
+    """The state dicts of :attr:`SeedRun.snapshots` (``weights_only``), by epoch."""
+    out = {}
+    for epoch, path in sorted(snapshots.items()):
+        try:
+            out[int(epoch)] = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - truncated or foreign file
+            err = unreadable(path, exc, "Delete it and rerun the training with resume=False", "weight snapshot")
+            raise SavedModelError(str(err), path) from exc
+    return out
 
 
 def history_frame(runs: dict[str, Run], metrics: Sequence[str] = ("train_loss", "train_error", "valid_error",

@@ -104,15 +104,23 @@ def recipe_key(rc: Any) -> str:
 def run_recipes(cfg: Table1Config, data: DatasetSplits, *, experiment: str,
                 build: Callable[[Any, DatasetSplits, int], nn.Module],
                 load: Callable[[str], DatasetSplits] | None = None, describe: Callable[[Any], str] = lambda rc: "",
-                progress: bool = True, save_models: bool = True, data_range: str = "pm1") -> dict[str, runner.Run]:
+                progress: bool = True, save_models: bool = True, data_range: str = "pm1",
+                snapshots: Mapping[str, Sequence[int]] | None = None) -> dict[str, runner.Run]:
     """Train every recipe of ``cfg`` for its seeds; returns recipe name -> :class:`~qnnlib.experiments.runner.Run`.
 
     ``build(rc, data, seed)`` returns the recipe's freshly initialised model; ``data`` (scaled as ``data_range``)
     serves every recipe whose ``input_range`` is ``data_range``, and ``load(input_range)`` the others (the same
     files and subsets, another scaling; loaded once per scaling). ``describe(rc)`` adds architecture words to the
     line printed per recipe. With ``save_models`` the first seed's model of each recipe is saved under
-    :func:`qnnlib.experiments.runner.model_path` with its recipe, dataset and result.
+    :func:`qnnlib.experiments.runner.model_path` with its recipe, dataset and result, and, for a recipe named in
+    ``snapshots`` (recipe name -> epochs, 0 = at initialisation), the first seed's weights after those epochs
+    (:func:`qnnlib.experiments.runner.train_seeds` ``snapshot_epochs``) as ``snapshots`` {epoch: state_dict}.
     """
+    snapshots = dict(snapshots or {})
+    unknown = sorted(set(snapshots) - set(cfg.recipes))
+    if unknown:
+        raise ValueError(f"snapshots asked for recipes {unknown} that this config does not train; "
+                         f"its recipes: {list(cfg.recipes)}")
     runs: dict[str, runner.Run] = {}
     by_range = {data_range: data}
     for name in cfg.recipes:
@@ -128,10 +136,12 @@ def run_recipes(cfg: Table1Config, data: DatasetSplits, *, experiment: str,
               f"{rc.train.optimizer}, follows the {rc.follows}, seeds {cfg.seeds(name)}")
         runs[name] = runner.train_seeds(
             name, rc, lambda s, rc=rc, d=d: build(rc, d, s), d, rc.train, cfg.seeds(name), checkpoint_tag=tag,
-            profile=cfg.profile, experiment=experiment, resume=cfg.resume, progress=progress)
+            profile=cfg.profile, experiment=experiment, resume=cfg.resume, progress=progress,
+            snapshot_epochs=snapshots.get(name, ()))
         if save_models:
+            extra = {"snapshots": runner.load_snapshots(runs[name].runs[0].snapshots)} if name in snapshots else {}
             runner.save_model(runner.model_path(cfg.profile, experiment, name), runs[name].model,
-                              recipe=as_dict(rc), dataset=d.describe(), result=runs[name].result.to_dict())
+                              recipe=as_dict(rc), dataset=d.describe(), result=runs[name].result.to_dict(), **extra)
     return runs
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import dataclasses
 
 import pandas as pd
@@ -74,6 +76,20 @@ def test_filter_repetition_on_a_binary_convnet_uses_real_shapes():
     assert list(df["out_pixels"]) == [64, 64, 16, 16, 4, 4]  # conv output, before pooling
     assert df.set_index("layer").loc["conv2", "ops_reduction"] == 4.0
     assert F.filter_repetition(convnet((4, 4, 4), 8, precision=FLOAT, in_channels=1, image_size=8), (1, 8, 8)).empty
+
+
+def test_repetition_by_epoch_stacks_one_table_per_snapshot():
+    torch.manual_seed(0)
+    m0 = convnet((4, 4, 8), fc=8, in_channels=1, image_size=8)
+    m1 = copy.deepcopy(m0)
+    with torch.no_grad():
+        m1.conv2.weight.copy_(torch.ones_like(m1.conv2.weight))
+    df = F.repetition_by_epoch({5: m1, 0: m0}, (1, 8, 8))
+    assert list(df.columns[:2]) == ["epoch", "layer"] and list(df["epoch"]) == [0] * 6 + [5] * 6
+    by = df.set_index(["epoch", "layer"])["unique_fraction"]
+    assert by[(5, "conv2")] == 1 / 4 and by[(0, "conv3")] == by[(5, "conv3")]  # only conv2 changed
+    with pytest.raises(ValueError, match="at least one model"):
+        F.repetition_by_epoch({}, (1, 8, 8))
 
 
 def test_channel_unique_fractions_long_form():

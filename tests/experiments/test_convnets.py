@@ -60,6 +60,8 @@ def test_bad_configs_are_refused() -> None:
         config.resolve("cifar10", "smoke", dataset="svhn")
     with pytest.raises(ValueError, match="recipes must be a non-empty subset"):
         config.resolve("svhn", "smoke", recipes=["nope"])
+    with pytest.raises(ValueError, match=r"snapshot_epochs must be epochs in \[0, 3\]"):
+        config.resolve("cifar10", "smoke", snapshot_epochs=(0, 4))
     with pytest.raises(ValueError, match="channels must be three conv widths"):
         convnets.ConvRecipe("x", (8, 16), 32, BINARY, config.resolve("cifar10", "smoke").recipe("float").train)
 
@@ -94,3 +96,20 @@ def test_auto_falls_back_to_the_padded_stand_in_and_says_why(tmp_path, monkeypat
     assert "standing in for svhn" in data.describe()["inputs"]
     model = convnets.build_model(cfg.recipe("torch7"), in_channels=1, seed=3)
     assert model(data.train.x[:4]).shape == (4, 10)
+
+
+def test_the_authors_recipes_keep_snapshots_in_their_saved_model(tmp_path, monkeypatch) -> None:
+    """Notebook 02 keeps the Theano and Torch7 BNNs' weights at the snapshot epochs (notebook 08 reads them)."""
+    from qnnlib.experiments import runner
+
+    monkeypatch.setenv("QNNLIB_DATA", str(tmp_path))
+    cfg = dataclasses.replace(config.resolve("cifar10", "smoke", recipes=["float", "theano"]), snapshot_epochs=(0, 1))
+    data = DatasetSplits("toy", _pm1(50, 1, 0), _pm1(10, 1, 1), _pm1(10, 1, 2), "memory", inputs="pm1 toy")
+    runs = convnets.run_recipes(cfg, data, progress=False)
+    saved = runner.load_model(runner.model_path("smoke", "cifar10", "theano"), "rerun")
+    assert sorted(saved["snapshots"]) == [0, 1]
+    init = convnets.build_model(cfg.recipe("theano"), in_channels=1)
+    assert torch.equal(saved["snapshots"][0]["conv1.weight"], init.conv1.weight.detach())
+    assert not torch.equal(saved["snapshots"][1]["conv1.weight"], saved["snapshots"][0]["conv1.weight"])
+    assert "snapshots" not in runner.load_model(runner.model_path("smoke", "cifar10", "float"), "rerun")
+    assert runs["float"].runs[0].snapshots == {}

@@ -47,8 +47,10 @@ def _fake_data() -> DatasetSplits:
 
 def test_train_stand_in_and_rebuild_from_state_dict():
     data = _fake_data()
-    model, result = E.train_stand_in(TINY, data, progress=False)
-    assert len(result.history) == 1 and 0 <= result.test_error_at_best <= 1
+    snaps: dict = {}
+    model, result = E.train_stand_in(dataclasses.replace(TINY, epochs=2), data, progress=False, snapshots=snaps)
+    assert len(result.history) == 2 and 0 <= result.test_error_at_best <= 1
+    assert sorted(snaps) == [0, 1, 2] and not torch.equal(snaps[0]["conv2.weight"], snaps[2]["conv2.weight"])
     rebuilt = E.convnet_from_state_dict(model.state_dict())
     model.eval(), rebuilt.eval()
     assert torch.equal(model(data.test.x[:5]), rebuilt(data.test.x[:5]))
@@ -80,7 +82,31 @@ def test_filter_model_rebuilds_notebook_02s_code_recipe_with_lasagne_bn(tmp_path
                       dataset={"name": "fashion-mnist"}, result={"test_error_at_best": 0.5})
     fm = E.filter_model(E.PROFILES["smoke"], progress=False)
     assert isinstance(fm.model.bn1, LasagneBatchNorm) and torch.equal(fm.model.conv3.weight, model.conv3.weight)
-    assert len(E.filter_tables(fm).trained) == 6
+    assert len(E.filter_tables(fm).trained) == 6 and fm.snapshots == {}
+
+
+def test_filter_model_follows_notebook_02s_snapshots_through_training(tmp_path, monkeypatch):
+    from qnnlib.experiments import config, convnets
+
+    monkeypatch.setenv("QNNLIB_DATA", str(tmp_path))
+    rc = config.resolve("cifar10", "smoke").recipe("theano")
+    init = convnets.build_model(rc, in_channels=1, seed=5)
+    trained = convnets.build_model(rc, in_channels=1, seed=6)  # "training" replaced every weight
+    snaps = {0: init.state_dict(), 3: trained.state_dict()}
+    runner.save_model(runner.model_path("smoke", "cifar10", "theano"), trained, recipe=config.as_dict(rc),
+                      dataset={"name": "fashion-mnist"}, result={"test_error_at_best": 0.5}, snapshots=snaps)
+    fm = E.filter_model(E.PROFILES["smoke"], progress=False)
+    assert sorted(fm.snapshots) == [0, 3] and torch.equal(fm.at_epoch(0).conv2.weight, init.conv2.weight)
+    with pytest.raises(KeyError, match=r"no snapshot of epoch 1; this run kept epochs \[0, 3\]"):
+        fm.at_epoch(1)
+    ft = E.filter_tables(fm)
+    # at init = the run's own epoch-0 weights, not a fresh network from the notebook's seed
+    assert ft.at_init["unique_fraction"].tolist() == ft.by_epoch.query("epoch == 0")["unique_fraction"].tolist()
+    assert ft.trained["unique_fraction"].tolist() == ft.by_epoch.query("epoch == 3")["unique_fraction"].tolist()
+    t = ft.trajectory()
+    assert list(t["epoch"]) == [0, 3] and t["unique_fraction"].between(0, 1).all()
+    text = E.findings_trajectory(ft)
+    assert "epoch 0:" in text[0] and "epoch 3:" in text[0] and "random signs" in text[0]
 
 
 @pytest.mark.skipif(not FASHION.is_dir(), reason="Fashion-MNIST is not installed")
@@ -119,4 +145,4 @@ def test_accounts_disk_rows_sanity_and_findings(tmp_path, monkeypatch):
     with pytest.raises(AssertionError, match="did not learn"):
         E.check_sanity(cfg, totals, disk, ft, dataclasses.replace(fm, fit_summary={"test_error_at_best": 0.95}), path)
     text = " ".join(E.findings(totals, disk, sens, ft, fm))
-    assert "42%" in text and "x" in text and "fake" in text
+    assert "42%" in text and "x" in text and "fake" in text and "No weight snapshots" in text

@@ -60,3 +60,53 @@ def test_saved_model_round_trip_and_errors(tmp_path) -> None:
         with pytest.raises(runner.SavedModelError, match=rf"cut.pt is not a readable saved model .*{cut} B long"
                                                          r".*Delete it and retrain it"):
             runner.load_model(tmp_path / "cut.pt", "retrain it")
+
+
+def _tiny_data():
+    from qnnlib.data.splits import DatasetSplits, Split
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 4, generator=g)
+    y = (x[:, 0] > 0).long()
+    s = Split(x, y)
+    return DatasetSplits("tiny", s, s, s, source="test")
+
+
+def test_train_seeds_keeps_weight_snapshots_beside_the_checkpoint(tmp_path, monkeypatch) -> None:
+    from qnnlib.train import TrainConfig
+
+    monkeypatch.setenv("QNNLIB_DATA", str(tmp_path))
+    tc = TrainConfig(epochs=3, batch_size=10, lr_start=0.05, seed=0, progress=False)
+    inits = {}
+
+    def build(seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        m = torch.nn.Linear(4, 2)
+        inits[seed] = {k: v.clone() for k, v in m.state_dict().items()}
+        return m
+
+    run = runner.train_seeds("lin", None, build, _tiny_data(), tc, (1, 2), checkpoint_tag="t", profile="smoke",
+                             experiment="x", progress=False, snapshot_epochs=(0, 1, 3))
+    for sr in run.runs:
+        ck = runner.checkpoint_dir("smoke", "x", f"t-s{sr.seed}")
+        assert sr.snapshots == {e: runner.snapshot_path(ck, e) for e in (0, 1, 3)}
+        snaps = runner.load_snapshots(sr.snapshots)
+        assert torch.equal(snaps[0]["weight"], inits[sr.seed]["weight"])  # epoch 0: the initial weights
+        assert not torch.equal(snaps[1]["weight"], snaps[0]["weight"])  # training moved them
+        assert not torch.equal(snaps[3]["weight"], snaps[1]["weight"])
+    # resuming a finished run trains nothing and keeps the snapshots of the first pass
+    first = runner.load_snapshots(run.runs[0].snapshots)
+    again = runner.train_seeds("lin", None, build, _tiny_data(), tc, (1,), checkpoint_tag="t", profile="smoke",
+                               experiment="x", progress=False, snapshot_epochs=(0, 1, 3))
+    assert all(torch.equal(first[e]["weight"], w["weight"])
+               for e, w in runner.load_snapshots(again.runs[0].snapshots).items())
+    for bad in ((4,), (-1,), (1.0,), (True,)):
+        with pytest.raises(ValueError, match=r"snapshot_epochs must be integers in \[0, 3\]"):
+            runner.train_seeds("lin", None, build, _tiny_data(), tc, (1,), checkpoint_tag="t", profile="smoke",
+                               experiment="x", progress=False, snapshot_epochs=bad)
+    with pytest.raises(ValueError, match="needs a checkpoint_tag"):
+        runner.train_seeds("lin", None, build, _tiny_data(), tc, (1,), progress=False, snapshot_epochs=(1,))
+    path = run.runs[1].snapshots[1]
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(runner.SavedModelError, match="not a readable weight snapshot.*resume=False"):
+        runner.load_snapshots(run.runs[1].snapshots)
