@@ -16,7 +16,7 @@ PACKAGE = ROOT / "qnnlib"
 # wing (the method's top-level modules count as one wing). docs/architecture.md shows the same table.
 LAYERS: list[tuple[str, ...]] = [
     ("quantize", "files", "checks"),
-    ("precision", "layers", "norm", "gradquant", "losses", "metrics", "progress"),
+    ("precision", "layers", "recurrent", "norm", "gradquant", "losses", "metrics", "progress"),
     ("optim",),
     ("models", "data"),
     ("evaluation",),

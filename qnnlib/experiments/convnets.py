@@ -119,19 +119,27 @@ class ConvConfig(table1.RecipeSet):
     n_seeds: int = 1
     resume: bool = True
     # epochs after which the binary recipes' weights are kept (0 = at initialisation): notebook 08 follows the
-    # filter repetition of the trained ConvNet through training on them
+    # filter repetition of the trained ConvNet through training on them (see snapshots_of)
     snapshot_epochs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         self.check_recipe_set()
-        last = min(self.recipe(r).train.epochs for r in self.recipes)
         for e in self.snapshot_epochs:
-            if isinstance(e, bool) or not isinstance(e, int) or not 0 <= e <= last:
-                raise ValueError(f"snapshot_epochs must be epochs in [0, {last}] (0 = at initialisation), got "
+            if isinstance(e, bool) or not isinstance(e, int) or e < 0:
+                raise ValueError(f"snapshot_epochs must be epochs >= 0 (0 = at initialisation), got "
                                  f"{self.snapshot_epochs!r}")
         if self.dataset not in (self.experiment, "fashion-mnist", "auto"):
             raise ValueError(f"dataset must be {self.experiment!r}, 'fashion-mnist' (the stand-in) or 'auto', "
                              f"got {self.dataset!r}")
+
+    def snapshots_of(self, name: str) -> tuple[int, ...]:
+        """The epochs whose weights recipe ``name`` keeps: none unless it is one of :data:`SNAPSHOT_RECIPES` and
+        ``snapshot_epochs`` is set; then those of ``snapshot_epochs`` within its epoch count, plus its last epoch
+        (so overriding ``epochs`` never asks for an epoch the run does not reach)."""
+        if name not in SNAPSHOT_RECIPES or not self.snapshot_epochs:
+            return ()
+        n = self.recipe(name).train.epochs
+        return tuple(sorted({e for e in self.snapshot_epochs if e <= n} | {n}))
 
 
 
@@ -237,7 +245,7 @@ def run_recipes(cfg: ConvConfig, data: DatasetSplits, *, progress: bool = True,
         cfg, data, experiment=cfg.experiment, data_range="pm1", describe=_describe, progress=progress,
         save_models=save_models, build=lambda rc, d, s: build_model(rc, in_channels=in_channels, seed=s),
         load=lambda r: preprocessed(data, r, cache),  # type: ignore[arg-type]
-        snapshots={r: cfg.snapshot_epochs for r in SNAPSHOT_RECIPES if r in cfg.recipes and cfg.snapshot_epochs})
+        snapshots={r: cfg.snapshots_of(r) for r in cfg.recipes if cfg.snapshots_of(r)})
 
 
 def table_rows(cfg: ConvConfig, runs: dict[str, runner.Run], data: DatasetSplits) -> list[dict[str, Any]]:

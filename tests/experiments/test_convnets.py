@@ -60,8 +60,11 @@ def test_bad_configs_are_refused() -> None:
         config.resolve("cifar10", "smoke", dataset="svhn")
     with pytest.raises(ValueError, match="recipes must be a non-empty subset"):
         config.resolve("svhn", "smoke", recipes=["nope"])
-    with pytest.raises(ValueError, match=r"snapshot_epochs must be epochs in \[0, 3\]"):
-        config.resolve("cifar10", "smoke", snapshot_epochs=(0, 4))
+    with pytest.raises(ValueError, match=r"snapshot_epochs must be epochs >= 0"):
+        config.resolve("cifar10", "smoke", snapshot_epochs=(0, -1))
+    cfg = config.resolve("cifar10", "smoke", snapshot_epochs=(0, 2, 9), epochs=5)
+    assert cfg.snapshots_of("theano") == (0, 2, 5) and cfg.snapshots_of("float") == ()
+    assert config.resolve("cifar10", "smoke", snapshot_epochs=()).snapshots_of("torch7") == ()
     with pytest.raises(ValueError, match="channels must be three conv widths"):
         convnets.ConvRecipe("x", (8, 16), 32, BINARY, config.resolve("cifar10", "smoke").recipe("float").train)
 
@@ -107,7 +110,7 @@ def test_the_authors_recipes_keep_snapshots_in_their_saved_model(tmp_path, monke
     data = DatasetSplits("toy", _pm1(50, 1, 0), _pm1(10, 1, 1), _pm1(10, 1, 2), "memory", inputs="pm1 toy")
     runs = convnets.run_recipes(cfg, data, progress=False)
     saved = runner.load_model(runner.model_path("smoke", "cifar10", "theano"), "rerun")
-    assert sorted(saved["snapshots"]) == [0, 1]
+    assert sorted(saved["snapshots"]) == [0, 1, 3]  # the last epoch is always kept
     init = convnets.build_model(cfg.recipe("theano"), in_channels=1)
     assert torch.equal(saved["snapshots"][0]["conv1.weight"], init.conv1.weight.detach())
     assert not torch.equal(saved["snapshots"][1]["conv1.weight"], saved["snapshots"][0]["conv1.weight"])
