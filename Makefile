@@ -9,6 +9,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.qnnlib-installed
 PROFILE ?= quick
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
+# Penn Treebank: the project's machines keep the real valid/test files (no train file) in a shared folder beside
+# the checkout; the PTB notebook reads them in place through QNNLIB_PTB (a user's own copy wins when set).
+SHARED_PTB := $(abspath ../shared/data/ptb)
+ifeq ($(origin QNNLIB_PTB),undefined)
+ifneq ($(wildcard $(SHARED_PTB)/ptb.test.txt),)
+export QNNLIB_PTB := $(SHARED_PTB)
+endif
+endif
 
 .PHONY: venv reproduce test test-lib test-notebooks kernels-check bench lab kernel data-fashion-mnist clean-smoke
 

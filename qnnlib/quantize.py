@@ -40,6 +40,8 @@ NaN and infinity (docs/decisions.md D22):
 
 from __future__ import annotations
 
+import functools
+
 import math
 import numbers
 from typing import Any
@@ -243,8 +245,14 @@ def linear_quant(
     idx = idx.clamp(0, n)
     if (min_v, max_v) == (-1.0, 1.0):
         return ((2 * idx - n) / n).to(x.dtype)
-    # Other ranges: the level in float64 with linear_levels' formula, then rounded once.
-    return _lerp_levels(idx.double(), n, min_v, max_v).to(x.dtype)
+    # Other ranges: the level of linear_levels (float64 formula, rounded once to x's dtype), looked up.
+    table = _level_table(bits, min_v, max_v, x.dtype, x.device)
+    return _keep_nan(x, torch.take(table, torch.nan_to_num(idx, nan=0.0).long()))
+
+
+@functools.lru_cache(maxsize=64)
+def _level_table(bits: int, min_v: float, max_v: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return linear_levels(bits, min_v, max_v).to(dtype=dtype, device=device)
 
 
 def log_levels(bits: int, fsr: int) -> torch.Tensor:

@@ -22,12 +22,14 @@ fixed-point implementation needs; sums stay in the (wide) accumulator.
 =========================  ==========  =====  ===============  ==============================================
 tensor                     quantized?  bits   range            why
 =========================  ==========  =====  ===============  ==============================================
-latent ``W_ih``, ``W_hh``  no          32     [−1, 1]          what the optimizer updates; clipped to
-                                                               [−1, 1] after each step
-                                                               (:func:`qnnlib.optim.clip_latent_weights`)
-``Q(W_ih)``, ``Q(W_hh)``   yes         k_w    [−1, 1]          the matmul operands; ``sign`` for k_w = 1
+latent ``W_ih``, ``W_hh``  no          32     [−r, r]          what the optimizer updates; clipped to
+                                                               [−r, r] after each step
+                                                               (:func:`qnnlib.optim.clip_latent_weights`;
+                                                               ``r = weight_range``, default 1)
+``Q(W_ih)``, ``Q(W_hh)``   yes         k_w    [−r, r]          the matmul operands; ``r·sign`` for k_w = 1
                                                                (as ``BinaryLinear``), k-bit linear otherwise
-                                                               (:func:`qnnlib.layers.quantize_weight`);
+                                                               (``r · quantize_weight(W/r)``,
+                                                               :func:`qnnlib.layers.quantize_weight`);
                                                                quantized once per forward, not per step
 biases ``b_ih``, ``b_hh``  no          32     —                added once to the accumulator (accumulator
                                                                precision in hardware), as in the
@@ -39,11 +41,16 @@ input ``x_t`` (layer 1)    no          32     —                the real data (
 pre-activations            no          32     —                accumulator outputs: an exact integer/fixed
 (``W x + W h + b``)                                            sum of k-bit products in hardware; the
                                                                nonlinearity reads the accumulator
-LSTM ``i, f, o``           yes         k_a    [0, 1]           σ outputs, operands of ``f⊙c``, ``i⊙g``,
-                                                               ``o⊙tanh(c)``; computed as
-                                                               ``(Q(tanh(a/2)) + 1)/2`` (= ``Q(σ(a))`` on
-                                                               [0, 1], levels ``i/(2^k − 1)``), so one
-                                                               [−1, 1] quantizer call serves all 4 gates
+LSTM ``i, f, o``           yes         k_a    [0, 1 − 2^−k]    σ outputs, operands of ``f⊙c``, ``i⊙g``,
+                                                               ``o⊙tanh(c)``: unsigned k-bit fractions
+                                                               ``j/2^k``, ``j = 0 … 2^k − 1`` (the fixed-point
+                                                               format UQ0.k). The top level is below 1 on
+                                                               purpose: a forget gate rounded to exactly 1
+                                                               would stop ``c`` from ever decaying, and over a
+                                                               long stream (truncated BPTT carries the state)
+                                                               ``c`` grows until ``tanh(c)`` saturates.
+                                                               Computed as ``(Q(tanh(a/2)) + 1)/2`` with ``Q``
+                                                               on ``[−1, 1 − 2^(1−k)]`` (= ``Q(σ(a))``)
 LSTM ``g``                 yes         k_a    [−1, 1]          tanh output, operand of ``i⊙g``
 LSTM ``c_t``               no          32     unbounded        a running sum ``f⊙c + i⊙g`` (|c_t| ≤ |c_0| + t):
                                                                kept in a wide register like an accumulator;
@@ -77,7 +84,10 @@ Latent weights: each layer's ``weight_ih_l{k}`` and ``weight_hh_l{k}`` are liste
 (the LSTM's four gates are four ``H``-output layers stacked), so :func:`qnnlib.optim.glorot_param_groups`
 scales and :func:`qnnlib.optim.clip_latent_weights` clips each; with float weights there are none.
 Initialisation is torch's, ``U(−1/√H, 1/√H)`` for every parameter: it keeps the pre-activations of order 1
-(no batch norm here) and is what a float baseline uses.
+(no batch norm here) and is what a float baseline uses. ``weight_range`` ``r`` sets the weight grid: on the
+default [−1, 1] a 4-bit grid's step (2/15) is larger than these weights, so nearly every weight would sit on
+the two levels ±1/15; a range of a few ``1/√H`` (a power of two, so the rescaling is a shift) spends the levels
+where the weights are (:func:`qnnlib.models.language.ptb_lm` picks it).
 
 Speed: the input projection ``W_ih x_t + b`` of all time steps is one matmul before the loop over time; the
 loop does one ``addmm`` and the element-wise gate work per step; the LSTM's rows are reordered once per
@@ -99,7 +109,7 @@ from qnnlib.checks import check_int
 from qnnlib.layers import LatentWeight, LatentWeightLayer, quantize_weight
 from qnnlib.quantize import MAX_BITS, check_bits, check_float_tensor, linear_quant_ste
 
-__all__ = ["FLOAT_BITS", "QuantLSTM", "QuantRNN", "QuantRNNBase"]
+__all__ = ["FLOAT_BITS", "QuantLSTM", "QuantRNN", "QuantRNNBase", "check_float_or_bits", "check_weight_range"]
 
 FLOAT_BITS = 32
 """A bit width meaning float (no quantization), as ``None`` does; the paper's "32 bits" rows."""
@@ -113,6 +123,14 @@ def check_float_or_bits(bits: Any, name: str) -> int | None:
         return check_bits(bits, name, maximum=MAX_BITS)
     except ValueError as e:
         raise ValueError(f"{e}; or None / {FLOAT_BITS} for float") from None
+
+
+def check_weight_range(r: Any) -> float:
+    """``r`` as a float, for a weight grid on ``[−r, r]``: finite and > 0 (a power of two keeps the rescaling a
+    shift in fixed point)."""
+    if isinstance(r, bool) or not isinstance(r, numbers.Real) or not (math.isfinite(r) and r > 0):
+        raise ValueError(f"weight_range must be a finite number > 0, got {r!r}")
+    return float(r)
 
 
 class QuantRNNBase(LatentWeightLayer, nn.Module):
@@ -133,10 +151,13 @@ class QuantRNNBase(LatentWeightLayer, nn.Module):
         *,
         weight_bits: int | None = None,
         act_bits: int | None = None,
+        weight_range: float = 1.0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         nn.Module.__init__(self)
+        self.weight_range = check_weight_range(weight_range)
+        self.clip_value = self.weight_range  # latent weights are clipped to [−r, r] (LatentWeightLayer protocol)
         self.input_size = check_int(input_size, "input_size")
         self.hidden_size = check_int(hidden_size, "hidden_size")
         self.num_layers = check_int(num_layers, "num_layers")
@@ -183,8 +204,12 @@ class QuantRNNBase(LatentWeightLayer, nn.Module):
                 p.uniform_(-bound, bound)
 
     def quantize(self, w: torch.Tensor) -> torch.Tensor:
-        """``Q(w)`` at ``weight_bits`` (straight-through), or ``w`` itself when the weights are float."""
-        return w if self.weight_bits is None else quantize_weight(w, self.weight_bits)
+        """``Q_r(w) = r · Q(w / r)`` at ``weight_bits`` on ``[−r, r]`` (``r = weight_range``; straight-through),
+        or ``w`` itself when the weights are float."""
+        if self.weight_bits is None:
+            return w
+        r = self.weight_range
+        return quantize_weight(w, self.weight_bits) if r == 1.0 else r * quantize_weight(w / r, self.weight_bits)
 
     def quantized_weight(self) -> torch.Tensor:
         raise AttributeError(f"{type(self).__name__} has several weights: use quantized_weights()")
@@ -202,7 +227,8 @@ class QuantRNNBase(LatentWeightLayer, nn.Module):
             s += ", bias=False"
         if self.batch_first:
             s += ", batch_first=True"
-        return s + f", weight_bits={self.weight_bits or FLOAT_BITS}, act_bits={self.act_bits or FLOAT_BITS}"
+        s += f", weight_bits={self.weight_bits or FLOAT_BITS}, act_bits={self.act_bits or FLOAT_BITS}"
+        return s + (f", weight_range={self.weight_range:g}" if self.weight_range != 1.0 else "")
 
     # ------------------------------------------------------------------------------------ forward
     def _check_input(self, x: Any) -> tuple[torch.Tensor, bool]:
@@ -276,6 +302,7 @@ class QuantRNN(QuantRNNBase):
         weight_bits: int | None = None,
         act_bits: int | None = None,
         relu_max: float = 1.0,
+        weight_range: float = 1.0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -284,7 +311,7 @@ class QuantRNN(QuantRNNBase):
             raise ValueError(f"relu_max must be a finite number > 0, got {relu_max!r}")
         self.relu_max = float(relu_max)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, weight_bits=weight_bits,
-                         act_bits=act_bits, device=device, dtype=dtype)
+                         act_bits=act_bits, weight_range=weight_range, device=device, dtype=dtype)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", relu_max={self.relu_max:g}" if self.act_bits is not None else "")
@@ -323,7 +350,8 @@ class QuantLSTM(QuantRNNBase):
 
     Arguments as ``nn.LSTM`` (no dropout, not bidirectional, no ``proj_size``), plus ``weight_bits`` and
     ``act_bits`` (``None`` or 32: float).  ``forward(x, (h_0, c_0)=None) -> (output, (h_n, c_n))`` with torch's
-    shapes.  ``c`` stays float; ``i, f, o`` are k-bit on [0, 1], ``g``, ``tanh(c)`` and ``h`` k-bit on [−1, 1].
+    shapes.  ``c`` stays float; ``i, f, o`` are k-bit unsigned fractions ``j/2^k`` (``j < 2^k``), ``g``,
+    ``tanh(c)`` and ``h`` k-bit on [−1, 1].
     """
 
     gates = 4
@@ -350,6 +378,7 @@ class QuantLSTM(QuantRNNBase):
             # halving folded (exactly: a power of two) into the i, f, o rows of the weights and bias.
             scale = torch.ones(4 * hsz, 1, dtype=x.dtype, device=x.device)
             scale[: 3 * hsz] = 0.5
+            gate_top = 1.0 - 2.0 ** (1 - self.act_bits)  # type: ignore[operator]
         for k in range(self.num_layers):
             w_ih, w_hh, b = self._weights(k)
             w_ih, w_hh = self._reorder(w_ih), self._reorder(w_hh)
@@ -366,9 +395,10 @@ class QuantLSTM(QuantRNNBase):
             for xt in xs:
                 gates = torch.addmm(xt, h, w_t)
                 if q:
-                    z = self._qact(torch.tanh(gates), -1.0, 1.0, False)  # tanh(a/2) for i, f, o; tanh(a) for g
-                    ifo = z[:, : 3 * hsz].add(1.0).mul_(0.5)  # Q(σ(a)): the [0, 1] grid, i/(2^k − 1)
-                    g = z[:, 3 * hsz:]
+                    z = torch.tanh(gates)  # tanh(a/2) for i, f, o; tanh(a) for g
+                    # Q(σ(a)) on the unsigned fixed-point grid j/2^k, j < 2^k (z on [−1, 1 − 2^(1−k)])
+                    ifo = self._qact(z[:, : 3 * hsz], -1.0, gate_top, False).add(1.0).mul_(0.5)
+                    g = self._qact(z[:, 3 * hsz:], -1.0, 1.0, False)
                     i, f, o = ifo.chunk(3, 1)
                     c = torch.addcmul(f * c, i, g)
                     h = self._qact(o * self._qact(torch.tanh(c), -1.0, 1.0, False), -1.0, 1.0, False)

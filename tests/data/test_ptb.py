@@ -20,6 +20,12 @@ from qnnlib.data.idx import DatasetCorruptError
 from tests.shared_data import SHARED_DATA
 
 SHARED_PTB = SHARED_DATA / "ptb"
+
+
+@pytest.fixture(autouse=True)
+def _no_shared_ptb(monkeypatch):
+    """make test points $QNNLIB_PTB at the shared copy; these tests choose their own folders."""
+    monkeypatch.delenv(ptb.PTB_ENV, raising=False)
 REAL = pytest.mark.skipif(not (SHARED_PTB / "ptb.valid.txt").is_file() or not (SHARED_PTB / "ptb.test.txt").is_file(),
                           reason=f"the real PTB valid/test files are not in {SHARED_PTB}")
 
@@ -332,3 +338,19 @@ def test_real_fallback_run():
     assert int(c.train.max()) < len(c.vocab) and int(c.test.min()) >= 0
     x, y = next(ptb.bptt_batches(ptb.batchify(c.train, 20), 35))
     assert x.shape == y.shape == (35, 20)
+
+
+def test_qnnlib_ptb_is_read_in_place_before_the_data_root(tmp_path, monkeypatch):
+    """$QNNLIB_PTB (a shared, read-only copy) is looked in first; files it lacks come from the data root."""
+    if not (SHARED_DATA / "ptb" / "ptb.valid.txt").is_file():
+        pytest.skip(f"the real PTB valid/test files are not in {SHARED_DATA / 'ptb'}")
+    monkeypatch.setenv("QNNLIB_DATA", str(tmp_path / "root"))
+    monkeypatch.setenv(ptb.PTB_ENV, str(SHARED_DATA / "ptb"))
+    assert ptb.ptb_dirs() == [SHARED_DATA / "ptb", tmp_path / "root" / "ptb"]
+    paths = ptb.ensure_ptb(roles=("valid", "test"), download=False)
+    assert paths == {r: SHARED_DATA / "ptb" / f"ptb.{r}.txt" for r in ("valid", "test")}
+    with pytest.raises(DatasetNotFoundError, match=r"(?s)ptb.train.txt is missing.*Looked in: .*shared.*root/ptb"
+                                                  r".*or set QNNLIB_PTB"):
+        ptb.ensure_ptb(roles=("train",), download=False)
+    c = ptb.load_ptb(download=False, missing_train="valid", progress=False)
+    assert c.sizes()["test"] == 82_430 and not (tmp_path / "root" / "ptb").exists()  # nothing copied
