@@ -64,7 +64,7 @@ from qnnlib.data.download import (
 from qnnlib.data.idx import DatasetCorruptError
 from qnnlib.data.root import data_root, display_path
 
-__all__ = ["EOS", "FALLBACK_NOTE", "PTB", "PTB_ENV", "PTB_INPUTS", "UNK", "PtbCorpus", "PtbSpec", "PtbTextFile", "Vocabulary",
+__all__ = ["BpttLoader", "EOS", "FALLBACK_NOTE", "PTB", "PTB_ENV", "PTB_INPUTS", "UNK", "PtbCorpus", "PtbSpec", "PtbTextFile", "Vocabulary",
            "batchify", "bptt_batches", "build_vocabulary", "count_bptt_batches", "ensure_ptb", "load_ptb",
            "ptb_dirs", "read_text", "tokenize"]
 
@@ -318,6 +318,34 @@ def bptt_batches(data: torch.Tensor, seq_len: int, *, drop_last: bool = False
     return walk()
 
 
+class BpttLoader:
+    """A stream as :func:`batchify` ``(stream, batch_size)`` columns walked by :func:`bptt_batches` ``seq_len``
+    rows at a time: re-iterable (one pass per epoch, always in order: the recurrent state is carried from one
+    batch to the next) and with a ``len``, as :func:`qnnlib.train.fit` expects of a loader."""
+
+    def __init__(self, stream: torch.Tensor, batch_size: int, seq_len: int, *, drop_last: bool = False) -> None:
+        self.data = batchify(stream, batch_size)
+        self.seq_len = check_int(seq_len, "seq_len")
+        self.drop_last = bool(drop_last)
+        if self.data.shape[0] < 2:
+            raise ValueError(f"a stream of {int(torch.as_tensor(stream).numel())} tokens in {batch_size} columns "
+                             f"leaves {self.data.shape[0]} row(s): need >= 2 (an input and its target); use fewer "
+                             "columns or more tokens")
+        if len(self) == 0:
+            raise ValueError(f"drop_last=True with seq_len={seq_len} leaves no batch of {self.data.shape[0]} rows")
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return bptt_batches(self.data, self.seq_len, drop_last=self.drop_last)
+
+    def __len__(self) -> int:
+        return count_bptt_batches(self.data.shape[0], self.seq_len, drop_last=self.drop_last)
+
+    @property
+    def tokens(self) -> int:
+        """Target tokens per pass: ``(T − 1) · B`` (every row but the last is an input once)."""
+        return (self.data.shape[0] - 1) * self.data.shape[1]
+
+
 # ------------------------------------------------------------------------------------ the corpus
 @dataclass(frozen=True)
 class PtbCorpus:
@@ -451,7 +479,7 @@ def load_ptb(root: str | os.PathLike | None = None, *, download: bool = True,
         if cut_note:
             notes.append(cut_note)
     subset = "; ".join(notes) if notes else "full"
-    return PtbCorpus(name=spec.name, **streams, vocab=vocab, source=display_path(home), files=files,
+    return PtbCorpus(name=spec.name if benchmark else f"{spec.name}-valid-as-train", **streams, vocab=vocab, source=display_path(home), files=files,
                      subset=subset, note=note, benchmark=benchmark, remapped_to_unk=remapped,
                      train_attempts=tuple(attempts))
 

@@ -66,6 +66,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                "Binarized ConvNet on CIFAR-10 (Table 1, CIFAR-10 column)"),
     Experiment("svhn", "03_svhn_bnn.ipynb", "qnnlib.experiments.svhn",
                "Binarized ConvNet on SVHN (Table 1, SVHN column)"),
+    Experiment("ptb", "05_ptb_qrnn.ipynb", "qnnlib.experiments.ptb",
+               "Quantized RNN and LSTM language models on Penn Treebank (§Language Models)"),
     Experiment("energy", "08_energy_memory.ipynb", "qnnlib.experiments.energy",
                "Energy, memory and filter repetition (§3)"),
     Experiment("kernels", "09_xnor_kernel_benchmark.ipynb", "qnnlib.experiments.kernels",

@@ -162,6 +162,36 @@ def filter_trajectory(by_epoch: pd.DataFrame, dataset: str, paper_percent: float
     return fig
 
 
+def perplexity_vs_bits(per_seed: pd.DataFrame, hist: pd.DataFrame, title: str,
+                       paper_lstm: Mapping[str, float] | None = None) -> Figure:
+    """Left: test perplexity (log scale) per bit width, one line per cell, seeds as points, the paper's LSTM values
+    as black crosses when given. Right: validation perplexity per epoch of every setting (first seed solid)."""
+    sns.set_theme(style="whitegrid")
+    order = [b for b in dict.fromkeys(per_seed.sort_values(["weight_bits", "act_bits"])["bits"])]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.3))
+    sns.pointplot(data=per_seed, x="bits", y="test_perplexity", hue="cell", order=order, errorbar=None, ax=ax,
+                  markers="o", linestyles="-")
+    sns.stripplot(data=per_seed, x="bits", y="test_perplexity", hue="cell", order=order, ax=ax, dodge=False,
+                  alpha=0.5, size=4, legend=False)
+    if paper_lstm:
+        pts = [(order.index(b), v) for b, v in paper_lstm.items() if b in order]
+        if pts:
+            ax.scatter(*zip(*pts), marker="x", color="k", s=60, zorder=5, label="paper, LSTM 300")
+    ax.set(yscale="log", xlabel="weight / activation bits", ylabel="test perplexity (log scale)",
+           title="test perplexity at the best-validation epoch")
+    _legend_outside(ax, "cell")
+    valid = hist[hist["metric"] == "valid_perplexity"]
+    for (run, seed), g in valid.groupby(["run", "seed"], sort=False):
+        first = seed == valid[valid["run"] == run]["seed"].min()
+        ax2.plot(g["epoch"], g["value"], ls="-" if first else ":", lw=1.4 if first else 0.8,
+                 label=run if first else None)
+    ax2.set(yscale="log", xlabel="epoch", ylabel="validation perplexity (log scale)", title="validation perplexity")
+    _legend_outside(ax2, "setting")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
 def _size_labels(sizes: Sequence[int]) -> list[str]:
     return [f"{int(n)}³" for n in sizes]
 

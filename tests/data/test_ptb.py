@@ -224,6 +224,7 @@ def test_fallback_without_the_train_file(tiny):
     assert c.vocab.decode(c.valid) == ["<unk>", "<unk>", "<unk>", "<unk>", "the", "<unk>", "<eos>"]
     assert c.vocab.decode(c.test)[:4] == ["the", "<unk>", "<unk>", "<eos>"]
     d = c.describe()
+    assert d["name"] == "ptb-valid-as-train"  # never called the PTB benchmark, in any table or figure
     assert d["benchmark"] is False and d["remapped_to_unk"] == {"valid": 5, "test": 6}
     assert d["sizes"] == {"train": 4, "valid": 7, "test": 14} and d["vocab_size"] == 5
     assert d["note"].startswith("trained on ptb.valid.txt because ptb.train.txt is absent; evaluated on "
@@ -354,3 +355,18 @@ def test_qnnlib_ptb_is_read_in_place_before_the_data_root(tmp_path, monkeypatch)
         ptb.ensure_ptb(roles=("train",), download=False)
     c = ptb.load_ptb(download=False, missing_train="valid", progress=False)
     assert c.sizes()["test"] == 82_430 and not (tmp_path / "root" / "ptb").exists()  # nothing copied
+
+
+def test_bptt_loader_walks_the_columns_in_order_every_epoch():
+    stream = torch.arange(23)
+    loader = ptb.BpttLoader(stream, 3, 4)  # 7 rows of 3 columns, 2 tokens trimmed
+    batches = list(loader)
+    assert len(loader) == len(batches) == 2 and loader.tokens == 18
+    assert batches[0][0].shape == (4, 3) and batches[1][0].shape == (2, 3)  # the last one is shorter
+    assert torch.equal(batches[0][0][:, 1], torch.arange(7, 11)) and torch.equal(batches[0][1][:, 1], torch.arange(8, 12))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, list(loader)))  # re-iterable, same order
+    assert len(ptb.BpttLoader(stream, 3, 4, drop_last=True)) == 1
+    with pytest.raises(ValueError, match="need >= 2"):
+        ptb.BpttLoader(torch.arange(5), 3, 4)
+    with pytest.raises(ValueError, match="leaves no batch"):
+        ptb.BpttLoader(torch.arange(9), 3, 4, drop_last=True)
