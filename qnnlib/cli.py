@@ -4,7 +4,7 @@
 
     qnnlib reproduce [--profile smoke|quick|paper] [--only NAME ...] [--results-dir D] [--timeout S]
     qnnlib list                       the experiments, their notebooks, and which exist
-    qnnlib bench qat [--model mlp|convnet] [--width W] [--hidden H] [--batch B] [--steps S] [--repeats R]
+    qnnlib bench qat [--model mlp|convnet|lstm] [--width W] [--hidden H] [--bits K] [--batch B] [--steps S] [--repeats R]
     qnnlib bench cpu [--sizes 256,1024,...] [--repeats R]
     qnnlib bench gpu [--sizes 1024,4096,8192] [--repeats R]
 
@@ -65,11 +65,13 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmarks with their baseline timed in the same run")
     bsub = b.add_subparsers(dest="bench", required=True, metavar="{qat,cpu,gpu}")
     q = bsub.add_parser("qat", help="training-step time of a binarized net vs the same net in float")
-    q.add_argument("--model", choices=("mlp", "convnet"), default="mlp",
-                   help="the MNIST MLP or the paper's CIFAR-10 ConvNet (convs scaled by --width, FC --hidden)")
+    q.add_argument("--model", choices=("mlp", "convnet", "lstm"), default="mlp",
+                   help="the MNIST MLP, the paper's CIFAR-10 ConvNet (convs scaled by --width, FC --hidden) or the "
+                        "PTB LSTM language model (--hidden units, --bits weights and activations)")
     q.add_argument("--width", type=float, default=0.25, help="ConvNet conv-width factor (1.0: 128/256/512)")
-    q.add_argument("--hidden", type=_positive, default=1024)
-    q.add_argument("--batch", type=_positive, default=100)
+    q.add_argument("--hidden", type=_positive, default=None, help="default 1024 (mlp, convnet FC) or 300 (lstm)")
+    q.add_argument("--bits", type=_positive, default=4, help="lstm: weight and activation bits (default 4)")
+    q.add_argument("--batch", type=_positive, default=None, help="default 100, or 20 for lstm")
     q.add_argument("--steps", type=_positive, default=30)
     q.add_argument("--repeats", type=_positive, default=5)
     for name, what, repeats in (("cpu", "binary GEMM (Numba) vs torch.matmul fp32 on this CPU", 5),
@@ -115,7 +117,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.bench == "qat":
         from qnnlib.bench import qat  # noqa: PLC0415
 
-        return qat.run(args.hidden, args.batch, args.steps, args.repeats, model=args.model, width=args.width)
+        return qat.run(args.hidden, args.batch, args.steps, args.repeats, model=args.model, width=args.width,
+                       bits=args.bits)
     from qnnlib.bench import gemm  # noqa: PLC0415
 
     return gemm.run_cpu(args.sizes, args.repeats) if args.bench == "cpu" else gemm.run_gpu(args.sizes, args.repeats)
