@@ -74,7 +74,8 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 
 def _exp_ratio(numerator: float, denominator: float) -> float:
-    return math.exp(numerator / denominator)
+    mean = numerator / denominator
+    return math.inf if mean > 709.0 else math.exp(mean)  # a diverged run's perplexity is inf (NaN stays NaN)
 
 
 @dataclass(frozen=True)
