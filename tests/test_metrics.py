@@ -39,6 +39,12 @@ def test_top5_error_closed_form() -> None:
     assert top5_error(tied, torch.tensor([0, 9])) == 0.0  # ties count in the target's favour
 
 
+def test_perplexity_of_a_diverged_model_is_inf_not_an_overflow() -> None:
+    out = torch.tensor([[1000.0, -1000.0]])  # the target's log-probability is −2000
+    assert perplexity(out, torch.tensor([1])) == math.inf
+    assert math.isnan(perplexity(torch.tensor([[math.nan, 0.0]]), torch.tensor([1])))
+
+
 def test_perplexity_closed_form() -> None:
     out = torch.tensor([[math.log(0.5), math.log(0.25), math.log(0.25)], [0.0, 0.0, 0.0]], dtype=torch.float64)
     y = torch.tensor([0, 2])  # p = 1/2 and 1/3
