@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
+import torch
 from torch import nn
 
 from qnnlib.data.ptb import BpttLoader, PtbCorpus, load_ptb
@@ -175,7 +176,7 @@ PROFILES: dict[str, PtbConfig] = {
     "smoke": PtbConfig("smoke", ("lstm", "rnn"), ((2, 2), (4, 4), (FLOAT, FLOAT)), lstm_hidden=32, rnn_hidden=32,
                        epochs=2, max_train_tokens=8_000, max_valid_tokens=2_000, max_test_tokens=4_000, n_seeds=1,
                        lr_start=5e-3, lr_end=2e-3, threads=1, resume=False),
-    "quick": PtbConfig("quick", ("lstm", "rnn"), _SWEEP, lstm_hidden=128, rnn_hidden=256, epochs=4,
+    "quick": PtbConfig("quick", ("lstm", "rnn"), _SWEEP, lstm_hidden=128, rnn_hidden=256, epochs=3,
                        max_test_tokens=20_000),
     "paper": PtbConfig("paper", ("lstm", "rnn"), ((2, 3), (3, 4), *_SWEEP), lstm_hidden=300, rnn_hidden=2048,
                        epochs=39, dropout=0.3, missing_train="error", n_seeds=3),
@@ -223,17 +224,16 @@ def build_model(cfg: PtbConfig, s: LmSetting, vocab_size: int) -> nn.Module:
 
 
 def _key(cfg: PtbConfig, s: LmSetting, corpus: PtbCorpus) -> str:
+    """A hash of everything that changes the trained network: it names the checkpoint directory."""
     d = {"setting": as_dict(s), "train": cfg.train_config().fingerprint(), "layers": cfg.layers,
-         "embed": cfg.embed_size, "dropout": cfg.dropout, "seq": cfg.seq_len, "batches": [cfg.batch_size,
-                                                                                            cfg.eval_batch_size],
-         "data": corpus.describe()["sizes"], "name": corpus.name, "vocab": len(corpus.vocab)}
+         "embed": cfg.embed_size, "dropout": cfg.dropout, "seq": cfg.seq_len,
+         "batches": [cfg.batch_size, cfg.eval_batch_size], "data": corpus.sizes(), "name": corpus.name,
+         "vocab": len(corpus.vocab)}
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def run_settings(cfg: PtbConfig, corpus: PtbCorpus, *, progress: bool = True) -> dict[str, runner.Run]:
     """Train every setting of ``cfg`` for its seeds (resumable); setting name -> run."""
-    import torch  # noqa: PLC0415 - seeding only
-
     data = loaders(cfg, corpus)
     runs: dict[str, runner.Run] = {}
     for s in cfg.settings():
