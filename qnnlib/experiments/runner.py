@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import shutil
 import statistics
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -155,6 +156,11 @@ def train_seeds(name: str, config: Any, build: Callable[[int], nn.Module], data:
 
         result = fit(model, data, tc, desc=name if len(run.runs) == 0 else f"{name} s{seed}", on_epoch_end=hook)
         snaps = {e: snapshot_path(ck, e) for e in wanted if ck is not None and snapshot_path(ck, e).is_file()}
+        lost = [e for e in wanted if e not in snaps]
+        if lost:  # resumed from a checkpoint written before these epochs were asked for: they cannot be remade
+            warnings.warn(f"{name} seed {seed}: no weight snapshots of epochs {lost} in {ck}: the run resumed from "
+                          "a checkpoint that had already passed them. Rerun with resume=False (or delete that "
+                          "directory) to keep them.", stacklevel=2)
         run.runs.append(SeedRun(seed, model, result, snaps))
     return run
 

@@ -100,6 +100,11 @@ def test_train_seeds_keeps_weight_snapshots_beside_the_checkpoint(tmp_path, monk
                                experiment="x", progress=False, snapshot_epochs=(0, 1, 3))
     assert all(torch.equal(first[e]["weight"], w["weight"])
                for e, w in runner.load_snapshots(again.runs[0].snapshots).items())
+    # a checkpoint that passed an epoch before its snapshot was asked for: the snapshot cannot be remade
+    with pytest.warns(UserWarning, match=r"no weight snapshots of epochs \[2\].*resume=False"):
+        late = runner.train_seeds("lin", None, build, _tiny_data(), tc, (1,), checkpoint_tag="t", profile="smoke",
+                                  experiment="x", progress=False, snapshot_epochs=(0, 2, 3))
+    assert sorted(late.runs[0].snapshots) == [0, 3]
     for bad in ((4,), (-1,), (1.0,), (True,)):
         with pytest.raises(ValueError, match=r"snapshot_epochs must be integers in \[0, 3\]"):
             runner.train_seeds("lin", None, build, _tiny_data(), tc, (1,), checkpoint_tag="t", profile="smoke",
