@@ -101,7 +101,7 @@ numbers are compared to only in a note (another device or baseline): status ``di
 
 SECTIONS = {"mnist": 0, "svhn": 1, "cifar10": 2, "imagenet": 3, "ptb": 4, "energy": 5, "memory": 5, "kernels": 6,
             "filters": 7}
-TABLE1_LABELS = {"mnist": "MNIST", "svhn": "SVHN", "cifar10": "CIFAR-10"}
+SECTION_LABELS = {"mnist": "MNIST", "svhn": "SVHN", "cifar10": "CIFAR-10", "imagenet": "ImageNet", "ptb": "PTB"}
 _PAPER_INDEX = {p.key: i for i, p in enumerate(PAPER)}
 
 
@@ -341,7 +341,7 @@ def _shorten(text: str, budget: int) -> str:
     return cut + "…"
 
 
-def _build(records: list[dict], title: str, prefix_table1: bool) -> Report:
+def _build(records: list[dict], title: str, prefix_section: bool) -> Report:
     footnotes: list[str] = []
     index: dict[str, int] = {}
 
@@ -355,8 +355,8 @@ def _build(records: list[dict], title: str, prefix_table1: bool) -> Report:
     for rec in records:
         metric = re.sub(r"\s+x$", "", rec["metric"])
         claim = f"{rec['row']}, {metric}" if metric else str(rec["row"])
-        if prefix_table1 and rec["section"] in TABLE1_LABELS:
-            claim = f"{TABLE1_LABELS[rec['section']]}: {claim}"
+        if prefix_section and rec["section"] in SECTION_LABELS:
+            claim = f"{SECTION_LABELS[rec['section']]}: {claim}"
         ours = format_value(rec["ours"], rec["kind"], std=rec["std"], n=rec["n"])
         paper, status = rec["paper_text"], rec["status"]
         notes = list(rec["notes"])
@@ -388,7 +388,7 @@ def paper_table(profile: str, experiment: str | None = None, results_dir=None) -
     if experiment is not None and experiment not in found:
         records.append(_not_run(experiment))
     title = f"Paper vs ours - {experiment or 'all experiments'} (profile {profile})"
-    return _build(records, title, prefix_table1=False)
+    return _build(records, title, prefix_section=False)
 
 
 def summary_table(profile: str, results_dir=None) -> Report:
@@ -401,7 +401,7 @@ def summary_table(profile: str, results_dir=None) -> Report:
                for r in (d.get("metrics") or {}).get("rows", [])]
     records += [_not_run(e) for e in EXPERIMENTS if e not in NO_METRICS and e not in found]
     records.sort(key=lambda rec: rec["order"])  # stable: a file's own order within equal keys
-    return _build(records, f"Paper vs ours - all experiments (profile {profile})", prefix_table1=True)
+    return _build(records, f"Paper vs ours - all experiments (profile {profile})", prefix_section=True)
 
 
 def provenance_table(profile: str, results_dir=None) -> pd.DataFrame:

@@ -143,8 +143,8 @@ def test_reduced_data_paper_status_and_long_claims_are_footnotes(tmp_path) -> No
     notes = "\n".join(rep.footnotes)
     assert "Reduced data: ours 1000/100/100 (train/valid/test) vs the paper's 50000/10000/10000." in notes
     assert "Paper number SEC (UNIQ paper table quoting QNN)" in notes
-    assert f"Full claim: {long_row}, top-1 %." in notes
-    claim = rep.table.loc[rep.table["claim"].str.startswith("AlexNet"), "claim"].item()
+    assert f"Full claim: ImageNet: {long_row}, top-1 %." in notes
+    claim = rep.table.loc[rep.table["claim"].str.startswith("ImageNet: AlexNet"), "claim"].item()
     assert "…" in claim and len(claim) < len(long_row)
     assert all(len(line) <= report.MAX_WIDTH for line in rep.markdown().splitlines())
 
@@ -169,7 +169,7 @@ def test_summary_in_the_papers_order_and_not_run_rows(tmp_path) -> None:
     claims = [c.split(" [")[0] for c in rep.table["claim"]]
     assert claims == ["MNIST: BNN (Torch7), test error %", "MNIST: BNN (Theano), test error %",
                       "SVHN: Binarized ConvNet on SVHN (Table 1, SVHN column)",
-                      "CIFAR-10: BNN (Theano), test error %", "LSTM 300 (W4/A4), perplexity",
+                      "CIFAR-10: BNN (Theano), test error %", "PTB: LSTM 300 (W4/A4), perplexity",
                       "M, memory size reduction", "E, energy reduction", "CPU binary_matmul, speed-up",
                       "3x3, max unique 2D filters", "Something else, speed-up"]
     assert list(rep.table["status"][:4]) == ["reproduced", "reproduced", "not run", "within tolerance"]
