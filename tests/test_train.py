@@ -96,16 +96,40 @@ def test_fingerprint_unchanged_for_configs_of_earlier_runs() -> None:
     c = TrainConfig(epochs=12, lr_end=3e-5, seed=3)
     old = {k: v for k, v in dataclasses.asdict(c).items()
            if k not in ("device", "checkpoint_dir", "progress", "loss", "metrics", "select_metric", "threads", "betas",
-                        "adamax_state", "glorot_placement", "lr_factors", "clip", "select_ties")}
+                        "adamax_state", "glorot_placement", "lr_factors", "clip", "select_ties", "grad_clip_norm")}
     assert c.fingerprint() == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
     assert TrainConfig(loss="cross_entropy").fingerprint() != TrainConfig().fingerprint()
     assert TrainConfig(metrics=("error", "top5")).fingerprint() != TrainConfig().fingerprint()
     assert TrainConfig(threads=1).fingerprint() != TrainConfig().fingerprint()  # 1 vs 2 threads: other weights
     for kw in (dict(betas=(0.9, 0.999)), dict(lr_factors="torch7"), dict(clip="all"), dict(select_ties="last"),
+               dict(grad_clip_norm=0.25),
                dict(optimizer="shift_adamax", adamax_state="torch7"),
                dict(optimizer="shift_adamax", glorot_placement="after")):
         base = TrainConfig(optimizer=kw.get("optimizer", "adam"))
         assert TrainConfig(**kw).fingerprint() != base.fingerprint(), kw
+
+
+def test_grad_clip_norm_bounds_the_global_gradient_norm(data) -> None:
+    for bad in (0.0, -1.0, float("inf"), True, "1"):
+        with pytest.raises(ValueError, match="grad_clip_norm must be None"):
+            TrainConfig(grad_clip_norm=bad)
+    norms = []
+    model = _model()
+    orig = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm):  # noqa: ANN001, ANN202 - records the norm the step then sees
+        params = list(params)
+        total = orig(params, max_norm)
+        norms.append((float(total), float(torch.linalg.vector_norm(torch.stack(
+            [p.grad.norm() for p in params if p.grad is not None])))))
+        return total
+
+    torch.nn.utils.clip_grad_norm_ = spy
+    try:
+        fit(model, data, _cfg(epochs=1, grad_clip_norm=1e-3))
+    finally:
+        torch.nn.utils.clip_grad_norm_ = orig
+    assert norms and all(after <= 1e-3 * (1 + 1e-4) for _, after in norms) and max(b for b, _ in norms) > 1e-3
 
 
 def test_fit_learns_and_clips(data) -> None:
