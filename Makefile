@@ -10,11 +10,12 @@ STAMP  := $(VENV)/.qnnlib-installed
 PROFILE ?= quick
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 # Penn Treebank: the project's machines keep the real valid/test files (no train file) in a shared folder beside
-# the checkout; the PTB notebook reads them in place through QNNLIB_PTB (a user's own copy wins when set).
-SHARED_PTB := $(abspath ../shared/data/ptb)
+# the checkout (or at the development machines' fixed location, as tests/shared_data.py looks); the PTB notebook
+# reads them in place through QNNLIB_PTB (a user's own setting wins).
+PTB_TEST := $(firstword $(wildcard $(abspath ../shared/data/ptb)/ptb.test.txt /work/shared/data/ptb/ptb.test.txt))
 ifeq ($(origin QNNLIB_PTB),undefined)
-ifneq ($(wildcard $(SHARED_PTB)/ptb.test.txt),)
-export QNNLIB_PTB := $(SHARED_PTB)
+ifneq ($(PTB_TEST),)
+export QNNLIB_PTB := $(patsubst %/,%,$(dir $(PTB_TEST)))
 endif
 endif
 
