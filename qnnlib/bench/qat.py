@@ -36,16 +36,22 @@ from qnnlib.train import TrainConfig, make_optimizer  # the optimizer constructi
 __all__ = ["measure", "run"]
 
 
-def _steps_fn(model: torch.nn.Module, binary: bool, x: torch.Tensor, y: torch.Tensor, steps: int) -> Callable[[], None]:
-    opt = make_optimizer(model, TrainConfig(glorot=binary, progress=False))
+def _steps_fn(model: torch.nn.Module, quantized: bool, x: torch.Tensor, y: torch.Tensor, steps: int, *,
+              loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = square_hinge_loss,
+              glorot: bool | None = None, grad_clip_norm: float | None = None) -> Callable[[], None]:
+    """``steps`` training steps as ``fit`` takes them (Adam; Glorot-scaled LRs for a quantized net unless
+    ``glorot`` says otherwise; gradient-norm clipping when given; latent weights clipped when quantized)."""
+    opt = make_optimizer(model, TrainConfig(glorot=quantized if glorot is None else glorot, progress=False))
 
     def block() -> None:
         for _ in range(steps):
-            loss = square_hinge_loss(model(x), y)
+            out = loss(model(x), y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            out.backward()
+            if grad_clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
             opt.step()
-            if binary:
+            if quantized:
                 clip_latent_weights(model)
 
     return block
@@ -71,30 +77,14 @@ class _TorchLSTMLM(torch.nn.Module):
         return self.decoder(self.rnn(self.embedding(ids))[0])
 
 
-def _lm_steps_fn(model: torch.nn.Module, quantized: bool, x: torch.Tensor, y: torch.Tensor, steps: int
-                 ) -> Callable[[], None]:
-    opt = make_optimizer(model, TrainConfig(glorot=False, progress=False))
-
-    def block() -> None:
-        for _ in range(steps):
-            loss = cross_entropy_loss(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
-            opt.step()
-            if quantized:
-                clip_latent_weights(model)
-
-    return block
-
-
 def _measure_lstm(hidden: int, batch: int, steps: int, repeats: int, bits: int, vocab: int = 10_000,
                   seq_len: int = 35) -> dict[str, float]:
     x = torch.randint(0, vocab, (seq_len, batch))
     y = torch.randint(0, vocab, (seq_len, batch))
-    fns = {"float": _lm_steps_fn(ptb_lm("lstm", vocab, hidden).train(), False, x, y, steps),
-           "binary": _lm_steps_fn(ptb_lm("lstm", vocab, hidden, 1, bits, bits).train(), True, x, y, steps),
-           "torch": _lm_steps_fn(_TorchLSTMLM(vocab, hidden).train(), False, x, y, steps)}
+    kw = {"loss": cross_entropy_loss, "glorot": False, "grad_clip_norm": 0.25}
+    fns = {"float": _steps_fn(ptb_lm("lstm", vocab, hidden).train(), False, x, y, steps, **kw),
+           "binary": _steps_fn(ptb_lm("lstm", vocab, hidden, 1, bits, bits).train(), True, x, y, steps, **kw),
+           "torch": _steps_fn(_TorchLSTMLM(vocab, hidden).train(), False, x, y, steps, **kw)}
     med, _ = interleaved_medians(fns, repeats, warmup=1)
     f, b, t = med["float"] / steps, med["binary"] / steps, med["torch"] / steps
     return {"float_s": f, "binary_s": b, "ratio": b / f, "torch_s": t, "ratio_vs_torch": b / t}
