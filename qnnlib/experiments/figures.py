@@ -165,7 +165,8 @@ def filter_trajectory(by_epoch: pd.DataFrame, dataset: str, paper_percent: float
 def perplexity_vs_bits(per_seed: pd.DataFrame, hist: pd.DataFrame, title: str,
                        paper_lstm: Mapping[str, float] | None = None) -> Figure:
     """Left: test perplexity (log scale) per bit width, one line per cell, seeds as points, the paper's LSTM values
-    as black crosses when given. Right: validation perplexity per epoch of every setting (first seed solid)."""
+    as black crosses when given. Right: validation perplexity per epoch of every setting and seed (colour: bits,
+    line style: cell, later seeds lighter)."""
     sns.set_theme(style="whitegrid")
     order = [b for b in dict.fromkeys(per_seed.sort_values(["weight_bits", "act_bits"])["bits"])]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.3))
@@ -181,10 +182,15 @@ def perplexity_vs_bits(per_seed: pd.DataFrame, hist: pd.DataFrame, title: str,
            title="test perplexity at the best-validation epoch")
     _legend_outside(ax, "cell")
     valid = hist[hist["metric"] == "valid_perplexity"]
+    bits_of = dict(zip(per_seed["setting"], per_seed["bits"]))
+    cell_of = dict(zip(per_seed["setting"], per_seed["cell"]))
+    colors = dict(zip(order, sns.color_palette("viridis", len(order))))
+    styles = {c: s for c, s in zip(sorted(set(cell_of.values())), ("-", "--", ":"))}
     for (run, seed), g in valid.groupby(["run", "seed"], sort=False):
-        first = seed == valid[valid["run"] == run]["seed"].min()
-        ax2.plot(g["epoch"], g["value"], ls="-" if first else ":", lw=1.4 if first else 0.8,
-                 label=run if first else None)
+        first = seed == valid[valid["run"] == run]["seed"].min()  # one legend entry per setting, seeds alike
+        ax2.plot(g["epoch"], g["value"], color=colors.get(bits_of.get(run)), ls=styles.get(cell_of.get(run), "-"),
+                 lw=1.4, alpha=1.0 if first else 0.5, label=f"{cell_of.get(run, run)} {bits_of.get(run, '')}"
+                 if first else None)
     ax2.set(yscale="log", xlabel="epoch", ylabel="validation perplexity (log scale)", title="validation perplexity")
     _legend_outside(ax2, "setting")
     fig.suptitle(title, fontsize=11)

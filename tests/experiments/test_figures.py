@@ -79,3 +79,24 @@ def test_kernel_figures_have_readable_size_ticks() -> None:
     mlp = pd.DataFrame([{"method": m, "images/s": v, "seconds": 1e4 / v, "speedup_vs_float": v / 2000}
                         for m, v in (("float", 2000), ("packed", 7000))])
     _labelled(F.mlp_inference(mlp, hw, 10_000, "784-3x4096-10"))
+
+
+def test_filter_trajectory_and_perplexity_vs_bits() -> None:
+    m = convnet((4, 4, 8), fc=8, in_channels=1, image_size=8)
+    from qnnlib.analysis.filters import repetition_by_epoch  # noqa: PLC0415
+
+    fig = F.filter_trajectory(repetition_by_epoch({0: m, 3: m}, (1, 8, 8)), "fake")
+    assert "Filter repetition through training (fake)" in fig._suptitle.get_text()
+    _labelled(fig)
+    with pytest.raises(ValueError, match="no snapshots"):
+        F.filter_trajectory(pd.DataFrame(), "fake")
+    per_seed = pd.DataFrame([{"setting": f"{c}-{b}", "cell": c.upper(), "bits": b, "weight_bits": w, "act_bits": w,
+                              "seed": s, "test_perplexity": 100.0 + w + s}
+                             for c in ("lstm", "rnn") for b, w in (("W2/A2", 2), ("float", 32)) for s in (1, 2)])
+    hist = pd.DataFrame([{"run": r, "seed": s, "epoch": e, "metric": "valid_perplexity", "value": 200.0 - e}
+                         for r in per_seed["setting"].unique() for s in (1, 2) for e in (1, 2)])
+    fig = F.perplexity_vs_bits(per_seed, hist, "fake", paper_lstm={"float": 97.0, "W4/A4": 100.0})
+    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert labels == ["LSTM W2/A2", "LSTM float", "RNN W2/A2", "RNN float"]  # one entry per setting
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["W2/A2", "float"]
+    _labelled(fig)
