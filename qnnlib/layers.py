@@ -54,13 +54,17 @@ def _check_kernel_size(value: Any) -> None:
         check_int(value, "kernel_size")
 
 
-def quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
-    """``W_b = sign(W)`` for ``bits = 1``; k-bit :func:`~qnnlib.quantize.linear_quant` on [-1, 1] otherwise.
+def quantize_weight(w: torch.Tensor, bits: int, bound: float = 1.0) -> torch.Tensor:
+    """``W_b = sign(W)`` for ``bits = 1``; k-bit :func:`~qnnlib.quantize.linear_quant` on [-1, 1] otherwise;
+    on the grid ``[−bound, bound]`` (``bound · Q(W / bound)``) when ``bound`` is not 1.
 
     Straight-through gradient in both cases (no cancellation: clipping of ``W`` provides it).  ``bits`` is an
-    integer in [1, :data:`~qnnlib.quantize.MAX_BITS`].
+    integer in [1, :data:`~qnnlib.quantize.MAX_BITS`]; ``bound`` a positive number (checked by the layer that
+    owns it).
     """
     bits = check_bits(bits, maximum=MAX_BITS)  # before the branch: bits=True must not pass as 1
+    if bound != 1.0:
+        return bound * quantize_weight(w / bound, bits)
     if bits == 1:
         return sign_ste(w)
     return linear_quant_ste(w, bits, -1.0, 1.0, cancel=False)

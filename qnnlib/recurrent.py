@@ -206,10 +206,7 @@ class QuantRNNBase(LatentWeightLayer, nn.Module):
     def quantize(self, w: torch.Tensor) -> torch.Tensor:
         """``Q_r(w) = r · Q(w / r)`` at ``weight_bits`` on ``[−r, r]`` (``r = weight_range``; straight-through),
         or ``w`` itself when the weights are float."""
-        if self.weight_bits is None:
-            return w
-        r = self.weight_range
-        return quantize_weight(w, self.weight_bits) if r == 1.0 else r * quantize_weight(w / r, self.weight_bits)
+        return w if self.weight_bits is None else quantize_weight(w, self.weight_bits, self.weight_range)
 
     def quantized_weight(self) -> torch.Tensor:
         raise AttributeError(f"{type(self).__name__} has several weights: use quantized_weights()")

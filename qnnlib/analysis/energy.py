@@ -77,8 +77,8 @@ from qnnlib.gradquant import GradQuant
 from qnnlib.layers import LatentWeightLayer, QuantAct
 from qnnlib.norm import ShiftBatchNorm1d, ShiftBatchNorm2d
 
-__all__ = ["SCHEMES", "EnergyAssumptions", "check_accountable", "account", "layer_table", "scheme_totals", "summary",
-           "comparison_rows"]
+__all__ = ["SCHEMES", "EnergyAssumptions", "LayerTrace", "trace", "check_accountable", "account", "layer_table",
+           "scheme_totals", "summary", "comparison_rows"]
 
 SCHEMES: tuple[str, ...] = ("fp32", "fp16", "int8", "binary", "native")
 """Executions priced by :func:`account`; ``native`` is the model's own bit widths."""
@@ -135,7 +135,10 @@ class EnergyAssumptions:
 
 # ------------------------------------------------------------------------------- forward trace
 @dataclass
-class _Rec:
+class LayerTrace:
+    """One leaf module as :func:`trace` saw it: per-image input/output shapes, the precision its input was
+    tracked at (``1``: verified ±1; ``"input"``: the model input) and its MACs (compute layers, else 0)."""
+
     name: str
     module: nn.Module
     in_shape: tuple[int, ...]
@@ -181,11 +184,12 @@ def check_accountable(model: nn.Module) -> None:
                 "Add a rule in qnnlib.analysis.energy (MACs, precision, memory) rather than charging it 0 pJ")
 
 
-def _trace(model: nn.Module, input_shape: Sequence[int]) -> list[_Rec]:
+def trace(model: nn.Module, input_shape: Sequence[int]) -> list[LayerTrace]:
+    """The leaf modules of one forward pass (batch 1, eval mode) in call order (module docstring: precisions)."""
     leaves = [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
     prec: dict[int, Prec | str] = {}  # id(tensor) -> precision of that tensor
     keep: list[torch.Tensor] = []  # keeps traced tensors alive so that their ids stay unique
-    recs: list[_Rec] = []
+    recs: list[LayerTrace] = []
     last: list[Prec | str] = ["input"]
 
     def hook(name: str, m: nn.Module, args: tuple, out: torch.Tensor) -> None:
@@ -200,7 +204,7 @@ def _trace(model: nn.Module, input_shape: Sequence[int]) -> list[_Rec]:
             macs = out[0].numel() * m.in_features
         elif isinstance(m, nn.Conv2d):
             macs = out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-        recs.append(_Rec(name, m, tuple(x.shape[1:]), tuple(out.shape[1:]), p, macs))
+        recs.append(LayerTrace(name, m, tuple(x.shape[1:]), tuple(out.shape[1:]), p, macs))
         if isinstance(m, QuantAct):
             q: Prec | str = m.bits
         elif isinstance(m, _PRESERVING):
@@ -233,7 +237,7 @@ def _is_float(p: Prec) -> bool:
     return isinstance(p, str)
 
 
-def _precisions(r: _Rec, scheme: str, asm: EnergyAssumptions) -> tuple[Prec, Prec]:
+def _precisions(r: LayerTrace, scheme: str, asm: EnergyAssumptions) -> tuple[Prec, Prec]:
     """(weight precision, input precision) of compute layer ``r`` under ``scheme``."""
     first = r.in_prec == "input"
     if scheme in ("fp32", "fp16"):
@@ -283,7 +287,7 @@ def account(
     """
     asm = assumptions or EnergyAssumptions()
     check_accountable(model)
-    recs = _trace(model, input_shape)
+    recs = trace(model, input_shape)
     compute_idx = [i for i, r in enumerate(recs) if isinstance(r.module, _COMPUTE)]
     rows: list[dict[str, object]] = []
     for scheme in SCHEMES:

@@ -8,8 +8,8 @@ normalization, of the optimizer, of the loss, and the products of real-valued er
 and a logarithmically quantized error makes the backward products shifts as well.
 
 :func:`training_step` counts them for a model, from the model: one forward pass (batch 1, hooks on every leaf
-module) gives each layer's element counts; each count is multiplied by the batch size. Per element of a
-product or of a normalized tensor, by operand kind:
+module, :func:`qnnlib.analysis.energy.trace`) gives each layer's element counts and whether its input is ±1;
+each count is multiplied by the batch size. Per element of a product or of a normalized tensor, by operand kind:
 
 =========================================  ===============================================================
 operation                                  counted as
@@ -45,15 +45,15 @@ allow; a float GPU does multiply by ±1, and the counts say what dedicated hardw
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import pandas as pd
-import torch
 from torch import nn
 
-from qnnlib.evaluation import eval_mode
+from qnnlib.analysis.energy import trace
 from qnnlib.gradquant import GradQuant
 from qnnlib.layers import LatentWeightLayer, QuantAct
 from qnnlib.norm import LasagneBatchNorm, ShiftBatchNorm1d, ShiftBatchNorm2d
@@ -92,43 +92,6 @@ def _is_binary_weight(m: nn.Module) -> bool:
     return isinstance(m, LatentWeightLayer) and getattr(m, "weight_bits", 32) == 1
 
 
-@dataclass
-class _Leaf:
-    name: str
-    module: nn.Module
-    in_binary: bool
-    in_elems: int
-    out_elems: int
-    macs: int
-
-
-def _trace(model: nn.Module, input_shape: Sequence[int]) -> list[_Leaf]:
-    """Leaf modules in call order with their per-image element and MAC counts and whether the input was ±1."""
-    leaves = [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
-    out: list[_Leaf] = []
-
-    def hook(name: str, m: nn.Module, args: tuple, y: torch.Tensor) -> None:
-        x = args[0] if args else None
-        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-            return
-        macs = 0
-        if isinstance(m, nn.Linear):
-            macs = y[0].numel() * m.in_features
-        elif isinstance(m, nn.Conv2d):
-            macs = y[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-        out.append(_Leaf(name, m, bool((x.abs() == 1).all()), x[0].numel(), y[0].numel(), macs))
-
-    handles = [m.register_forward_hook(lambda mod, a, o, n=n: hook(n, mod, a, o)) for n, m in leaves]
-    x = torch.rand((1, *input_shape), generator=torch.Generator().manual_seed(0)) * 2 - 1
-    try:
-        with eval_mode(model), torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return out
-
-
 def _product(n: int, binary: bool, shift: bool) -> tuple[int, int, int]:
     """(multiplications, shifts, sign flips) of ``n`` products whose one operand is ±1 (``binary``) or a power
     of two (``shift``)."""
@@ -149,7 +112,7 @@ def training_step(model: nn.Module, input_shape: Sequence[int], batch: int, *, o
         raise ValueError(f"loss must be one of {tuple(LOSS_RULES)}, got {loss!r}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
-    leaves = _trace(model, input_shape)
+    leaves = trace(model, input_shape)
     if not leaves:
         raise ValueError("the model has no leaf modules to count")
     rows: list[StepCount] = []
@@ -158,19 +121,19 @@ def training_step(model: nn.Module, input_shape: Sequence[int], batch: int, *, o
         m = leaf.module
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             n = leaf.macs * batch
-            w_bin = _is_binary_weight(m)
+            w_bin, in_bin = _is_binary_weight(m), leaf.in_prec == 1
             nxt = leaves[i + 1].module if i + 1 < len(leaves) else None
             log_err = isinstance(nxt, GradQuant) and nxt.method == "log"
-            rows.append(StepCount(leaf.name, "forward products", n, *_product(n, w_bin or leaf.in_binary, False)))
+            rows.append(StepCount(leaf.name, "forward products", n, *_product(n, w_bin or in_bin, False)))
             if not first_compute:  # the first layer's input needs no gradient
                 rows.append(StepCount(leaf.name, "backward input error", n, *_product(n, w_bin, log_err)))
-            rows.append(StepCount(leaf.name, "weight gradient", n, *_product(n, leaf.in_binary, log_err)))
+            rows.append(StepCount(leaf.name, "weight gradient", n, *_product(n, in_bin, log_err)))
             first_compute = False
         elif isinstance(m, (ShiftBatchNorm1d, ShiftBatchNorm2d)):
-            e = leaf.in_elems * batch
+            e = math.prod(leaf.in_shape) * batch
             rows.append(StepCount(leaf.name, "shift-based batch norm", e, 0, (_BN_FORWARD + _BN_BACKWARD) * e, 0))
         elif isinstance(m, (nn.modules.batchnorm._BatchNorm, LasagneBatchNorm)):
-            e = leaf.in_elems * batch
+            e = math.prod(leaf.in_shape) * batch
             rows.append(StepCount(leaf.name, "batch norm", e, (_BN_FORWARD + _BN_BACKWARD) * e, 0, 0))
         elif isinstance(m, QuantAct) or not any(True for _ in m.parameters(recurse=False)):
             continue  # quantizers, pooling, dropout, flatten, GradQuant: no multiplications counted
@@ -181,7 +144,7 @@ def training_step(model: nn.Module, input_shape: Sequence[int], batch: int, *, o
     mul, shift, div = OPTIMIZER_RULES[optimizer]
     rows.append(StepCount("optimizer", f"{optimizer} update", params, mul * params, shift * params, 0,
                           div * params))
-    outputs = leaves[-1].out_elems * batch
+    outputs = math.prod(leaves[-1].out_shape) * batch
     lmul, lflip = LOSS_RULES[loss]
     rows.append(StepCount("loss", loss, outputs, lmul * outputs, 0, lflip * outputs))
     return pd.DataFrame([r.__dict__ for r in rows])

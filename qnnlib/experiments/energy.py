@@ -198,10 +198,6 @@ def stand_in_description(d: DatasetSplits) -> dict[str, Any]:
     return {**d.describe(), "stand_in_for": "cifar10 (not available offline): NOT the paper's dataset"}
 
 
-def _state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-
 def train_stand_in(s: StandIn, data: DatasetSplits, *, seed: int = 1234, progress: bool = True,
                    precision: Precision = BINARY, snapshots: dict[int, dict[str, torch.Tensor]] | None = None
                    ) -> tuple[nn.Module, FitResult]:
@@ -219,10 +215,10 @@ def train_stand_in(s: StandIn, data: DatasetSplits, *, seed: int = 1234, progres
                       threads=s.threads)
     hook = None
     if snapshots is not None:
-        snapshots[0] = _state(model)
+        snapshots[0] = runner.cpu_state_dict(model)
 
         def hook(epoch: int, row: dict[str, Any]) -> None:
-            snapshots[epoch + 1] = _state(model)
+            snapshots[epoch + 1] = runner.cpu_state_dict(model)
 
     return model, fit(model, data, cfg, desc="stand-in BNN", on_epoch_end=hook)
 

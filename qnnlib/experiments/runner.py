@@ -34,8 +34,8 @@ from qnnlib.data.root import DATA_ENV, data_root
 from qnnlib.files import UnreadableFileError, atomic_write, unreadable, writable_dir
 from qnnlib.train import FitResult, TrainConfig, fit
 
-__all__ = ["SeedRun", "Run", "seeds_from", "checkpoint_dir", "model_path", "snapshot_path", "train_seeds",
-           "load_snapshots", "summary", "history_frame", "save_model", "load_model", "SavedModelError"]
+__all__ = ["SeedRun", "Run", "seeds_from", "checkpoint_dir", "model_path", "snapshot_path", "cpu_state_dict",
+           "train_seeds", "load_snapshots", "summary", "history_frame", "save_model", "load_model", "SavedModelError"]
 
 
 @dataclass
@@ -114,9 +114,14 @@ def _check_snapshot_epochs(epochs: Iterable[int], n_epochs: int) -> tuple[int, .
     return out
 
 
+def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``model.state_dict()`` on the CPU, detached: a snapshot later training does not change."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
 def _save_snapshot(path: Path, model: nn.Module) -> None:
     with atomic_write(path, "wb") as fh:
-        torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, fh)
+        torch.save(cpu_state_dict(model), fh)
 
 
 def train_seeds(name: str, config: Any, build: Callable[[int], nn.Module], data: Any, train: TrainConfig,

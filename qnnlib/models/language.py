@@ -82,7 +82,7 @@ class QuantEmbedding(nn.Module):
 
 class QuantSoftmaxLayer(LatentWeightLayer, nn.Module):
     """The output layer ``y = Q_r(V) h + b``: k-bit weights on the grid ``[−r, r]``
-    (``Q_r(V) = r · quantize_weight(V / r)``, as the recurrent weights, :func:`default_weight_range`), latent ``V``
+    (``Q_r(V) = quantize_weight(V, k, r)``, as the recurrent weights, :func:`default_weight_range`), latent ``V``
     clipped to ``[−r, r]``; logits and bias stay in the accumulator (float). ``bits=None``: a plain float layer.
     Initialised as ``nn.Linear``: ``V ~ U(±1/√H)``, bias 0."""
 
@@ -106,10 +106,7 @@ class QuantSoftmaxLayer(LatentWeightLayer, nn.Module):
             yield LatentWeight("weight", self.weight, self.in_features, self.out_features)
 
     def quantized_weight(self) -> torch.Tensor:
-        if self.bits is None:
-            return self.weight
-        r = self.weight_range
-        return r * quantize_weight(self.weight / r, self.bits)
+        return self.weight if self.bits is None else quantize_weight(self.weight, self.bits, self.weight_range)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return nn.functional.linear(h, self.quantized_weight(), self.bias)
