@@ -7,15 +7,18 @@ saves and shows it); ``tests/experiments/test_figures.py`` renders each on fixtu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 __all__ = ["training_curves", "energy_per_layer", "energy_by_precision", "filter_histogram", "gemm_cpu",
-           "gemm_gpu", "mlp_inference"]
+           "gemm_gpu", "mlp_inference", "filter_trajectory", "perplexity_vs_bits", "error_vs_grad_bits",
+           "gradient_histograms", "ablation_cells", "multiplications_per_step"]
 
 _SCHEMES = ("fp32", "fp16", "int8", "binary")
 
@@ -253,5 +256,133 @@ def mlp_inference(mlp: pd.DataFrame, hw: Mapping[str, object], n_images: int, ar
     ax.set(xlim=(0, 1.25 * top), xlabel="images per second (higher is better)", ylabel="inference method",
            title=f"MLP {arch}, {n_images} images, CPU {hw.get('cpu')} ({hw.get('torch_threads')} threads); "
                  f"paper: {paper_speedup:g}× XNOR vs baseline kernel on a GTX750")
+    fig.tight_layout()
+    return fig
+
+
+def _per_network(per_seed: pd.DataFrame, width: float, height: float) -> tuple[Figure, list[plt.Axes], list[str]]:
+    nets = list(dict.fromkeys(per_seed["network"]))
+    fig, axes = plt.subplots(1, len(nets), figsize=(width * len(nets), height), squeeze=False)
+    return fig, list(axes[0]), nets
+
+
+_NET_LABELS = {"mlp": "MLP", "convnet": "ConvNet"}
+
+
+def error_vs_grad_bits(per_seed: pd.DataFrame, title: str, float_name: str = "float",
+                       paper_increase: float | None = None) -> Figure:
+    """Test error (%) against gradient bits, one line per quantizer (mean, seeds as points), one panel per network;
+    the float-gradient network as a dashed line with its ±std band. ``per_seed``: notebook 06's per-seed table
+    (columns network, variant, grad_method, bits, test_error, dataset). ``paper_increase``: the paper's error
+    increase at 6 bits (points), drawn as a cross that far above the float line."""
+    sns.set_theme(style="whitegrid")
+    fig, axes, nets = _per_network(per_seed, 5.0, 4.0)
+    palette = dict(zip(("log", "linear"), sns.color_palette("deep", 2)))
+    for ax, net in zip(axes, nets):
+        sel = per_seed[per_seed["network"] == net]
+        sweep = sel[(sel["variant"] != float_name) & ~sel["variant"].str.endswith(("-errors", "-params"))]
+        for method, g in sweep.groupby("grad_method", sort=False):
+            mean = g.groupby("bits")["test_error"].mean()
+            ax.plot(mean.index, mean.to_numpy(), marker="o", color=palette.get(method), label=f"{method} quantizer")
+            ax.scatter(g["bits"], g["test_error"], color=palette.get(method), alpha=0.4, s=14)
+        flt = sel[sel["variant"] == float_name]["test_error"]
+        if not flt.empty:
+            m = float(flt.mean())
+            s = float(flt.std(ddof=1)) if len(flt) > 1 else 0.0
+            ax.axhline(m, ls="--", color="k", lw=1, label="float gradients (± std)")
+            ax.text(1.0, m, f" {m:.2f}%", transform=ax.get_yaxis_transform(), va="center", fontsize=9)
+            if s:
+                ax.axhspan(m - s, m + s, color="k", alpha=0.08)
+            if paper_increase is not None:
+                ax.plot([6], [m + paper_increase], marker="x", color="k", ls="", ms=8,
+                        label=f"float + the paper's loss at 6 bits ({paper_increase:.1f} pt, AlexNet)")
+        for part, marker in (("-errors", "^"), ("-params", "s")):
+            one = sel[sel["variant"].str.endswith(part)]
+            if not one.empty:
+                ax.scatter(one["bits"], one["test_error"], marker=marker, color="tab:gray", zorder=4,
+                           label=f"log, {'errors between layers' if part == '-errors' else 'parameter gradients'} only")
+        ax.set_xticks(sorted(set(sel["bits"]) - {32}) or [6])
+        ax.set(xlabel="gradient bits", ylabel="test error (%)",
+               title=f"{_NET_LABELS.get(net, net)} on {sel['dataset'].iloc[0]}")
+    seen: dict[str, object] = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    fig.legend(list(seen.values()), list(seen), loc="upper left", bbox_to_anchor=(1.0, 0.9), frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def gradient_histograms(g, quantized: Mapping[str, object], title: str) -> Figure:
+    """Histogram of log2|g| of one layer's back-propagated error (grey) and of each quantized version (steps),
+    with the share of entries each quantizer flushes to zero in the legend. ``g`` and the values of ``quantized``
+    are tensors of the same shape."""
+    import torch  # noqa: PLC0415 - figures otherwise need no torch
+
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(8.5, 3.8))
+    g = torch.as_tensor(g).detach().double().flatten()
+    nz = g != 0
+    lg = torch.log2(g[nz].abs()).numpy()
+    # quarter-octave bins centred on the integers, so the log quantizer's powers of two sit mid-bin
+    lo, hi = math.floor(float(lg.min())), math.ceil(float(lg.max()))
+    bins = [lo - 0.125 + 0.25 * i for i in range(4 * (hi - lo) + 2)]
+    ax.hist(lg, bins=bins, color="tab:gray", alpha=0.5, label=f"float error ({int(nz.sum())} non-zero entries)")
+    for (label, q), color in zip(quantized.items(), sns.color_palette("deep", len(quantized))):
+        q = torch.as_tensor(q).detach().double().flatten()
+        flushed = 100.0 * float(((q == 0) & nz).sum()) / int(nz.sum())
+        kept = q[q != 0]
+        ax.hist(torch.log2(kept.abs()).numpy(), bins=bins, histtype="step", lw=1.6, color=color,
+                label=f"{label}: {flushed:.1f}% flushed to 0")
+    ax.set(xlabel="log2 |gradient entry|", ylabel="entries", title=title)
+    _legend_outside(ax)
+    fig.tight_layout()
+    return fig
+
+
+def ablation_cells(per_seed: pd.DataFrame, title: str) -> Figure:
+    """Test error (%) of every ablation cell, one panel per network: mean ± std (bar and whisker) and every
+    seed as a point. ``per_seed``: notebook 07's per-seed table (columns network, variant, label, test_error,
+    dataset)."""
+    sns.set_theme(style="whitegrid")
+    fig, axes, nets = _per_network(per_seed, 5.4, 0.55 * per_seed["variant"].nunique() + 1.6)
+    for ax, net in zip(axes, nets):
+        sel = per_seed[per_seed["network"] == net]
+        order = list(dict.fromkeys(sel["label"]))
+        sns.pointplot(data=sel, y="label", x="test_error", order=order, errorbar="sd", linestyles="none",
+                      color="k", markers="D", capsize=0.25, ax=ax)
+        sns.stripplot(data=sel, y="label", x="test_error", order=order, hue="label", palette="deep", size=5,
+                      alpha=0.7, legend=False, ax=ax)
+        ref = sel[sel["variant"] == sel["variant"].iloc[0]]["test_error"].mean()
+        ax.axvline(ref, ls=":", color="k", lw=1)
+        ax.set(xlabel="test error (%), mean ± std, seeds as points", ylabel="",
+               title=f"{_NET_LABELS.get(net, net)} on {sel['dataset'].iloc[0]} (n = {sel.groupby('variant').size().min()})")
+    for ax in axes[1:]:
+        ax.set_yticklabels([])
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def multiplications_per_step(counts: pd.DataFrame, title: str) -> Figure:
+    """Multiplications and shifts of one training step per variant (log scale), one panel per network
+    (``counts``: :func:`qnnlib.experiments.variants.multiplications` output)."""
+    sns.set_theme(style="whitegrid")
+    fig, axes, nets = _per_network(counts, 5.4, 0.5 * counts["variant"].nunique() + 1.6)
+    for ax, net in zip(axes, nets):
+        sel = counts[counts["network"] == net]
+        long = sel.melt(id_vars=["label"], value_vars=["multiplications", "shifts"], var_name="operation",
+                        value_name="count")
+        long = long[long["count"] > 0]
+        sns.barplot(data=long, y="label", x="count", hue="operation", order=list(dict.fromkeys(sel["label"])),
+                    ax=ax, palette={"multiplications": "tab:red", "shifts": "tab:blue"})
+        ax.set(xscale="log", xlabel="operations per training step (log scale)", ylabel="",
+               title=_NET_LABELS.get(net, net))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        _legend_below(ax)
+    for ax in axes[1:]:
+        ax.set_yticklabels([])
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig

@@ -33,7 +33,9 @@ Status rules (first that applies)
 3. ``different hardware`` — a speed-up of the paper's GTX750 kernels measured elsewhere, or a row compared
    only in a note (another device or baseline): never comparable (checked before the dataset: a speed-up
    is about the device);
-4. ``different dataset`` — the paper's dataset (e.g. ``mnist``) is not ours (e.g. ``fashion-mnist``);
+4. ``different dataset`` — the paper's dataset (e.g. ``mnist``) is not ours (e.g. ``fashion-mnist``); a paper
+   number whose dataset is ``"any"`` (a claim about the method, such as "no accuracy loss with shift-based BN")
+   is compared on every dataset;
 5. by metric kind, with d = ours − paper (points) or r = ours / paper − 1 (relative), "better" meaning a lower
    error/perplexity/unique-filter share, a higher accuracy/ratio:
 
@@ -99,9 +101,10 @@ NOTE_REFS: tuple[tuple[str, str, re.Pattern, tuple[str, ...]], ...] = (
 """(experiment, metric, row pattern, PAPER keys): rows without a paper number of their own that the paper's
 numbers are compared to only in a note (another device or baseline): status ``different hardware``."""
 
-SECTIONS = {"mnist": 0, "svhn": 1, "cifar10": 2, "imagenet": 3, "ptb": 4, "energy": 5, "memory": 5, "kernels": 6,
-            "filters": 7}
-SECTION_LABELS = {"mnist": "MNIST", "svhn": "SVHN", "cifar10": "CIFAR-10", "imagenet": "ImageNet", "ptb": "PTB"}
+SECTIONS = {"mnist": 0, "svhn": 1, "cifar10": 2, "imagenet": 3, "ptb": 4, "gradients": 5, "ablation": 6, "energy": 7,
+            "memory": 7, "kernels": 8, "filters": 9}
+SECTION_LABELS = {"mnist": "MNIST", "svhn": "SVHN", "cifar10": "CIFAR-10", "imagenet": "ImageNet", "ptb": "PTB",
+                  "gradients": "Gradients", "ablation": "Ablation"}
 _PAPER_INDEX = {p.key: i for i, p in enumerate(PAPER)}
 
 
@@ -207,7 +210,7 @@ def status_of(ours, paper: PaperNumber | None, *, kind: str | None = None, highe
         return "no paper number"
     if hardware_differs:
         return "different hardware"
-    if ours_dataset is not None and ours_dataset != paper.dataset:
+    if ours_dataset is not None and paper.dataset not in ("any", ours_dataset):
         return "different dataset"
     k, hb = metric_kind(paper.metric)
     kind, higher_better = kind or k, hb if higher_better is None else higher_better
