@@ -67,7 +67,8 @@ def quantization_stats(g: torch.Tensor, bits: Sequence[int], methods: Sequence[s
 
     Columns: ``flushed_pct`` (non-zero entries of ``g`` that become 0, %), ``rel_error`` (‖q − g‖₂ / ‖g‖₂),
     ``cosine`` (⟨q, g⟩ / (‖q‖ ‖g‖); NaN when ``q`` is all zero), ``levels`` (distinct non-zero magnitudes of ``q``),
-    ``sign_kept_pct`` (non-zero entries whose quantized value keeps their sign, %).
+    ``sign_kept_pct`` (non-zero entries whose quantized value keeps their sign, %), ``octaves`` (log2 of the largest
+    over the smallest non-zero magnitude of ``g``: the range a quantizer would need to keep every entry).
     """
     if not isinstance(g, torch.Tensor) or not g.is_floating_point():
         raise TypeError(f"g must be a floating-point tensor, got {type(g).__name__}")
@@ -78,6 +79,8 @@ def quantization_stats(g: torch.Tensor, bits: Sequence[int], methods: Sequence[s
     if not bool(nz.any()):
         raise ValueError("g is all zero: nothing to quantize")
     norm = float(g.norm())
+    mags = g[nz].abs()
+    octaves = float(torch.log2(mags.max() / mags.min()))
     rows = []
     for method in methods:
         for b in bits:
@@ -88,5 +91,6 @@ def quantization_stats(g: torch.Tensor, bits: Sequence[int], methods: Sequence[s
                          "rel_error": float((q - g).norm()) / norm,
                          "cosine": float(q @ g) / (qn * norm) if qn > 0 else float("nan"),
                          "levels": int(q[q != 0].abs().unique().numel()),
-                         "sign_kept_pct": 100.0 * float((torch.sign(q[nz]) == torch.sign(g[nz])).sum()) / int(nz.sum())})
+                         "sign_kept_pct": 100.0 * float((torch.sign(q[nz]) == torch.sign(g[nz])).sum()) / int(nz.sum()),
+                         "octaves": octaves})
     return pd.DataFrame(rows)

@@ -132,7 +132,9 @@ PROFILES: dict[str, AblationConfig] = {
 
 SANITY: dict[str, Sanity] = {
     "smoke": Sanity(max_error=0.95, max_shift_gap=None),
-    "quick": Sanity(max_error=0.40, max_shift_gap=0.10),
+    # quick: the stochastic cells of the ConvNet (6 epochs on 2,000 images) end at 34-44% (measured, 3 seeds);
+    # 0.50 still fails a pipeline that does not learn (chance: 0.90)
+    "quick": Sanity(max_error=0.50, max_shift_gap=0.10),
     "paper": Sanity(max_error=0.15, max_shift_gap=0.03),
 }
 

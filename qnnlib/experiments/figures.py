@@ -356,7 +356,7 @@ def ablation_cells(per_seed: pd.DataFrame, title: str) -> Figure:
                       alpha=0.7, legend=False, ax=ax)
         ref = sel[sel["variant"] == sel["variant"].iloc[0]]["test_error"].mean()
         ax.axvline(ref, ls=":", color="k", lw=1)
-        ax.set(xlabel="test error (%), mean ± std, seeds as points", ylabel="",
+        ax.set(xlabel="test error (%), mean ± std, seeds as points", ylabel="cell" if ax is axes[0] else " ",
                title=f"{_NET_LABELS.get(net, net)} on {sel['dataset'].iloc[0]} (n = {sel.groupby('variant').size().min()})")
     for ax in axes[1:]:
         ax.set_yticklabels([])
@@ -377,7 +377,7 @@ def multiplications_per_step(counts: pd.DataFrame, title: str) -> Figure:
         long = long[long["count"] > 0]
         sns.barplot(data=long, y="label", x="count", hue="operation", order=list(dict.fromkeys(sel["label"])),
                     ax=ax, palette={"multiplications": "tab:red", "shifts": "tab:blue"})
-        ax.set(xscale="log", xlabel="operations per training step (log scale)", ylabel="",
+        ax.set(xscale="log", xlabel="operations per training step (log scale)", ylabel="variant" if ax is axes[0] else " ",
                title=_NET_LABELS.get(net, net))
         ax.xaxis.set_minor_formatter(NullFormatter())
         _legend_below(ax)

@@ -100,3 +100,50 @@ def test_filter_trajectory_and_perplexity_vs_bits() -> None:
     assert labels == ["LSTM W2/A2", "LSTM float", "RNN W2/A2", "RNN float"]  # one entry per setting
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["W2/A2", "float"]
     _labelled(fig)
+
+
+def _variants_frame() -> pd.DataFrame:
+    rows = []
+    for net in ("mlp", "convnet"):
+        for name, method, bits in (("float", "log", 32), ("log-4", "log", 4), ("log-6", "log", 6),
+                                   ("linear-4", "linear", 4), ("linear-6", "linear", 6), ("log-6-errors", "log", 6)):
+            for seed in (1, 2):
+                rows.append({"network": net, "variant": name, "label": name.upper(), "grad_method": method,
+                             "bits": bits, "test_error": 10.0 + bits / 10 + seed, "dataset": "fashion-mnist"})
+    return pd.DataFrame(rows)
+
+
+def test_error_vs_grad_bits_draws_float_and_the_papers_loss() -> None:
+    fig = F.error_vs_grad_bits(_variants_frame(), "t", paper_increase=4.23)
+    mlp = fig.axes[0]
+    assert "bits" in mlp.get_xlabel() and "(%)" in mlp.get_ylabel()
+    assert [int(t) for t in mlp.get_xticks()] == [4, 6]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[:3] == ["log quantizer", "linear quantizer", "float gradients (± std)"]
+    assert any("paper's loss at 6 bits (4.2 pt" in lab for lab in labels)
+    assert any("errors between layers only" in lab for lab in labels)
+    _labelled(fig)
+
+
+def test_gradient_histograms_report_the_flushed_share() -> None:
+    from qnnlib.gradquant import quantize_tensor  # noqa: PLC0415
+
+    g = torch.randn(2000) * torch.exp2(-10 * torch.rand(2000))
+    fig = F.gradient_histograms(g, {m: quantize_tensor(g, 4, m) for m in ("log", "linear")}, "t")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels[0] == "float error (2000 non-zero entries)"
+    assert labels[1].startswith("log: ") and labels[2].startswith("linear: ") and "flushed to 0" in labels[2]
+    assert "log2" in fig.axes[0].get_xlabel()
+    _labelled(fig)
+
+
+def test_ablation_and_multiplication_figures() -> None:
+    frame = _variants_frame()
+    fig = F.ablation_cells(frame, "t")
+    assert len(fig.axes) == 2 and "(%)" in fig.axes[0].get_xlabel() and "n = 2" in fig.axes[0].get_title()
+    _labelled(fig)
+    counts = pd.DataFrame([{"network": n, "variant": v, "label": v, "multiplications": m, "shifts": s}
+                           for n in ("mlp", "convnet") for v, m, s in (("bn-adam", 10**7, 0), ("sbn", 10**6, 10**7))])
+    fig = F.multiplications_per_step(counts, "t")
+    assert fig.axes[0].get_xscale() == "log" and len(fig.axes[0].patches) >= 3  # the zero shifts bar is dropped
+    _labelled(fig)
