@@ -175,15 +175,17 @@ def comparisons_frame(per_seed: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def table_rows(per_seed: pd.DataFrame) -> list[dict[str, Any]]:
+def table_rows(per_seed: pd.DataFrame, sizes: Mapping[str, Mapping[str, int]] | None = None) -> list[dict[str, Any]]:
     """Rows for ``metrics["rows"]``: each comparison as ``error increase %`` (points; std = the standard error of
-    the difference of means), with the paper's statement where it makes one."""
+    the difference of means), with the paper's statement where it makes one. ``sizes``: network -> its split
+    sizes, stored in each row."""
     rows = []
     comp = comparisons_frame(per_seed)
     for r in comp.itertuples():
         ds = str(per_seed[per_seed["network"] == r.network]["dataset"].iloc[0])
         row = {"row": f"{NETWORK_LABELS[r.network]} BNN, {r.claim}", "metric": "error increase %", "value": r.diff,
                "std": None if math.isnan(r.se) else r.se, "n": min(r.n_variant, r.n_reference), "dataset": ds,
+               **({"dataset_sizes": dict(sizes[r.network])} if sizes and r.network in sizes else {}),
                "note": f"{r.cell} minus {r.reference}, test error points (± the standard error of the difference of "
                        "means)"}
         if isinstance(r.paper_key, str):  # a missing key is NaN in the frame
@@ -198,7 +200,8 @@ def write_metrics(cfg: AblationConfig, runs: Mapping[str, Mapping[str, runner.Ru
     when given, histories."""
     from qnnlib.experiments import results  # noqa: PLC0415 - results imports pandas
 
-    metrics: dict[str, Any] = {"rows": table_rows(per_seed), "per_seed": per_seed.to_dict(orient="records"),
+    metrics: dict[str, Any] = {"rows": table_rows(per_seed, {n: d.sizes() for n, d in data.items()}),
+                               "per_seed": per_seed.to_dict(orient="records"),
                                "summary": variants.summary_frame(per_seed).to_dict(orient="records"),
                                "comparisons": comparisons_frame(per_seed).to_dict(orient="records")}
     if counts is not None:

@@ -194,10 +194,12 @@ def _claim_bits(cfg: GradientsConfig) -> int | None:
     return 6 if 6 in cfg.bits else None
 
 
-def table_rows(cfg: GradientsConfig, per_seed: pd.DataFrame) -> list[dict[str, Any]]:
+def table_rows(cfg: GradientsConfig, per_seed: pd.DataFrame,
+               sizes: Mapping[str, Mapping[str, int]] | None = None) -> list[dict[str, Any]]:
     """Rows for ``metrics["rows"]``: per network, the 6-bit log and 6-bit linear networks minus the float-gradient
     one (``error increase %``, points; std = the standard error of the difference of means). The log row is set
-    beside the paper's AlexNet number (another network and dataset)."""
+    beside the paper's AlexNet number (another network and dataset). ``sizes``: network -> its split sizes, stored
+    in each row (the two networks train on different subsets)."""
     b = _claim_bits(cfg)
     rows: list[dict[str, Any]] = []
     if b is None:
@@ -213,7 +215,7 @@ def table_rows(cfg: GradientsConfig, per_seed: pd.DataFrame) -> list[dict[str, A
             r = {"row": f"{NETWORK_LABELS[net]} BNN, {b}-bit {method} vs float gradients",
                  "metric": "error increase %", "value": d["diff"],
                  "std": None if math.isnan(d["se"]) else d["se"], "n": min(d["n_variant"], d["n_reference"]),
-                 "dataset": ds,
+                 "dataset": ds, **({"dataset_sizes": dict(sizes[net])} if sizes and net in sizes else {}),
                  "note": f"test error difference in points (± the standard error of the difference of means); "
                          f"{cfg.tensors} quantized per tensor; {cfg.setup(net).describe()}"}
             if method == "log":
@@ -229,7 +231,8 @@ def write_metrics(cfg: GradientsConfig, runs: Mapping[str, Mapping[str, runner.R
     statistics and multiplication counts when given, and every run's history."""
     from qnnlib.experiments import results  # noqa: PLC0415 - results imports pandas
 
-    metrics: dict[str, Any] = {"rows": table_rows(cfg, per_seed), "per_seed": per_seed.to_dict(orient="records"),
+    metrics: dict[str, Any] = {"rows": table_rows(cfg, per_seed, {n: d.sizes() for n, d in data.items()}),
+                               "per_seed": per_seed.to_dict(orient="records"),
                                "summary": variants.summary_frame(per_seed).to_dict(orient="records")}
     if stats is not None:
         metrics["quantization_stats"] = stats.to_dict(orient="records")

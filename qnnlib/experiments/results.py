@@ -94,11 +94,16 @@ def environment_info() -> dict:
 
 
 def git_info(repo: Path = REPO_ROOT) -> dict:
-    """``{"commit", "dirty"}`` of ``repo`` (untracked files ignored); nulls plus ``error`` without git."""
+    """``{"commit", "dirty"}`` of ``repo``; nulls plus ``error`` without git.
+
+    ``dirty``: a tracked file differs from the commit, untracked files and ``results/`` ignored — the reproduction
+    itself rewrites ``results/<profile>/SUMMARY.md`` and ``attempts.jsonl`` before a notebook runs, so counting
+    them would mark every reproduced number dirty."""
     try:
         run = dict(cwd=repo, capture_output=True, text=True, timeout=20, check=True)
         commit = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **run).stdout
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                 ":(exclude)results"], **run).stdout
         return {"commit": commit, "dirty": bool(status.strip())}
     except (OSError, subprocess.SubprocessError) as exc:
         err = exc.stderr.strip() if isinstance(exc, subprocess.CalledProcessError) and exc.stderr else str(exc)

@@ -118,6 +118,7 @@ def test_end_to_end_on_the_mlp(tmp_path, monkeypatch) -> None:
     saved = json.loads(path.read_text())
     assert [r["row"] for r in saved["metrics"]["rows"]] == ["MLP BNN, shift-BN + shift-AdaMax vs BN + Adam"]
     assert saved["metrics"]["rows"][0]["n"] == 2 and len(saved["metrics"]["multiplications"]) == 2
+    assert saved["metrics"]["rows"][0]["dataset_sizes"] == {"train": 400, "valid": 100, "test": 200}
     assert "mlp/sbn-adamax@seed1235" in saved["history"]
     assert any("fewer" in line for line in ablation.findings(per_seed, counts))
     assert ablation.check_sanity(cfg, per_seed, path)[-1].endswith("ablation.json written")

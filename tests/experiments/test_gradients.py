@@ -81,6 +81,8 @@ def test_rows_are_differences_to_float_gradients_beside_the_papers_alexnet_loss(
     assert rows[0]["std"] == pytest.approx(0.7071067811865476) and rows[0]["n"] == 2
     assert rows[0]["paper_key"] == gradients.PAPER_KEY in PAPER_BY_KEY and "paper_key" not in rows[1]
     assert PAPER_BY_KEY[gradients.PAPER_KEY].value == pytest.approx(51.03 - 46.8)
+    sized = gradients.table_rows(cfg, _per_seed(), {"convnet": {"train": 5, "valid": 2, "test": 3}})
+    assert "dataset_sizes" not in sized[0] and sized[2]["dataset_sizes"] == {"train": 5, "valid": 2, "test": 3}
     one = gradients.table_rows(cfg, _per_seed(n=1))
     assert one[0]["std"] is None
     assert gradients.table_rows(dataclasses.replace(cfg, bits=(4,)), _per_seed()) == []  # no 6-bit network
@@ -143,6 +145,7 @@ def test_end_to_end_on_the_mlp(tmp_path, monkeypatch) -> None:
     path = gradients.write_metrics(cfg, runs, per_seed, data, 1.0, stats=stats, counts=counts.reset_index())
     saved = json.loads(path.read_text())
     assert saved["metrics"]["rows"][0]["row"] == "MLP BNN, 6-bit log vs float gradients"
+    assert saved["metrics"]["rows"][0]["dataset_sizes"] == {"train": 400, "valid": 100, "test": 200}
     assert len(saved["metrics"]["per_seed"]) == 4 and "mlp/log-6" in saved["history"]
     assert saved["dataset"]["per_network"]["mlp"]["name"] == "fashion-mnist"
     assert path == results.profile_dir("smoke") / "gradients.json"

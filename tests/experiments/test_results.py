@@ -104,6 +104,28 @@ def test_default_results_dir_is_repo_results(monkeypatch):
     assert R.results_root() == Path(R.__file__).resolve().parents[2] / "results"
 
 
+def test_git_info_dirty_ignores_what_the_reproduction_writes(tmp_path):
+    import subprocess  # noqa: PLC0415
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "results" / "quick").mkdir(parents=True)
+    (tmp_path / "results" / "quick" / "SUMMARY.md").write_text("a\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    assert R.git_info(tmp_path)["dirty"] is False
+    (tmp_path / "results" / "quick" / "SUMMARY.md").write_text("IN PROGRESS\n")  # the reproduction's own file
+    (tmp_path / "untracked.txt").write_text("u\n")
+    assert R.git_info(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    info = R.git_info(tmp_path)
+    assert info["dirty"] is True and len(info["commit"]) == 40
+
+
 def test_git_info_without_git(tmp_path):
     info = R.git_info(tmp_path)  # not a repository
     assert info["commit"] is None and info["dirty"] is None and info["error"]
