@@ -38,13 +38,11 @@ from qnnlib.analysis.gradients import layer_errors, quantization_stats
 from qnnlib.data.root import display_path
 from qnnlib.data.splits import DatasetSplits
 from qnnlib.experiments import runner, variants
-from qnnlib.experiments.config import as_dict
-from qnnlib.experiments.variants import NETWORK_LABELS, NETWORKS, ConvSetup, MlpSetup, Setup, Study, Variant
+from qnnlib.experiments.variants import NETWORK_LABELS, ConvSetup, MlpSetup, Study, TwoNetworks, Variant
 from qnnlib.precision import GRAD_METHODS
 
-__all__ = ["EXPERIMENT", "FLOAT", "GradientsConfig", "Sanity", "PROFILES", "SANITY", "PAPER_KEY", "load_data",
-           "run", "per_seed_frame", "error_sample", "gradient_stats", "multiplications", "table_rows",
-           "write_metrics", "findings", "check_sanity"]
+__all__ = ["EXPERIMENT", "FLOAT", "GradientsConfig", "Sanity", "PROFILES", "SANITY", "PAPER_KEY", "error_sample",
+           "gradient_stats", "table_rows", "write_metrics", "findings", "check_sanity"]
 
 EXPERIMENT = "gradients"
 FLOAT = "float"
@@ -53,13 +51,10 @@ PAPER_KEY = "gradients:AlexNet QNN (W1/A2): 6-bit vs float gradients:error incre
 
 
 @dataclass(frozen=True)
-class GradientsConfig:
-    """Notebook 06: the two networks, the gradient bit widths and quantizers of the sweep, and what to plot."""
+class GradientsConfig(TwoNetworks):
+    """Notebook 06: the two networks (:class:`~qnnlib.experiments.variants.TwoNetworks`), the gradient bit widths
+    and quantizers of the sweep, and what to plot."""
 
-    profile: str
-    mlp: MlpSetup
-    convnet: ConvSetup
-    networks: tuple[str, ...] = NETWORKS
     bits: tuple[int, ...] = (4, 5, 6, 8)
     methods: tuple[str, ...] = GRAD_METHODS
     tensors: Literal["errors+params", "errors", "params"] = "errors+params"
@@ -69,7 +64,7 @@ class GradientsConfig:
     resume: bool = True
 
     def __post_init__(self) -> None:
-        variants.check_networks(self.networks)
+        super().__post_init__()
         if not self.bits or len(set(self.bits)) != len(self.bits):
             raise ValueError(f"bits must be a non-empty tuple without repeats, got {self.bits!r}")
         if not self.methods or any(m not in GRAD_METHODS for m in self.methods) or len(set(self.methods)) != len(
@@ -97,9 +92,6 @@ class GradientsConfig:
             b = self.split_bits
             out += [Variant(f"log-{b}-errors", grad_bits=b), Variant(f"log-{b}-params", param_grad_bits=b)]
         return tuple(out)
-
-    def setup(self, network: str) -> Setup:
-        return self.mlp if network == "mlp" else self.convnet
 
     def studies(self) -> list[Study]:
         """One :class:`~qnnlib.experiments.variants.Study` per network."""
@@ -139,28 +131,6 @@ SANITY: dict[str, Sanity] = {
 
 
 # ------------------------------------------------------------------------------------------ runs
-def load_data(cfg: GradientsConfig, *, download: bool = True) -> dict[str, DatasetSplits]:
-    """network -> its data (:func:`qnnlib.experiments.variants.load_data`)."""
-    return {n: variants.load_data(cfg.setup(n), download=download) for n in cfg.networks}
-
-
-def run(cfg: GradientsConfig, data: Mapping[str, DatasetSplits], *, progress: bool = True
-        ) -> dict[str, dict[str, runner.Run]]:
-    """network -> variant -> run (every variant of every network, resumable)."""
-    return {s.network: variants.run_study(s, data[s.network], progress=progress) for s in cfg.studies()}
-
-
-def per_seed_frame(cfg: GradientsConfig, runs: Mapping[str, Mapping[str, runner.Run]],
-                   data: Mapping[str, DatasetSplits]) -> pd.DataFrame:
-    """One row per network, variant and seed (:func:`qnnlib.experiments.variants.per_seed_frame`), with ``bits``
-    (32 for float gradients) for plotting."""
-    frames = [variants.per_seed_frame(s, runs[s.network], data[s.network]) for s in cfg.studies()
-              if s.network in runs]
-    out = pd.concat(frames, ignore_index=True)
-    out["bits"] = out[["grad_bits", "param_grad_bits"]].max(axis=1).fillna(32).astype(int)
-    return out
-
-
 def error_sample(cfg: GradientsConfig, runs: Mapping[str, Mapping[str, runner.Run]],
                  data: Mapping[str, DatasetSplits], network: str | None = None) -> tuple[str, torch.Tensor]:
     """(layer name, ``g_{s_k}``) of compute layer ``cfg.histogram_layer`` of the trained float-gradient network
@@ -182,11 +152,6 @@ def error_sample(cfg: GradientsConfig, runs: Mapping[str, Mapping[str, runner.Ru
 def gradient_stats(cfg: GradientsConfig, g: torch.Tensor) -> pd.DataFrame:
     """:func:`qnnlib.analysis.gradients.quantization_stats` of ``g`` for the sweep's methods and widths."""
     return quantization_stats(g, sorted(set(cfg.bits)), cfg.methods)
-
-
-def multiplications(cfg: GradientsConfig, data: Mapping[str, DatasetSplits]) -> pd.DataFrame:
-    """Operations of one training step of every variant of every network (counted from the models)."""
-    return pd.concat([variants.multiplications(s, data[s.network]) for s in cfg.studies()], ignore_index=True)
 
 
 # ------------------------------------------------------------------------------------------ rows
@@ -227,23 +192,11 @@ def table_rows(cfg: GradientsConfig, per_seed: pd.DataFrame,
 def write_metrics(cfg: GradientsConfig, runs: Mapping[str, Mapping[str, runner.Run]], per_seed: pd.DataFrame,
                   data: Mapping[str, DatasetSplits], wall_time_s: float, *, stats: pd.DataFrame | None = None,
                   counts: pd.DataFrame | None = None) -> Path:
-    """Write ``results/<profile>/gradients.json``: rows, the per-seed table, the summary, the quantization
-    statistics and multiplication counts when given, and every run's history."""
-    from qnnlib.experiments import results  # noqa: PLC0415 - results imports pandas
-
-    metrics: dict[str, Any] = {"rows": table_rows(cfg, per_seed, {n: d.sizes() for n, d in data.items()}),
-                               "per_seed": per_seed.to_dict(orient="records"),
-                               "summary": variants.summary_frame(per_seed).to_dict(orient="records")}
-    if stats is not None:
-        metrics["quantization_stats"] = stats.to_dict(orient="records")
-    if counts is not None:
-        metrics["multiplications"] = counts.to_dict(orient="records")
-    history = {f"{net}/{name}" + ("" if i == 0 else f"@seed{sr.seed}"): sr.result.history
-               for net, rs in runs.items() for name, run in rs.items() for i, sr in enumerate(run.runs)}
-    first = data[cfg.networks[0]]
-    dataset = {**first.describe(), "per_network": {n: d.describe() for n, d in data.items()}}
-    return results.write_metrics(EXPERIMENT, cfg.profile, config=as_dict(cfg), metrics=metrics, history=history,
-                                 dataset=dataset, wall_time_s=wall_time_s)
+    """Write ``results/<profile>/gradients.json`` (:func:`qnnlib.experiments.variants.write_metrics`): rows, the
+    per-seed table, the summary, the quantization statistics and multiplication counts when given, histories."""
+    rows = table_rows(cfg, per_seed, {n: d.sizes() for n, d in data.items()})
+    return variants.write_metrics(EXPERIMENT, cfg, runs, per_seed, data, wall_time_s, rows,
+                                  quantization_stats=stats, multiplications=counts)
 
 
 def _fmt(d: Mapping[str, float | int]) -> str:
@@ -300,12 +253,7 @@ def check_sanity(cfg: GradientsConfig, per_seed: pd.DataFrame, metrics_json: Pat
     b = SANITY[cfg.profile]
     passed = variants.check_max_error(per_seed[per_seed["variant"] == FLOAT], b.max_error)
     if b.max_log6_gap is not None:
-        for net in per_seed["network"].unique():
-            if {"log-6", FLOAT} <= set(per_seed[per_seed["network"] == net]["variant"]):
-                gap = variants.difference(per_seed, net, "log-6", FLOAT)["diff"] / 100.0
-                assert gap <= b.max_log6_gap, (f"{net}: 6-bit log gradients are {100 * gap:.2f} points worse than "
-                                               f"float gradients; bound {100 * b.max_log6_gap:.1f} ({cfg.profile})")
-                passed.append(f"{net}: log-6 - float = {100 * gap:+.2f} points <= {100 * b.max_log6_gap:.1f}")
+        passed += variants.check_gap(per_seed, "log-6", FLOAT, b.max_log6_gap, profile=cfg.profile)
     if metrics_json is not None:
         assert Path(metrics_json).is_file(), f"metrics JSON {metrics_json} was not written"
         passed.append(f"{display_path(metrics_json)} written")

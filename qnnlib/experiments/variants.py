@@ -22,6 +22,9 @@ square hinge loss, inputs in [−1, 1], no dropout, the paper's text for every s
 running statistics, autograd through shift-BN, zero biases). With the same seed, two variants start from the same
 weights and see the same batches, so their differences are paired.
 
+A notebook's config (:class:`StudyConfig`: one :class:`Study` per network) goes through :func:`load_data`,
+:func:`run`, :func:`per_seed_table`, :func:`multiplications_table` and :func:`write_metrics`.
+
 Results: :func:`per_seed_frame` (one row per variant and seed), :func:`summary_frame` (mean ± std, n),
 :func:`difference` (a variant minus a reference, in points, with the standard error of the difference of means),
 :func:`multiplications` (the multiplications, shifts and sign flips of one training step of each variant, counted
@@ -33,7 +36,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 import pandas as pd
 from torch import nn
@@ -41,14 +45,16 @@ from torch import nn
 from qnnlib.analysis.multiplications import totals, training_step
 from qnnlib.data.splits import DatasetSplits
 from qnnlib.experiments import convnets, mnist, runner, table1
+from qnnlib.experiments.config import as_dict
 from qnnlib.experiments.convnets import ConvRecipe
 from qnnlib.experiments.mnist import RecipeConfig
 from qnnlib.precision import GRAD_METHODS, GradMethod, NormKind, Precision
 from qnnlib.train import TrainConfig
 
 __all__ = ["Network", "NETWORKS", "NETWORK_LABELS", "MlpSetup", "ConvSetup", "Setup", "Variant", "recipe", "Study",
-           "load_data", "run_study", "per_seed_frame", "summary_frame", "error_table", "difference", "multiplications",
-           "check_networks", "check_max_error"]
+           "StudyConfig", "TwoNetworks", "load_setup_data", "load_data", "run_study", "run", "per_seed_frame", "per_seed_table",
+           "summary_frame", "error_table", "difference", "multiplications", "multiplications_table", "write_metrics",
+           "check_networks", "check_max_error", "check_gap"]
 
 Network = Literal["mlp", "convnet"]
 NETWORKS: tuple[str, ...] = ("mlp", "convnet")
@@ -277,12 +283,49 @@ class Study(table1.RecipeSet):
         return f"Study({self.key!r}, {self.setup.describe()}, variants={self.recipes}, n_seeds={self.n_seeds})"
 
 
-def load_data(setup: Setup, *, download: bool = True) -> DatasetSplits:
+class StudyConfig(Protocol):
+    """What the functions below need of notebook 06's or 07's config: its profile, the networks it trains, each
+    network's setup and the studies it runs."""
+
+    profile: str
+    networks: tuple[str, ...]
+
+    def setup(self, network: str) -> Setup: ...
+
+    def studies(self) -> list[Study]: ...
+
+
+@dataclass(frozen=True)
+class TwoNetworks:
+    """The head of notebook 06's and 07's configs (a base dataclass): the profile, the MLP and ConvNet setups, and
+    which of the two networks run. Subclasses add their fields and ``studies()``."""
+
+    profile: str
+    mlp: MlpSetup
+    convnet: ConvSetup
+    networks: tuple[str, ...] = NETWORKS
+
+    def __post_init__(self) -> None:
+        check_networks(self.networks)
+
+    def setup(self, network: str) -> Setup:
+        """The setup of ``network`` (``"mlp"`` or ``"convnet"``)."""
+        if network not in NETWORKS:
+            raise ValueError(f"unknown network {network!r}; choose from {NETWORKS}")
+        return self.mlp if network == "mlp" else self.convnet
+
+
+def load_setup_data(setup: Setup, *, download: bool = True) -> DatasetSplits:
     """The data of ``setup`` scaled to [−1, 1] (``"auto"``: the real dataset if obtainable, else its stand-in with a
     warning; the dataset's name travels into every table)."""
     if isinstance(setup, MlpSetup):
         return mnist.load_data(setup, download=download)
     return convnets.load_data(setup, download=download)
+
+
+def load_data(cfg: StudyConfig, *, download: bool = True) -> dict[str, DatasetSplits]:
+    """network -> its data (:func:`load_setup_data`)."""
+    return {n: load_setup_data(cfg.setup(n), download=download) for n in cfg.networks}
 
 
 def _build(study: Study, rc: Any, data: DatasetSplits, seed: int) -> nn.Module:
@@ -301,9 +344,15 @@ def run_study(study: Study, data: DatasetSplits, *, progress: bool = True) -> di
                               describe=lambda rc: f"{study.setup.describe()}, ")
 
 
+def run(cfg: StudyConfig, data: Mapping[str, DatasetSplits], *, progress: bool = True
+        ) -> dict[str, dict[str, runner.Run]]:
+    """network -> variant -> run: every study of ``cfg`` (:func:`run_study`, resumable)."""
+    return {s.network: run_study(s, data[s.network], progress=progress) for s in cfg.studies()}
+
+
 def per_seed_frame(study: Study, runs: Mapping[str, runner.Run], data: DatasetSplits) -> pd.DataFrame:
     """One row per variant and seed: test error % at the best-validation epoch, final-epoch error %, best epoch,
-    training time, and the variant's fields."""
+    training time, the variant's fields, and ``bits`` (the widest quantized gradient, 32 for float gradients)."""
     rows = []
     for name, run in runs.items():
         v = study.variants[name]
@@ -314,8 +363,18 @@ def per_seed_frame(study: Study, runs: Mapping[str, runner.Run], data: DatasetSp
                          "best_epoch": r.best_epoch, "train_time_s": r.wall_time_s, "dataset": data.name,
                          "norm": v.norm, "optimizer": v.optimizer, "rules": v.rules, "stochastic": v.stochastic,
                          "grad_bits": v.grad_bits, "param_grad_bits": v.param_grad_bits,
-                         "grad_method": v.grad_method, "quantized": v.quantized})
+                         "grad_method": v.grad_method, "quantized": v.quantized,
+                         "bits": max((b for b in (v.grad_bits, v.param_grad_bits) if b is not None), default=32)})
     return pd.DataFrame(rows)
+
+
+def per_seed_table(cfg: StudyConfig, runs: Mapping[str, Mapping[str, runner.Run]],
+                   data: Mapping[str, DatasetSplits]) -> pd.DataFrame:
+    """:func:`per_seed_frame` of every study of ``cfg`` that ran, one table."""
+    frames = [per_seed_frame(s, runs[s.network], data[s.network]) for s in cfg.studies() if s.network in runs]
+    if not frames:
+        raise ValueError(f"no runs of any of {cfg.networks}: run the studies first")
+    return pd.concat(frames, ignore_index=True)
 
 
 def summary_frame(per_seed: pd.DataFrame) -> pd.DataFrame:
@@ -384,6 +443,29 @@ def multiplications(study: Study, data: DatasetSplits) -> pd.DataFrame:
     return out
 
 
+def multiplications_table(cfg: StudyConfig, data: Mapping[str, DatasetSplits]) -> pd.DataFrame:
+    """:func:`multiplications` of every study of ``cfg``, one table."""
+    return pd.concat([multiplications(s, data[s.network]) for s in cfg.studies()], ignore_index=True)
+
+
+def write_metrics(experiment: str, cfg: StudyConfig, runs: Mapping[str, Mapping[str, runner.Run]],
+                  per_seed: pd.DataFrame, data: Mapping[str, DatasetSplits], wall_time_s: float,
+                  rows: list[dict[str, Any]], **tables: pd.DataFrame | None) -> Path:
+    """Write ``results/<profile>/<experiment>.json``: ``rows``, the per-seed table, its summary, every table of
+    ``tables`` given (name -> DataFrame, stored as records), and every run's history under
+    ``<network>/<variant>`` (later seeds ``@seed<s>``); the dataset of each network under ``per_network``."""
+    from qnnlib.experiments import results  # noqa: PLC0415 - results imports pandas
+
+    metrics: dict[str, Any] = {"rows": rows, "per_seed": per_seed.to_dict(orient="records"),
+                               "summary": summary_frame(per_seed).to_dict(orient="records")}
+    metrics.update({k: t.to_dict(orient="records") for k, t in tables.items() if t is not None})
+    history = {f"{net}/{name}" + ("" if i == 0 else f"@seed{sr.seed}"): sr.result.history
+               for net, rs in runs.items() for name, r in rs.items() for i, sr in enumerate(r.runs)}
+    dataset = {**data[cfg.networks[0]].describe(), "per_network": {n: d.describe() for n, d in data.items()}}
+    return results.write_metrics(experiment, cfg.profile, config=as_dict(cfg), metrics=metrics, history=history,
+                                 dataset=dataset, wall_time_s=wall_time_s)
+
+
 def check_networks(networks: Sequence[str]) -> None:
     """``networks`` a non-empty, repeat-free subset of :data:`NETWORKS` (``ValueError`` otherwise)."""
     if not networks or any(n not in NETWORKS for n in networks) or len(set(networks)) != len(networks):
@@ -398,4 +480,20 @@ def check_max_error(per_seed: pd.DataFrame, max_error: float) -> list[str]:
         worst = float(g["test_error"].max()) / 100.0
         assert worst <= max_error, f"{net} {name}: test error {worst:.4f} > {max_error}"
         passed.append(f"{net} {name}: test error {worst:.4f} <= {max_error}")
+    return passed
+
+
+def check_gap(per_seed: pd.DataFrame, variant: str, reference: str, bound: float, *, two_sided: bool = False,
+              profile: str = "") -> list[str]:
+    """Assert, on every network where both ran, that ``variant``'s mean test error is at most ``bound`` (a fraction)
+    above ``reference``'s (``two_sided``: above or below); returns the checks that passed."""
+    passed = []
+    for net in per_seed["network"].unique():
+        if {variant, reference} <= set(per_seed[per_seed["network"] == net]["variant"]):
+            gap = difference(per_seed, net, variant, reference)["diff"] / 100.0
+            worst = abs(gap) if two_sided else gap
+            side = "|.|" if two_sided else "gap"
+            assert worst <= bound, (f"{net}: {variant} - {reference} = {100 * gap:+.2f} points; bound "
+                                    f"{side} <= {100 * bound:.1f} ({profile})")
+            passed.append(f"{net}: {variant} - {reference} = {100 * gap:+.2f} points, {side} <= {100 * bound:.1f}")
     return passed

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from qnnlib.experiments import ablation, config
+from qnnlib.experiments import ablation, config, variants
 from qnnlib.experiments.paper import PAPER_BY_KEY
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -93,9 +93,9 @@ def test_findings_judge_each_difference_by_its_standard_error() -> None:
 def test_sanity_guards_errors_and_the_shift_gap() -> None:
     cfg = ablation.PROFILES["quick"]
     assert ablation.check_sanity(cfg, _per_seed())
-    with pytest.raises(AssertionError, match=r"mlp: shift-BN \+ shift-AdaMax differs from BN \+ Adam by \+12.00"):
+    with pytest.raises(AssertionError, match=r"mlp: sbn-adamax - bn-adam = \+12.00 points; bound \|.\| <= 10.0"):
         ablation.check_sanity(cfg, _per_seed(shift=12.0))
-    with pytest.raises(AssertionError, match="differs"):
+    with pytest.raises(AssertionError, match=r"-12.00 points; bound \|.\|"):
         ablation.check_sanity(cfg, _per_seed(shift=-12.0))  # either sign: a gap this large is a regression
     with pytest.raises(AssertionError, match="test error 0.5"):
         ablation.check_sanity(cfg, _per_seed(shift=40.0))
@@ -109,11 +109,11 @@ def test_end_to_end_on_the_mlp(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("QNNLIB_PROFILE", raising=False)
     cfg = config.resolve("ablation", "smoke", networks=["mlp"], cells=["bn-adam", "sbn-adamax"], hidden=32,
                          train_size=400, valid_size=100, test_size=200, epochs=1, n_seeds=2)
-    data = ablation.load_data(cfg)
-    runs = ablation.run(cfg, data, progress=False)
-    per_seed = ablation.per_seed_frame(cfg, runs, data)
+    data = variants.load_data(cfg)
+    runs = variants.run(cfg, data, progress=False)
+    per_seed = variants.per_seed_table(cfg, runs, data)
     assert list(per_seed["variant"]) == ["bn-adam"] * 2 + ["sbn-adamax"] * 2
-    counts = ablation.multiplications(cfg, data)
+    counts = variants.multiplications_table(cfg, data)
     path = ablation.write_metrics(cfg, runs, per_seed, data, 1.0, counts=counts)
     saved = json.loads(path.read_text())
     assert [r["row"] for r in saved["metrics"]["rows"]] == ["MLP BNN, shift-BN + shift-AdaMax vs BN + Adam"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from qnnlib.experiments import config, gradients, results
+from qnnlib.experiments import config, gradients, results, variants
 from qnnlib.experiments.paper import PAPER_BY_KEY
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -108,8 +108,8 @@ def test_findings_say_each_quantizers_cost_with_its_spread() -> None:
 def test_sanity_bounds_the_float_network_and_the_six_bit_log_gap(monkeypatch) -> None:
     cfg = dataclasses.replace(gradients.PROFILES["quick"])
     passed = gradients.check_sanity(cfg, _per_seed())
-    assert any("log-6 - float = +1.00 points <= 5.0" in p for p in passed)
-    with pytest.raises(AssertionError, match="mlp: 6-bit log gradients are 9.00 points worse"):
+    assert any("log-6 - float = +1.00 points, gap <= 5.0" in p for p in passed)
+    with pytest.raises(AssertionError, match=r"mlp: log-6 - float = \+9.00 points; bound gap <= 5.0 \(quick\)"):
         gradients.check_sanity(cfg, _per_seed(log6=19.0))
     bad = _per_seed()
     bad.loc[bad["variant"] == "float", "test_error"] = 95.0
@@ -130,16 +130,16 @@ def test_end_to_end_on_the_mlp(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("QNNLIB_PROFILE", raising=False)
     cfg = config.resolve("gradients", "smoke", networks=["mlp"], methods=["log"], bits=[6], hidden=32,
                          train_size=400, valid_size=100, test_size=200, epochs=1, histogram_batch=50)
-    data = gradients.load_data(cfg)
-    runs = gradients.run(cfg, data, progress=False)
-    per_seed = gradients.per_seed_frame(cfg, runs, data)
+    data = variants.load_data(cfg)
+    runs = variants.run(cfg, data, progress=False)
+    per_seed = variants.per_seed_table(cfg, runs, data)
     assert list(per_seed["variant"]) == ["float", "log-6", "log-6-errors", "log-6-params"]
     assert list(per_seed["bits"]) == [32, 6, 6, 6]
     layer, g = gradients.error_sample(cfg, runs, data)
     assert layer == "fc2" and tuple(g.shape) == (50, 32)
     stats = gradients.gradient_stats(cfg, g)
     assert list(stats["method"]) == ["log"]
-    counts = gradients.multiplications(cfg, data).set_index("variant")
+    counts = variants.multiplications_table(cfg, data).set_index("variant")
     assert counts.loc["log-6", "multiplications"] < counts.loc["float", "multiplications"]
     assert counts.loc["log-6-params", "multiplications"] == counts.loc["float", "multiplications"]
     path = gradients.write_metrics(cfg, runs, per_seed, data, 1.0, stats=stats, counts=counts.reset_index())

@@ -236,3 +236,26 @@ def test_multiplications_of_the_convnet_count_its_convolutions() -> None:
     c = variants.multiplications(study, data).set_index("variant")
     assert c.loc["bn", "largest"] == "conv1 weight gradient"
     assert c.loc["sbn", "multiplications"] < c.loc["bn", "multiplications"]
+
+
+def test_config_level_tables_and_the_bits_column(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("QNNLIB_DATA", str(tmp_path))
+
+    class Cfg:  # the StudyConfig protocol
+        profile, networks = "smoke", ("mlp",)
+
+        def setup(self, network):
+            return MLP
+
+        def studies(self):
+            return [Study("smoke", "t", dataclasses.replace(MLP, epochs=1), [Variant("f"), Variant("g", grad_bits=5),
+                                                                              Variant("p", param_grad_bits=4)],
+                          resume=False)]
+
+    cfg, data = Cfg(), {"mlp": _data()}
+    runs = variants.run(cfg, data, progress=False)
+    table = variants.per_seed_table(cfg, runs, data)
+    assert list(table["bits"]) == [32, 5, 4] and list(table["quantized"]) == ["none", "errors", "params"]
+    assert list(variants.multiplications_table(cfg, data)["variant"]) == ["f", "g", "p"]
+    with pytest.raises(ValueError, match="no runs of any of"):
+        variants.per_seed_table(cfg, {}, data)
