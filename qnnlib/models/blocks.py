@@ -29,10 +29,10 @@ from torch import nn
 from qnnlib.gradquant import GradQuant, register_param_grad_quant
 from qnnlib.layers import QuantAct, QuantConv2d, QuantLinear
 from qnnlib.norm import LasagneBatchNorm, SBNBackward, ShiftBatchNorm1d, ShiftBatchNorm2d
-from qnnlib.precision import NormKind
+from qnnlib.precision import LayerBits, NormKind, Precision
 
 __all__ = ["ModelOptions", "BNRunning", "BiasInit", "linear_layer", "conv_layer", "norm_layer", "act_layer",
-           "grad_quant_layer", "param_grad_quant"]
+           "grad_quant_layer", "param_grad_quant", "imagenet_precision"]
 
 BNRunning = Literal["torch", "lasagne"]
 BiasInit = Literal["zero", "torch7"]
@@ -103,19 +103,37 @@ def linear_layer(in_features: int, out_features: int, weight_bits: int | None, b
     return _torch7_bias(layer, in_features) if bias_init == "torch7" else layer
 
 
-def conv_layer(in_channels: int, out_channels: int, weight_bits: int | None, bias_init: BiasInit = "zero"
-               ) -> nn.Module:
-    """3×3 'same' convolution ``s_k = a_{k−1}^b ∗ W_k^b + b`` with ``W_k^b = Q(W_k)`` (``None``: float).
+def conv_layer(in_channels: int, out_channels: int, weight_bits: int | None, bias_init: BiasInit = "zero",
+               kernel_size: int = 3, stride: int = 1, padding: int | None = None) -> nn.Module:
+    """Convolution ``s_k = a_{k−1}^b ∗ W_k^b + b`` with ``W_k^b = Q(W_k)`` (``None``: float); by default 3×3
+    'same' (the Table 1 ConvNets); ``padding=None`` is ``kernel_size // 2``.
 
-    ``bias_init="torch7"``: a quantized conv's bias from ``U(±1/√(9·in_channels))`` (Torch7
+    ``bias_init="torch7"``: a quantized conv's bias from ``U(±1/√(k²·in_channels))`` (Torch7
     ``nn.SpatialConvolution:reset``, ``stdv = 1/sqrt(kW·kH·nInputPlane)``); a float conv keeps PyTorch's init.
     """
     if bias_init not in ("zero", "torch7"):
         raise ValueError(f"bias_init must be 'zero' or 'torch7', got {bias_init!r}")
+    pad = kernel_size // 2 if padding is None else padding
     if weight_bits is None:
-        return nn.Conv2d(in_channels, out_channels, 3, padding=1)
-    layer = QuantConv2d(in_channels, out_channels, 3, padding=1, weight_bits=weight_bits)
-    return _torch7_bias(layer, 9 * in_channels) if bias_init == "torch7" else layer
+        return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=pad)
+    layer = QuantConv2d(in_channels, out_channels, kernel_size, stride=stride, padding=pad, weight_bits=weight_bits)
+    return _torch7_bias(layer, kernel_size * kernel_size * in_channels) if bias_init == "torch7" else layer
+
+
+def imagenet_precision(weight_bits: int | None = 1, act_bits: int | None = 1, grad_bits: int | None = None, *,
+                       float_first: bool = True, float_last: bool = True, stochastic: bool = False,
+                       norm: NormKind = "bn", grad_method: str = "log") -> Precision:
+    """The precision policy of an ImageNet QNN (AlexNet, GoogLeNet): ``weight_bits``/``act_bits``/``grad_bits``
+    everywhere, except that the first layer's and the last layer's weights (and errors) stay float32 by default.
+
+    The paper does not say how its ImageNet nets treat the first and last layers; float first and last layers
+    are the common choice of the QNN follow-up work (docs/decisions.md). The first layer's *activation* keeps
+    ``act_bits`` (the second layer reads quantized inputs); the last layer has no activation.
+    """
+    float_layer = LayerBits(weight_bits=None, grad_bits=None)
+    return Precision(weight_bits, act_bits, stochastic=stochastic, norm=norm, grad_bits=grad_bits,
+                     grad_method=grad_method,  # type: ignore[arg-type]
+                     first=float_layer if float_first else None, last=float_layer if float_last else None)
 
 
 def norm_layer(
