@@ -45,11 +45,12 @@ def _positive(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    """The argument parser of :func:`main` (sub-commands ``reproduce``, ``list``, ``bench``)."""
+    """The argument parser of :func:`main` (sub-commands ``reproduce``, ``list``, ``bench``; ``imagenet`` has its
+    own, :func:`qnnlib.experiments.imagenet.parser`)."""
     from qnnlib.experiments.reproduction import NOTEBOOKS, NOTEBOOKS_DIR  # noqa: PLC0415 - keep --help fast
 
     p = argparse.ArgumentParser(prog="qnnlib", description="Reproduce Hubara et al., 'Quantized Neural Networks'.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{reproduce,list,bench}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{reproduce,list,bench,imagenet}")
 
     r = sub.add_parser("reproduce", help="execute the notebooks with Papermill into results/<profile>/")
     r.add_argument("--profile", default=os.environ.get("QNNLIB_PROFILE") or "quick",
@@ -61,6 +62,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--notebooks-dir", type=Path, default=None, help=f"default: {NOTEBOOKS_DIR}")
 
     sub.add_parser("list", help="list the experiments and their notebooks")
+    sub.add_parser("imagenet", add_help=False, help="train an ImageNet QNN, alone or as one rank of torchrun "
+                   "(python -m qnnlib imagenet --help)")
 
     b = sub.add_parser("bench", help="benchmarks with their baseline timed in the same run")
     bsub = b.add_subparsers(dest="bench", required=True, metavar="{qat,cpu,gpu}")
@@ -126,6 +129,11 @@ def _bench(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["imagenet"]:  # its own parser: every config field, torchrun's environment
+        from qnnlib.experiments import imagenet  # noqa: PLC0415
+
+        return imagenet.main(argv[1:])
     p = parser()
     args = p.parse_args(argv)
     if args.command == "reproduce":
