@@ -46,7 +46,7 @@ def _positive(text: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser of :func:`main` (sub-commands ``reproduce``, ``list``, ``bench``; ``imagenet`` has its
-    own, :func:`qnnlib.experiments.imagenet.parser`)."""
+    own, :func:`qnnlib.experiments.imagenet_run.parser`)."""
     from qnnlib.experiments.reproduction import NOTEBOOKS, NOTEBOOKS_DIR  # noqa: PLC0415 - keep --help fast
 
     p = argparse.ArgumentParser(prog="qnnlib", description="Reproduce Hubara et al., 'Quantized Neural Networks'.")
@@ -131,9 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["imagenet"]:  # its own parser: every config field, torchrun's environment
-        from qnnlib.experiments import imagenet  # noqa: PLC0415
+        from qnnlib.experiments import imagenet_run  # noqa: PLC0415
 
-        return imagenet.main(argv[1:])
+        return imagenet_run.main(argv[1:])
     p = parser()
     args = p.parse_args(argv)
     if args.command == "reproduce":

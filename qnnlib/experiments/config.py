@@ -66,6 +66,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                "Binarized ConvNet on CIFAR-10 (Table 1, CIFAR-10 column)"),
     Experiment("svhn", "03_svhn_bnn.ipynb", "qnnlib.experiments.svhn",
                "Binarized ConvNet on SVHN (Table 1, SVHN column)"),
+    Experiment("imagenet", "04_imagenet_qnn.ipynb", "qnnlib.experiments.imagenet",
+               "ImageNet QNNs: AlexNet and GoogLeNet at low bit widths, one process or many (torchrun, DDP)"),
     Experiment("ptb", "05_ptb_qrnn.ipynb", "qnnlib.experiments.ptb",
                "Quantized RNN and LSTM language models on Penn Treebank (§Language Models)"),
     Experiment("gradients", "06_gradient_quantization.ipynb", "qnnlib.experiments.gradients",

@@ -18,7 +18,7 @@ from matplotlib.ticker import NullFormatter
 
 __all__ = ["training_curves", "energy_per_layer", "energy_by_precision", "filter_histogram", "gemm_cpu",
            "gemm_gpu", "mlp_inference", "filter_trajectory", "perplexity_vs_bits", "error_vs_grad_bits",
-           "gradient_histograms", "ablation_cells", "multiplications_per_step"]
+           "gradient_histograms", "ablation_cells", "multiplications_per_step", "imagenet_curves"]
 
 _SCHEMES = ("fp32", "fp16", "int8", "binary")
 
@@ -384,5 +384,28 @@ def multiplications_per_step(counts: pd.DataFrame, title: str) -> Figure:
     for ax in axes[1:]:
         ax.set_yticklabels([])
     fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def imagenet_curves(docs: Sequence[Mapping[str, object]], title: str,
+                    paper_top1: Mapping[str, float] | None = None) -> Figure:
+    """Training loss (cross-entropy) and validation top-1 / top-5 accuracy (%) per epoch of every ImageNet run
+    (the run documents of :func:`qnnlib.experiments.imagenet.launch`); ``paper_top1``: label -> the paper's top-1
+    (drawn as a dotted line; pass it only when the data is ImageNet itself)."""
+    sns.set_theme(style="whitegrid")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for d, color in zip(docs, sns.color_palette("deep", len(docs))):
+        hist = pd.DataFrame(d["history"])  # type: ignore[arg-type]
+        left.plot(hist["epoch"], hist["train_loss"], marker="o", color=color, label=str(d["label"]))
+        right.plot(hist["epoch"], 100 * (1 - hist["valid_error"]), marker="o", color=color, label=f"{d['label']} top-1")
+        right.plot(hist["epoch"], 100 * (1 - hist["valid_top5"]), marker="s", ls="--", color=color,
+                   label=f"{d['label']} top-5")
+    for label, value in (paper_top1 or {}).items():
+        right.axhline(value, ls=":", color="k", lw=1, label=f"paper: {label} top-1 {value:g}%")
+    left.set(xlabel="epoch", ylabel="training loss (cross-entropy)", title="training loss")
+    right.set(xlabel="epoch", ylabel="validation accuracy (%)", title="validation top-1 / top-5")
+    _legend_outside(right)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig

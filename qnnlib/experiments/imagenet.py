@@ -1,51 +1,41 @@
-"""ImageNet QNNs (AlexNet, GoogLeNet): config, profiles and the training run, one process or many under ``torchrun``.
+"""Notebook 04: ImageNet QNNs (AlexNet, GoogLeNet) — config, profiles, the launch of the run, rows, sanity bounds.
 
 The paper's large-scale rows (docs/paper.md §1.2): AlexNet with 1-bit weights and 1- or 2-bit activations (and
-6-bit gradients), GoogLeNet at 1/1, 4/4 and 6/6/6 bits. Nobody trains ImageNet on two CPU cores, so this module
-makes the full run real for users with GPUs and proves the pipeline here at small scale:
+6-bit gradients), GoogLeNet at 1/1, 4/4 and 6/6/6 bits. Nobody trains ImageNet on two CPU cores, so the full run is
+made real for users with GPUs (:mod:`qnnlib.experiments.imagenet_run`: one process, or many under ``torchrun``
+with DistributedDataParallel) and the pipeline is proven here at small scale:
 
 * :class:`ImagenetConfig` — model, bits, data, schedule, processes; :data:`PROFILES` (``smoke``: a generated
-  ImageNet-layout folder and a tiny AlexNet; ``quick``: a real subset such as Imagenette when the user has one,
-  else the generated folder; ``paper``: the full ILSVRC-2012 on GPUs);
-* :func:`train` — one training run in this process, which may be one rank of a ``torchrun`` job: it reads
-  ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``, joins the process group (NCCL on GPUs, gloo on CPU), wraps the model in
-  ``DistributedDataParallel``, shards the data (``DistributedSampler`` for training, exact shards for validation),
-  sums the metric counts over the ranks (:class:`DistributedGroup`), lets rank 0 alone show progress and write the
-  checkpoint (every epoch: model, optimizer, result; the LR schedule and the sampler are functions of the epoch)
-  and the metrics JSON, and resumes after a kill from the last finished epoch;
-* ``python -m qnnlib imagenet ...`` — the command line of :func:`train` (:func:`main`); run it as is, or as
-  ``torchrun --nproc_per_node=N -m qnnlib imagenet ...`` (multi-node with torchrun's usual rendezvous flags).
+  ImageNet-layout folder of synthetic JPEGs and a tiny AlexNet; ``quick``: a real subset such as Imagenette when
+  ``$QNNLIB_IMAGENET`` names one, else a larger generated folder, on 2 processes; ``paper``: ILSVRC-2012 on GPUs);
+* :func:`launch` — the notebook's side: the run as a subprocess (``python -m qnnlib imagenet`` or ``torchrun``),
+  its output streamed, its metrics document returned; :func:`table_rows`, :func:`write_metrics`,
+  :func:`check_sanity`.
 
-Mixed precision is not used: the quantizers' levels (±1, k-bit grids, power-of-two gradients) are exact in float32,
-and autocast would run the convolutions of the float first and last layers and the BN statistics in float16/bfloat16,
-changing the results of the quantized network's float parts (docs/decisions.md D27).
+Numbers on the generated folder or a subset are named so (``fake-imagenet``, ``imagenet-subset``) and never
+compared with the paper's ImageNet numbers as such.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from qnnlib.data.imagenet import imagenet_loaders, imagenet_root, make_fake_imagenet
 from qnnlib.data.root import data_root, display_path
-from qnnlib.evaluation import ProcessGroup
-from qnnlib.files import atomic_write
 from qnnlib.models.alexnet import alexnet_qnn
 from qnnlib.models.blocks import imagenet_precision
 from qnnlib.models.googlenet import googlenet_qnn
-from qnnlib.train import FitResult, Loaders, TrainConfig, fit
 
-__all__ = ["MODELS", "ImagenetConfig", "PROFILES", "DistributedGroup", "launch_env", "build_model", "fake_root",
-           "train", "parser", "main"]
+__all__ = ["MODELS", "ImagenetConfig", "PROFILES", "SANITY", "Sanity", "PAPER_ROWS", "build_model", "fake_root",
+           "run_dir", "command", "launch", "dataset_name", "table_rows", "write_metrics", "findings", "check_sanity"]
 
 MODELS = ("alexnet", "googlenet")
 
@@ -79,6 +69,7 @@ class ImagenetConfig:
     workers: int = 4  # DataLoader workers per process
     seed: int = 0
     nproc: int = 1  # processes the notebook launches with torchrun (1: a plain process)
+    resume: bool = True  # the notebook's launch: False starts afresh (deletes the run's checkpoint and metrics)
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -120,7 +111,7 @@ class ImagenetConfig:
 PROFILES: dict[str, ImagenetConfig] = {
     # smoke: a generated folder (4 classes of synthetic JPEGs), a 1/16-width AlexNet on 64×64 crops, 2 epochs
     "smoke": ImagenetConfig("smoke", width=1 / 16, fc=64, fake=True, image_size=64, resize=72, epochs=2,
-                            batch_size=8, lr_start=5e-3, lr_end=1e-3, workers=0, nproc=1),
+                            batch_size=8, lr_start=5e-3, lr_end=1e-3, workers=0, nproc=1, resume=False),
     # quick: a real subset when $QNNLIB_IMAGENET names one (e.g. Imagenette's 10 classes), else the generated folder
     "quick": ImagenetConfig("quick", width=0.25, fc=512, fake=True, fake_classes=10, fake_train_per_class=40,
                             fake_val_per_class=10, image_size=112, resize=128, epochs=5, batch_size=32,
@@ -129,29 +120,6 @@ PROFILES: dict[str, ImagenetConfig] = {
     # not the paper's (which gives none): Adam 5e-3 decayed to 5e-5 over 60 epochs, global batch 256
     "paper": ImagenetConfig("paper", epochs=60, batch_size=256, workers=8, nproc=8),
 }
-
-
-@dataclass(frozen=True)
-class DistributedGroup(ProcessGroup):
-    """A rank of a ``torch.distributed`` job: ``all_reduce_sum`` sums over every rank (gloo or NCCL)."""
-
-    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
-        return tensor
-
-
-def launch_env() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from ``torchrun``'s environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``);
-    (0, 1, 0) in a plain process."""
-    try:
-        rank = int(os.environ.get("RANK", "0"))
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        local = int(os.environ.get("LOCAL_RANK", str(rank)))
-    except ValueError as exc:
-        raise ValueError(f"RANK/WORLD_SIZE/LOCAL_RANK must be integers (as torchrun sets them): {exc}") from None
-    if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"need WORLD_SIZE >= 1 and 0 <= RANK < WORLD_SIZE, got RANK={rank}, WORLD_SIZE={world}")
-    return rank, world, local
 
 
 def build_model(cfg: ImagenetConfig, num_classes: int = 1000) -> nn.Module:
@@ -171,136 +139,155 @@ def fake_root(cfg: ImagenetConfig) -> Path:
             f"{cfg.fake_classes}x{cfg.fake_train_per_class}+{cfg.fake_val_per_class}-seed{cfg.seed}")
 
 
-def _data_root(cfg: ImagenetConfig, is_main: bool, barrier: Any) -> Path:
-    if not cfg.fake:
-        return imagenet_root(cfg.data)
-    root = fake_root(cfg)
-    if is_main and not (root / "val").is_dir():
-        make_fake_imagenet(root, cfg.fake_classes, cfg.fake_train_per_class, cfg.fake_val_per_class,
-                           size=(max(8, cfg.image_size // 2), cfg.resize + 16), seed=cfg.seed)
-    barrier()  # the other ranks read it only once rank 0 has written it
-    return root
+# ------------------------------------------------------------------------------------------ the notebook's side
+PAPER_ROWS: dict[tuple[str, int | None, int | None, int | None], str] = {
+    ("alexnet", 1, 1, None): "AlexNet BNN (W1/A1)",
+    ("alexnet", 1, 2, None): "AlexNet QNN (W1/A2)",
+    ("alexnet", 1, 2, 6): "AlexNet QNN (W1/A2/G6)",
+    ("alexnet", None, None, None): "AlexNet float (W32/A32)",
+    ("googlenet", 1, 1, None): "GoogleNet BNN (W1/A1)",
+    ("googlenet", 4, 4, None): "GoogleNet QNN (W4/A4)",
+    ("googlenet", 6, 6, 6): "GoogleNet QNN (W6/A6/G6)",
+    ("googlenet", None, None, None): "GoogleNet float (W32/A32)",
+}
+"""The paper's ImageNet row (:mod:`qnnlib.experiments.paper`) of each (model, weight, activation, gradient bits)."""
 
 
-def train(cfg: ImagenetConfig, *, out_dir: Path, checkpoint_dir: Path | None = None, progress: bool = True,
-          stop_after_epoch: int | None = None) -> FitResult:
-    """Train ``cfg`` in this process (one rank of a ``torchrun`` job, or alone): module docstring.
+@dataclass(frozen=True)
+class Sanity:
+    """What notebook 04 checks at the end."""
 
-    Rank 0 writes ``<out_dir>/<cfg.name>.json`` (config, per-epoch history, top-1/top-5 at the best validation
-    epoch, world size, wall time) after every epoch; ``checkpoint_dir`` (default ``<out_dir>/checkpoints/<name>``)
-    holds ``last.pt``, from which a restarted run resumes. ``stop_after_epoch`` ends every rank's process right
-    after that epoch's checkpoint (``os._exit(3)``): a kill at a known point, for the resume test.
-    """
-    rank, world, local = launch_env()
-    cuda = torch.cuda.is_available()
-    if world > 1:
-        backend = "nccl" if cuda else "gloo"
-        torch.distributed.init_process_group(backend=backend, rank=rank, world_size=world)
-        group: ProcessGroup = DistributedGroup(rank, world)
-    else:
-        group = ProcessGroup()
-    try:
-        device = torch.device(f"cuda:{local}" if cuda else "cpu")
-        if cuda:
-            torch.cuda.set_device(device)
-        barrier = torch.distributed.barrier if world > 1 else (lambda: None)
-        root = _data_root(cfg, group.is_main, barrier)
-        train_loader, val_loader = imagenet_loaders(
-            root, batch_size=cfg.batch_size // world, workers=cfg.workers, size=cfg.image_size, resize=cfg.resize,
-            seed=cfg.seed, train_subset=cfg.train_subset, val_subset=cfg.val_subset,
-            distributed=(rank, world) if world > 1 else None)
-        classes = len(train_loader.dataset.classes)  # type: ignore[attr-defined]
-        model = build_model(cfg, classes).to(device)
-        if world > 1:
-            model = nn.parallel.DistributedDataParallel(model, device_ids=[local] if cuda else None)
-        ck = Path(checkpoint_dir) if checkpoint_dir is not None else Path(out_dir) / "checkpoints" / cfg.name
-        tc = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size // world, optimizer="adam",
-                         lr_start=cfg.lr_start, lr_end=cfg.lr_end, lr_schedule="exp", glorot=False, seed=cfg.seed,
-                         device=str(device), checkpoint_dir=str(ck), progress=progress, loss="cross_entropy",
-                         metrics=("error", "top5"), select_metric="error")
-
-        def on_epoch_end(epoch: int, row: dict[str, Any]) -> None:
-            if group.is_main:  # the rows of earlier epochs (a resumed run: from the last metrics file) and this one
-                rank0_history[0] = [r for r in rank0_history[0] if r["epoch"] < row["epoch"]] + [row]
-                _write_metrics(cfg, Path(out_dir), rank0_history[0], world, root)
-            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
-                barrier()  # every rank has finished the epoch; rank 0's checkpoint is on disk
-                sys.stdout.flush()
-                os._exit(3)
-
-        rank0_history: list[list[dict[str, Any]]] = [_previous_history(cfg, Path(out_dir))]
-        result = fit(model, Loaders(train_loader, val_loader), tc, on_epoch_end=on_epoch_end, restore_best=False,
-                     desc=cfg.label, process_group=group)
-        if group.is_main:
-            _write_metrics(cfg, Path(out_dir), result.history, world, root, result)
-        return result
-    finally:
-        if world > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+    min_top1_over_chance: float  # top-1 accuracy at least this many times the chance level (1 / classes)
 
 
-def _metrics_path(cfg: ImagenetConfig, out_dir: Path) -> Path:
-    return out_dir / f"{cfg.name}.json"
+SANITY: dict[str, Sanity] = {
+    "smoke": Sanity(min_top1_over_chance=0.0),  # two epochs on 32 images prove the pipeline, not learning
+    "quick": Sanity(min_top1_over_chance=1.5),
+    "paper": Sanity(min_top1_over_chance=100.0),  # ImageNet: 1000 classes, chance 0.1%, so > 10% top-1
+}
 
 
-def _previous_history(cfg: ImagenetConfig, out_dir: Path) -> list[dict[str, Any]]:
-    p = _metrics_path(cfg, out_dir)
-    try:
-        return list(json.loads(p.read_text()).get("history", []))
-    except (OSError, ValueError):
-        return []
+def run_dir(cfg: ImagenetConfig) -> Path:
+    """Where the notebook's runs keep their metrics and checkpoints: ``$QNNLIB_DATA/runs/<profile>/imagenet``."""
+    return data_root() / "runs" / cfg.profile / "imagenet"
 
 
-def _write_metrics(cfg: ImagenetConfig, out_dir: Path, history: list[dict[str, Any]], world: int, root: Path,
-                   result: FitResult | None = None) -> Path:
-    best = min(history, key=lambda r: r["valid_error"]) if history else None
-    doc = {"config": asdict(cfg), "label": cfg.label, "world_size": world, "data": display_path(root),
-           "fake_data": cfg.fake, "history": history, "finished": result is not None,
-           "best_epoch": best["epoch"] if best else None,
-           "top1": None if best is None else 100.0 * (1.0 - best["valid_error"]),
-           "top5": None if best is None else 100.0 * (1.0 - best["valid_top5"]),
-           "wall_time_s": None if result is None else result.wall_time_s}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = _metrics_path(cfg, out_dir)
-    with atomic_write(path, "w") as f:
-        f.write(json.dumps(doc, indent=1, default=str))
-    return path
+def command(cfg: ImagenetConfig, out_dir: Path, python: str = sys.executable) -> list[str]:
+    """The command that trains ``cfg``: ``python -m qnnlib imagenet ...`` for one process, ``python -m
+    torch.distributed.run --standalone --nproc_per_node=N -m qnnlib imagenet ...`` (torchrun) for ``cfg.nproc > 1``;
+    every field that differs from the profile's goes as ``--set field json``."""
+    base = PROFILES[cfg.profile]
+    sets = [x for k, v in asdict(cfg).items() if k != "profile" and v != getattr(base, k)
+            for x in ("--set", k, json.dumps(v))]
+    args = ["-m", "qnnlib", "imagenet", "--profile", cfg.profile, "--out", str(out_dir), "--no-progress", *sets]
+    if cfg.nproc > 1:
+        return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.nproc}", *args]
+    return [python, *args]
 
 
-def parser() -> argparse.ArgumentParser:
-    """``python -m qnnlib imagenet``: a profile, then any :class:`ImagenetConfig` field as ``--<field> value``."""
-    p = argparse.ArgumentParser(prog="qnnlib imagenet", description="Train an ImageNet QNN (one process, or one rank "
-                                "of a torchrun job: torchrun --nproc_per_node=N -m qnnlib imagenet ...).")
-    p.add_argument("--profile", default=os.environ.get("QNNLIB_PROFILE") or "smoke", choices=tuple(PROFILES))
-    p.add_argument("--out", type=Path, required=True, help="folder for <name>.json and checkpoints/<name>/last.pt")
-    p.add_argument("--checkpoint-dir", type=Path, default=None)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)  # the resume test's kill
-    p.add_argument("--set", nargs=2, action="append", default=[], metavar=("FIELD", "VALUE"),
-                   help="override a config field, e.g. --set model googlenet --set act_bits 4 (JSON values)")
-    return p
+def launch(cfg: ImagenetConfig, out_dir: Path | None = None, *, echo: bool = True) -> dict[str, Any]:
+    """Run :func:`command` as a subprocess (so it works under Papermill and torchrun can start its workers), print
+    its output as it comes, and return the run's metrics document. ``cfg.resume=False`` first deletes the run's
+    checkpoint and metrics. Raises ``RuntimeError`` with the output's tail when the run fails."""
+    import shutil  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    out = Path(out_dir) if out_dir is not None else run_dir(cfg)
+    if not cfg.resume:
+        shutil.rmtree(out / "checkpoints" / cfg.name, ignore_errors=True)
+        (out / f"{cfg.name}.json").unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = command(cfg, out)
+    if echo:
+        print("$ python " + " ".join(cmd[1:]), flush=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    tail: list[str] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            tail = (tail + [line])[-60:]
+            if echo:
+                print(line, end="", flush=True)
+        rc = proc.wait()
+    if rc != 0:
+        raise RuntimeError(f"the ImageNet run failed (exit code {rc}): {' '.join(cmd)}\n" + "".join(tail))
+    return json.loads((out / f"{cfg.name}.json").read_text())
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+def dataset_name(doc: dict[str, Any]) -> str:
+    """``fake-imagenet`` (the generated folder), ``imagenet`` (1000 classes, no subset) or
+    ``imagenet-subset`` (anything smaller, e.g. Imagenette): the name the rows and the summary compare by."""
+    c = doc["config"]
+    if c["fake"]:
+        return "fake-imagenet"
+    return "imagenet" if doc.get("classes") == 1000 and c["train_subset"] is None else "imagenet-subset"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line of :func:`train`; returns the exit code."""
-    args = parser().parse_args(argv)
-    cfg = PROFILES[args.profile]
-    fields = set(asdict(cfg)) - {"profile"}
-    overrides = {}
-    for k, v in args.set:
-        if k not in fields:
-            raise SystemExit(f"qnnlib imagenet: unknown field {k!r}; fields: {', '.join(sorted(fields))}")
-        overrides[k] = _parse_value(v)
-    cfg = replace(cfg, **overrides)
-    result = train(cfg, out_dir=args.out, checkpoint_dir=args.checkpoint_dir, progress=not args.no_progress,
-                   stop_after_epoch=args.stop_after_epoch)
-    if launch_env()[0] == 0:
-        print(f"{cfg.label}: best epoch {result.best_epoch}, top-1 error {100 * result.best_valid_error:.2f}%")
-    return 0
+def table_rows(docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for ``metrics["rows"]``: top-1 and top-5 accuracy % at the best validation epoch of every run, each with
+    the paper's row of the same network and bits (``paper_key``), when the paper has one."""
+    rows = []
+    for d in docs:
+        c = d["config"]
+        key = PAPER_ROWS.get((c["model"], c["weight_bits"], c["act_bits"], c["grad_bits"]))
+        note = (f"{d['world_size']} process(es), {len(d['history'])} epochs, width {c['width']:g}, "
+                f"{c['image_size']} px crops; first/last layers {'float' if c['float_first'] else 'quantized'}/"
+                f"{'float' if c['float_last'] else 'quantized'}")
+        for metric in ("top1", "top5"):
+            r = {"row": d["label"], "metric": f"{'top-1' if metric == 'top1' else 'top-5'} %", "value": d[metric],
+                 "dataset": dataset_name(d), "note": note}
+            if key is not None:
+                r["paper_key"] = f"imagenet:{key}:{r['metric']}"
+            rows.append(r)
+    return rows
+
+
+def write_metrics(cfg: ImagenetConfig, docs: Sequence[dict[str, Any]], wall_time_s: float) -> Path:
+    """Write ``results/<profile>/imagenet.json``: rows, every run's document (config, history, top-1/top-5)."""
+    from qnnlib.experiments import results  # noqa: PLC0415 - results imports pandas
+    from qnnlib.experiments.paper import PAPER_BY_KEY  # noqa: PLC0415
+
+    rows = [r for r in table_rows(docs) if r.get("paper_key") in PAPER_BY_KEY or "paper_key" not in r]
+    history = {d["label"]: d["history"] for d in docs}
+    data = docs[0]
+    return results.write_metrics("imagenet", cfg.profile, config=asdict(cfg), metrics={"rows": rows, "runs": list(docs)},
+                                 history=history, dataset={"name": dataset_name(data), "root": data["data"]},
+                                 wall_time_s=wall_time_s)
+
+
+def check_sanity(cfg: ImagenetConfig, docs: Sequence[dict[str, Any]], metrics_json: Path | None = None) -> list[str]:
+    """Assert every run finished its epochs with finite numbers and beats ``min_top1_over_chance`` × chance; the
+    metrics JSON exists. Returns the checks that passed."""
+    if cfg.profile not in SANITY:
+        raise ValueError(f"no sanity bounds for profile {cfg.profile!r}; known: {tuple(SANITY)}")
+    b, passed = SANITY[cfg.profile], []
+    for d in docs:
+        assert d["finished"] and len(d["history"]) == d["config"]["epochs"], f"{d['label']}: the run did not finish"
+        chance = 100.0 / d["classes"]
+        assert d["top1"] is not None and d["top1"] >= b.min_top1_over_chance * chance, (
+            f"{d['label']}: top-1 {d['top1']}% < {b.min_top1_over_chance} x chance ({chance:.2f}%)")
+        passed.append(f"{d['label']}: {len(d['history'])} epochs, top-1 {d['top1']:.2f}% >= "
+                      f"{b.min_top1_over_chance} x chance ({chance:.2f}%)")
+    if metrics_json is not None:
+        assert Path(metrics_json).is_file(), f"metrics JSON {metrics_json} was not written"
+        passed.append(f"{display_path(metrics_json)} written")
+    return passed
+
+
+def findings(docs: Sequence[dict[str, Any]]) -> list[str]:
+    """What notebook 04 prints under "What we found" (every number from the runs)."""
+    out = []
+    for d in docs:
+        c, h = d["config"], d["history"]
+        per_epoch = [r.get("epoch_time_s") for r in h if r.get("epoch_time_s")]
+        chance = 100.0 / d["classes"]
+        out.append(f"{d['label']} on {dataset_name(d)} ({d['classes']} classes, {d['world_size']} process(es)): "
+                   f"top-1 {d['top1']:.2f}% and top-5 {d['top5']:.2f}% at epoch {d['best_epoch']} of {len(h)} "
+                   f"(chance: {chance:.2f}%); {sum(per_epoch) / max(len(per_epoch), 1):.1f} s per epoch.")
+        key = PAPER_ROWS.get((c["model"], c["weight_bits"], c["act_bits"], c["grad_bits"]))
+        if key and dataset_name(d) != "imagenet":
+            out.append(f"The paper's row ({key}) is ILSVRC-2012 with 1000 classes: these numbers test the pipeline, "
+                       "not the claim.")
+    return out

@@ -116,8 +116,8 @@ def test_bad_overrides_are_rejected_before_any_work(kw, err, match) -> None:
 
 
 def test_unknown_experiment_lists_the_registered_ones() -> None:
-    with pytest.raises(ValueError, match="unknown experiment 'imagenet'.*mnist"):
-        config.resolve("imagenet", "smoke")
+    with pytest.raises(ValueError, match="unknown experiment 'resnet'.*mnist"):
+        config.resolve("resnet", "smoke")
 
 
 def test_identity_fields_are_not_overridable() -> None:

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from qnnlib import cli
-from qnnlib.experiments import imagenet
+from qnnlib.experiments import imagenet, imagenet_run
 from qnnlib.data.imagenet import ImageNetLayoutError
 
 SMOKE = imagenet.PROFILES["smoke"]
@@ -43,16 +43,16 @@ def test_labels_and_profiles() -> None:
 def test_launch_env(monkeypatch) -> None:
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(k, raising=False)
-    assert imagenet.launch_env() == (0, 1, 0)
+    assert imagenet_run.launch_env() == (0, 1, 0)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert imagenet.launch_env() == (1, 2, 1)
+    assert imagenet_run.launch_env() == (1, 2, 1)
     monkeypatch.setenv("RANK", "2")
     with pytest.raises(ValueError, match="0 <= RANK < WORLD_SIZE"):
-        imagenet.launch_env()
+        imagenet_run.launch_env()
     monkeypatch.setenv("RANK", "x")
     with pytest.raises(ValueError, match="integers"):
-        imagenet.launch_env()
+        imagenet_run.launch_env()
 
 
 def test_build_model_is_seeded_and_sized_for_the_classes() -> None:
@@ -67,7 +67,7 @@ def test_single_process_run_writes_metrics_and_resumes(tmp_path, monkeypatch) ->
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("QNNLIB_DATA", str(tmp_path / "data"))
-    result = imagenet.train(SMOKE, out_dir=tmp_path / "out", progress=False)
+    result = imagenet_run.train(SMOKE, out_dir=tmp_path / "out", progress=False)
     doc = json.loads((tmp_path / "out" / "alexnet-w1a2.json").read_text())
     assert doc["finished"] and doc["world_size"] == 1 and doc["fake_data"] and len(doc["history"]) == 2
     assert doc["top1"] == pytest.approx(100 * (1 - min(r["valid_error"] for r in doc["history"])))
@@ -75,7 +75,7 @@ def test_single_process_run_writes_metrics_and_resumes(tmp_path, monkeypatch) ->
     assert result.best_epoch == doc["best_epoch"] and (tmp_path / "out" / "checkpoints" / "alexnet-w1a2" /
                                                        "last.pt").is_file()
     assert (imagenet.fake_root(SMOKE) / "val").is_dir()
-    again = imagenet.train(SMOKE, out_dir=tmp_path / "out", progress=False)  # everything done: resumes at the end
+    again = imagenet_run.train(SMOKE, out_dir=tmp_path / "out", progress=False)  # everything done: resumes at the end
     assert again.resumed_from_epoch == 1 and again.history == result.history
 
 
@@ -84,7 +84,7 @@ def test_a_missing_imagenet_folder_says_how_to_lay_it_out(tmp_path, monkeypatch)
         monkeypatch.delenv(k, raising=False)
     cfg = dataclasses.replace(SMOKE, fake=False, data=str(tmp_path / "nowhere"))
     with pytest.raises(ImageNetLayoutError, match="train/<wnid>"):
-        imagenet.train(cfg, out_dir=tmp_path / "out", progress=False)
+        imagenet_run.train(cfg, out_dir=tmp_path / "out", progress=False)
 
 
 def test_cli_dispatches_and_refuses_unknown_fields(tmp_path) -> None:
@@ -124,3 +124,50 @@ def test_two_process_gloo_run_killed_after_epoch_1_resumes_to_the_same_weights(t
     ref = json.loads((tmp_path / "full" / "alexnet-w1a2.json").read_text())
     assert done["finished"] and done["world_size"] == 2 and [r["epoch"] for r in done["history"]] == [1, 2]
     assert [r["valid_error"] for r in done["history"]] == [r["valid_error"] for r in ref["history"]]
+
+
+# ------------------------------------------------------------------------------------ the notebook's side
+def test_command_is_plain_python_for_one_process_and_torchrun_for_more(tmp_path) -> None:
+    one = imagenet.command(dataclasses.replace(SMOKE, epochs=3, act_bits=None), tmp_path, python="py")
+    assert one[:5] == ["py", "-m", "qnnlib", "imagenet", "--profile"]
+    assert ["--set", "epochs", "3"] == one[one.index("epochs") - 1: one.index("epochs") + 2]
+    assert ["--set", "act_bits", "null"] == one[one.index("act_bits") - 1: one.index("act_bits") + 2]
+    two = imagenet.command(dataclasses.replace(SMOKE, nproc=2), tmp_path, python="py")
+    assert two[:5] == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert imagenet.command(SMOKE, tmp_path, python="py").count("--set") == 0  # the profile as it is
+
+
+def _doc(**kw) -> dict:
+    cfg = dataclasses.replace(SMOKE, **kw)
+    return {"config": dataclasses.asdict(cfg), "label": cfg.label, "world_size": 2, "classes": 4, "finished": True,
+            "history": [{"epoch": 1, "valid_error": 0.5, "valid_top5": 0.0, "epoch_time_s": 1.0},
+                        {"epoch": 2, "valid_error": 0.25, "valid_top5": 0.0, "epoch_time_s": 2.0}],
+            "best_epoch": 2, "top1": 75.0, "top5": 100.0, "data": "x"}
+
+
+def test_rows_name_the_data_and_point_at_the_papers_row() -> None:
+    rows = imagenet.table_rows([_doc(), _doc(model="googlenet", weight_bits=4, act_bits=4), _doc(weight_bits=2)])
+    assert [(r["row"], r["metric"], r.get("paper_key")) for r in rows] == [
+        ("AlexNet W1/A2", "top-1 %", "imagenet:AlexNet QNN (W1/A2):top-1 %"),
+        ("AlexNet W1/A2", "top-5 %", "imagenet:AlexNet QNN (W1/A2):top-5 %"),
+        ("GoogLeNet W4/A4", "top-1 %", "imagenet:GoogleNet QNN (W4/A4):top-1 %"),
+        ("GoogLeNet W4/A4", "top-5 %", "imagenet:GoogleNet QNN (W4/A4):top-5 %"),
+        ("AlexNet W2/A2", "top-1 %", None), ("AlexNet W2/A2", "top-5 %", None)]
+    assert {r["dataset"] for r in rows} == {"fake-imagenet"}
+    real = _doc(fake=False)
+    assert imagenet.dataset_name(real) == "imagenet-subset"
+    assert imagenet.dataset_name({**real, "classes": 1000}) == "imagenet"
+    assert imagenet.dataset_name({**_doc(fake=False, train_subset=10), "classes": 1000}) == "imagenet-subset"
+
+
+def test_findings_and_sanity() -> None:
+    lines = imagenet.findings([_doc()])
+    assert lines[0] == ("AlexNet W1/A2 on fake-imagenet (4 classes, 2 process(es)): top-1 75.00% and top-5 100.00% at "
+                        "epoch 2 of 2 (chance: 25.00%); 1.5 s per epoch.")
+    assert "test the pipeline, not the claim" in lines[1]
+    quick = dataclasses.replace(imagenet.PROFILES["quick"])
+    assert imagenet.check_sanity(quick, [_doc()])[0].startswith("AlexNet W1/A2: 2 epochs, top-1 75.00% >= 1.5")
+    with pytest.raises(AssertionError, match="top-1 30.0% < 1.5 x chance"):
+        imagenet.check_sanity(quick, [{**_doc(), "top1": 30.0}])
+    with pytest.raises(AssertionError, match="did not finish"):
+        imagenet.check_sanity(quick, [{**_doc(), "finished": False}])
