@@ -66,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
                    "(python -m qnnlib imagenet --help)")
 
     b = sub.add_parser("bench", help="benchmarks with their baseline timed in the same run")
-    bsub = b.add_subparsers(dest="bench", required=True, metavar="{qat,cpu,gpu}")
+    bsub = b.add_subparsers(dest="bench", required=True, metavar="{qat,cpu,gpu,imagenet}")
     q = bsub.add_parser("qat", help="training-step time of a binarized net vs the same net in float")
     q.add_argument("--model", choices=("mlp", "convnet", "lstm"), default="mlp",
                    help="the MNIST MLP, the paper's CIFAR-10 ConvNet (convs scaled by --width, FC --hidden) or the "
@@ -77,6 +77,12 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--batch", type=_positive, default=None, help="default 100, or 20 for lstm")
     q.add_argument("--steps", type=_positive, default=30)
     q.add_argument("--repeats", type=_positive, default=5)
+    im = bsub.add_parser("imagenet", help="ImageNet data path vs training step, 1 vs 2 processes (images/s)")
+    im.add_argument("--size", type=_positive, default=224, help="crop size in pixels (default 224)")
+    im.add_argument("--batch", type=_positive, default=16)
+    im.add_argument("--workers", type=_positive, default=2, help="DataLoader workers (default 2)")
+    im.add_argument("--per-class", type=_positive, default=32, help="generated JPEGs per class (4 classes)")
+    im.add_argument("--width", type=float, default=0.25, help="AlexNet width factor (default 0.25)")
     for name, what, repeats in (("cpu", "binary GEMM (Numba) vs torch.matmul fp32 on this CPU", 5),
                                 ("gpu", "verify every CUDA kernel bit-exact, then time the GPU GEMMs", 30)):
         g = bsub.add_parser(name, help=what)
@@ -122,6 +128,11 @@ def _bench(args: argparse.Namespace) -> int:
 
         return qat.run(args.hidden, args.batch, args.steps, args.repeats, model=args.model, width=args.width,
                        bits=args.bits)
+    if args.bench == "imagenet":
+        from qnnlib.bench import imagenet  # noqa: PLC0415
+
+        return imagenet.run(size=args.size, batch=args.batch, workers=args.workers, per_class=args.per_class,
+                            width=args.width)
     from qnnlib.bench import gemm  # noqa: PLC0415
 
     return gemm.run_cpu(args.sizes, args.repeats) if args.bench == "cpu" else gemm.run_gpu(args.sizes, args.repeats)

@@ -202,7 +202,8 @@ class FitResult:
     """Outcome of :func:`fit`; ``history`` has one dict per finished epoch.
 
     History keys: ``epoch``, ``lr``, ``train_loss``, ``train_<m>``, ``valid_loss``, ``valid_<m>``,
-    ``test_loss``, ``test_<m>`` for every metric ``m`` of the config, ``epoch_time_s``; a test value not
+    ``test_loss``, ``test_<m>`` for every metric ``m`` of the config, ``epoch_time_s`` (the whole epoch) and
+    ``train_time_s`` (its training loop alone); a test value not
     computed that epoch (validation did not improve, not the final epoch) is ``None``.
     ``best_valid`` / ``test_at_best`` / ``final_valid`` / ``final_test``: loss and every metric of that
     split at the best-validation epoch (by ``select_metric``) and at the last finished epoch.
@@ -482,6 +483,7 @@ def _fit(model: nn.Module, data: Loaders | _Data, config: TrainConfig,
             n_batches += 1
         if n_batches == 0:
             raise ValueError(f"the training loader yielded no batches in epoch {epoch + 1}")
+        train_time = time.perf_counter() - te  # the training loop alone (throughput), before any evaluation
         train = train_sums.values(group.all_reduce_sum(train_sums.totals()))
         valid = evaluate_loader(model, loaders.valid, device, config.loss, config.metrics, group, "validation")
         value = valid[config.select_metric]
@@ -496,6 +498,7 @@ def _fit(model: nn.Module, data: Loaders | _Data, config: TrainConfig,
         row.update({f"valid_{k}": valid[k] for k in keys})
         row.update({f"test_{k}": None if test is None else test[k] for k in keys})
         row["epoch_time_s"] = time.perf_counter() - te
+        row["train_time_s"] = train_time
         result.history.append(row)
         if improved:
             result.best_epoch, result.best_valid, result.test_at_best = epoch + 1, dict(valid), dict(test or {})

@@ -59,7 +59,7 @@ def _cfg(**kw) -> TrainConfig:
 
 def _strip(history: list[dict]) -> list[dict]:
     """History rows without their wall-clock time."""
-    return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in history]
+    return [{k: v for k, v in r.items() if k not in ("epoch_time_s", "train_time_s")} for r in history]
 
 
 def test_lr_schedules() -> None:
@@ -402,7 +402,7 @@ def test_test_split_only_when_validation_improves(data) -> None:
         assert (row["test_loss"] is not None) == computed
     assert any(r["test_error"] is None for r in res.history)
     assert set(res.history[0]) == {"epoch", "lr", "train_loss", "train_error", "valid_loss", "valid_error",
-                                   "test_loss", "test_error", "epoch_time_s"}
+                                   "test_loss", "test_error", "epoch_time_s", "train_time_s"}
 
 
 # ------------------------------------------------------------------------------------ losses and metrics by name
