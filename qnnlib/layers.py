@@ -212,7 +212,9 @@ class QuantAct(nn.Module):
     """Hard-tanh followed by a k-bit activation quantizer.
 
     ``bits=1``: ``a^b = Binarize(a)`` — deterministic sign (Eq. 1), or in training mode with
-    ``stochastic=True`` +1 with probability hard_sigmoid(a) (Eq. 2); deterministic in eval mode.
+    ``stochastic=True`` +1 with probability hard_sigmoid(a) (Eq. 2); deterministic in eval mode. A symmetric
+    ``(−r, r)`` range with ``r > 1`` is QNN's "relaxed hard-tanh boundaries": the same ±1 forward, the gradient
+    passing for |a| ≤ r.
     ``bits>1``: :func:`~qnnlib.quantize.linear_quant` on ``[min_v, max_v]`` (2-bit: {−1, −⅓, ⅓, 1});
     stochastic rounding in training mode when ``stochastic=True``.  Use ``min_v=0`` for the unsigned
     (ReLU-range) variant.  Backward: ``g · 1{min_v ≤ a ≤ max_v}`` (Eq. 4, the Htanh gradient).
@@ -237,20 +239,22 @@ class QuantAct(nn.Module):
                 raise ValueError(f"{name} must be a finite real number, got {v!r}")
         if not min_v < max_v:
             raise ValueError(f"min_v must be smaller than max_v, got {min_v} >= {max_v}")
-        if self.bits == 1 and (min_v, max_v) != (-1.0, 1.0):
-            raise ValueError("bits=1 binarizes to ±1: min_v/max_v must be the default (-1, 1)")
+        if self.bits == 1 and min_v != -max_v:
+            raise ValueError("bits=1 binarizes to ±1: min_v/max_v must be symmetric (-r, r); r > 1 relaxes the "
+                             f"hard-tanh window of the gradient (QNN's relaxed boundaries), got ({min_v}, {max_v})")
         self.stochastic = bool(stochastic)
         self.min_v, self.max_v = float(min_v), float(max_v)
         self.generator = generator
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stochastic = self.stochastic and self.training
-        if self.bits == 1:
-            return binarize(x, stochastic=stochastic, generator=self.generator)
+        if self.bits == 1:  # ±1 forward; the gradient passes for |x| ≤ max_v (1: Eq. 4; more: relaxed Htanh)
+            return binarize(x, stochastic=stochastic, generator=self.generator, bound=self.max_v)
         return linear_quant_ste(
             x, self.bits, self.min_v, self.max_v, cancel=True, stochastic=stochastic, generator=self.generator
         )
 
     def extra_repr(self) -> str:
-        rng = "" if self.bits == 1 else f", range=[{self.min_v:g}, {self.max_v:g}]"
+        rng = "" if (self.min_v, self.max_v) == (-1.0, 1.0) and self.bits == 1 else \
+            f", range=[{self.min_v:g}, {self.max_v:g}]"
         return f"bits={self.bits}, stochastic={self.stochastic}{rng}"

@@ -327,11 +327,13 @@ def log_quant(x: torch.Tensor, bits: int, fsr: int | None = None) -> torch.Tenso
 # Straight-through estimators
 # --------------------------------------------------------------------------------------------------
 class _BinarizeSTE(torch.autograd.Function):
-    """Forward: Eq. 1 or Eq. 2.  Backward: Eq. 4, ``g_r = g_q · 1{|r| ≤ 1}``."""
+    """Forward: Eq. 1 or Eq. 2.  Backward: Eq. 4, ``g_r = g_q · 1{|r| ≤ bound}`` (``bound`` = 1: the paper's)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, stochastic: bool, generator: torch.Generator | None) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, stochastic: bool, generator: torch.Generator | None,
+                bound: float = 1.0) -> torch.Tensor:
         ctx.save_for_backward(x)
+        ctx.bound = bound
         if stochastic:
             # Eq. 2: +1 with probability σ(x) = hard_sigmoid(x), else −1.
             # NaN: σ(NaN) = NaN compares False, so it is put back explicitly (D22: NaN propagates).
@@ -340,23 +342,27 @@ class _BinarizeSTE(torch.autograd.Function):
         return sign(x)
 
     @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
         (x,) = ctx.saved_tensors
-        inside = x.abs().le_(1)  # 1.0 where |x| ≤ 1 else 0.0, in x's dtype
-        return inside.mul_(g), None, None
+        inside = x.abs().le_(ctx.bound)  # 1.0 where |x| ≤ bound else 0.0, in x's dtype
+        return inside.mul_(g), None, None, None
 
 
-def binarize(x: torch.Tensor, stochastic: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+def binarize(x: torch.Tensor, stochastic: bool = False, generator: torch.Generator | None = None, *,
+             bound: float = 1.0) -> torch.Tensor:
     """Binarize to ±1 with the straight-through estimator of Eq. 4.
 
     Forward: deterministic ``sign(x)`` (Eq. 1), or, with ``stochastic=True``, +1 with probability
     ``hard_sigmoid(x)`` (Eq. 2–3) drawn from ``generator`` (reproducible), so ``E[x_b] = clip(x, −1, 1)``.
-    Backward: ``g_x = g · 1{|x| ≤ 1}`` — the gradient of Htanh (Eq. 5).
+    Backward: ``g_x = g · 1{|x| ≤ bound}`` — the gradient of Htanh (Eq. 5) for ``bound = 1``; a larger ``bound``
+    is QNN's "relaxed hard-tanh boundaries" (the gradient passes for |x| ≤ bound; the forward pass is unchanged).
     ``±inf`` gives ±1 (either mode); NaN gives NaN in the forward pass and a zero gradient.
     """
     check_float_tensor(x)
     _check_generator(generator)
-    return _BinarizeSTE.apply(x, bool(stochastic), generator)
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0:
+        raise ValueError(f"bound must be a positive finite number, got {bound!r}")
+    return _BinarizeSTE.apply(x, bool(stochastic), generator, float(bound))
 
 
 class _IdentitySTE(torch.autograd.Function):

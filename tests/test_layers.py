@@ -473,3 +473,17 @@ def test_quant_act_and_layers_propagate_nan(bits: int, stochastic: bool) -> None
         layer.weight[0, 0] = float("nan")
     out = layer(torch.ones(1, 4))
     assert out.isnan().tolist() == [[True, False, False]]  # the NaN weight shows, it is not a silent +1
+
+
+def test_quantact_relaxed_hardtanh_boundaries() -> None:
+    act = QuantAct(1, min_v=-2.0, max_v=2.0)
+    x = torch.tensor([-2.5, -1.5, 0.3, 1.9, 2.1], requires_grad=True)
+    y = act(x)
+    assert y.tolist() == [-1.0, -1.0, 1.0, 1.0, 1.0]
+    y.sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+    assert "range=[-2, 2]" in repr(act) and "range" not in repr(QuantAct(1))
+    with pytest.raises(ValueError, match="symmetric"):
+        QuantAct(1, min_v=-1.0, max_v=2.0)
+    two = QuantAct(2, min_v=-2.0, max_v=2.0)
+    assert sorted(set(two(torch.linspace(-3, 3, 61)).tolist())) == pytest.approx([-2.0, -2 / 3, 2 / 3, 2.0])

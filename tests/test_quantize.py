@@ -646,3 +646,17 @@ def test_ste_gradient_at_nan_and_inf_does_not_crash(fn) -> None:  # noqa: ANN001
     fn(x).sum().backward()
     assert x.grad is not None and x.grad.shape == x.shape
     assert torch.isfinite(x.grad[1:]).all()  # NaN-in: whatever the formula gives; inf-in: a number
+
+
+def test_binarize_relaxed_bound_widens_only_the_gradient_window() -> None:
+    x = torch.tensor([-3.0, -1.5, -0.5, 0.0, 0.5, 1.5, 3.0], requires_grad=True)
+    y = binarize(x, bound=2.0)
+    assert y.tolist() == [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0, 1.0]  # the forward pass is Eq. 1 whatever the bound
+    y.sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0]  # g · 1{|x| <= 2}
+    x.grad = None
+    binarize(x).sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0]  # the paper's window, |x| <= 1
+    for bad in (0.0, -1.0, float("inf"), True):
+        with pytest.raises(ValueError, match="bound"):
+            binarize(x, bound=bad)

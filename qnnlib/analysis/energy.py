@@ -26,7 +26,9 @@ Counting rules
 * MACs: ``Linear`` = in_features · out_features; ``Conv2d`` = output elements · (C_in/groups) · kh · kw
   (per image).  Bias additions and pooling are not counted.
 * A compute layer's input precision is tracked through the forward pass: the model input; the
-  output of ``QuantAct(bits=k)`` is k-bit; ``MaxPool``/``Dropout``/``Flatten``/``Identity``/``GradQuant``
+  output of ``QuantAct(bits=k)`` is k-bit; average pooling's is float; a container's output that no leaf made (the
+  concatenated branches of an inception module) has its children's common precision, float when they differ;
+  ``MaxPool``/``Dropout``/``Flatten``/``Identity``/``GradQuant``
   keep their input's precision (``GradQuant`` is the identity in the forward pass: it quantizes
   gradients in training only, 0 pJ at inference); every other module's output is float.  A 1-bit
   input is verified to be ±1.
@@ -65,7 +67,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 import torch
@@ -89,10 +91,11 @@ _COMPUTE = (nn.Linear, nn.Conv2d)
 _NORM = (nn.BatchNorm1d, nn.BatchNorm2d, ShiftBatchNorm1d, ShiftBatchNorm2d)
 _ACT = (QuantAct, nn.Hardtanh, nn.ReLU)
 _POOL = (nn.MaxPool1d, nn.MaxPool2d)
+_AVGPOOL = (nn.AvgPool2d, nn.AdaptiveAvgPool2d)  # the average of k-bit values is not k-bit: output float
 _PASSTHROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Flatten, nn.Identity, GradQuant)
 _PRESERVING = _POOL + _PASSTHROUGH  # output precision = input precision
 _KNOWN = ("Linear, Conv2d, BatchNorm1d/2d, ShiftBatchNorm1d/2d, QuantAct, Hardtanh, ReLU, MaxPool1d/2d, "
-          "Dropout, Flatten, Identity, GradQuant")
+          "AvgPool2d, AdaptiveAvgPool2d, Dropout, Flatten, Identity, GradQuant")
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ def _kind(m: nn.Module) -> str | None:
         return "norm"
     if isinstance(m, _ACT):
         return "act"
-    if isinstance(m, _POOL):
+    if isinstance(m, _POOL + _AVGPOOL):
         return "pool"
     if isinstance(m, _PASSTHROUGH):
         return "passthrough"
@@ -215,7 +218,26 @@ def trace(model: nn.Module, input_shape: Sequence[int]) -> list[LayerTrace]:
         keep.append(out)
         last[0] = q
 
+    outs: dict[int, torch.Tensor] = {}  # id(module) -> its last output
+
+    def container_hook(m: nn.Module, out: Any) -> None:
+        # a container whose output no leaf produced — a concatenation of branches (GoogLeNet's inception modules),
+        # a sum — is as precise as its children's outputs when they agree, else float
+        if isinstance(out, torch.Tensor) and id(out) not in prec:
+            ps = {prec.get(id(outs[id(c)])) for c in m.children() if id(c) in outs}
+            q = ps.pop() if len(ps) == 1 and None not in ps else "fp32"
+            prec[id(out)] = q
+            keep.append(out)
+            last[0] = q
+
+    def any_hook(m: nn.Module, out: Any) -> None:
+        if isinstance(out, torch.Tensor):
+            outs[id(m)] = out
+        if any(True for _ in m.children()):
+            container_hook(m, out)
+
     handles = [m.register_forward_hook(lambda mod, a, o, n=n: hook(n, mod, a, o)) for n, m in leaves]
+    handles += [m.register_forward_hook(lambda mod, a, o: any_hook(mod, o)) for _, m in model.named_modules()]
     g = torch.Generator().manual_seed(0)
     x = torch.rand((1, *input_shape), generator=g) * 2 - 1
     prec[id(x)] = "input"

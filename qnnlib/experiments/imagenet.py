@@ -35,7 +35,7 @@ from qnnlib.models.blocks import imagenet_precision
 from qnnlib.models.googlenet import googlenet_qnn
 
 __all__ = ["MODELS", "ImagenetConfig", "PROFILES", "SANITY", "Sanity", "PAPER_ROWS", "build_model", "fake_root",
-           "run_dir", "command", "launch", "dataset_name", "table_rows", "write_metrics", "findings", "check_sanity"]
+           "paper_row", "run_dir", "command", "launch", "dataset_name", "table_rows", "write_metrics", "findings", "check_sanity"]
 
 MODELS = ("alexnet", "googlenet")
 
@@ -51,6 +51,7 @@ class ImagenetConfig:
     grad_bits: int | None = None
     float_first: bool = True
     float_last: bool = True
+    htanh_bound: float = 1.0  # > 1: QNN's "relaxed hard-tanh boundaries" (models.blocks.act_layer)
     width: float = 1.0  # conv channels × width (small models for the small profiles)
     fc: int = 4096  # AlexNet's hidden FC width
     data: str | None = None  # ImageNet root; None: $QNNLIB_IMAGENET, else $QNNLIB_DATA/imagenet
@@ -92,6 +93,9 @@ class ImagenetConfig:
         if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
             raise ValueError(f"width must be a positive number, got {self.width!r}")
         imagenet_precision(self.weight_bits, self.act_bits, self.grad_bits)  # the bits (ValueError naming the field)
+        if isinstance(self.htanh_bound, bool) or not isinstance(self.htanh_bound, (int, float)) or \
+                not self.htanh_bound >= 1:
+            raise ValueError(f"htanh_bound must be a number >= 1 (1: the paper's hard-tanh), got {self.htanh_bound!r}")
 
     @property
     def label(self) -> str:
@@ -99,13 +103,15 @@ class ImagenetConfig:
         bits = [f"W{self.weight_bits or 32}", f"A{self.act_bits or 32}"]
         if self.grad_bits is not None:
             bits.append(f"G{self.grad_bits}")
-        return f"{'AlexNet' if self.model == 'alexnet' else 'GoogLeNet'} {'/'.join(bits)}"
+        relaxed = f", relaxed Htanh ±{self.htanh_bound:g}" if self.htanh_bound != 1 else ""
+        return f"{'AlexNet' if self.model == 'alexnet' else 'GoogLeNet'} {'/'.join(bits)}{relaxed}"
 
     @property
     def name(self) -> str:
         """File-name form of :attr:`label`, e.g. ``alexnet-w1a2``."""
         g = "" if self.grad_bits is None else f"g{self.grad_bits}"
-        return f"{self.model}-w{self.weight_bits or 32}a{self.act_bits or 32}{g}"
+        r = "" if self.htanh_bound == 1 else f"-htanh{self.htanh_bound:g}"
+        return f"{self.model}-w{self.weight_bits or 32}a{self.act_bits or 32}{g}{r}"
 
 
 PROFILES: dict[str, ImagenetConfig] = {
@@ -126,7 +132,8 @@ def build_model(cfg: ImagenetConfig, num_classes: int = 1000) -> nn.Module:
     """The network of ``cfg`` (:func:`qnnlib.models.alexnet.alexnet_qnn`, :func:`qnnlib.models.googlenet.googlenet_qnn`),
     initialised from ``cfg.seed`` (every rank builds the same weights)."""
     torch.manual_seed(cfg.seed)
-    common = dict(float_first=cfg.float_first, float_last=cfg.float_last, width=cfg.width, num_classes=num_classes)
+    common = dict(float_first=cfg.float_first, float_last=cfg.float_last, width=cfg.width, num_classes=num_classes,
+                  htanh_bound=cfg.htanh_bound)
     if cfg.model == "alexnet":
         return alexnet_qnn(cfg.weight_bits, cfg.act_bits, cfg.grad_bits, fc=cfg.fc, image_size=cfg.image_size,
                            **common)  # type: ignore[arg-type]
@@ -151,6 +158,15 @@ PAPER_ROWS: dict[tuple[str, int | None, int | None, int | None], str] = {
     ("googlenet", None, None, None): "GoogleNet float (W32/A32)",
 }
 """The paper's ImageNet row (:mod:`qnnlib.experiments.paper`) of each (model, weight, activation, gradient bits)."""
+
+
+def paper_row(config: dict[str, Any]) -> str | None:
+    """The paper's row for a run's config (as stored: ``asdict(ImagenetConfig)``): :data:`PAPER_ROWS`, and for the
+    1/1-bit AlexNet with relaxed hard-tanh boundaries the QNN row that used them; ``None`` if the paper has none."""
+    key = (config["model"], config["weight_bits"], config["act_bits"], config["grad_bits"])
+    if config.get("htanh_bound", 1.0) != 1.0:
+        return "AlexNet QNN (W1/A1, relaxed Htanh)" if key == ("alexnet", 1, 1, None) else None
+    return PAPER_ROWS.get(key)
 
 
 @dataclass(frozen=True)
@@ -231,7 +247,7 @@ def table_rows(docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for d in docs:
         c = d["config"]
-        key = PAPER_ROWS.get((c["model"], c["weight_bits"], c["act_bits"], c["grad_bits"]))
+        key = paper_row(c)
         note = (f"{d['world_size']} process(es), {len(d['history'])} epochs, width {c['width']:g}, "
                 f"{c['image_size']} px crops; first/last layers {'float' if c['float_first'] else 'quantized'}/"
                 f"{'float' if c['float_last'] else 'quantized'}")
@@ -286,7 +302,7 @@ def findings(docs: Sequence[dict[str, Any]]) -> list[str]:
         out.append(f"{d['label']} on {dataset_name(d)} ({d['classes']} classes, {d['world_size']} process(es)): "
                    f"top-1 {d['top1']:.2f}% and top-5 {d['top5']:.2f}% at epoch {d['best_epoch']} of {len(h)} "
                    f"(chance: {chance:.2f}%); {sum(per_epoch) / max(len(per_epoch), 1):.1f} s per epoch.")
-        key = PAPER_ROWS.get((c["model"], c["weight_bits"], c["act_bits"], c["grad_bits"]))
+        key = paper_row(c)
         if key and dataset_name(d) != "imagenet":
             out.append(f"The paper's row ({key}) is ILSVRC-2012 with 1000 classes: these numbers test the pipeline, "
                        "not the claim.")

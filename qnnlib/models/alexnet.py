@@ -55,11 +55,12 @@ ALEXNET_CONVS: tuple[tuple[int, int, int, int, bool], ...] = (
 
 
 def alexnet(precision: Precision, *, num_classes: int = 1000, width: float = 1.0, fc: int = 4096,
-            image_size: int = 224, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+            image_size: int = 224, bn_eps: float = 1e-5, bn_momentum: float = 0.1, htanh_bound: float = 1.0,
             options: ModelOptions = ModelOptions()) -> nn.Sequential:  # noqa: B008 - frozen default
     """AlexNet with every layer's bits from ``precision`` (8 compute layers); ``width`` scales the conv channels and
     ``fc`` the hidden FC width (small models for tests and the smoke profile); ``image_size`` must leave a
-    positive map after the three 3/2 poolings (the standard 224 gives 6×6)."""
+    positive map after the three 3/2 poolings (the standard 224 gives 6×6); ``htanh_bound`` > 1 relaxes every
+    activation's hard-tanh to ``[−bound, bound]`` (:func:`qnnlib.models.blocks.act_layer`)."""
     check_int(num_classes, "num_classes")
     check_int(fc, "fc")
     check_int(image_size, "image_size", minimum=63)
@@ -83,7 +84,7 @@ def alexnet(precision: Precision, *, num_classes: int = 1000, width: float = 1.0
             layers[f"pool{k}"] = nn.MaxPool2d(3, 2)
             side = (side - 3) // 2 + 1
         layers[f"bn{k}"] = norm_layer(c_out, precision.norm, 2, bn_eps, bn_momentum, options=options)
-        layers[f"act{k}"] = act_layer(bits[k - 1].act_bits, precision.stochastic)
+        layers[f"act{k}"] = act_layer(bits[k - 1].act_bits, precision.stochastic, htanh_bound)
         c_in = c_out
     if side < 1:
         raise ValueError(f"image_size={image_size} leaves no feature map after the poolings")
@@ -93,7 +94,7 @@ def alexnet(precision: Precision, *, num_classes: int = 1000, width: float = 1.0
         layers[f"fc{k}"] = linear_layer(width_in, fc, bits[k - 1].weight_bits, options.bias_init)
         grad_quant(k)
         layers[f"bn{k}"] = norm_layer(fc, precision.norm, 1, bn_eps, bn_momentum, options=options)
-        layers[f"act{k}"] = act_layer(bits[k - 1].act_bits, precision.stochastic)
+        layers[f"act{k}"] = act_layer(bits[k - 1].act_bits, precision.stochastic, htanh_bound)
         width_in = fc
     layers["fc8"] = linear_layer(width_in, num_classes, bits[7].weight_bits, options.bias_init)
     grad_quant(8)

@@ -171,11 +171,18 @@ def norm_layer(
     return (nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d)(num_features, eps=eps, momentum=momentum)
 
 
-def act_layer(act_bits: int | None, stochastic: bool = False) -> nn.Module:
-    """``a_k^b = Q(Htanh(a_k))`` at ``act_bits`` (deterministic, or stochastic in training); ``None``: hard-tanh."""
+def act_layer(act_bits: int | None, stochastic: bool = False, bound: float = 1.0) -> nn.Module:
+    """``a_k^b = Q(Htanh(a_k))`` at ``act_bits`` (deterministic, or stochastic in training); ``None``: hard-tanh.
+
+    ``bound`` > 1 relaxes the hard-tanh to ``[−bound, bound]`` (QNN's ImageNet "relaxed boundaries"; our reading,
+    docs/decisions.md D27): 1-bit activations keep their ±1 forward with the gradient passing for |a| ≤ bound;
+    k-bit ones quantize on the grid of ``[−bound, bound]``; a float activation clips there.
+    """
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0:
+        raise ValueError(f"bound must be a positive finite number, got {bound!r}")
     if act_bits is None:
-        return nn.Hardtanh()
-    return QuantAct(act_bits, stochastic=stochastic)
+        return nn.Hardtanh(-float(bound), float(bound))
+    return QuantAct(act_bits, stochastic=stochastic, min_v=-float(bound), max_v=float(bound))
 
 
 def grad_quant_layer(grad_bits: int | None, method: str = "log") -> GradQuant | None:

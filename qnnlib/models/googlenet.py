@@ -59,8 +59,9 @@ _POOL_AFTER = ("3b", "4e")
 class _Builder:
     """Hands out the bits of compute layer k = 1, 2, ... in forward order."""
 
-    def __init__(self, precision: Precision, bn_eps: float, bn_momentum: float, options: ModelOptions) -> None:
-        self.precision, self.bits = precision, precision.all_layer_bits(N_LAYERS)
+    def __init__(self, precision: Precision, bn_eps: float, bn_momentum: float, options: ModelOptions,
+                 htanh_bound: float = 1.0) -> None:
+        self.precision, self.bits, self.htanh_bound = precision, precision.all_layer_bits(N_LAYERS), htanh_bound
         self.bn_eps, self.bn_momentum, self.options, self.k = bn_eps, bn_momentum, options, 0
 
     def next_bits(self) -> LayerBits:
@@ -82,7 +83,7 @@ class ConvBlock(nn.Sequential):
         if pool is not None:
             layers["pool"] = pool
         layers["bn"] = norm_layer(c_out, b.precision.norm, 2, b.bn_eps, b.bn_momentum, options=b.options)
-        layers["act"] = act_layer(bits.act_bits, b.precision.stochastic)
+        layers["act"] = act_layer(bits.act_bits, b.precision.stochastic, b.htanh_bound)
         super().__init__(layers)
         self.layer_index = b.k
 
@@ -105,10 +106,12 @@ class Inception(nn.Module):
 class GoogLeNet(nn.Module):
     """Inception v1 with every layer's bits from ``precision``; ``width`` scales every channel count (small models
     for tests and the smoke profile). Input ``3 × image_size × image_size`` (224: a 7×7 map before the average
-    pooling; any size ≥ 32 works, the average pooling is global)."""
+    pooling; any size ≥ 32 works, the average pooling is global). ``htanh_bound`` > 1 relaxes every activation's
+    hard-tanh (:func:`qnnlib.models.blocks.act_layer`)."""
 
     def __init__(self, precision: Precision, *, num_classes: int = 1000, width: float = 1.0, bn_eps: float = 1e-5,
-                 bn_momentum: float = 0.1, options: ModelOptions = ModelOptions()) -> None:  # noqa: B008
+                 bn_momentum: float = 0.1, htanh_bound: float = 1.0,
+                 options: ModelOptions = ModelOptions()) -> None:  # noqa: B008
         super().__init__()
         check_int(num_classes, "num_classes")
         if not (isinstance(width, (int, float)) and not isinstance(width, bool) and width > 0):
@@ -117,7 +120,7 @@ class GoogLeNet(nn.Module):
         def w(c: int) -> int:
             return max(1, round(c * width))
 
-        b = _Builder(precision, bn_eps, bn_momentum, options)
+        b = _Builder(precision, bn_eps, bn_momentum, options, htanh_bound)
         self.conv1 = ConvBlock(b, 3, w(64), 7, 2, pool=nn.MaxPool2d(3, 2, ceil_mode=True))
         self.conv2_reduce = ConvBlock(b, w(64), w(64), 1)
         self.conv2 = ConvBlock(b, w(64), w(192), 3, pool=nn.MaxPool2d(3, 2, ceil_mode=True))

@@ -216,7 +216,7 @@ class _Gated(nn.Module):
     [
         (nn.Sequential(OrderedDict(lstm1=nn.LSTM(4, 3))), (2, 4), "lstm1 (LSTM)"),
         (nn.Sequential(OrderedDict(fc1=QuantLinear(4, 3), act1=nn.Sigmoid())), (4,), "act1 (Sigmoid)"),
-        (nn.Sequential(OrderedDict(c=QuantConv2d(1, 2, 3), p=nn.AvgPool2d(2))), (1, 6, 6), "p (AvgPool2d)"),
+        (nn.Sequential(OrderedDict(c=QuantConv2d(1, 2, 3), p=nn.LPPool2d(2, 2))), (1, 6, 6), "p (LPPool2d)"),
         (nn.Sequential(OrderedDict(c=nn.Conv1d(1, 2, 3))), (1, 6), "c (Conv1d)"),
         (nn.Sequential(OrderedDict(ln=nn.LayerNorm(4))), (4,), "ln (LayerNorm)"),
         (nn.Sequential(OrderedDict(block=nn.Sequential(nn.Linear(4, 4), nn.GELU()))), (4,), "block.1 (GELU)"),
@@ -254,3 +254,48 @@ def test_comparison_rows_match_paper_keys(tmp_path):
     table = results.comparison_table("t", tmp_path)
     assert table.loc[0, "paper"] == 32.0 and bool(table.loc[0, "comparable"])
     assert table.loc[0, "delta"] == pytest.approx(0.0)
+
+
+def test_branches_and_concatenation_are_accounted_not_skipped() -> None:
+    """GoogLeNet: every inception branch's conv reads the k-bit concatenation of the previous module; the output
+    layer reads the (float) global average; a concatenation of branches of different precisions is float."""
+    from qnnlib.analysis.filters import filter_repetition  # noqa: PLC0415
+    from qnnlib.models.alexnet import alexnet_qnn  # noqa: PLC0415
+    from qnnlib.models.googlenet import googlenet_qnn  # noqa: PLC0415
+
+    g = googlenet_qnn(1, 1, width=0.125)
+    inp = {r.name: r.in_prec for r in E.trace(g, (3, 64, 64))}
+    assert inp["conv1.conv"] == "input" and inp["fc"] == "fp32"
+    inner = [n for n in inp if n.startswith("inception.") and n.endswith(".conv") and "inception3a" not in n]
+    assert len(inner) == 8 * 6 and all(inp[n] == 1 for n in inner)  # each reads ±1 (the first reads conv2's output)
+    assert all(inp[n] == 1 for n in inp if n.startswith("inception.inception3a") and n.endswith("conv"))
+    acc = E.account(g, (3, 64, 64))
+    assert set(acc["layer"]) >= {"inception.inception5b.b3.conv.conv", "fc"}
+
+    class Mixed(nn.Module):  # two branches, 1-bit and 4-bit, concatenated (the module's output)
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Sequential(nn.Conv2d(3, 2, 1), QuantAct(1))
+            self.b = nn.Sequential(nn.Conv2d(3, 2, 1), QuantAct(4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([self.a(x), self.b(x)], 1)
+
+    class Same(Mixed):
+        def __init__(self) -> None:
+            super().__init__()
+            self.b = nn.Sequential(nn.Conv2d(3, 2, 1), QuantAct(1))
+
+    class Cat(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner, self.head = inner, nn.Conv2d(4, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.inner(x))
+
+    mixed = {r.name: r.in_prec for r in E.trace(Cat(Mixed()), (3, 4, 4))}
+    same = {r.name: r.in_prec for r in E.trace(Cat(Same()), (3, 4, 4))}
+    assert mixed["head"] == "fp32" and same["head"] == 1
+    assert len(filter_repetition(alexnet_qnn(1, 1, width=0.125, fc=32), (3, 224, 224))) == 4  # conv2-5 (conv1 float)
+    assert len(filter_repetition(g, (3, 64, 64))) == 56  # every binary conv of GoogLeNet

@@ -171,3 +171,15 @@ def test_findings_and_sanity() -> None:
         imagenet.check_sanity(quick, [{**_doc(), "top1": 30.0}])
     with pytest.raises(AssertionError, match="did not finish"):
         imagenet.check_sanity(quick, [{**_doc(), "finished": False}])
+
+
+def test_relaxed_hardtanh_is_its_own_paper_row() -> None:
+    relaxed = dataclasses.replace(SMOKE, act_bits=1, htanh_bound=2.0)
+    assert relaxed.label == "AlexNet W1/A1, relaxed Htanh ±2" and relaxed.name == "alexnet-w1a1-htanh2"
+    assert imagenet.paper_row(dataclasses.asdict(relaxed)) == "AlexNet QNN (W1/A1, relaxed Htanh)"
+    assert imagenet.paper_row(dataclasses.asdict(dataclasses.replace(SMOKE, act_bits=1))) == "AlexNet BNN (W1/A1)"
+    assert imagenet.paper_row(dataclasses.asdict(dataclasses.replace(SMOKE, htanh_bound=2.0))) is None
+    with pytest.raises(ValueError, match="htanh_bound"):
+        dataclasses.replace(SMOKE, htanh_bound=0.5)
+    g = imagenet.build_model(dataclasses.replace(relaxed, model="googlenet"), 3)
+    assert {a.max_v for a in g.modules() if hasattr(a, "max_v")} == {2.0}

@@ -80,3 +80,13 @@ def test_bad_arguments() -> None:
         alexnet_qnn(num_classes=0)
     with pytest.raises(ValueError, match="weight_bits"):
         alexnet_qnn(weight_bits=0)
+
+
+def test_relaxed_hardtanh_boundaries_reach_every_activation() -> None:
+    m = alexnet_qnn(1, 1, htanh_bound=2.0, width=0.125, fc=32)
+    acts = [mod for mod in m.modules() if isinstance(mod, QuantAct)]
+    assert len(acts) == 7 and {(a.min_v, a.max_v) for a in acts} == {(-2.0, 2.0)}
+    f = alexnet_qnn(None, None, htanh_bound=2.0, width=0.125, fc=32)
+    assert {(h.min_val, h.max_val) for h in f.modules() if isinstance(h, nn.Hardtanh)} == {(-2.0, 2.0)}
+    with pytest.raises(ValueError, match="bound"):
+        alexnet_qnn(htanh_bound=0.0)
