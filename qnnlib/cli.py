@@ -66,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
                    "(python -m qnnlib imagenet --help)")
 
     b = sub.add_parser("bench", help="benchmarks with their baseline timed in the same run")
-    bsub = b.add_subparsers(dest="bench", required=True, metavar="{qat,cpu,gpu,imagenet}")
+    bsub = b.add_subparsers(dest="bench", required=True, metavar="{qat,cpu,gpu,imagenet,peers}")
     q = bsub.add_parser("qat", help="training-step time of a binarized net vs the same net in float")
     q.add_argument("--model", choices=("mlp", "convnet", "lstm"), default="mlp",
                    help="the MNIST MLP, the paper's CIFAR-10 ConvNet (convs scaled by --width, FC --hidden) or the "
@@ -77,6 +77,10 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--batch", type=_positive, default=None, help="default 100, or 20 for lstm")
     q.add_argument("--steps", type=_positive, default=30)
     q.add_argument("--repeats", type=_positive, default=5)
+    pe = bsub.add_parser("peers", help="the MNIST MLP: our packed runtime vs torch fp32, torch int8, ONNX Runtime, LCE")
+    pe.add_argument("--hidden", type=_positive, default=4096)
+    pe.add_argument("--images", type=_positive, default=10_000)
+    pe.add_argument("--repeats", type=_positive, default=3)
     im = bsub.add_parser("imagenet", help="ImageNet data path vs training step, 1 vs 2 processes (images/s)")
     im.add_argument("--size", type=_positive, default=224, help="crop size in pixels (default 224)")
     im.add_argument("--batch", type=_positive, default=16)
@@ -128,6 +132,10 @@ def _bench(args: argparse.Namespace) -> int:
 
         return qat.run(args.hidden, args.batch, args.steps, args.repeats, model=args.model, width=args.width,
                        bits=args.bits)
+    if args.bench == "peers":
+        from qnnlib.bench import peers  # noqa: PLC0415
+
+        return peers.run(args.hidden, args.images, args.repeats)
     if args.bench == "imagenet":
         from qnnlib.bench import imagenet  # noqa: PLC0415
 
