@@ -49,6 +49,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from qnnlib.checks import check_positive
+
 __all__ = [
     "MAX_BITS",
     "MAX_GRAD_BITS",
@@ -360,9 +362,7 @@ def binarize(x: torch.Tensor, stochastic: bool = False, generator: torch.Generat
     """
     check_float_tensor(x)
     _check_generator(generator)
-    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0:
-        raise ValueError(f"bound must be a positive finite number, got {bound!r}")
-    return _BinarizeSTE.apply(x, bool(stochastic), generator, float(bound))
+    return _BinarizeSTE.apply(x, bool(stochastic), generator, check_positive(bound, "bound"))
 
 
 class _IdentitySTE(torch.autograd.Function):

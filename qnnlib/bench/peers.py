@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import tempfile
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,9 +71,6 @@ def onnxruntime_int8(model: nn.Module, example: torch.Tensor, threads: int) -> C
     buf = io.BytesIO()
     torch.onnx.export(model, (example,), buf, input_names=["x"], output_names=["y"],
                       dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
-    import tempfile  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
-
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "m.onnx", Path(tmp) / "m.int8.onnx"
         src.write_bytes(buf.getvalue())

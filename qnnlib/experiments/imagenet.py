@@ -29,6 +29,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from qnnlib.checks import check_positive
 from qnnlib.data.root import data_root, display_path
 from qnnlib.models.alexnet import alexnet_qnn
 from qnnlib.models.blocks import imagenet_precision
@@ -90,8 +91,7 @@ class ImagenetConfig:
                              "the shorter side, then centre-crops image_size")
         if not 0 < self.lr_end <= self.lr_start:
             raise ValueError(f"need 0 < lr_end <= lr_start, got {self.lr_start} -> {self.lr_end}")
-        if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
-            raise ValueError(f"width must be a positive number, got {self.width!r}")
+        check_positive(self.width, "width")
         imagenet_precision(self.weight_bits, self.act_bits, self.grad_bits)  # the bits (ValueError naming the field)
         if isinstance(self.htanh_bound, bool) or not isinstance(self.htanh_bound, (int, float)) or \
                 not self.htanh_bound >= 1:

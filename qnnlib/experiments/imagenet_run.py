@@ -108,16 +108,18 @@ def train(cfg: ImagenetConfig, *, out_dir: Path, checkpoint_dir: Path | None = N
                          device=str(device), checkpoint_dir=str(ck), progress=progress, loss="cross_entropy",
                          metrics=("error", "top5"), select_metric="error")
 
+        history = _previous_history(cfg, Path(out_dir))  # rank 0's rows so far (a resumed run: from its metrics)
+
         def on_epoch_end(epoch: int, row: dict[str, Any]) -> None:
+            nonlocal history
             if group.is_main:  # the rows of earlier epochs (a resumed run: from the last metrics file) and this one
-                rank0_history[0] = [r for r in rank0_history[0] if r["epoch"] < row["epoch"]] + [row]
-                _write_metrics(cfg, Path(out_dir), rank0_history[0], world, root, classes)
+                history = [r for r in history if r["epoch"] < row["epoch"]] + [row]
+                _write_metrics(cfg, Path(out_dir), history, world, root, classes)
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
                 barrier()  # every rank has finished the epoch; rank 0's checkpoint is on disk
                 sys.stdout.flush()
                 os._exit(3)
 
-        rank0_history: list[list[dict[str, Any]]] = [_previous_history(cfg, Path(out_dir))]
         result = fit(model, Loaders(train_loader, val_loader), tc, on_epoch_end=on_epoch_end, restore_best=False,
                      desc=cfg.label, process_group=group)
         if group.is_main:

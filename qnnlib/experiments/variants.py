@@ -328,7 +328,7 @@ def load_data(cfg: StudyConfig, *, download: bool = True) -> dict[str, DatasetSp
     return {n: load_setup_data(cfg.setup(n), download=download) for n in cfg.networks}
 
 
-def _build(study: Study, rc: Any, data: DatasetSplits, seed: int) -> nn.Module:
+def _build(rc: Any, data: DatasetSplits, seed: int) -> nn.Module:
     if isinstance(rc, RecipeConfig):
         return mnist.build_model(rc, in_features=int(data.train.x[0].numel()), seed=seed)
     return convnets.build_model(rc, in_channels=int(data.train.x.shape[1]), seed=seed)
@@ -340,7 +340,7 @@ def run_study(study: Study, data: DatasetSplits, *, progress: bool = True) -> di
     print(f"== {NETWORK_LABELS[study.network]} ({study.setup.describe()}) on {data.name}, "
           f"{len(study.recipes)} variants x {study.n_seeds} seed(s)")
     return table1.run_recipes(study, data, experiment=study.key, save_models=False, progress=progress,
-                              build=lambda rc, d, s: _build(study, rc, d, s),
+                              build=lambda rc, d, s: _build(rc, d, s),
                               describe=lambda rc: f"{study.setup.describe()}, ")
 
 
@@ -384,9 +384,9 @@ def summary_frame(per_seed: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("no runs to summarise: per_seed is empty")
     keys = ["network", "variant"]
     first = per_seed.drop_duplicates(keys).set_index(keys)
-    g = per_seed.groupby(keys, sort=False)["test_error"]
-    out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "n": g.size(),
-                        "final_mean": per_seed.groupby(keys, sort=False)["final_test_error"].mean()})
+    g = per_seed.groupby(keys, sort=False)
+    out = pd.DataFrame({"mean": g["test_error"].mean(), "std": g["test_error"].std(ddof=1), "n": g.size(),
+                        "final_mean": g["final_test_error"].mean()})
     cols = [c for c in first.columns if c not in ("seed", "test_error", "final_test_error", "best_epoch",
                                                   "train_time_s")]
     return out.join(first[cols]).reset_index()
@@ -427,7 +427,7 @@ def multiplications(study: Study, data: DatasetSplits) -> pd.DataFrame:
     rows = []
     shape = tuple(data.train.x.shape[1:])
     for name, rc in study.recipe_configs.items():
-        model = _build(study, rc, data, study.setup.seed)
+        model = _build(rc, data, study.setup.seed)
         steps = training_step(model, shape, study.setup.batch_size, optimizer=rc.train.optimizer,
                               loss=rc.train.loss)
         t = totals(steps)

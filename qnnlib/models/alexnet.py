@@ -28,7 +28,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from qnnlib.checks import check_int
+from qnnlib.checks import check_int, check_positive
 from qnnlib.models.blocks import (
     ModelOptions,
     act_layer,
@@ -64,8 +64,7 @@ def alexnet(precision: Precision, *, num_classes: int = 1000, width: float = 1.0
     check_int(num_classes, "num_classes")
     check_int(fc, "fc")
     check_int(image_size, "image_size", minimum=63)
-    if not (isinstance(width, (int, float)) and not isinstance(width, bool) and width > 0):
-        raise ValueError(f"width must be a positive number, got {width!r}")
+    check_positive(width, "width")
     bits = precision.all_layer_bits(8)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
 

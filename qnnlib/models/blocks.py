@@ -26,6 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from qnnlib.checks import check_positive
 from qnnlib.gradquant import GradQuant, register_param_grad_quant
 from qnnlib.layers import QuantAct, QuantConv2d, QuantLinear
 from qnnlib.norm import LasagneBatchNorm, SBNBackward, ShiftBatchNorm1d, ShiftBatchNorm2d
@@ -178,11 +179,10 @@ def act_layer(act_bits: int | None, stochastic: bool = False, bound: float = 1.0
     docs/decisions.md D27): 1-bit activations keep their ±1 forward with the gradient passing for |a| ≤ bound;
     k-bit ones quantize on the grid of ``[−bound, bound]``; a float activation clips there.
     """
-    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0:
-        raise ValueError(f"bound must be a positive finite number, got {bound!r}")
+    bound = check_positive(bound, "bound")
     if act_bits is None:
-        return nn.Hardtanh(-float(bound), float(bound))
-    return QuantAct(act_bits, stochastic=stochastic, min_v=-float(bound), max_v=float(bound))
+        return nn.Hardtanh(-bound, bound)
+    return QuantAct(act_bits, stochastic=stochastic, min_v=-bound, max_v=bound)
 
 
 def grad_quant_layer(grad_bits: int | None, method: str = "log") -> GradQuant | None:

@@ -21,7 +21,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from qnnlib.checks import check_int
+from qnnlib.checks import check_int, check_positive
 from qnnlib.models.blocks import (
     ModelOptions,
     act_layer,
@@ -114,8 +114,7 @@ class GoogLeNet(nn.Module):
                  options: ModelOptions = ModelOptions()) -> None:  # noqa: B008
         super().__init__()
         check_int(num_classes, "num_classes")
-        if not (isinstance(width, (int, float)) and not isinstance(width, bool) and width > 0):
-            raise ValueError(f"width must be a positive number, got {width!r}")
+        check_positive(width, "width")
 
         def w(c: int) -> int:
             return max(1, round(c * width))

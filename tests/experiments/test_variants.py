@@ -105,7 +105,7 @@ def test_the_code_rules_build_the_torch7_optimizer() -> None:
     data = _data()
     study = Study("smoke", "t", MLP, [Variant("c", optimizer="shift_adamax", rules="code")])
     rc = study.recipe("c")
-    model = variants._build(study, rc, data, 0)
+    model = variants._build(rc, data, 0)
     opt = make_optimizer(model, rc.train)
     assert isinstance(opt, ShiftAdaMax)
     assert {g["betas"] for g in opt.param_groups} == {(0.9, 0.999)}
@@ -153,8 +153,8 @@ def test_run_study_trains_every_variant_and_seed_with_paired_starts(tmp_path, mo
     runs = variants.run_study(study, data, progress=False)
     assert list(runs) == ["a", "b"] and [sr.seed for sr in runs["b"].runs] == [1234, 1235]
     # paired: the same seed gives the same initial latent weights in every variant
-    wa = variants._build(study, study.recipe("a"), data, 1234).state_dict()
-    wb = variants._build(study, study.recipe("b"), data, 1234).state_dict()
+    wa = variants._build(study.recipe("a"), data, 1234).state_dict()
+    wb = variants._build(study.recipe("b"), data, 1234).state_dict()
     assert torch.equal(wa["fc1.weight"], wb["fc1.weight"])
     frame = variants.per_seed_frame(study, runs, data)
     assert list(frame["variant"]) == ["a", "a", "b", "b"] and set(frame["dataset"]) == {"synthetic"}
@@ -217,7 +217,7 @@ def test_multiplication_counts_follow_the_models_in_closed_form() -> None:
     study = Study("smoke", "t", MLP, cells)
     c = variants.multiplications(study, data).set_index("variant")
     b, h, d = MLP.batch_size, MLP.hidden, MLP.depth
-    params = sum(p.numel() for p in variants._build(study, study.recipe("bn-adam"), data, 0).parameters())
+    params = sum(p.numel() for p in variants._build(study.recipe("bn-adam"), data, 0).parameters())
     # shift-BN: 8 multiplications per hidden BN element become 8 shifts (the output BN stays vanilla)
     assert c.loc["bn-adam", "multiplications"] - c.loc["sbn-adam", "multiplications"] == 8 * b * h * d
     assert c.loc["sbn-adam", "shifts"] == 8 * b * h * d
