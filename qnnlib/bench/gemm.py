@@ -5,7 +5,9 @@ the XNOR kernel is ~23x faster than its own tiled float baseline and ~3.4x faste
 measure the same comparison, with every baseline timed in the same run on the same shapes:
 
 - ``cpu``: :func:`qnnlib.runtime.binary_gemm.binary_matmul` (Numba XOR-popcount on packed words) against
-  ``torch.matmul`` on float32 ±1 matrices, plus the packing time (:func:`cpu_gemm_sweep`).
+  ``torch.matmul`` on float32 ±1 matrices, plus the packing time (:func:`cpu_gemm_sweep`), with the
+  operations per cycle and core (clock measured in the same run, :func:`qnnlib.runtime.hardware.clock_ghz`),
+  the operand bandwidth and the ISA the kernel ran on.
 - ``gpu``: compiles every CUDA kernel, checks each bit-exact against the CPU reference on odd sizes,
   then times the paper's tiled float baseline, the XNOR CUDA-core kernel, the 1-bit tensor-core
   kernel, cuBLAS fp32 and torch TF32/bf16 with CUDA events (:func:`gpu_gemm_sweep`). It needs only
@@ -26,7 +28,17 @@ import numpy as np
 from qnnlib.bench.timing import cuda_event_median, interleaved_medians
 from qnnlib.runtime.binary_gemm import binary_matmul
 from qnnlib.runtime.bitpack import pack
-from qnnlib.runtime.hardware import compute_capability, cpu_model, gpu_available, gpu_name, popcount_isa
+from qnnlib.runtime.gemm_cpu import blocking, compiled_nibble_split, compiled_tile
+from qnnlib.runtime.hardware import (
+    cache_sizes,
+    clock_ghz,
+    compute_capability,
+    cpu_cores,
+    cpu_model,
+    gpu_available,
+    gpu_name,
+    popcount_isa,
+)
 
 Shape = tuple[int, int, int]
 
@@ -43,16 +55,24 @@ def _shape(size: int | Sequence[int]) -> Shape:
 # ---------------------------------------------------------------------------------------------------
 
 
+#: ``bench cpu``'s default shapes: squares, and the 8192 x 8192 x 4096 product where a fall-off would show.
+CPU_SHAPES: tuple[int | Shape, ...] = (256, 1024, 2048, 4096, (8192, 8192, 4096))
+
+
 def cpu_gemm_sweep(
-    sizes: Iterable[int | Sequence[int]] = (256, 1024, 2048, 4096),
+    sizes: Iterable[int | Sequence[int]] = CPU_SHAPES,
     repeats: int = 5,
     seed: int = 0,
+    clock: float | None = None,
 ) -> "pandas.DataFrame":  # noqa: F821 - pandas is imported lazily
     """Time the packed binary GEMM against ``torch.matmul`` float32 on the same ±1 matrices.
 
     For each shape (M, N, K) it computes A @ B.T with A (M, K) and B (N, K) and records, per method,
     the median seconds (the methods alternate within each round, so background load hits them alike),
-    Gop/s (2*M*N*K / s) and the speed-up over torch float32:
+    Gop/s (2*M*N*K / s), the speed-up over torch float32, ``ops/cycle/core`` (2*M*N*K per second, per
+    thread, per cycle of ``clock`` GHz -- measured here when not given) and ``GB/s``, the operand bytes
+    the method must read and write (float32 A, B and C for torch; packed A, B and int32 C for the binary
+    kernel) per second:
 
     - ``torch.matmul fp32``: the float baseline (all of torch's threads);
     - ``binary_matmul cpu``: the Numba XOR-popcount kernel on already packed operands;
@@ -66,6 +86,7 @@ def cpu_gemm_sweep(
     import torch  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
+    clock = clock_ghz() if clock is None else clock
     rows: list[dict[str, Any]] = []
     for size in sizes:
         m, n, k = _shape(size)
@@ -86,6 +107,11 @@ def cpu_gemm_sweep(
         )
         t_torch, t_bin, t_pack = med["torch"], med["binary"], med["pack"]
         ops = 2.0 * m * n * k
+        words = -(-k // 64) * 8  # bytes of a packed row
+        traffic = {"torch.matmul fp32": 4.0 * (m * k + n * k + m * n), "binary_matmul cpu": words * (m + n) + 4.0 * m * n,
+                   "pack A and B": 4.0 * (m + n) * k + words * (m + n)}
+        traffic["binary incl. packing"] = traffic["binary_matmul cpu"] + traffic["pack A and B"]
+        threads = max(1, min(torch.get_num_threads(), numba.get_num_threads()))
         for method, seconds in (
             ("torch.matmul fp32", t_torch),
             ("binary_matmul cpu", t_bin),
@@ -97,30 +123,49 @@ def cpu_gemm_sweep(
                     "M": m, "N": n, "K": k, "method": method, "seconds": seconds,
                     "Gop/s": ops / seconds / 1e9 if method != "pack A and B" else float("nan"),
                     "speedup_vs_torch": t_torch / seconds if method != "pack A and B" else float("nan"),
+                    "ops/cycle/core": ops / seconds / (clock * 1e9) / threads if method != "pack A and B"
+                    else float("nan"),
+                    "GB/s": traffic[method] / seconds / 1e9,
                     "exact": exact,
                     "torch_threads": torch.get_num_threads(),
                     "numba_threads": numba.get_num_threads(),
+                    "clock_GHz": clock,
                 }
             )
     return pd.DataFrame(rows)
 
 
 
-def run_cpu(sizes: Sequence[int] | None = None, repeats: int = 5) -> int:
-    """``python -m qnnlib bench cpu``: print the CPU GEMM table; exit code 1 if a product is not exact."""
+def run_cpu(sizes: Sequence[int | Sequence[int]] | None = None, repeats: int = 5) -> int:
+    """``python -m qnnlib bench cpu``: print the CPU GEMM table; exit code 1 if a product is not exact.
+
+    The header says what the kernel ran on -- CPU model, LLVM target, popcount ISA, register tile, cache
+    sizes, the clock measured before the sweep -- and each shape's cache blocks (:func:`blocking`)."""
     import llvmlite.binding as llvm  # noqa: PLC0415
+    import numba  # noqa: PLC0415
     import pandas as pd  # noqa: PLC0415
 
-    sizes = sizes or [256, 1024, 2048, 4096]
-    print(f"CPU: {cpu_model()} (LLVM target {llvm.get_host_cpu_name()}; popcount: {popcount_isa()}), "
-          "binary GEMM vs torch.matmul fp32")
+    sizes = list(sizes or CPU_SHAPES)
     t0 = time.perf_counter()
     binary_matmul(pack(np.ones((2, 64))), pack(np.ones((2, 64))), 64, "cpu")  # Numba compile / cache load
-    print(f"Numba kernel ready in {time.perf_counter() - t0:.1f} s")
-    df = cpu_gemm_sweep(sizes, repeats=repeats)
+    ready = time.perf_counter() - t0
+    clock = clock_ghz()
+    tile, split = compiled_tile(), bool(compiled_nibble_split())
+    print(f"CPU: {cpu_model()} (LLVM target {llvm.get_host_cpu_name()}; {cpu_cores()} cores)")
+    print(f"ISA: popcount {popcount_isa()}; register tile {tile[0]} rows x {8 * tile[1]} columns"
+          f"{', nibble-split operands' if split else ''}")
+    print(f"caches: {cache_sizes()}; clock measured {clock:.2f} GHz; Numba kernel ready in {ready:.1f} s")
+    for size in sizes:
+        m, n, k = _shape(size)
+        b = blocking(m, n, -(-k // 64) * (2 if split else 1), split, tile, numba.get_num_threads(), cache_sizes())
+        print(f"  blocks at {m}x{n}x{k}: {b.row_block} rows x {b.panel_block} panels (of 8 columns) x "
+              f"{b.word_block} words of K, {b.tasks} tasks")
+    df = cpu_gemm_sweep(sizes, repeats=repeats, clock=clock)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(df.drop(columns=["torch_threads", "numba_threads"]).to_string(index=False, float_format="%.4g"))
-    print(f"threads: torch {df.torch_threads.iloc[0]}, numba {df.numba_threads.iloc[0]}")
+        print(df.drop(columns=["torch_threads", "numba_threads", "clock_GHz"]).to_string(index=False,
+                                                                                       float_format="%.4g"))
+    print(f"threads: torch {df.torch_threads.iloc[0]}, numba {df.numba_threads.iloc[0]}; ops/cycle/core = "
+          f"2*M*N*K / s / threads / {clock:.2f} GHz (binary: bit-ops, torch: FLOPs)")
     ok = bool(df.exact.all())
     print("all binary results equal the float products" if ok else "MISMATCH between binary and float results")
     return 0 if ok else 1

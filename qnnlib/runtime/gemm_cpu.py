@@ -3,36 +3,49 @@
 ``C[i, j] = K - 2 * sum_w popcount(a[i, w] XOR b[j, w])`` for A (M, W) and B (N, W) packed 64 values per
 ``uint64`` word (:mod:`qnnlib.runtime.bitpack`), computed by :func:`matmul_cpu`:
 
-- **Dispatch** (:func:`xor_popcount_gemm`): parallel (Numba ``prange``) over (row block, column-panel
-  block) tasks, so skinny products (few rows, e.g. a small batch) still use every core; within a task the
-  block of B panels stays in L2 while the task's rows stream past.
-- **Operand layout**: A as rows (:func:`a_rows`), B re-packed into panels of 8 columns, one 64-byte line
-  per word (:func:`b_panels`); on AVX2 CPUs without AVX-512 VPOPCNTDQ both split into low and high
-  nibbles (:func:`compiled_nibble_split`).
-- **Micro-kernel**: each 4x8 output tile is a register-tiled kernel written as plain LLVM vector IR (so it
-  compiles for any CPU): AVX-512 ``vpopcntq`` where the CPU Numba compiles for has VPOPCNTDQ, else
-  per-byte popcounts (the ``vpshufb`` nibble table on AVX2/SSSE3) summed in byte counters that are
-  widened only every 31 words. :func:`qnnlib.runtime.hardware.popcount_isa` says which one this CPU gets.
+- **Operand layout** (packing, as in BLAS): A in row panels of R rows (:func:`a_panels`: word w of the
+  R rows side by side, so a tile's A words share one cache line), B in column panels of 8 columns, one
+  64-byte line per word (:func:`b_panels`); both zero-padded. On AVX2 CPUs without AVX-512 VPOPCNTDQ both
+  are split into low and high nibbles (:func:`compiled_nibble_split`).
+- **Cache blocking** (:func:`blocking`, sizes read from the machine, :func:`qnnlib.runtime.hardware.cache_sizes`):
+  K in blocks whose tile operands fill half of L1d; parallel tasks (Numba ``prange``) of ``mc`` rows x
+  ``nc`` panels whose B block fills half of L2, taken panel-block-major so a thread's consecutive tasks
+  reuse its B block while A comes from L3; at least 4 tasks per thread, so skinny products (a small batch)
+  use every core.
+- **Micro-kernel** (:data:`TILES`): an R x 8P output tile held in registers, written as plain LLVM vector
+  IR (so it compiles for any CPU). With AVX-512 VPOPCNTDQ: 8 rows x 16 columns, 16 zmm accumulators, per
+  64-bit word of K 8 broadcasts, 2 panel loads and 16 x (``vpxorq``, ``vpopcntq``, ``vpaddq``). Without
+  it: 4 rows x 8 columns in ymm registers, per-byte popcounts (the ``vpshufb`` nibble table on AVX2,
+  generic bit arithmetic on SSE2) summed in byte counters widened only every 31 words.
+  :func:`qnnlib.runtime.hardware.popcount_isa` says which one this CPU gets.
+
+**The limit.** Every 512 bits of a product cost three vector operations (XOR, popcount, add) and no
+reduction trick lowers that (a carry-save/Harley-Seal tree costs ~2 ternary-logic operations per input
+vector, plus the XOR). Intel cores run 512-bit integer operations on two ports, so the kernel is bound
+at 512/1.5 = 341 bits, i.e. 683 bit-ops (XOR + count), per cycle and core; an FP32 FMA core does at
+most 64 FLOPs per cycle, so the binary product can be at most ~10.7x faster than a float GEMM at the
+same efficiency (~14x against PyTorch/MKL's measured ~76% of peak). On AVX2 (no VPOPCNTDQ) the
+nibble-table popcount costs 6 operations per 256 bits over three ports: 256 bit-ops per cycle against
+32 FLOPs, ~8x. ``python -m qnnlib bench cpu`` prints the measured operations per cycle and core.
 
 Every Numba function is compiled on first use and cached on disk (``cache=True``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from qnnlib.runtime.bitpack import as_u64_words
+from qnnlib.runtime.hardware import CacheSizes, cache_sizes
 
-__all__ = ["matmul_cpu", "xor_popcount_gemm", "a_rows", "b_panels", "compiled_nibble_split"]
+__all__ = ["TILES", "Blocking", "blocking", "matmul_cpu", "xor_popcount_gemm", "a_panels", "b_panels",
+           "compiled_nibble_split", "compiled_tile"]
 
-_ROW_BLOCK = 64  # rows of A per parallel task
-_B_BLOCK_BYTES = 256 * 1024  # a task's block of B panels, (panels, W, 8) words, is sized to stay in L2
-
-
-_TILE_ROWS = 4  # register tile of the CPU micro-kernel: rows of A ...
-_TILE_COLS = 8  # ... times columns of B (two 256-bit vectors of 4 uint64 columns)
 _BYTE_CHUNK = 31  # words per byte-accumulator flush: 31 * 8 = 248 <= 255, so per-byte counts never wrap
 
 
@@ -46,12 +59,29 @@ def _popcount_mode(context) -> str:
     return "nibbles" if "+avx2" in features else "bytes"
 
 
+#: Register tile (rows of A, 8-column panels of B) of the micro-kernel, per popcount mode: with VPOPCNTDQ
+#: one 512-bit register holds a panel's word (8 columns), and 8 rows x 2 panels = 16 zmm accumulators
+#: (of 32); on AVX2 a panel's word is two 256-bit registers, and 4 rows x 1 panel keeps the 8 byte
+#: accumulators plus operands within the 16 ymm registers.
+TILES = {"vpopcntq": (8, 2), "nibbles": (4, 1), "bytes": (4, 1)}
+
+
 @intrinsic
 def _nibble_split(typingctx):
     """True where the compiled micro-kernel wants nibble-split operands (:func:`_popcount_mode`)."""
 
     def codegen(context, builder, signature, args):
         return context.get_constant(types.boolean, _popcount_mode(context) == "nibbles")
+
+    return types.boolean(), codegen
+
+
+@intrinsic
+def _wide_tiles(typingctx):
+    """True where the micro-kernel runs 512-bit ``vpopcntq`` tiles (:data:`TILES` ``"vpopcntq"``)."""
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.boolean, _popcount_mode(context) == "vpopcntq")
 
     return types.boolean(), codegen
 
@@ -63,28 +93,42 @@ def compiled_nibble_split() -> bool:  # pragma: no cover - compiled by Numba
     return _nibble_split()
 
 
-def _make_tile_kernel(rows: int):
-    """The register-tiled micro-kernel for ``rows`` (R) rows of A x 8 columns of B (an intrinsic)."""
+@njit(cache=True)
+def compiled_tile() -> tuple[int, int]:  # pragma: no cover - compiled by Numba
+    """The register tile (rows, 8-column panels) :func:`xor_popcount_gemm` uses as compiled for this CPU."""
+    if _wide_tiles():
+        return 8, 2
+    return 4, 1
+
+
+def _make_tile_kernel(rows: int, panels: int):
+    """The register-tiled micro-kernel for ``rows`` (R) rows of A x ``panels`` (P) panels of 8 columns of B."""
 
     @intrinsic
-    def tile(typingctx, a, bp, i0, panel, k, out, oi, oj):
-        """out[oi:oi+R, oj:oj+8] = k - 2 * popcount(a[i0:i0+R] XOR B's 8 columns bp[panel]): one LLVM loop.
+    def tile(typingctx, a, bp, i0, panel, k, out, oi, oj, w0, w1, first):
+        """out[oi:oi+R, oj:oj+8P] (+)= popcount products of A's row panel i0 with B's panels panel..panel+P-1.
 
-        ``a`` is (M, W) uint64 with i0 + R <= M; ``bp`` is B in column panels, (N/8, W, 8) uint64 (columns
-        8p..8p+7 of B^T, one contiguous 64-byte line per word); ``out`` is int32 (the result or an Rx8
-        scratch tile). Plain, target-independent LLVM vector IR, so it compiles for any CPU and LLVM picks
-        the popcount instruction: for every word w, ``acc[r, c] += ctpop(splat(a[i0+r, w]) ^ bp[p, w, 4c:4c+4])``
-        on R rows x 2 vectors of 4 columns held in registers. Without AVX-512 VPOPCNTDQ the popcounts are
-        per byte (``llvm.ctpop.v32i8``: the ``vpshufb`` nibble table on SSSE3/AVX2, bit arithmetic on plain
-        SSE2) into byte accumulators, widened to 64-bit lanes only every 31 words (31 * 8 = 248 <= 255);
-        with VPOPCNTDQ (decided by the CPU Numba compiles for) it is ``vpopcntq`` into 64-bit lanes.
+        ``a`` is A in row panels, (M'/R, W, R) uint64 (word w of rows R*i0..R*i0+R-1 side by side,
+        :func:`a_panels`); ``bp`` is B in column panels, (N'/8, W, 8) uint64 (columns 8p..8p+7 of B^T, one
+        contiguous 64-byte line per word, :func:`b_panels`); only words ``w0 <= w < w1`` are counted;
+        ``out`` is int32 (the result or an edge buffer). With ``first`` the tile is stored as ``k - 2 * popcount`` (Eq. 7), else
+        ``2 * popcount`` is subtracted from what is there (the next K block of the same tile).
+
+        Plain, target-independent LLVM vector IR, so it compiles for any CPU and LLVM picks the popcount
+        instruction: for every word w, ``acc[r, q] += ctpop(splat(a[i0+r, w]) ^ B's vector q of word w)``
+        on R rows x P panels held in registers. With AVX-512 VPOPCNTDQ (decided by the CPU Numba compiles
+        for) a panel's word is one ``<8 x i64>`` and the popcount is ``vpopcntq`` into 64-bit lanes.
+        Without it a panel's word is two ``<4 x i64>`` and the popcounts are per byte
+        (``llvm.ctpop.v32i8``: the ``vpshufb`` nibble table on AVX2, bit arithmetic on plain SSE2) into
+        byte accumulators, widened to 64-bit lanes only every 31 words (31 * 8 = 248 <= 255).
         """
-        u64_2d, u64_3d = types.Array(types.uint64, 2, "C"), types.Array(types.uint64, 3, "C")
-        if a != u64_2d or bp != u64_3d or out != types.Array(types.int32, 2, "C"):
+        u64_3d = types.Array(types.uint64, 3, "C")
+        if a != u64_3d or bp != u64_3d or out != types.Array(types.int32, 2, "C"):
             return None
-        if not all(isinstance(t, types.Integer) for t in (i0, panel, k, oi, oj)):
+        if not all(isinstance(t, types.Integer) for t in (i0, panel, k, oi, oj, w0, w1)):
             return None
-        vecs = _TILE_COLS // 4
+        if not isinstance(first, types.Boolean):
+            return None
 
         def codegen(context, builder, signature, args):
             from llvmlite import ir  # noqa: PLC0415
@@ -92,80 +136,96 @@ def _make_tile_kernel(rows: int):
 
             mode = _popcount_mode(context)
             wide, nib = mode == "vpopcntq", mode == "nibbles"
+            lanes = 8 if wide else 4  # 64-bit lanes per vector
+            per_panel = 1 if wide else 2  # vectors per panel word (8 columns)
+            vecs = panels * per_panel
             i64, i8, i32 = ir.IntType(64), ir.IntType(8), ir.IntType(32)
-            v4, v32, v4i32 = ir.VectorType(i64, 4), ir.VectorType(i8, 32), ir.VectorType(i32, 4)
+            vec, vi32 = ir.VectorType(i64, lanes), ir.VectorType(i32, lanes)
+            v32 = ir.VectorType(i8, 32)  # bytes of a <4 x i64>
             ar_a = context.make_array(signature.args[0])(context, builder, args[0])
             ar_b = context.make_array(signature.args[1])(context, builder, args[1])
             ar_o = context.make_array(signature.args[5])(context, builder, args[5])
-            ii0, pp, kk, ooi, ooj = (
-                context.cast(builder, args[n], signature.args[n], types.int64) for n in (2, 3, 4, 6, 7)
+            ii0, pp, kk, ooi, ooj, ww0, ww1 = (
+                context.cast(builder, args[n], signature.args[n], types.int64) for n in (2, 3, 4, 6, 7, 8, 9)
             )
-            lda = cgutils.unpack_tuple(builder, ar_a.shape)[1]
+            is_first = args[10]
+            a_shape = cgutils.unpack_tuple(builder, ar_a.shape)
+            if rows != 8 and rows != 4:
+                raise ValueError(f"tile rows must be 4 or 8, got {rows}")
             w = cgutils.unpack_tuple(builder, ar_b.shape)[1]  # words per row (split: lo, hi nibble words)
             ldo = cgutils.unpack_tuple(builder, ar_o.shape)[1]
-            vt = v4 if wide else v32
-            if nib:  # the only target-specific instruction, emitted only when compiling for an AVX2 CPU
+            if nib:  # the only target-specific instructions, emitted only when compiling for an AVX2 CPU
                 pshufb = cgutils.get_or_insert_function(
                     builder.module, ir.FunctionType(v32, [v32, v32]), "llvm.x86.avx2.pshuf.b"
                 )
                 psadbw = cgutils.get_or_insert_function(
-                    builder.module, ir.FunctionType(v4, [v32, v32]), "llvm.x86.avx2.psad.bw"
+                    builder.module, ir.FunctionType(vec, [v32, v32]), "llvm.x86.avx2.psad.bw"
                 )
             lut = ir.Constant(v32, [bin(x).count("1") for x in range(16)] * 2)
+            pop_t = vec if wide else v32
             ctpop = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vt, [vt]), "llvm.ctpop.v4i64" if wide else "llvm.ctpop.v32i8"
+                builder.module, ir.FunctionType(pop_t, [pop_t]), f"llvm.ctpop.v{lanes}i64" if wide else "llvm.ctpop.v32i8"
             )
 
             def const(x):
                 return ir.Constant(i64, x)
 
-            def c4(x):
-                return ir.Constant(v4, [x] * 4)
+            def cvec(x):
+                return ir.Constant(vec, [x] * lanes)
 
-            def splat(x):
-                v = builder.insert_element(ir.Constant(v4, ir.Undefined), x, ir.Constant(i32, 0))
-                return builder.shuffle_vector(v, v, ir.Constant(v4i32, [0] * 4))
+            def splat(x, t=vec, n=lanes):
+                v = builder.insert_element(ir.Constant(t, ir.Undefined), x, ir.Constant(i32, 0))
+                return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n), [0] * n))
 
-            acc64 = [[cgutils.alloca_once_value(builder, c4(0)) for _ in range(vecs)] for _ in range(rows)]
-            a_rows = [builder.gep(ar_a.data, [builder.mul(builder.add(ii0, const(r)), lda)]) for r in range(rows)]
+            acc64 = [[cgutils.alloca_once_value(builder, cvec(0)) for _ in range(vecs)] for _ in range(rows)]
+            a_group = builder.gep(ar_a.data, [builder.mul(ii0, builder.mul(a_shape[1], a_shape[2]))])
+            ra = a_shape[2]  # rows per A panel (the compiled R; checked by the caller)
             pw = 16 if nib else 8  # panel width in words: 8 columns (split: 8 low-nibble, 8 high-nibble words)
-            b_panel = builder.gep(ar_b.data, [builder.mul(pp, builder.mul(w, const(pw)))])
+            b_panel = [builder.gep(ar_b.data, [builder.mul(builder.add(pp, const(p)), builder.mul(w, const(pw)))])
+                       for p in range(panels)]
+
+            def load_b(word, p, c):  # vector c of panel p's word (nibble split: c < 2 low, c >= 2 high)
+                b_word = builder.gep(b_panel[p], [builder.mul(word, const(pw))])
+                return builder.load(builder.bitcast(builder.gep(b_word, [const(lanes * c)]), vec.as_pointer()), align=8)
 
             def accumulate_nibbles(word, accs):  # acc += lut[a_lo ^ b_lo] + lut[a_hi ^ b_hi], bytewise
-                b_word = builder.gep(b_panel, [builder.mul(word, const(16))])
-                bv = [builder.load(builder.bitcast(builder.gep(b_word, [const(4 * c)]), v4.as_pointer()), align=8)
-                      for c in range(2 * vecs)]
+                bv = [[load_b(word, p, c) for c in range(2 * per_panel)] for p in range(panels)]
+                lo_word = builder.gep(a_group, [builder.mul(builder.mul(word, const(2)), ra)])
+                hi_word = builder.gep(lo_word, [ra])
                 for r in range(rows):
-                    a_word = builder.gep(a_rows[r], [builder.mul(word, const(2))])
-                    x_lo = splat(builder.load(a_word))
-                    x_hi = splat(builder.load(builder.gep(a_word, [const(1)])))
-                    for c in range(vecs):
-                        lo = builder.call(pshufb, [lut, builder.bitcast(builder.xor(x_lo, bv[c]), v32)])
-                        hi = builder.call(pshufb, [lut, builder.bitcast(builder.xor(x_hi, bv[vecs + c]), v32)])
-                        builder.store(builder.add(builder.add(builder.load(accs[r][c]), lo), hi), accs[r][c])
+                    x_lo = splat(builder.load(builder.gep(lo_word, [const(r)])))
+                    x_hi = splat(builder.load(builder.gep(hi_word, [const(r)])))
+                    for p in range(panels):
+                        for c in range(per_panel):
+                            lo = builder.call(pshufb, [lut, builder.bitcast(builder.xor(x_lo, bv[p][c]), v32)])
+                            hi = builder.call(pshufb, [lut, builder.bitcast(builder.xor(x_hi, bv[p][per_panel + c]), v32)])
+                            q = p * per_panel + c
+                            builder.store(builder.add(builder.add(builder.load(accs[r][q]), lo), hi), accs[r][q])
 
             def accumulate(word, accs):
                 if nib:
                     return accumulate_nibbles(word, accs)
-                b_word = builder.gep(b_panel, [builder.mul(word, const(8))])
-                bv = [builder.load(builder.bitcast(builder.gep(b_word, [const(4 * c)]), v4.as_pointer()), align=8)
-                      for c in range(vecs)]
+                bv = [[load_b(word, p, c) for c in range(per_panel)] for p in range(panels)]
+                a_word = builder.gep(a_group, [builder.mul(word, ra)])
                 for r in range(rows):
-                    x = splat(builder.load(builder.gep(a_rows[r], [word])))
-                    for c in range(vecs):
-                        p = builder.call(ctpop, [builder.bitcast(builder.xor(x, bv[c]), vt)])
-                        builder.store(builder.add(builder.load(accs[r][c]), p), accs[r][c])
+                    x = splat(builder.load(builder.gep(a_word, [const(r)])))
+                    for p in range(panels):
+                        for c in range(per_panel):
+                            q = p * per_panel + c
+                            cnt = builder.call(ctpop, [builder.bitcast(builder.xor(x, bv[p][c]), pop_t)])
+                            builder.store(builder.add(builder.load(accs[r][q]), cnt), accs[r][q])
 
             if wide:
-                with cgutils.for_range(builder, w) as loop:
-                    accumulate(loop.index, acc64)
+                with cgutils.for_range(builder, builder.sub(ww1, ww0)) as loop:
+                    accumulate(builder.add(ww0, loop.index), acc64)
             else:
                 accb = [[cgutils.alloca_once(builder, v32) for _ in range(vecs)] for _ in range(rows)]
                 chunk = const(_BYTE_CHUNK)
-                n_chunks = builder.sdiv(builder.add(w, const(_BYTE_CHUNK - 1)), chunk)
+                span = builder.sub(ww1, ww0)
+                n_chunks = builder.sdiv(builder.add(span, const(_BYTE_CHUNK - 1)), chunk)
                 with cgutils.for_range(builder, n_chunks) as outer:
-                    start = builder.mul(outer.index, chunk)
-                    left = builder.sub(w, start)
+                    start = builder.add(ww0, builder.mul(outer.index, chunk))
+                    left = builder.sub(ww1, start)
                     count = builder.select(builder.icmp_signed("<", left, chunk), left, chunk)
                     for row in accb:
                         for ptr in row:
@@ -173,86 +233,119 @@ def _make_tile_kernel(rows: int):
                     with cgutils.for_range(builder, count) as inner:
                         accumulate(builder.add(start, inner.index), accb)
                     for r in range(rows):  # widen: each 64-bit lane gets the sum of its 8 byte counts
-                        for c in range(vecs):
+                        for q in range(vecs):
                             if nib:  # vpsadbw against zero: the byte sum of each 64-bit lane
-                                t = builder.call(psadbw, [builder.load(accb[r][c]), ir.Constant(v32, [0] * 32)])
-                                builder.store(builder.add(builder.load(acc64[r][c]), t), acc64[r][c])
+                                t = builder.call(psadbw, [builder.load(accb[r][q]), ir.Constant(v32, [0] * 32)])
+                                builder.store(builder.add(builder.load(acc64[r][q]), t), acc64[r][q])
                                 continue
-                            t = builder.bitcast(builder.load(accb[r][c]), v4)
+                            t = builder.bitcast(builder.load(accb[r][q]), vec)
                             for shift, mask in ((8, 0x00FF00FF00FF00FF), (16, 0x0000FFFF0000FFFF), (32, 0xFFFFFFFF)):
-                                high = builder.and_(builder.lshr(t, c4(shift)), c4(mask))
-                                t = builder.add(builder.and_(t, c4(mask)), high)
-                            builder.store(builder.add(builder.load(acc64[r][c]), t), acc64[r][c])
+                                high = builder.and_(builder.lshr(t, cvec(shift)), cvec(mask))
+                                t = builder.add(builder.and_(t, cvec(mask)), high)
+                            builder.store(builder.add(builder.load(acc64[r][q]), t), acc64[r][q])
 
-            kv = splat(kk)
+            kv = splat(builder.trunc(kk, i32), vi32)
+            two = ir.Constant(vi32, [1] * lanes)
             for r in range(rows):
                 o_row = builder.gep(ar_o.data, [builder.add(builder.mul(builder.add(ooi, const(r)), ldo), ooj)])
-                for c in range(vecs):
-                    res = builder.trunc(builder.sub(kv, builder.shl(builder.load(acc64[r][c]), c4(1))), v4i32)
-                    builder.store(res, builder.bitcast(builder.gep(o_row, [const(4 * c)]), v4i32.as_pointer()), align=4)
+                for q in range(vecs):
+                    ptr = builder.bitcast(builder.gep(o_row, [const(lanes * q)]), vi32.as_pointer())
+                    base = builder.select(is_first, kv, builder.load(ptr, align=4))
+                    twice = builder.shl(builder.trunc(builder.load(acc64[r][q]), vi32), two)
+                    builder.store(builder.sub(base, twice), ptr, align=4)
             return context.get_dummy_value()
 
-        return types.none(a, bp, i0, panel, k, out, oi, oj), codegen
+        return types.none(a, bp, i0, panel, k, out, oi, oj, w0, w1, first), codegen
 
     return tile
 
 
-_tile_xor_popcount = _make_tile_kernel(_TILE_ROWS)  # full 4x8 tiles
-_row_xor_popcount = _make_tile_kernel(1)  # 1x8: the last M % 4 rows, without padding A
+_tile_8x2 = _make_tile_kernel(8, 2)  # VPOPCNTDQ: 8 rows x 16 columns
+_tile_8x1 = _make_tile_kernel(8, 1)  # ... a task's last odd panel
+_tile_4x1 = _make_tile_kernel(4, 1)  # AVX2 / SSE2: 4 rows x 8 columns
 
 
 @njit(cache=True, nogil=True)
-def _gemm_task(a, bp, k, out, i0, i_end, p0, p_end):  # pragma: no cover - compiled by Numba
-    """One task of :func:`xor_popcount_gemm`: out[i0:i_end, 8 p0:8 p_end] (clipped to N), tile by tile.
+def _tile(a, bp, g, p, k, dst, oi, oj, w0, w1, first, panels):  # pragma: no cover - compiled by Numba
+    """One micro-kernel call: row panel ``g`` of A x ``panels`` (1 or the tile's P) panels of B."""
+    if a.shape[2] == 8:
+        if panels == 2:
+            _tile_8x2(a, bp, g, p, k, dst, oi, oj, w0, w1, first)
+        else:
+            _tile_8x1(a, bp, g, p, k, dst, oi, oj, w0, w1, first)
+    else:
+        _tile_4x1(a, bp, g, p, k, dst, oi, oj, w0, w1, first)
 
-    A function of its own (not the body of the ``prange`` loop) keeps Numba's parfor compilation fast."""
-    n = out.shape[1]
-    scratch = np.empty((4, 8), dtype=np.int32)
-    for i in range(i0, i_end, 4):
-        for p in range(p0, p_end):
-            nc = min(8, n - 8 * p)
-            full = nc == 8  # else: the last, partial panel goes through the scratch tile
-            dst = out if full else scratch
-            if i + 4 <= i_end:
-                _tile_xor_popcount(a, bp, i, p, k, dst, i if full else 0, 8 * p if full else 0)
-                if not full:
-                    for r in range(4):
-                        for c in range(nc):
-                            out[i + r, 8 * p + c] = scratch[r, c]
-            else:
-                for r in range(i, i_end):  # the block's last 1-3 rows
-                    _row_xor_popcount(a, bp, r, p, k, dst, r if full else 0, 8 * p if full else 0)
-                    if not full:
-                        for c in range(nc):
-                            out[r, 8 * p + c] = scratch[0, c]
+
+@njit(cache=True, nogil=True)
+def _gemm_task(a, bp, k, out, i0, i_end, p0, p_end, w_block):  # pragma: no cover - compiled by Numba
+    """One task of :func:`xor_popcount_gemm`: out[i0:i_end, 8 p0:8 p_end] (clipped to N); ``i0`` is a
+    multiple of the tile's R.
+
+    K blocks of ``w_block`` words (outermost, so the task's A and B blocks of one K block stay in
+    cache), then row panels of R rows, then groups of P column panels: one micro-kernel call per R x 8P
+    tile. Tiles that stick out of ``out`` -- the last M % R rows, the last N % 8 columns -- are computed
+    whole into edge buffers (A and B are zero-padded) and copied into ``out`` at the end. A function of
+    its own (not the body of the ``prange`` loop) keeps Numba's parfor compilation fast."""
+    n, w = out.shape[1], bp.shape[1]
+    tile_rows, tile_panels = a.shape[2], (2 if a.shape[2] == 8 else 1)
+    full_panels = min(p_end, n // 8)  # panels p0..full_panels-1 are whole; past it: N % 8 columns
+    full_rows = i0 + (i_end - i0) // tile_rows * tile_rows  # rows i0..full_rows-1 are whole row panels
+    edge_rows = np.empty((tile_rows, 8 * max(0, full_panels - p0)), dtype=np.int32)  # last partial row panel
+    edge_cols = np.empty((full_rows - i0 + tile_rows, 8), dtype=np.int32)  # the partial column panel
+    for w0 in range(0, w, w_block):
+        w1 = min(w, w0 + w_block)
+        first = w0 == 0
+        for i in range(i0, i_end, tile_rows):
+            g = i // tile_rows
+            whole = i < full_rows
+            for p in range(p0, full_panels, tile_panels):
+                panels = tile_panels if p + tile_panels <= full_panels else 1
+                for q in range(p, min(p + tile_panels, full_panels), panels):
+                    if whole:
+                        _tile(a, bp, g, q, k, out, i, 8 * q, w0, w1, first, panels)
+                    else:
+                        _tile(a, bp, g, q, k, edge_rows, 0, 8 * (q - p0), w0, w1, first, panels)
+            if p_end > full_panels:
+                _tile(a, bp, g, full_panels, k, edge_cols, i - i0, 0, w0, w1, first, 1)
+    for r in range(full_rows, i_end):
+        for c in range(8 * (full_panels - p0)):
+            out[r, 8 * p0 + c] = edge_rows[r - full_rows, c]
+    if p_end > full_panels:
+        for r in range(i0, i_end):
+            for c in range(n - 8 * full_panels):
+                out[r, 8 * full_panels + c] = edge_cols[r - i0, c]
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def xor_popcount_gemm(a: np.ndarray, bp: np.ndarray, k: int, out: np.ndarray, row_block: int,
-                      panel_block: int) -> None:  # pragma: no cover - compiled by Numba
-    """out[i, j] = k - 2 * sum_w popcount(a[i, w] ^ b[j, w]) (Eq. 7) for a (M, W) and B in column
-    panels bp (N'/8, W, 8) (:func:`b_panels`, zero-padded so that 8 | N'), both uint64; out is int32
-    (M, N), N <= N'. Where the kernel is compiled for AVX2 (without VPOPCNTDQ) both operands come
-    nibble-split instead (``split=True``: a (M, 2W), bp (N'/8, W, 16)).
+                      panel_block: int, word_block: int) -> None:  # pragma: no cover - compiled by Numba
+    """out[i, j] = k - 2 * sum_w popcount(a[i, w] ^ b[j, w]) (Eq. 7) for A in row panels ap (M'/R, W, R)
+    (:func:`a_panels`) and B in column panels bp (N'/8, W, 8) (:func:`b_panels`), both uint64 and
+    zero-padded (M <= M', N <= N'); out is int32 (M, N). Where the kernel is compiled for AVX2 (without
+    VPOPCNTDQ) both operands come nibble-split instead (``split=True``: (M'/R, 2W, R) and (N'/8, W, 16)).
 
-    Parallel tasks are (row block, panel block) pairs, so skinny products (few rows, e.g. a small
-    batch) still use every core; within a task the block of B panels stays in L2 while the task's rows
-    stream past, and each 4x8 tile is one call of the register-tiled micro-kernel (a block's
-    last M % 4 rows: 1x8 tiles). Tiles that stick out of ``out`` (padding columns) go through a scratch tile.
+    Parallel tasks are (``row_block`` rows, ``panel_block`` panels) blocks of ``out``, taken
+    panel-block-major, so skinny products (few rows, e.g. a small batch) still use every core; within a
+    task K runs in blocks of ``word_block`` words and each R x 8P tile is one call of the register-tiled
+    micro-kernel (:func:`blocking` sizes the three blocks from the machine's caches).
     """
     m, n = out.shape
-    if bp.shape[2] != (16 if _nibble_split() else 8) or a.shape[1] != bp.shape[1] * (bp.shape[2] // 8):
-        raise ValueError("operand layout does not match the compiled micro-kernel (see a_rows, b_panels)")
-    if a.shape[0] < m or 8 * bp.shape[0] < n:
-        raise ValueError("operands have fewer rows or columns than out (see a_rows, b_panels)")
-    n_panels = bp.shape[0]
-    row_block = max(4, row_block // 4 * 4)
+    tile_rows, _ = compiled_tile()
+    if bp.shape[2] != (16 if _nibble_split() else 8) or a.shape[2] != tile_rows or a.shape[1] != bp.shape[1] * (bp.shape[2] // 8):
+        raise ValueError("operand layout does not match the compiled micro-kernel (see a_panels, b_panels)")
+    if a.shape[0] * tile_rows < m or 8 * bp.shape[0] < n:
+        raise ValueError("operands have fewer rows or columns than out (see a_panels, b_panels)")
+    n_panels = min(bp.shape[0], (n + 7) // 8)
+    row_block = max(1, row_block // tile_rows) * tile_rows
+    panel_block = max(1, panel_block)
+    word_block = max(1, word_block)
     n_row_blocks = (m + row_block - 1) // row_block
     n_panel_blocks = (n_panels + panel_block - 1) // panel_block
     for task in prange(n_row_blocks * n_panel_blocks):
-        i0 = (task // n_panel_blocks) * row_block
-        p0 = (task % n_panel_blocks) * panel_block
-        _gemm_task(a, bp, k, out, i0, min(m, i0 + row_block), p0, min(n_panels, p0 + panel_block))
+        p0 = (task // n_row_blocks) * panel_block  # panel-block-major: a thread's next task reuses its B block
+        i0 = (task % n_row_blocks) * row_block
+        _gemm_task(a, bp, k, out, i0, min(m, i0 + row_block), p0, min(n_panels, p0 + panel_block), word_block)
 
 
 _NIBBLES = np.uint64(0x0F0F0F0F0F0F0F0F)
@@ -265,39 +358,103 @@ def _split_nibbles(x: np.ndarray, axis: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _repack(x, panels, split):  # pragma: no cover - compiled by Numba
-    """x (R, W) uint64 -> out[p, w, c (+8)] = word w of row 8p + c (zero past R), split into nibbles or not.
+def _repack(x, panels, width, split, word_pairs):  # pragma: no cover - compiled by Numba
+    """x (R, W) uint64 -> panels of ``width`` rows, word by word, zero past R, split into nibbles or not.
 
-    Serial: a few ms even for a 4096 x 4096 B, and waking the thread pool costs more on small operands."""
+    Not split: out[p, w, c] = x[width p + c, w]. Split, B layout (``word_pairs`` False): out[p, w, c] and
+    out[p, w, width + c] are the low and high nibbles; A layout (``word_pairs`` True): out[p, 2w, c] and
+    out[p, 2w + 1, c]. Serial: a few ms even for a 4096 x 4096 operand, and waking the thread pool costs
+    more on small operands."""
     r, w = x.shape
-    out = np.empty((panels, w, 16 if split else 8), dtype=np.uint64)
+    nib = np.uint64(0x0F0F0F0F0F0F0F0F)
+    if not split:
+        out = np.empty((panels, w, width), dtype=np.uint64)
+    elif word_pairs:
+        out = np.empty((panels, 2 * w, width), dtype=np.uint64)
+    else:
+        out = np.empty((panels, w, 2 * width), dtype=np.uint64)
     for p in range(panels):
-        for c in range(8):
-            row = 8 * p + c
+        for c in range(width):
+            row = width * p + c
             for word in range(w):
                 v = x[row, word] if row < r else np.uint64(0)
-                if split:
-                    out[p, word, c] = v & np.uint64(0x0F0F0F0F0F0F0F0F)
-                    out[p, word, 8 + c] = (v >> np.uint64(4)) & np.uint64(0x0F0F0F0F0F0F0F0F)
-                else:
+                if not split:
                     out[p, word, c] = v
+                elif word_pairs:
+                    out[p, 2 * word, c] = v & nib
+                    out[p, 2 * word + 1, c] = (v >> np.uint64(4)) & nib
+                else:
+                    out[p, word, c] = v & nib
+                    out[p, word, width + c] = (v >> np.uint64(4)) & nib
     return out
 
 
-def a_rows(a: np.ndarray, split: bool = False) -> np.ndarray:
-    """(M, W) words -> (M, W) uint64, C-contiguous (``split``: (M, 2W), word w as its low- then
-    high-nibble word)."""
+def a_panels(a: np.ndarray, split: bool = False, rows: int | None = None) -> np.ndarray:
+    """(M, W) words -> (M'/R, W, R) uint64 row panels: panel g, word w holds word w of rows gR..gR+R-1
+    side by side (zero rows past M), so the micro-kernel reads a tile's R words from one cache line
+    (``split``: (M'/R, 2W, R), word w as its low-nibble then high-nibble word). ``rows`` is R, by default
+    the compiled tile's (:func:`compiled_tile`)."""
     a64 = as_u64_words(a)
-    if not split:
-        return a64
-    return _split_nibbles(a64, -1).reshape(a64.shape[0], -1)
+    rows = compiled_tile()[0] if rows is None else rows
+    return _repack(a64, (a64.shape[0] + rows - 1) // rows, rows, split, True)
 
 
 def b_panels(b: np.ndarray, split: bool = False) -> np.ndarray:
     """(N, W) words -> (N'/8, W, 8) uint64 column panels: panel p, word w holds columns 8p..8p+7,
     zero past N (``split``: (N'/8, W, 16), the 8 columns' low-nibble words, then their high-nibble words)."""
     b64 = as_u64_words(b)
-    return _repack(b64, (b64.shape[0] + _TILE_COLS - 1) // _TILE_COLS, split)
+    return _repack(b64, (b64.shape[0] + 7) // 8, 8, split, False)
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """The three cache blocks of :func:`xor_popcount_gemm` for one product, and why (see :func:`blocking`)."""
+
+    row_block: int  #: rows of A per parallel task (mc)
+    panel_block: int  #: 8-column panels of B per parallel task (nc / 8)
+    word_block: int  #: 64-bit words of K per block (kc / 64)
+    tile: tuple[int, int]  #: the micro-kernel's register tile (rows, panels)
+    tasks: int  #: parallel tasks
+
+
+def blocking(m: int, n: int, words: int, split: bool, tile: tuple[int, int], threads: int,
+             caches: CacheSizes) -> Blocking:
+    """Cache blocks for an (M, N, K = 64 * words) product, sized from the machine's caches, not constants.
+
+    - **K block** ``kc``: the micro-kernel's operands over one K block -- R rows of A and P panels of B
+      (8 columns each, 64 bytes per word; nibble-split operands twice that) -- fill at most half of L1d,
+      so they stay there while the tile's words stream through the registers. A remainder smaller than
+      half a block is merged into the last block.
+    - **Panel block** ``nc``: a task's B block (``nc`` panels x ``kc`` words) fills at most half of L2; the
+      task's R-row groups of A sweep it from L2, each group from L1.
+    - **Row block** ``mc``: up to 256 rows (the output block a task writes), then ``nc`` and ``mc`` shrink
+      until there are at least 4 tasks per thread, so skinny products (a small batch) use every core.
+      Tasks run panel-block-major, so a thread's consecutive tasks reuse one B block in its L2 while A
+      (shared by all threads) comes from L3.
+    """
+    rows, panels = tile
+    scale = 2 if split else 1
+    per_word = scale * (8 * rows + 64 * panels)  # bytes of one K word of the tile's A rows and B panels
+    kc = max(16, caches.l1d // 2 // per_word)
+    if words <= kc + kc // 2:
+        kc = words
+    else:
+        n_k = -(-words // kc)
+        kc = -(-words // n_k)  # equal blocks, no small remainder
+    n_panels = -(-n // 8)
+    nc = max(panels, caches.l2 // 2 // (64 * scale * max(kc, 1)) // panels * panels)
+    nc = min(nc, -(-n_panels // panels) * panels)
+    mc = min(256, -(-m // rows) * rows)
+    want = 4 * max(1, threads)
+
+    def tasks() -> int:
+        return -(-m // mc) * -(-n_panels // nc)
+
+    while tasks() < want and nc > panels:
+        nc = max(panels, (nc // 2) // panels * panels)
+    while tasks() < want and mc > rows:
+        mc = max(rows, (mc // 2) // rows * rows)
+    return Blocking(mc, nc, kc, tile, tasks())
 
 
 def matmul_cpu(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
@@ -309,7 +466,9 @@ def matmul_cpu(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
     out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
     if out.size:
         split = bool(compiled_nibble_split())
-        a64, bp = a_rows(a, split), b_panels(b, split)
-        panel_block = int(np.clip(_B_BLOCK_BYTES // bp[0].nbytes, 2, 64))
-        xor_popcount_gemm(a64, bp, np.int64(k), out, np.int64(_ROW_BLOCK), np.int64(panel_block))
+        ap, bp = a_panels(a, split), b_panels(b, split)
+        blocks = blocking(out.shape[0], out.shape[1], bp.shape[1], split, compiled_tile(), numba.get_num_threads(),
+                          cache_sizes())
+        xor_popcount_gemm(ap, bp, np.int64(k), out, np.int64(blocks.row_block), np.int64(blocks.panel_block),
+                          np.int64(blocks.word_block))
     return out

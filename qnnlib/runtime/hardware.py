@@ -12,12 +12,62 @@ from __future__ import annotations
 import functools
 import os
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CPUINFO", "cpu_flags", "cpu_model", "cpu_cores", "popcount_isa", "gpu_available", "gpu_name",
-           "compute_capability", "describe"]
+__all__ = ["CPUINFO", "CACHE_DIR", "CacheSizes", "DEFAULT_CACHES", "cache_sizes", "cpu_flags", "cpu_model", "cpu_cores", "popcount_isa", "gpu_available", "gpu_name",
+           "compute_capability", "clock_ghz", "describe"]
 
 CPUINFO = Path("/proc/cpuinfo")
+#: Where Linux describes the first CPU's caches (``index*/level``, ``type``, ``size``).
+CACHE_DIR = Path("/sys/devices/system/cpu/cpu0/cache")
+
+
+@dataclass(frozen=True)
+class CacheSizes:
+    """Per-core data cache sizes in bytes (L3: the whole shared cache), and where they came from."""
+
+    l1d: int
+    l2: int
+    l3: int
+    source: str
+
+    def __str__(self) -> str:
+        return f"L1d {self.l1d >> 10} KiB, L2 {self.l2 >> 10} KiB, L3 {self.l3 >> 20} MiB ({self.source})"
+
+
+#: Used where the sizes cannot be read: small enough for any x86-64 CPU of the last decade.
+DEFAULT_CACHES = CacheSizes(l1d=32 << 10, l2=1 << 20, l3=8 << 20, source="defaults: sysfs unreadable")
+
+
+def _size_bytes(text: str) -> int:
+    """sysfs cache size ("48K", "2048K", "300M") -> bytes."""
+    text = text.strip().upper()
+    unit = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    return int(text.rstrip("KMG")) * unit
+
+
+@functools.lru_cache(maxsize=None)
+def cache_sizes(cache_dir: Path = CACHE_DIR) -> CacheSizes:
+    """The L1d, L2 and L3 sizes of this machine's first CPU, from sysfs (``cache_dir/index*``).
+
+    Levels that sysfs does not list (or a machine without sysfs) take :data:`DEFAULT_CACHES`' value, and
+    ``source`` says so. The binary GEMM sizes its cache blocks from these
+    (:func:`qnnlib.runtime.gemm_cpu.blocking`)."""
+    found: dict[int, int] = {}
+    try:
+        for index in sorted(cache_dir.glob("index*")):
+            kind = (index / "type").read_text().strip()
+            if kind in ("Data", "Unified"):
+                found[int((index / "level").read_text())] = _size_bytes((index / "size").read_text())
+    except (OSError, ValueError):
+        found = {}
+    if not found:
+        return DEFAULT_CACHES
+    missing = [f"L{lv}" for lv in (1, 2, 3) if lv not in found]
+    source = f"{cache_dir}" + (f"; {', '.join(missing)} not listed, default used" if missing else "")
+    return CacheSizes(l1d=found.get(1, DEFAULT_CACHES.l1d), l2=found.get(2, DEFAULT_CACHES.l2),
+                      l3=found.get(3, DEFAULT_CACHES.l3), source=source)
 
 
 @functools.lru_cache(maxsize=None)
@@ -68,6 +118,39 @@ def popcount_isa(flags: frozenset[str] | None = None) -> str:
     return "scalar popcnt" if "popcnt" in flags else "unknown"
 
 
+def clock_ghz(seconds: float = 0.2) -> float:
+    """This core's clock while busy, in GHz, measured: a chain of dependent 1-cycle integer operations
+    (``x = x + (x ^ c)``: an XOR and an ADD per step, each waiting for the last) run for about
+    ``seconds`` and divided by the time. Under load or thermal limits the clock and so the number drop;
+    benchmarks print it next to their per-cycle figures. (Wide AVX-512 code may run at a lower clock.)"""
+    import time  # noqa: PLC0415
+
+    from numba import njit  # noqa: PLC0415
+
+    @njit(cache=False)
+    def chain(n: int, c: int) -> int:  # pragma: no cover - compiled by Numba
+        x = 1
+        for _ in range(n):
+            x = x + (x ^ c)
+        return x
+
+    chain(10, 12345)
+    n, best = 1 << 20, 0.0
+    while True:
+        t0 = time.perf_counter()
+        chain(n, 12345)
+        dt = time.perf_counter() - t0
+        best = max(best, 2 * n / dt / 1e9)  # 2 dependent 1-cycle operations per step
+        if dt > seconds / 3:
+            break
+        n *= 2
+    for _ in range(2):
+        t0 = time.perf_counter()
+        chain(n, 12345)
+        best = max(best, 2 * n / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
 def gpu_available() -> tuple[bool, str]:
     """Whether CuPy and a CUDA device are usable, with the reason when not."""
     try:
@@ -107,5 +190,5 @@ def describe() -> dict[str, object]:
     ok, why = gpu_available()
     return {"cpu": cpu_model(), "llvm_target": llvm.get_host_cpu_name(), "machine": platform.machine(),
             "cores": cpu_cores(), "cpu_popcount": popcount_isa(), "torch_threads": torch.get_num_threads(),
-            "numba_threads": numba.get_num_threads(), "torch": torch.__version__,
+            "numba_threads": numba.get_num_threads(), "torch": torch.__version__, "caches": str(cache_sizes()),
             "gpu": gpu_name() if ok else None, "gpu_skipped_reason": None if ok else why}

@@ -21,12 +21,21 @@ from hypothesis import strategies as st
 
 from qnnlib.runtime.binary_gemm import BACKENDS, binary_matmul
 from qnnlib.runtime.bitpack import PackedBits, pack, pack_bits, unpack
-from qnnlib.runtime.gemm_cpu import a_rows, b_panels, compiled_nibble_split, xor_popcount_gemm
+from qnnlib.runtime.gemm_cpu import (
+    TILES,
+    a_panels,
+    b_panels,
+    blocking,
+    compiled_nibble_split,
+    compiled_tile,
+    xor_popcount_gemm,
+)
 from qnnlib.runtime.gemm_cuda import KERNEL_DIR, KERNELS
+from qnnlib.runtime.hardware import CacheSizes
 
-_WORDS = numba.types.uint64[:, ::1]
+_PANELS = numba.types.uint64[:, :, ::1]
 _I64 = numba.types.int64
-_KERNEL_SIG = (_WORDS, numba.types.uint64[:, :, ::1], _I64, numba.types.int32[:, ::1], _I64, _I64)
+_KERNEL_SIG = (_PANELS, _PANELS, _I64, numba.types.int32[:, ::1], _I64, _I64, _I64)
 ODD_SHAPES = [(7, 13, 1000), (1, 1, 1), (3, 5, 64), (4, 6, 65), (2, 3, 63), (17, 9, 128), (67, 300, 517)]
 
 
@@ -65,40 +74,77 @@ def test_extreme_values_and_real_inputs():
     np.testing.assert_array_equal(binary_matmul(pack(x), pack(w), k), sx @ sw.T)
 
 
-@pytest.mark.parametrize("row_block,panel_block", [(1, 1), (3, 5), (2, 16), (8, 2), (64, 64)])
+@pytest.mark.parametrize("row_block,panel_block,word_block", [(1, 1, 1), (3, 5, 7), (2, 16, 4), (8, 2, 100),
+                                                              (64, 64, 31), (16, 3, 1000)])
 @pytest.mark.parametrize(
     "shape", [(23, 37, 300), (24, 40, 2048), (5, 9, 64 * 31 + 1)], ids=lambda s: "x".join(map(str, s))
 )
-def test_cpu_kernel_any_blocking(row_block, panel_block, shape):
-    """Any task blocking, partial tiles in both directions, K over several 31-word byte chunks."""
+def test_cpu_kernel_any_blocking(row_block, panel_block, word_block, shape):
+    """Any task and K blocking, partial tiles in both directions, K over several 31-word byte chunks."""
     m, n, k = shape
     rng = np.random.default_rng(row_block + panel_block + k)
     a, b = pack(_random_pm1(rng, m, k)), pack(_random_pm1(rng, n, k))
     out = np.full((m, n), -99999, dtype=np.int32)
     split = compiled_nibble_split()  # True on AVX2 CPUs without AVX-512 VPOPCNTDQ
-    rows, panels = a_rows(a, split), b_panels(b, split)
-    xor_popcount_gemm(rows, panels, np.int64(k), out, np.int64(row_block), np.int64(panel_block))
+    rows, panels = a_panels(a, split), b_panels(b, split)
+    xor_popcount_gemm(rows, panels, np.int64(k), out, np.int64(row_block), np.int64(panel_block), np.int64(word_block))
     np.testing.assert_array_equal(out, _expected(a, b, k))
     with pytest.raises(ValueError, match="layout"):  # the other layout is refused, not misread
-        xor_popcount_gemm(a_rows(a, not split), b_panels(b, not split), np.int64(k), out, np.int64(4), np.int64(2))
+        xor_popcount_gemm(a_panels(a, not split), b_panels(b, not split), np.int64(k), out, np.int64(4),
+                          np.int64(2), np.int64(8))
+    with pytest.raises(ValueError, match="layout"):  # row panels of another height too
+        xor_popcount_gemm(a_panels(a, split, 12 - compiled_tile()[0]), panels, np.int64(k), out, np.int64(4),
+                          np.int64(2), np.int64(8))
 
 
 @pytest.mark.parametrize("split", [False, True])
-def test_operand_layouts(split):
-    """A as rows, B as 8-column panels zero-padded past N; nibble split: low then high nibble words."""
+@pytest.mark.parametrize("rows", [4, 8])
+def test_operand_layouts(split, rows):
+    """A as R-row panels and B as 8-column panels, word by word, zero-padded past M and N; nibble split:
+    low then high nibble words."""
     rng = np.random.default_rng(7)
     a, b = pack(_random_pm1(rng, 5, 200)), pack(_random_pm1(rng, 11, 200))  # 4 words per row
-    rows, panels = a_rows(a, split), b_panels(b, split)
-    assert rows.shape == (5, 4 * (1 + split)) and panels.shape == (2, 4, 8 * (1 + split))
-    assert rows.flags.c_contiguous and panels.flags.c_contiguous
+    ap, bp = a_panels(a, split, rows), b_panels(b, split)
+    assert ap.shape == (-(-5 // rows), 4 * (1 + split), rows) and bp.shape == (2, 4, 8 * (1 + split))
+    assert ap.flags.c_contiguous and bp.flags.c_contiguous
     if split:
-        lo, hi = rows[:, 0::2], rows[:, 1::2]
+        lo, hi = ap[:, 0::2], ap[:, 1::2]
         assert not ((lo | hi) & np.uint64(0xF0F0F0F0F0F0F0F0)).any()
-        rows = lo | (hi << np.uint64(4))
-        panels = panels[:, :, :8] | (panels[:, :, 8:] << np.uint64(4))
-    np.testing.assert_array_equal(rows[:5], a)
-    np.testing.assert_array_equal(panels.transpose(0, 2, 1).reshape(-1, 4)[:11], b)
-    assert not panels.transpose(0, 2, 1).reshape(-1, 4)[11:].any()
+        ap = lo | (hi << np.uint64(4))
+        bp = bp[:, :, :8] | (bp[:, :, 8:] << np.uint64(4))
+    np.testing.assert_array_equal(ap.transpose(0, 2, 1).reshape(-1, 4)[:5], a)
+    assert not ap.transpose(0, 2, 1).reshape(-1, 4)[5:].any()
+    np.testing.assert_array_equal(bp.transpose(0, 2, 1).reshape(-1, 4)[:11], b)
+    assert not bp.transpose(0, 2, 1).reshape(-1, 4)[11:].any()
+
+
+def test_compiled_tile_matches_the_isa():
+    rows, panels = compiled_tile()
+    assert (rows, panels) in TILES.values()
+    assert (rows, panels) == (TILES["nibbles"] if compiled_nibble_split() else (rows, panels))
+
+
+_CACHES = CacheSizes(l1d=48 << 10, l2=2 << 20, l3=300 << 20, source="test")
+
+
+@pytest.mark.parametrize("tile,split", [((8, 2), False), ((4, 1), True), ((4, 1), False)])
+def test_blocking_fits_the_caches(tile, split):
+    """The tile's operands over one K block fit half of L1d, a task's B block half of L2, at every size."""
+    rows, panels = tile
+    for m, n, words in [(4096, 4096, 64), (8192, 8192, 64), (16384, 16384, 256), (100, 4096, 13), (10000, 10, 64),
+                        (1, 1, 1), (8192, 8192, 1000)]:
+        bl = blocking(m, n, words, split, tile, 2, _CACHES)
+        scale = 2 if split else 1
+        assert 1 <= bl.word_block <= words
+        assert scale * (8 * rows + 64 * panels) * bl.word_block <= _CACHES.l1d // 2 or bl.word_block == 16
+        assert 64 * scale * bl.word_block * bl.panel_block <= _CACHES.l2 // 2 or bl.panel_block == panels
+        assert bl.row_block % rows == 0 and bl.panel_block % panels == 0
+        n_k = -(-words // bl.word_block)
+        assert words - (n_k - 1) * bl.word_block >= bl.word_block // 2  # no small K remainder
+        if m * n >= 64 * 64 * 8:
+            assert bl.tasks >= 8, (m, n, bl)  # 4 tasks per thread, skinny products included
+    small = blocking(4096, 4096, 64, False, (8, 2), 2, CacheSizes(l1d=16 << 10, l2=256 << 10, l3=1 << 20, source="t"))
+    assert small.word_block < 64 and small.panel_block < blocking(4096, 4096, 64, False, (8, 2), 2, _CACHES).panel_block
 
 
 def test_large_tile_remainders_and_empty():
@@ -245,8 +291,8 @@ def test_kernel_compiles_to_vpopcntq_for_an_avx512_cpu(tmp_path):
     code = (
         "from numba import types\n"
         "from qnnlib.runtime.gemm_cpu import xor_popcount_gemm as f\n"
-        "w = types.uint64[:, ::1]\n"
-        "sig = (w, types.uint64[:, :, ::1], types.int64, types.int32[:, ::1], types.int64, types.int64)\n"
+        "w = types.uint64[:, :, ::1]\n"
+        "sig = (w, w, types.int64, types.int32[:, ::1], types.int64, types.int64, types.int64)\n"
         "f.compile(sig)\n"
         "print(f.inspect_asm(sig))\n"
     )
@@ -278,7 +324,7 @@ def test_cpu_backend_runs_exactly_on_a_cpu_without_avx2(tmp_path):
         "    assert np.array_equal(binary_matmul(a, b, k, 'cpu'), binary_matmul(a, b, k, 'numpy')), (m, n, k)\n"
         "w = numba.types.uint64\n"
         "i = numba.types.int64\n"
-        "sig = (w[:, ::1], w[:, :, ::1], i, numba.types.int32[:, ::1], i, i)\n"
+        "sig = (w[:, :, ::1], w[:, :, ::1], i, numba.types.int32[:, ::1], i, i, i)\n"
         "from qnnlib.runtime.gemm_cpu import compiled_nibble_split\n"
         "assert not compiled_nibble_split()\n"
         "print(f.inspect_asm(sig))\n"
@@ -287,6 +333,35 @@ def test_cpu_backend_runs_exactly_on_a_cpu_without_avx2(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "%ymm" not in done.stdout and "vpshufb" not in done.stdout
+
+
+@pytest.mark.skipif("avx2" not in _cpu_flags(), reason="needs an AVX2 CPU to run the AVX2 kernel")
+def test_avx2_kernel_runs_exactly(tmp_path):
+    """The AVX2 path (nibble-split operands, vpshufb, 4x8 tiles), compiled for Haswell and run on this CPU:
+    exact on odd shapes, with K blocks, edge rows and edge columns; the machine CI runs on may have
+    AVX-512 VPOPCNTDQ, so without this test the AVX2 kernel would never execute there."""
+    code = (
+        "import numpy as np\n"
+        "from qnnlib.runtime.binary_gemm import binary_matmul\n"
+        "from qnnlib.runtime.gemm_cpu import a_panels, b_panels, compiled_nibble_split, compiled_tile, xor_popcount_gemm\n"
+        "from qnnlib.runtime.bitpack import pack\n"
+        "assert compiled_nibble_split() and compiled_tile() == (4, 1)\n"
+        "rng = np.random.default_rng(0)\n"
+        "for m, n, k in [(7, 13, 1000), (1, 1, 1), (9, 17, 64 * 40 + 3), (33, 16, 128), (100, 300, 784)]:\n"
+        "    a, b = pack(rng.standard_normal((m, k))), pack(rng.standard_normal((n, k)))\n"
+        "    ref = binary_matmul(a, b, k, 'numpy')\n"
+        "    assert np.array_equal(binary_matmul(a, b, k, 'cpu'), ref), (m, n, k)\n"
+        "    out = np.empty((m, n), np.int32)\n"
+        "    xor_popcount_gemm(a_panels(a, True), b_panels(b, True), k, out, 8, 3, 5)\n"
+        "    assert np.array_equal(out, ref), (m, n, k, 'blocked')\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=str(tmp_path),
+               NUMBA_CPU_FEATURES="+64bit,+sse2,+sse3,+ssse3,+sse4.1,+sse4.2,+popcnt,+avx,+avx2,+fma,+bmi,+bmi2,+lzcnt,"
+               "+movbe,+f16c,+cx16")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "ok"
 
 
 # --- GPU backends (skipped without CuPy and a CUDA device) ----------------------------------------
@@ -344,13 +419,33 @@ def test_cuda_pack_and_float_baseline_are_exact(cp, shape):
 def test_cpu_benchmark_sweep_runs_and_checks_exactness():
     from qnnlib.bench.gemm import cpu_gemm_sweep
 
-    df = cpu_gemm_sweep(sizes=(32, (7, 13, 100)), repeats=1)
+    df = cpu_gemm_sweep(sizes=(32, (7, 13, 100)), repeats=1, clock=2.0)
+    assert (df["clock_GHz"] == 2.0).all()
+    binary = df[df.method == "binary_matmul cpu"]
+    np.testing.assert_allclose(binary["ops/cycle/core"], binary["Gop/s"] / 2.0 / binary["numba_threads"].clip(
+        upper=binary["torch_threads"]))
+    assert (df["GB/s"] > 0).all()
     assert set(df.method) == {"torch.matmul fp32", "binary_matmul cpu", "pack A and B", "binary incl. packing"}
     assert df.exact.all() and (df.seconds > 0).all()
     assert list(df.drop_duplicates(["M", "N", "K"])[["M", "N", "K"]].itertuples(index=False, name=None)) == [
         (32, 32, 32),
         (7, 13, 100),
     ]
+
+
+def test_cpu_benchmark_command_prints_isa_blocks_and_rates(capsys):
+    """``bench cpu`` takes square sizes and MxNxK shapes and prints the ISA, caches, clock and cache blocks."""
+    from qnnlib.cli import main, parser
+
+    assert parser().parse_args(["bench", "cpu", "--sizes", "64,8192x8192x4096"]).sizes == [64, (8192, 8192, 4096)]
+    for bad in ("0", "3x4", "ax2x3", ","):
+        with pytest.raises(SystemExit):
+            parser().parse_args(["bench", "cpu", "--sizes", bad])
+    assert main(["bench", "cpu", "--sizes", "64,40x24x200", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    for needle in ("ISA: popcount", "register tile", "caches: L1d", "clock measured", "blocks at 40x24x200",
+                   "ops/cycle/core", "GB/s", "all binary results equal the float products"):
+        assert needle in out, needle
 
 
 def test_gpu_benchmark_without_gpu_exits_2(capsys):
