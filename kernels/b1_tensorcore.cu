@@ -42,6 +42,10 @@ __device__ __forceinline__ void mma_b1_and_popc(int (&d)[4], const unsigned int 
         "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
         : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif defined(QNNLIB_HOST_EMULATION)
+    // CPU emulation of the same instruction as a warp collective with the PTX ISA fragment layout
+    // (kernels/host_emulation.h, force-included by qnnlib/runtime/cuda_host.py; never seen by nvcc/NVRTC).
+    qnnlib_emu::mma_m16n8k256_and_popc(d, a, b, d);
 #else
     __trap();  // the host (qnnlib/binary_gemm.py) only launches this kernel on sm_80 and newer
 #endif

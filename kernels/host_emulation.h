@@ -1,0 +1,579 @@
+// Host emulation of the CUDA built-ins used by kernels/*.cu, so that the SAME kernel sources run on a CPU.
+//
+// Force-included by g++ (qnnlib/runtime/cuda_host.py):
+//   g++ -O2 -std=c++20 -DQNNLIB_HOST_EMULATION -include kernels/host_emulation.h -x c++ ...
+// Not for nvcc/NVRTC (the kernels stay self-contained; only b1_tensorcore.cu has an
+// `#elif defined(QNNLIB_HOST_EMULATION)` branch that calls the mma emulation below instead of inline PTX).
+//
+// Execution model. A launch runs its blocks on a few OS worker threads (one block at a time per worker).
+// Inside a block every CUDA thread is a cooperative fiber (ucontext), so:
+//   - `__shared__` is `static thread_local`: one copy per worker OS thread = per block being run. It is NOT
+//     cleared between the blocks one worker runs (uninitialised on hardware too; reading it before writing
+//     is not detected).
+//   - `__syncthreads()` is a barrier over all the threads of the block: no fiber continues before every
+//     thread has arrived. A barrier that some threads skip or exit before (divergent `__syncthreads`,
+//     undefined behaviour in CUDA) is reported as a deadlock.
+//   - warp collectives (__ballot_sync, __shfl*_sync, __any/__all_sync, __syncwarp, and the warp-wide
+//     mma.sync) are warp barriers: the 32 lanes (the lanes of `mask`) deposit their operand, the last one to
+//     arrive completes the operation, then every lane reads its result. Lanes of one warp arriving at
+//     different collectives (divergence), a lane of `mask` that exited, or a barrier nobody can pass is
+//     reported as an error (deadlock) instead of hanging. Divergent code without collectives simply runs
+//     per thread (no lock-step SIMT model, no independent-thread-scheduling subtleties).
+//   - mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc: the lanes' fragments are gathered into the
+//     full 16x256 A, 256x8 B and 16x8 C matrices with the fragment layout of the PTX ISA (section
+//     9.7.14.5.13 "Matrix Fragments for mma.m16n8k256", docs.nvidia.com/cuda/parallel-thread-execution/
+//     #warp-level-matrix-fragment-mma-168256), D = C + popc(A AND B) is computed per (m, n) and scattered
+//     back; a kernel whose fragments disagree with the ISA therefore gets a wrong product. With
+//     g = laneid >> 2, t = laneid % 4 the ISA gives: A element a_i (registers a0..a3, 32 elements each, LSB
+//     first): row g for registers a0, a2 and g + 8 for a1, a3; column 32 t + (i & 31), + 128 for a2, a3
+//     (the ISA text prints "+ i" for i < 64, which would overlap a3 and leave columns 0..31 of rows g + 8
+//     uncovered: a typo for "+ (i & 0x1F)", as in m16n8k128 and the figure). B element b_i: row (k)
+//     32 t + (i & 31), + 128 for b1; column g. C/D: c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t), c3 (g+8, 2t+1).
+// Not modelled: timing, memory model/ordering and races beyond the barriers (blocks of one launch may run
+// concurrently on the workers), shared-memory bank conflicts, caches/__restrict__/__ldg (plain loads),
+// register limits and occupancy, dynamic shared memory, __constant__ memory written from the host, streams,
+// FMA contraction (nvcc contracts a*b+c into fma by default; this build uses -ffp-contract=off, so float
+// kernels give the results of separate IEEE multiply and add), device-side printf/malloc. Launch
+// configuration errors that CUDA reports (block > 1024 threads or over __launch_bounds__, a zero or too
+// large grid/block dimension) are reported as errors.
+
+#pragma once
+
+#include <ucontext.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <bit>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+struct uint3 {
+    unsigned int x, y, z;
+};
+struct dim3 {
+    unsigned int x, y, z;
+    constexpr dim3(unsigned int x_ = 1, unsigned int y_ = 1, unsigned int z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+namespace qnnlib_emu {
+
+constexpr int kWarpSize = 32;
+constexpr size_t kStackBytes = 128 * 1024;  // per emulated CUDA thread (fiber)
+
+enum class Wait : int { none, block, warp };
+enum class Op : int { none, syncwarp, ballot, any, all, shfl, shfl_up, shfl_down, shfl_xor, mma_b1_and };
+
+struct Fiber {
+    ucontext_t ctx;
+    uint3 tid;
+    int linear = 0, lane = 0, warp = 0;
+    bool done = false;
+    Wait wait = Wait::none;
+    unsigned long long wait_gen = 0;
+};
+
+struct CollectiveBuf {  // one warp collective's operands and results
+    unsigned long long in[kWarpSize];
+    unsigned long long out[kWarpSize];
+    int arg[kWarpSize];
+    unsigned int a[kWarpSize][4];
+    unsigned int b[kWarpSize][2];
+    int c[kWarpSize][4];
+    int d[kWarpSize][4];
+};
+
+struct WarpState {
+    unsigned long long gen = 0;  // completed collectives
+    unsigned int arrived = 0;    // lanes arrived at the pending collective
+    unsigned int mask = 0;
+    Op op = Op::none;
+    CollectiveBuf buf[2];  // double-buffered by gen parity: collective n+2 can only start once n+1 completed
+};
+
+struct LaunchInfo {
+    dim3 grid, block;
+    const char* kernel;
+};
+
+struct Block {
+    uint3 block_idx;
+    const LaunchInfo* launch = nullptr;
+    std::vector<Fiber> fibers;
+    std::vector<WarpState> warps;
+    int live = 0, bar_count = 0;
+    unsigned long long bar_gen = 0;
+    ucontext_t sched;
+    std::function<void()> entry;
+    bool failed = false;
+    std::string error;
+};
+
+inline thread_local Block* tl_block = nullptr;
+inline thread_local Fiber* tl_fiber = nullptr;
+
+inline std::string where() {
+    const Fiber& f = *tl_fiber;
+    const Block& b = *tl_block;
+    return std::string(b.launch->kernel) + ", block (" + std::to_string(b.block_idx.x) + ", " +
+           std::to_string(b.block_idx.y) + ", " + std::to_string(b.block_idx.z) + "), thread (" +
+           std::to_string(f.tid.x) + ", " + std::to_string(f.tid.y) + ", " + std::to_string(f.tid.z) + ")";
+}
+
+[[noreturn]] inline void fail(const std::string& msg) {
+    Block& b = *tl_block;
+    if (!b.failed) {
+        b.failed = true;
+        b.error = msg;
+    }
+    swapcontext(&tl_fiber->ctx, &b.sched);  // never resumed
+    std::abort();
+}
+
+inline void yield() { swapcontext(&tl_fiber->ctx, &tl_block->sched); }
+
+inline void release_block_barrier_if_complete(Block& b) {
+    if (b.bar_count > 0 && b.bar_count == (int)b.fibers.size()) {
+        b.bar_count = 0;
+        ++b.bar_gen;
+    }
+}
+
+__attribute__((noinline)) inline void syncthreads() {
+    Block& b = *tl_block;
+    Fiber& f = *tl_fiber;
+    const unsigned long long gen = b.bar_gen;
+    ++b.bar_count;
+    asm volatile("" ::: "memory");
+    if (b.bar_count == (int)b.fibers.size()) {
+        release_block_barrier_if_complete(b);
+        return;
+    }
+    f.wait = Wait::block;
+    f.wait_gen = gen;
+    yield();
+    f.wait = Wait::none;
+    asm volatile("" ::: "memory");
+}
+
+// Arrive at a warp collective: deposit with `deposit(buf, lane)` before, `complete(buf)` runs once, by the
+// last lane to arrive; returns the buffer to read the results from.
+template <class Deposit, class Complete>
+__attribute__((noinline)) CollectiveBuf& warp_collective(Op op, unsigned int mask, Deposit&& deposit,
+                                                         Complete&& complete) {
+    Block& b = *tl_block;
+    Fiber& f = *tl_fiber;
+    WarpState& w = b.warps[f.warp];
+    const unsigned int bit = 1u << f.lane;
+    if (!(mask & bit))
+        fail("warp collective called by lane " + std::to_string(f.lane) + " that is not in its mask (" +
+             where() + ")");
+    // Lanes that do not exist in a partial last warp cannot take part.
+    const int warp_first = f.warp * kWarpSize;
+    const int lanes_here = std::min<int>(kWarpSize, (int)b.fibers.size() - warp_first);
+    const unsigned int existing = lanes_here == kWarpSize ? 0xffffffffu : ((1u << lanes_here) - 1u);
+    if (mask & ~existing)
+        fail("warp collective mask names lanes that do not exist in this (partial) warp (" + where() + ")");
+    if (w.arrived == 0) {
+        w.op = op;
+        w.mask = mask;
+    } else if (w.op != op || w.mask != mask) {
+        fail("warp divergence: lanes of one warp reached different warp collectives (or masks) at the same "
+             "time (" + where() + ")");
+    }
+    CollectiveBuf& buf = w.buf[w.gen & 1];
+    deposit(buf, f.lane);
+    w.arrived |= bit;
+    if (w.arrived == mask) {
+        complete(buf);
+        w.arrived = 0;
+        w.op = Op::none;
+        ++w.gen;
+    } else {
+        f.wait = Wait::warp;
+        f.wait_gen = w.gen;
+        yield();
+        f.wait = Wait::none;
+    }
+    return buf;
+}
+
+template <class T>
+unsigned long long to_bits(T v) {
+    static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>, "warp shuffle of a type over 8 bytes");
+    unsigned long long r = 0;
+    std::memcpy(&r, &v, sizeof(T));
+    return r;
+}
+template <class T>
+T from_bits(unsigned long long r) {
+    T v;
+    std::memcpy(&v, &r, sizeof(T));
+    return v;
+}
+
+inline unsigned int ballot(Op op, unsigned int mask, int pred) {
+    CollectiveBuf& buf = warp_collective(
+        op, mask, [&](CollectiveBuf& bb, int lane) { bb.in[lane] = pred ? 1u : 0u; },
+        [&](CollectiveBuf& bb) {
+            unsigned int word = 0;
+            for (int l = 0; l < kWarpSize; ++l)
+                if ((mask >> l) & 1u) word |= (unsigned int)bb.in[l] << l;
+            for (int l = 0; l < kWarpSize; ++l) bb.out[l] = word;
+        });
+    return (unsigned int)buf.out[tl_fiber->lane];
+}
+
+// Every shuffle: lane reads `var` of src lane (computed per CUDA's definition) within segments of `width`.
+template <class T>
+T shuffle(Op op, unsigned int mask, T var, int arg, int width) {
+    if (width < 1 || width > kWarpSize || (width & (width - 1)))
+        fail("__shfl*_sync width must be a power of 2 in [1, 32] (" + where() + ")");
+    CollectiveBuf& buf = warp_collective(
+        op, mask,
+        [&](CollectiveBuf& bb, int lane) {
+            bb.in[lane] = to_bits(var);
+            bb.arg[lane] = arg;
+        },
+        [&](CollectiveBuf& bb) {
+            for (int l = 0; l < kWarpSize; ++l) {
+                if (!((mask >> l) & 1u)) continue;
+                const int base = l & ~(width - 1), in_seg = l - base, a = bb.arg[l];
+                int src = l;
+                if (op == Op::shfl) src = base + (a & (width - 1));
+                else if (op == Op::shfl_up) src = in_seg - a >= 0 ? l - a : l;
+                else if (op == Op::shfl_down) src = in_seg + a < width ? l + a : l;
+                else if (op == Op::shfl_xor) src = (l ^ a) < base + width ? (l ^ a) : l;
+                // Reading a lane outside the mask is undefined in CUDA: it reads a 0xdeadbeef pattern here.
+                if (!((mask >> src) & 1u)) src = -1;
+                bb.out[l] = src < 0 ? 0xdeadbeefdeadbeefull : bb.in[src];
+            }
+        });
+    return from_bits<T>(buf.out[tl_fiber->lane]);
+}
+
+// mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc {d0..d3}, {a0..a3}, {b0, b1}, {c0..c3}
+// as a warp collective, fragment layout per the PTX ISA (see the top of this file).
+inline void mma_m16n8k256_and_popc(int (&d)[4], const unsigned int (&a)[4], const unsigned int (&b)[2],
+                                   const int (&c)[4]) {
+    CollectiveBuf& buf = warp_collective(
+        Op::mma_b1_and, 0xffffffffu,
+        [&](CollectiveBuf& bb, int lane) {
+            for (int i = 0; i < 4; ++i) bb.a[lane][i] = a[i], bb.c[lane][i] = c[i];
+            for (int i = 0; i < 2; ++i) bb.b[lane][i] = b[i];
+        },
+        [&](CollectiveBuf& bb) {
+            unsigned int A[16][8];  // A[m][chunk]: bits 32 chunk .. 32 chunk + 31 of row m (LSB first)
+            unsigned int B[8][8];   // B[n][chunk]: column n of the 256 x 8 B, same packing along k
+            int C[16][8], D[16][8];
+            int seenA[16][8] = {}, seenB[8][8] = {}, seenC[16][8] = {};
+            for (int lane = 0; lane < kWarpSize; ++lane) {
+                const int g = lane >> 2, t = lane & 3;
+                for (int r = 0; r < 4; ++r) {  // a_r: row g (r = 0, 2) or g + 8 (r = 1, 3); chunk t (+ 4 for r >= 2)
+                    const int row = g + ((r & 1) ? 8 : 0), chunk = t + (r >= 2 ? 4 : 0);
+                    A[row][chunk] = bb.a[lane][r];
+                    ++seenA[row][chunk];
+                }
+                for (int r = 0; r < 2; ++r) {  // b_r: column g; k chunk t (+ 4 for r = 1)
+                    B[g][t + 4 * r] = bb.b[lane][r];
+                    ++seenB[g][t + 4 * r];
+                }
+                for (int r = 0; r < 4; ++r) {  // c_r: row g (+ 8 for r >= 2), column 2t + (r & 1)
+                    const int row = g + (r >= 2 ? 8 : 0), col = 2 * t + (r & 1);
+                    C[row][col] = bb.c[lane][r];
+                    ++seenC[row][col];
+                }
+            }
+            for (int m = 0; m < 16; ++m)
+                for (int n = 0; n < 8; ++n) {
+                    if (seenA[m][n] != 1 || seenC[m][n] != 1 || (m < 8 && seenB[m][n] != 1))
+                        fail("mma emulation: fragment layout does not cover the matrices exactly once");
+                    int acc = C[m][n];
+                    for (int w = 0; w < 8; ++w) acc += std::popcount(A[m][w] & B[n][w]);
+                    D[m][n] = acc;
+                }
+            for (int lane = 0; lane < kWarpSize; ++lane) {
+                const int g = lane >> 2, t = lane & 3;
+                for (int r = 0; r < 4; ++r) bb.d[lane][r] = D[g + (r >= 2 ? 8 : 0)][2 * t + (r & 1)];
+            }
+        });
+    for (int r = 0; r < 4; ++r) d[r] = buf.d[tl_fiber->lane][r];
+}
+
+// ---- the launcher -----------------------------------------------------------------------------------
+
+struct Stacks {
+    char* base = nullptr;
+    size_t each = 0, count = 0, total = 0;
+    explicit Stacks(size_t n) : count(n) {
+        const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        each = kStackBytes + page;  // + a guard page below each stack: an overflow faults, it cannot corrupt
+        total = each * n;
+        void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) return;
+        base = static_cast<char*>(p);
+        for (size_t i = 0; i < n; ++i) mprotect(base + i * each, page, PROT_NONE);
+    }
+    ~Stacks() {
+        if (base) munmap(base, total);
+    }
+    char* stack(size_t i) const { return base + i * each + (each - kStackBytes); }
+};
+
+inline void fiber_main() {
+    Block& b = *tl_block;
+    Fiber& f = *tl_fiber;
+    b.entry();
+    f.done = true;
+    --b.live;
+    // returning resumes uc_link = the scheduler
+}
+
+inline std::string describe_deadlock(const Block& b) {
+    int at_bar = 0, at_warp = 0, done = 0;
+    std::string warps;
+    for (const Fiber& f : b.fibers) {
+        if (f.done) ++done;
+        else if (f.wait == Wait::block) ++at_bar;
+        else if (f.wait == Wait::warp) ++at_warp;
+    }
+    for (size_t w = 0; w < b.warps.size(); ++w)
+        if (b.warps[w].arrived) {
+            char hex[16];
+            std::snprintf(hex, sizeof hex, "%08x", b.warps[w].arrived);
+            warps += " warp " + std::to_string(w) + " lanes 0x" + hex + " arrived;";
+        }
+    return std::string("deadlock in ") + b.launch->kernel + ", block (" + std::to_string(b.block_idx.x) + ", " +
+           std::to_string(b.block_idx.y) + ", " + std::to_string(b.block_idx.z) + "): " + std::to_string(at_bar) +
+           " threads wait at __syncthreads, " + std::to_string(at_warp) + " at a warp collective," + warps + " " +
+           std::to_string(done) + " exited (divergent barrier, or a collective whose mask names an exited lane)";
+}
+
+// Run one block to completion; false (and b.error) on a kernel error.
+inline bool run_block(Block& b, const Stacks& stacks) {
+    const dim3 bd = b.launch->block;
+    const int n = (int)(bd.x * bd.y * bd.z);
+    for (int i = 0; i < n; ++i) {
+        Fiber& f = b.fibers[i];
+        f = Fiber{};
+        f.linear = i;
+        f.tid = uint3{(unsigned)i % bd.x, ((unsigned)i / bd.x) % bd.y, (unsigned)i / (bd.x * bd.y)};
+        f.lane = i % kWarpSize;
+        f.warp = i / kWarpSize;
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = stacks.stack(i);
+        f.ctx.uc_stack.ss_size = kStackBytes;
+        f.ctx.uc_link = &b.sched;
+        makecontext(&f.ctx, fiber_main, 0);
+    }
+    for (WarpState& w : b.warps) w.gen = 0, w.arrived = 0, w.mask = 0, w.op = Op::none;
+    b.live = n;
+    b.bar_count = 0;
+    b.bar_gen = 0;
+    b.failed = false;
+    int remaining = n;
+    while (remaining > 0) {
+        bool ran = false;
+        for (int i = 0; i < n; ++i) {
+            Fiber& f = b.fibers[i];
+            if (f.done) continue;
+            const bool runnable = f.wait == Wait::none ||
+                                  (f.wait == Wait::block && b.bar_gen != f.wait_gen) ||
+                                  (f.wait == Wait::warp && b.warps[f.warp].gen != f.wait_gen);
+            if (!runnable) continue;
+            tl_fiber = &f;
+            swapcontext(&b.sched, &f.ctx);
+            ran = true;
+            if (b.failed) return false;
+            if (f.done) --remaining;
+        }
+        if (!ran && remaining > 0) {
+            b.failed = true;
+            b.error = describe_deadlock(b);
+            return false;
+        }
+    }
+    return true;
+}
+
+template <class T>
+constexpr long long pointee_size() {
+    if constexpr (std::is_pointer_v<T> && !std::is_void_v<std::remove_cv_t<std::remove_pointer_t<T>>>)
+        return (long long)sizeof(std::remove_pointer_t<T>);
+    else
+        return 0;
+}
+
+// Parameter table of a kernel for the Python side: 3 numbers per parameter (bytes, is pointer, bytes of
+// the pointee); returns the parameter count (or -1 if `cap` is too small).
+template <class... P>
+int kernel_params(void (*)(P...), long long* out, int cap) {
+    constexpr int n = (int)sizeof...(P);
+    if (cap < 3 * n) return -1;
+    int i = 0;
+    ((out[3 * i] = (long long)sizeof(P), out[3 * i + 1] = std::is_pointer_v<P> ? 1 : 0,
+      out[3 * i + 2] = pointee_size<P>(), ++i),
+     ...);
+    return n;
+}
+
+template <class... P, size_t... I>
+void call_kernel(void (*k)(P...), void** args, std::index_sequence<I...>) {
+    k(*static_cast<std::remove_reference_t<P>*>(args[I])...);
+}
+
+inline int report(char* err, int errlen, const std::string& msg) {
+    if (err && errlen > 0) {
+        std::strncpy(err, msg.c_str(), (size_t)errlen - 1);
+        err[errlen - 1] = '\0';
+    }
+    return 1;
+}
+
+// Launch `kernel` on grid x block with cudaLaunchKernel-style `args` (one pointer to each argument).
+// Returns 0, or 1 with a message in `err`.
+template <class... P>
+int launch(void (*kernel)(P...), const char* name, long long launch_bound, const unsigned int* grid,
+           const unsigned int* block, void** args, int workers, char* err, int errlen) {
+    LaunchInfo info{dim3(grid[0], grid[1], grid[2]), dim3(block[0], block[1], block[2]), name};
+    const unsigned long long nthreads = (unsigned long long)block[0] * block[1] * block[2];
+    const unsigned long long nblocks = (unsigned long long)grid[0] * grid[1] * grid[2];
+    if (nthreads == 0 || nblocks == 0)
+        return report(err, errlen, std::string(name) + ": invalid configuration argument (a grid or block "
+                                                       "dimension is 0)");
+    if (block[0] > 1024 || block[1] > 1024 || block[2] > 64 || nthreads > 1024)
+        return report(err, errlen, std::string(name) + ": invalid configuration argument (block (" +
+                                       std::to_string(block[0]) + ", " + std::to_string(block[1]) + ", " +
+                                       std::to_string(block[2]) + ") exceeds 1024 threads or the per-axis limits)");
+    if (launch_bound > 0 && (long long)nthreads > launch_bound)
+        return report(err, errlen, std::string(name) + ": too many resources requested for launch (" +
+                                       std::to_string(nthreads) + " threads per block, __launch_bounds__(" +
+                                       std::to_string(launch_bound) + "))");
+    if (grid[0] > 2147483647u || grid[1] > 65535u || grid[2] > 65535u)
+        return report(err, errlen, std::string(name) + ": invalid configuration argument (grid too large)");
+    const std::function<void()> entry = [&] { call_kernel(kernel, args, std::index_sequence_for<P...>{}); };
+    std::atomic<unsigned long long> next{0};
+    std::atomic<bool> stop{false};
+    std::mutex mu;
+    std::string first_error;
+    auto worker = [&] {
+        Stacks stacks((size_t)nthreads);
+        if (!stacks.base) {
+            std::lock_guard<std::mutex> lock(mu);
+            if (first_error.empty()) first_error = std::string(name) + ": could not map fiber stacks";
+            stop = true;
+            return;
+        }
+        Block b;
+        b.launch = &info;
+        b.entry = entry;
+        b.fibers.resize((size_t)nthreads);
+        b.warps.resize((size_t)((nthreads + kWarpSize - 1) / kWarpSize));
+        tl_block = &b;
+        for (;;) {
+            if (stop) break;
+            const unsigned long long id = next.fetch_add(1);
+            if (id >= nblocks) break;
+            b.block_idx = uint3{(unsigned)(id % grid[0]), (unsigned)((id / grid[0]) % grid[1]),
+                                (unsigned)(id / ((unsigned long long)grid[0] * grid[1]))};
+            if (!run_block(b, stacks)) {
+                std::lock_guard<std::mutex> lock(mu);
+                if (first_error.empty()) first_error = b.error;
+                stop = true;
+                break;
+            }
+        }
+        tl_block = nullptr;
+        tl_fiber = nullptr;
+    };
+    const unsigned long long nw = std::max<unsigned long long>(1, std::min<unsigned long long>(workers, nblocks));
+    if (nw == 1) {
+        worker();
+    } else {
+        std::vector<std::thread> pool;
+        for (unsigned long long i = 0; i < nw; ++i) pool.emplace_back(worker);
+        for (auto& t : pool) t.join();
+    }
+    if (!first_error.empty()) return report(err, errlen, first_error);
+    return 0;
+}
+
+}  // namespace qnnlib_emu
+
+// ---- the CUDA vocabulary, mapped onto the above -------------------------------------------------------
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline __attribute__((always_inline))
+#define __noinline__ __attribute__((noinline))
+#define __shared__ static thread_local
+#define __align__(n) __attribute__((aligned(n)))
+#define __launch_bounds__(...)
+#define threadIdx (::qnnlib_emu::tl_fiber->tid)
+#define blockIdx (::qnnlib_emu::tl_block->block_idx)
+#define blockDim (::qnnlib_emu::tl_block->launch->block)
+#define gridDim (::qnnlib_emu::tl_block->launch->grid)
+#define warpSize 32
+
+inline void __syncthreads() { ::qnnlib_emu::syncthreads(); }
+[[noreturn]] inline void __trap() { ::qnnlib_emu::fail("__trap() called (" + ::qnnlib_emu::where() + ")"); }
+inline int __popc(unsigned int x) { return std::popcount(x); }
+inline int __popcll(unsigned long long x) { return std::popcount(x); }
+inline int __clz(int x) { return std::countl_zero((unsigned int)x); }
+inline int __clzll(long long x) { return std::countl_zero((unsigned long long)x); }
+inline int __ffs(int x) { return x ? std::countr_zero((unsigned int)x) + 1 : 0; }
+inline unsigned int __brev(unsigned int x) {
+    unsigned int r = 0;
+    for (int i = 0; i < 32; ++i) r |= ((x >> i) & 1u) << (31 - i);
+    return r;
+}
+inline unsigned int __float_as_uint(float x) { return std::bit_cast<unsigned int>(x); }
+inline int __float_as_int(float x) { return std::bit_cast<int>(x); }
+inline float __uint_as_float(unsigned int x) { return std::bit_cast<float>(x); }
+inline float __int_as_float(int x) { return std::bit_cast<float>(x); }
+template <class T>
+inline T __ldg(const T* p) { return *p; }
+
+inline void __syncwarp(unsigned int mask = 0xffffffffu) {
+    ::qnnlib_emu::warp_collective(
+        ::qnnlib_emu::Op::syncwarp, mask, [](::qnnlib_emu::CollectiveBuf&, int) {},
+        [](::qnnlib_emu::CollectiveBuf&) {});
+}
+inline unsigned int __ballot_sync(unsigned int mask, int pred) {
+    return ::qnnlib_emu::ballot(::qnnlib_emu::Op::ballot, mask, pred);
+}
+inline int __any_sync(unsigned int mask, int pred) {
+    return (::qnnlib_emu::ballot(::qnnlib_emu::Op::any, mask, pred) & mask) != 0;
+}
+inline int __all_sync(unsigned int mask, int pred) {
+    return (::qnnlib_emu::ballot(::qnnlib_emu::Op::all, mask, pred) & mask) == mask;
+}
+template <class T>
+inline T __shfl_sync(unsigned int mask, T var, int src_lane, int width = warpSize) {
+    return ::qnnlib_emu::shuffle(::qnnlib_emu::Op::shfl, mask, var, src_lane, width);
+}
+template <class T>
+inline T __shfl_up_sync(unsigned int mask, T var, unsigned int delta, int width = warpSize) {
+    return ::qnnlib_emu::shuffle(::qnnlib_emu::Op::shfl_up, mask, var, (int)delta, width);
+}
+template <class T>
+inline T __shfl_down_sync(unsigned int mask, T var, unsigned int delta, int width = warpSize) {
+    return ::qnnlib_emu::shuffle(::qnnlib_emu::Op::shfl_down, mask, var, (int)delta, width);
+}
+template <class T>
+inline T __shfl_xor_sync(unsigned int mask, T var, int lane_mask, int width = warpSize) {
+    return ::qnnlib_emu::shuffle(::qnnlib_emu::Op::shfl_xor, mask, var, lane_mask, width);
+}
+template <class T>
+    requires std::is_integral_v<T>
+inline T atomicAdd(T* address, T val) { return __atomic_fetch_add(address, val, __ATOMIC_SEQ_CST); }
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
