@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
@@ -26,7 +25,7 @@ from qnnlib.runtime.hardware import compute_capability, gpu_available
 from qnnlib.runtime.packed_bnn import PackedBNN
 
 __all__ = ["BASELINE", "TORCH_BNN", "PACKED_EQ6", "PACKED_F1", "random_bnn", "float_mlp", "time_mlp_cpu",
-           "time_mlp_gpu"]
+           "mlp_gpu_rows", "time_mlp_gpu"]
 
 
 
@@ -67,7 +66,7 @@ PACKED_F1 = "PackedBNN, layer 1 exact float GEMM (paper's run-time demo)"
 
 
 def time_mlp_cpu(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, images: Any,
-                 repeats: int = 3) -> pd.DataFrame:
+                 repeats: int = 3) -> "pd.DataFrame":  # noqa: F821 - pandas is imported lazily
     """Time 10k-image inference on the CPU: float MLP and PyTorch BNN (float inputs) vs PackedBNN (uint8 pixels).
 
     Each method gets its natural input (float32 tensor / uint8 pixels) prepared outside the timing;
@@ -75,6 +74,8 @@ def time_mlp_cpu(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, imag
     ``speedup_vs_float`` (vs :data:`BASELINE`), ``speedup_vs_torch_bnn`` and, for the packed rows,
     ``identical_to_torch_bnn`` (predictions equal to the PyTorch BNN's, element for element).
     """
+    import pandas as pd  # noqa: PLC0415 - lazily: `bench gpu` runs where pandas is not installed
+
     p = pixels_from_inputs(images)
     x = inputs_from_pixels(p)
 
@@ -98,8 +99,20 @@ def time_mlp_cpu(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, imag
 
 
 def time_mlp_gpu(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, images: Any,
-                 repeats: int = 5) -> pd.DataFrame | None:
-    """GPU inference timing (``None`` without a GPU): PackedBNN on the CUDA kernels vs float MLPs.
+                 repeats: int = 5) -> "pd.DataFrame | None":  # noqa: F821 - pandas is imported lazily
+    """:func:`mlp_gpu_rows` as a DataFrame (``None`` without a GPU)."""
+    rows = mlp_gpu_rows(bnn, packed, float_model, images, repeats)
+    if rows is None:
+        return None
+    import pandas as pd  # noqa: PLC0415
+
+    return pd.DataFrame(rows)
+
+
+def mlp_gpu_rows(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, images: Any,
+                 repeats: int = 5) -> list[dict[str, Any]] | None:
+    """GPU inference timing (``None`` without a GPU): PackedBNN on the CUDA kernels vs float MLPs; plain
+    dicts, so that ``python -m qnnlib bench gpu`` needs no pandas.
 
     Float baselines run the same float MLP with CuPy: every GEMM on cuBLAS fp32, and on the paper's
     16×16-tiled baseline kernel (:func:`qnnlib.runtime.gemm_cuda.gemm_float_cuda`). PackedBNN gets the pixels
@@ -145,13 +158,13 @@ def time_mlp_gpu(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, imag
     cpu_pred = packed.predict(p, "cpu")  # the same integer arithmetic on the CPU kernels: must match exactly
     base = med["float MLP, paper's baseline kernel (16x16 tiles)"]
     cublas = med["float MLP, cuBLAS fp32 (CuPy)"]
-    return pd.DataFrame([
+    return [
         {"device": "gpu", "method": name, "seconds": sec, "images/s": len(p) / sec,
          "speedup_vs_baseline_kernel": base / sec, "speedup_vs_cublas": cublas / sec,
          "identical_to_torch_bnn": bool(np.array_equal(last[name], ref)) if name.startswith("PackedBNN") else None,
          "identical_to_packed_cpu": bool(np.array_equal(last[name], cpu_pred)) if name.startswith("PackedBNN")
          else None, "images": len(p), "hidden": packed.widths[0]}
-        for name, sec in med.items()])
+        for name, sec in med.items()]
 
 
 def _float_layers(model: nn.Module, xp: Any) -> list[tuple[Any, Any, Any, Any]]:

@@ -44,12 +44,12 @@ from typing import Any
 import numpy as np
 
 from qnnlib.runtime.arrays import cupy, from_torch, is_cupy
-from qnnlib.runtime.bitpack import PackedBits, check_size, packed_width
-from qnnlib.runtime.gemm_cpu import matmul_cpu
+from qnnlib.runtime.bitpack import WORD_BITS, PackedBits, check_size, pack, packed_width
+from qnnlib.runtime.gemm_cpu import matmul_cpu, matmul_sign_cpu
 from qnnlib.runtime.gemm_cuda import matmul_cuda
 from qnnlib.runtime.hardware import compute_capability
 
-__all__ = ["BACKENDS", "binary_matmul"]
+__all__ = ["BACKENDS", "binary_matmul", "binary_matmul_sign"]
 
 BACKENDS = ("auto", "numpy", "cpu", "cuda", "cuda-xnor", "cuda-tc")
 
@@ -164,3 +164,36 @@ def binary_matmul(a_packed: Any, b_packed: Any, k: int | None = None, backend: s
         a, b = cupy().asnumpy(a), cupy().asnumpy(b)
     out = _matmul_numpy(a, b, k) if backend == "numpy" else matmul_cpu(a, b, k)
     return cupy().asarray(out) if on_gpu else out
+
+
+def binary_matmul_sign(a_packed: Any, b_packed: Any, t: Any, f: Any, k: int | None = None,
+                       backend: str = "auto") -> Any:
+    """A binary hidden layer of Alg. 4 in one call: packed ``a = +1 iff f[n]·C[m, n] >= t[n]`` for the ±1
+    product ``C = A @ B.T`` (Eq. 7), i.e. ``sign(BN(C + bias))`` with BN and sign folded into one integer
+    threshold ``t`` and one flip ``f`` per column (:mod:`qnnlib.runtime.folding`).
+
+    Returns uint64 words (M, ceil(N/64)) in the :func:`qnnlib.runtime.bitpack.pack` layout (zero padding
+    bits), NumPy or CuPy like the inputs. The ``"cpu"`` backend compares each finished register tile with
+    the thresholds and stores only the bits (:func:`qnnlib.runtime.gemm_cpu.matmul_sign_cpu`): no int32
+    product is written to memory. Every other backend computes :func:`binary_matmul` and then the
+    comparison, and is the reference the fused kernel is tested against.
+
+    Args:
+        a_packed, b_packed, k, backend: as for :func:`binary_matmul`.
+        t: integer thresholds (N,); f: flips (N,) in {-1, +1}.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    a, b, k = _operand_k(a_packed, b_packed, k)
+    a, b = from_torch(a), from_torch(b)
+    n = b.shape[0] if getattr(b, "ndim", 0) == 2 else None
+    if n is not None and (np.shape(t) != (n,) or np.shape(f) != (n,)):
+        raise ValueError(f"t and f must have one entry per column of the product (N = {n}), got shapes "
+                         f"{np.shape(t)} and {np.shape(f)}")
+    if backend in ("auto", "cpu") and not is_cupy(a) and not is_cupy(b):
+        a, b = np.asarray(a), np.asarray(b)
+        _check_operands(a, b, k)
+        return matmul_sign_cpu(a, b, k, np.asarray(t), np.asarray(f))
+    d = binary_matmul(a, b, k, backend)
+    xp = cupy() if is_cupy(d) else np
+    return pack(xp.asarray(f)[None].astype(xp.int64) * d >= xp.asarray(t)[None], WORD_BITS)

@@ -25,8 +25,8 @@ vector, plus the XOR). Intel cores run 512-bit integer operations on two ports, 
 at 512/1.5 = 341 bits, i.e. 683 bit-ops (XOR + count), per cycle and core; an FP32 FMA core does at
 most 64 FLOPs per cycle, so the binary product can be at most ~10.7x faster than a float GEMM at the
 same efficiency (~14x against PyTorch/MKL's measured ~76% of peak). On AVX2 (no VPOPCNTDQ) the
-nibble-table popcount costs 6 operations per 256 bits over three ports: 256 bit-ops per cycle against
-32 FLOPs, ~8x. ``python -m qnnlib bench cpu`` prints the measured operations per cycle and core.
+nibble-table popcount costs 6 operations per 256 bits over three ports (Intel; four on AMD Zen 3): 256
+(341) bit-ops per cycle against 32 FLOPs, ~8x (~11x). docs/decisions.md D28 has the argument. ``python -m qnnlib bench cpu`` prints the measured operations per cycle and core.
 
 Every Numba function is compiled on first use and cached on disk (``cache=True``).
 """
@@ -43,8 +43,8 @@ from numba.extending import intrinsic
 from qnnlib.runtime.bitpack import as_u64_words
 from qnnlib.runtime.hardware import CacheSizes, cache_sizes
 
-__all__ = ["TILES", "Blocking", "blocking", "matmul_cpu", "xor_popcount_gemm", "a_panels", "b_panels",
-           "compiled_nibble_split", "compiled_tile"]
+__all__ = ["TILES", "Blocking", "blocking", "matmul_cpu", "matmul_sign_cpu", "sign_bounds", "xor_popcount_gemm",
+           "xor_popcount_sign", "a_panels", "b_panels", "compiled_nibble_split", "compiled_tile"]
 
 _BYTE_CHUNK = 31  # words per byte-accumulator flush: 31 * 8 = 248 <= 255, so per-byte counts never wrap
 
@@ -101,18 +101,25 @@ def compiled_tile() -> tuple[int, int]:  # pragma: no cover - compiled by Numba
     return 4, 1
 
 
-def _make_tile_kernel(rows: int, panels: int):
-    """The register-tiled micro-kernel for ``rows`` (R) rows of A x ``panels`` (P) panels of 8 columns of B."""
+def _make_tile_kernel(rows: int, panels: int, sign: bool = False):
+    """The register-tiled micro-kernel for ``rows`` (R) rows of A x ``panels`` (P) panels of 8 columns of B;
+    ``sign``: with the folded BN + sign epilogue, storing one byte of packed ±1 bits per row and panel."""
 
     @intrinsic
-    def tile(typingctx, a, bp, i0, panel, k, out, oi, oj, w0, w1, first):
+    def tile(typingctx, a, bp, i0, panel, k, out, oi, oj, w0, w1, first, lo, hi):
         """out[oi:oi+R, oj:oj+8P] (+)= popcount products of A's row panel i0 with B's panels panel..panel+P-1.
 
         ``a`` is A in row panels, (M'/R, W, R) uint64 (word w of rows R*i0..R*i0+R-1 side by side,
         :func:`a_panels`); ``bp`` is B in column panels, (N'/8, W, 8) uint64 (columns 8p..8p+7 of B^T, one
         contiguous 64-byte line per word, :func:`b_panels`); only words ``w0 <= w < w1`` are counted;
-        ``out`` is int32 (the result or an edge buffer). With ``first`` the tile is stored as ``k - 2 * popcount`` (Eq. 7), else
-        ``2 * popcount`` is subtracted from what is there (the next K block of the same tile).
+        ``out`` is int32 (the result or an edge buffer). With ``first`` the tile is stored as ``k - 2 * popcount``
+        (Eq. 7), else ``2 * popcount`` is subtracted from what is there (the next K block of the same tile).
+        ``lo`` and ``hi`` are not read.
+
+        ``sign`` kernels (Alg. 4's ``sign(BN(.))`` folded into thresholds) take the whole K at once
+        (``first``), and store, for row r and panel p, the byte ``out[oi + r, oj + p]`` whose bit c is 1 (+1)
+        iff ``lo[j] <= k - 2 * popcount <= hi[j]`` for column j = 8 (panel + p) + c: ``out`` is uint8, the
+        packed activations viewed as bytes (column j is bit j % 8 of byte j // 8, the ``bitpack`` layout).
 
         Plain, target-independent LLVM vector IR, so it compiles for any CPU and LLVM picks the popcount
         instruction: for every word w, ``acc[r, q] += ctpop(splat(a[i0+r, w]) ^ B's vector q of word w)``
@@ -123,7 +130,10 @@ def _make_tile_kernel(rows: int, panels: int):
         byte accumulators, widened to 64-bit lanes only every 31 words (31 * 8 = 248 <= 255).
         """
         u64_3d = types.Array(types.uint64, 3, "C")
-        if a != u64_3d or bp != u64_3d or out != types.Array(types.int32, 2, "C"):
+        out_type = types.Array(types.uint8 if sign else types.int32, 2, "C")
+        if a != u64_3d or bp != u64_3d or out != out_type:
+            return None
+        if sign and (lo != types.Array(types.int32, 1, "C") or hi != lo):
             return None
         if not all(isinstance(t, types.Integer) for t in (i0, panel, k, oi, oj, w0, w1)):
             return None
@@ -246,6 +256,31 @@ def _make_tile_kernel(rows: int, panels: int):
 
             kv = splat(builder.trunc(kk, i32), vi32)
             two = ir.Constant(vi32, [1] * lanes)
+            if sign:
+                ar_lo = context.make_array(signature.args[11])(context, builder, args[11])
+                ar_hi = context.make_array(signature.args[12])(context, builder, args[12])
+                for p in range(panels):
+                    col = builder.mul(builder.add(pp, const(p)), const(8))
+                    bounds = [[builder.load(builder.bitcast(builder.gep(ar.data, [builder.add(col, const(lanes * c))]),
+                                                            vi32.as_pointer()), align=4)
+                               for c in range(per_panel)] for ar in (ar_lo, ar_hi)]
+                    for r in range(rows):
+                        fires = []
+                        for c in range(per_panel):
+                            d = builder.sub(kv, builder.shl(builder.trunc(builder.load(acc64[r][p * per_panel + c]),
+                                                                          vi32), two))
+                            fires.append(builder.and_(builder.icmp_signed(">=", d, bounds[0][c]),
+                                                      builder.icmp_signed("<=", d, bounds[1][c])))
+                        if per_panel == 2:  # two <4 x i1> -> one <8 x i1>
+                            mask = builder.shuffle_vector(fires[0], fires[1], ir.Constant(ir.VectorType(i32, 8),
+                                                                                          list(range(8))))
+                        else:
+                            mask = fires[0]
+                        byte = builder.bitcast(mask, i8)
+                        dst = builder.gep(ar_o.data, [builder.add(builder.mul(builder.add(ooi, const(r)), ldo),
+                                                                  builder.add(ooj, const(p)))])
+                        builder.store(byte, dst)
+                return context.get_dummy_value()
             for r in range(rows):
                 o_row = builder.gep(ar_o.data, [builder.add(builder.mul(builder.add(ooi, const(r)), ldo), ooj)])
                 for q in range(vecs):
@@ -255,7 +290,7 @@ def _make_tile_kernel(rows: int, panels: int):
                     builder.store(builder.sub(base, twice), ptr, align=4)
             return context.get_dummy_value()
 
-        return types.none(a, bp, i0, panel, k, out, oi, oj, w0, w1, first), codegen
+        return types.none(a, bp, i0, panel, k, out, oi, oj, w0, w1, first, lo, hi), codegen
 
     return tile
 
@@ -263,18 +298,86 @@ def _make_tile_kernel(rows: int, panels: int):
 _tile_8x2 = _make_tile_kernel(8, 2)  # VPOPCNTDQ: 8 rows x 16 columns
 _tile_8x1 = _make_tile_kernel(8, 1)  # ... a task's last odd panel
 _tile_4x1 = _make_tile_kernel(4, 1)  # AVX2 / SSE2: 4 rows x 8 columns
+_sign_8x2 = _make_tile_kernel(8, 2, sign=True)  # the same tiles with the folded BN + sign epilogue
+_sign_8x1 = _make_tile_kernel(8, 1, sign=True)
+_sign_4x1 = _make_tile_kernel(4, 1, sign=True)
+_NO_BOUNDS = np.zeros(0, dtype=np.int32)
 
 
 @njit(cache=True, nogil=True)
 def _tile(a, bp, g, p, k, dst, oi, oj, w0, w1, first, panels):  # pragma: no cover - compiled by Numba
     """One micro-kernel call: row panel ``g`` of A x ``panels`` (1 or the tile's P) panels of B."""
+    nb = _NO_BOUNDS
     if a.shape[2] == 8:
         if panels == 2:
-            _tile_8x2(a, bp, g, p, k, dst, oi, oj, w0, w1, first)
+            _tile_8x2(a, bp, g, p, k, dst, oi, oj, w0, w1, first, nb, nb)
         else:
-            _tile_8x1(a, bp, g, p, k, dst, oi, oj, w0, w1, first)
+            _tile_8x1(a, bp, g, p, k, dst, oi, oj, w0, w1, first, nb, nb)
     else:
-        _tile_4x1(a, bp, g, p, k, dst, oi, oj, w0, w1, first)
+        _tile_4x1(a, bp, g, p, k, dst, oi, oj, w0, w1, first, nb, nb)
+
+
+@njit(cache=True, nogil=True)
+def _sign_tile(a, bp, g, p, k, dst, oi, ob, lo, hi, panels):  # pragma: no cover - compiled by Numba
+    """One micro-kernel call with the sign epilogue (whole K): row panel ``g`` x ``panels`` panels of B."""
+    w = bp.shape[1]
+    if a.shape[2] == 8:
+        if panels == 2:
+            _sign_8x2(a, bp, g, p, k, dst, oi, ob, 0, w, True, lo, hi)
+        else:
+            _sign_8x1(a, bp, g, p, k, dst, oi, ob, 0, w, True, lo, hi)
+    else:
+        _sign_4x1(a, bp, g, p, k, dst, oi, ob, 0, w, True, lo, hi)
+
+
+@njit(cache=True, nogil=True)
+def _sign_task(a, bp, k, bits, lo, hi, i0, i_end, p0, p_end):  # pragma: no cover - compiled by Numba
+    """One task of :func:`xor_popcount_sign`: bytes bits[i0:i_end, p0:p_end] (panel p = byte p of a row).
+
+    Row panels of R rows, then groups of P panels, the whole K per tile (no K blocks: the epilogue needs
+    the finished sum). The last M % R rows are computed whole into an edge buffer and copied."""
+    tile_rows, tile_panels = a.shape[2], (2 if a.shape[2] == 8 else 1)
+    edge = np.empty((tile_rows, p_end - p0), dtype=np.uint8)
+    full_rows = i0 + (i_end - i0) // tile_rows * tile_rows
+    for i in range(i0, i_end, tile_rows):
+        g = i // tile_rows
+        for p in range(p0, p_end, tile_panels):
+            panels = tile_panels if p + tile_panels <= p_end else 1
+            for q in range(p, min(p + tile_panels, p_end), panels):
+                if i < full_rows:
+                    _sign_tile(a, bp, g, q, k, bits, i, q, lo, hi, panels)
+                else:
+                    _sign_tile(a, bp, g, q, k, edge, 0, q - p0, lo, hi, panels)
+    for r in range(full_rows, i_end):
+        for c in range(p_end - p0):
+            bits[r, p0 + c] = edge[r - full_rows, c]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def xor_popcount_sign(a: np.ndarray, bp: np.ndarray, k: int, bits: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                      row_block: int, panel_block: int) -> None:  # pragma: no cover - compiled by Numba
+    """Packed ±1 bits of ``lo[j] <= (k - 2 sum_w popcount(a[i, w] ^ b[j, w])) <= hi[j]`` (Eq. 7, then Alg. 4's
+    folded BN + sign) for A and B in panels as in :func:`xor_popcount_gemm`, without an int32 product.
+
+    ``bits`` is uint8 (M, bytes) with bytes >= N'/8 (the packed uint64 output viewed as bytes; bytes past
+    N'/8 are left as they are); ``lo`` and ``hi`` are int32 (N',), with ``lo > hi`` for padding columns
+    so that their bits are 0. Tasks as in :func:`xor_popcount_gemm`, without K blocks.
+    """
+    m = bits.shape[0]
+    tile_rows, _ = compiled_tile()
+    if bp.shape[2] != (16 if _nibble_split() else 8) or a.shape[2] != tile_rows or a.shape[1] != bp.shape[1] * (bp.shape[2] // 8):
+        raise ValueError("operand layout does not match the compiled micro-kernel (see a_panels, b_panels)")
+    n_panels = bp.shape[0]
+    if a.shape[0] * tile_rows < m or bits.shape[1] < n_panels or lo.shape[0] < 8 * n_panels or hi.shape[0] < 8 * n_panels:
+        raise ValueError("bits, lo or hi are smaller than the operands (see matmul_sign_cpu)")
+    row_block = max(1, row_block // tile_rows) * tile_rows
+    panel_block = max(1, panel_block)
+    n_row_blocks = (m + row_block - 1) // row_block
+    n_panel_blocks = (n_panels + panel_block - 1) // panel_block
+    for task in prange(n_row_blocks * n_panel_blocks):
+        p0 = (task // n_row_blocks) * panel_block
+        i0 = (task % n_row_blocks) * row_block
+        _sign_task(a, bp, k, bits, lo, hi, i0, min(m, i0 + row_block), p0, min(n_panels, p0 + panel_block))
 
 
 @njit(cache=True, nogil=True)
@@ -455,6 +558,39 @@ def blocking(m: int, n: int, words: int, split: bool, tile: tuple[int, int], thr
     while tasks() < want and mc > rows:
         mc = max(rows, (mc // 2) // rows * rows)
     return Blocking(mc, nc, kc, tile, tasks())
+
+
+def sign_bounds(t: np.ndarray, f: np.ndarray, columns: int) -> tuple[np.ndarray, np.ndarray]:
+    """Folded thresholds ``f·d >= t`` as int32 bounds ``lo <= d <= hi`` (:mod:`qnnlib.runtime.folding`):
+    ``f = +1``: ``d >= t``; ``f = -1``: ``d <= -t``; padded to ``columns`` with bounds no ``d`` meets."""
+    t64, f64 = np.asarray(t, dtype=np.int64), np.asarray(f, dtype=np.int64)
+    if t64.shape != f64.shape or t64.ndim != 1 or not np.isin(f64, (-1, 1)).all():
+        raise ValueError(f"t and f must be 1-D of the same length with f in {{-1, +1}}, got {t64.shape}, {f64.shape}")
+    big, small = np.iinfo(np.int32).max, np.iinfo(np.int32).min
+    lo = np.full(columns, big, dtype=np.int32)
+    hi = np.full(columns, small, dtype=np.int32)
+    lo[: len(t64)] = np.where(f64 > 0, np.clip(t64, small, big), small)
+    hi[: len(t64)] = np.where(f64 > 0, big, np.clip(-t64, small, big))
+    return lo, hi
+
+
+def matmul_sign_cpu(a: np.ndarray, b: np.ndarray, k: int, t: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Packed ±1 activations ``+1 iff f[j]·(K - 2 popcount(a[i] XOR b[j])) >= t[j]`` (Eq. 7, then Alg. 4's
+    ``sign(BN(.))`` folded into thresholds), uint64 (M, ceil(N/64)) in the ``bitpack`` layout, from checked
+    operands, without an int32 product in memory: the micro-kernel compares its finished tile with the
+    thresholds and stores one byte of bits per row and 8 columns."""
+    n = b.shape[0]
+    words = -(-n // 64)
+    out = (np.zeros if n % 64 else np.empty)((a.shape[0], words), dtype=np.uint64)
+    if out.size == 0 or n == 0:
+        return out
+    split = bool(compiled_nibble_split())
+    ap, bp = a_panels(a, split), b_panels(b, split)
+    lo, hi = sign_bounds(t, f, 8 * bp.shape[0])
+    blocks = blocking(a.shape[0], n, bp.shape[1], split, compiled_tile(), numba.get_num_threads(), cache_sizes())
+    xor_popcount_sign(ap, bp, np.int64(k), out.view(np.uint8), lo, hi, np.int64(blocks.row_block),
+                      np.int64(blocks.panel_block))
+    return out
 
 
 def matmul_cpu(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:

@@ -41,7 +41,7 @@ import torch
 
 from qnnlib.files import UnreadableFileError
 from qnnlib.runtime.arrays import cupy, is_cupy, to_host, to_xp
-from qnnlib.runtime.binary_gemm import BACKENDS, binary_matmul
+from qnnlib.runtime.binary_gemm import BACKENDS, binary_matmul, binary_matmul_sign
 from qnnlib.runtime.bitpack import WORD_BITS, pack, packed_width, unpack
 from qnnlib.runtime.bitplanes import bitplane_dot, pixels_from_inputs
 from qnnlib.runtime.folding import batch_norm, threshold_activations
@@ -266,7 +266,8 @@ class PackedBNN:
             if keep_hidden:
                 hidden[0].append(to_host(a))
             for k in range(2, self.num_layers):  # Alg. 4: a_k = XnorDotProduct(a_{k-1}^b, W_k^b); sign(BN)
-                a = self._threshold(binary_matmul(a, arr["w"][k - 1], self.in_features[k - 1], backend), k, xp, arr)
+                a = binary_matmul_sign(a, arr["w"][k - 1], arr["t"][k - 1], arr["f"][k - 1], self.in_features[k - 1],
+                                       backend)
                 if keep_hidden:
                     hidden[k - 1].append(to_host(a))
             dots.append(to_host(binary_matmul(a, arr["w"][-1], self.in_features[-1], backend)))

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qnnlib.runtime.binary_gemm import BACKENDS, binary_matmul
+from qnnlib.runtime.binary_gemm import BACKENDS, binary_matmul, binary_matmul_sign
 from qnnlib.runtime.bitpack import PackedBits, pack, pack_bits, unpack
 from qnnlib.runtime.gemm_cpu import (
     TILES,
@@ -172,6 +172,48 @@ def test_matches_unpacked_product_property(m, n, k, word_bits, seed):
     np.testing.assert_array_equal(binary_matmul(a, b, k, "numpy"), expected)
 
 
+def _reference_sign(a, b, k, t, f):
+    """The definition: +1 iff f·(A·B^T) >= t, packed (the threshold comparison of Alg. 4's folded sign(BN))."""
+    return pack(f[None].astype(np.int64) * _expected(a, b, k) >= t[None])
+
+
+@pytest.mark.parametrize("shape", ODD_SHAPES + [(100, 4096, 784), (17, 130, 300), (64, 64, 64)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_fused_sign_equals_threshold_of_product(shape, backend):
+    """The fused epilogue (compare the finished tile with the thresholds, store only bits) equals
+    thresholding the int32 product, both flips, thresholds at and beyond the extremes, padding bits 0."""
+    m, n, k = shape
+    rng = np.random.default_rng(m + 7 * n + k)
+    a, b = pack(_random_pm1(rng, m, k)), pack(_random_pm1(rng, n, k))
+    t = rng.integers(-k // 4 - 1, k // 4 + 2, size=n)
+    t[: min(n, 3)] = [k + 5, -k - 5, k][: min(n, 3)]  # never / always / only the exact match fires (f = +1)
+    f = rng.choice(np.array([-1, 1], dtype=np.int8), size=n)
+    got = binary_matmul_sign(a, b, t, f, k, backend)
+    assert got.dtype == np.uint64 and got.shape == (m, -(-n // 64))
+    np.testing.assert_array_equal(got, _reference_sign(a, b, k, t, f))
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(1, 20), n=st.integers(1, 140), k=st.integers(1, 200), seed=st.integers(0, 2**32 - 1))
+def test_fused_sign_property(m, n, k, seed):
+    rng = np.random.default_rng(seed)
+    a, b = pack(rng.standard_normal((m, k))), pack(rng.standard_normal((n, k)))
+    t = rng.integers(-k - 2, k + 3, size=n)
+    f = rng.choice(np.array([-1, 1], dtype=np.int8), size=n)
+    np.testing.assert_array_equal(binary_matmul_sign(a, b, t, f, k, "cpu"), _reference_sign(a, b, k, t, f))
+
+
+def test_fused_sign_bad_inputs():
+    a, b = pack(np.ones((2, 100))), pack(np.ones((3, 100)))
+    with pytest.raises(ValueError, match="one entry per column"):
+        binary_matmul_sign(a, b, np.zeros(2, np.int64), np.ones(3, np.int8), 100)
+    with pytest.raises(ValueError, match="f in"):
+        binary_matmul_sign(a, b, np.zeros(3, np.int64), np.array([1, 0, -1], np.int8), 100, "cpu")
+    with pytest.raises(ValueError, match="words per row"):
+        binary_matmul_sign(a, b, np.zeros(3, np.int64), np.ones(3, np.int8), 200)
+
+
 def test_errors_are_clear():
     a64, b64 = pack(np.ones((2, 100))), pack(np.ones((3, 100)))
     with pytest.raises(ValueError, match="backend"):
@@ -315,13 +357,17 @@ def test_cpu_backend_runs_exactly_on_a_cpu_without_avx2(tmp_path):
     operands), so no AVX2 instruction may appear in it."""
     code = (
         "import numpy as np, numba\n"
-        "from qnnlib.runtime.binary_gemm import binary_matmul\n"
+        "from qnnlib.runtime.binary_gemm import binary_matmul, binary_matmul_sign\n"
         "from qnnlib.runtime.gemm_cpu import xor_popcount_gemm as f\n"
         "from qnnlib.runtime.bitpack import pack\n"
         "rng = np.random.default_rng(0)\n"
         "for m, n, k in [(7, 13, 1000), (1, 1, 1), (9, 17, 64 * 40 + 3), (33, 16, 128)]:\n"
         "    a, b = pack(rng.standard_normal((m, k))), pack(rng.standard_normal((n, k)))\n"
-        "    assert np.array_equal(binary_matmul(a, b, k, 'cpu'), binary_matmul(a, b, k, 'numpy')), (m, n, k)\n"
+        "    ref = binary_matmul(a, b, k, 'numpy')\n"
+        "    assert np.array_equal(binary_matmul(a, b, k, 'cpu'), ref), (m, n, k)\n"
+        "    t = rng.integers(-k // 4 - 1, k // 4 + 2, size=n); f = rng.choice(np.array([-1, 1], np.int8), size=n)\n"
+        "    sign = pack(f[None].astype(np.int64) * ref >= t[None])\n"
+        "    assert np.array_equal(binary_matmul_sign(a, b, t, f, k, 'cpu'), sign), (m, n, k, 'sign')\n"
         "w = numba.types.uint64\n"
         "i = numba.types.int64\n"
         "sig = (w[:, :, ::1], w[:, :, ::1], i, numba.types.int32[:, ::1], i, i, i)\n"
@@ -342,7 +388,7 @@ def test_avx2_kernel_runs_exactly(tmp_path):
     AVX-512 VPOPCNTDQ, so without this test the AVX2 kernel would never execute there."""
     code = (
         "import numpy as np\n"
-        "from qnnlib.runtime.binary_gemm import binary_matmul\n"
+        "from qnnlib.runtime.binary_gemm import binary_matmul, binary_matmul_sign\n"
         "from qnnlib.runtime.gemm_cpu import a_panels, b_panels, compiled_nibble_split, compiled_tile, xor_popcount_gemm\n"
         "from qnnlib.runtime.bitpack import pack\n"
         "assert compiled_nibble_split() and compiled_tile() == (4, 1)\n"
@@ -354,6 +400,9 @@ def test_avx2_kernel_runs_exactly(tmp_path):
         "    out = np.empty((m, n), np.int32)\n"
         "    xor_popcount_gemm(a_panels(a, True), b_panels(b, True), k, out, 8, 3, 5)\n"
         "    assert np.array_equal(out, ref), (m, n, k, 'blocked')\n"
+        "    t = rng.integers(-k // 4 - 1, k // 4 + 2, size=n); f = rng.choice(np.array([-1, 1], np.int8), size=n)\n"
+        "    sign = pack(f[None].astype(np.int64) * ref >= t[None])\n"
+        "    assert np.array_equal(binary_matmul_sign(a, b, t, f, k, 'cpu'), sign), (m, n, k, 'sign')\n"
         "print('ok')\n"
     )
     env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=str(tmp_path),
