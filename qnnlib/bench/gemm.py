@@ -299,17 +299,36 @@ def _print_rows(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(t, widths)))
 
 
-def run_gpu(sizes: Sequence[int] | None = None, repeats: int = 30) -> int:
-    """``python -m qnnlib bench gpu``: compile and verify every CUDA kernel, then print the GPU GEMM table.
+def _gpu_mlp_rows(hidden: int, images: int, repeats: int, seed: int = 0) -> list[dict[str, Any]]:
+    """The MLP 784-3xhidden-10 on the GPU (random weights: speed does not depend on them), via
+    :func:`qnnlib.bench.mlp.mlp_gpu_rows`; needs torch but no pandas."""
+    from qnnlib.bench.mlp import float_mlp, mlp_gpu_rows, random_bnn  # noqa: PLC0415
+    from qnnlib.runtime.export import export_bnn  # noqa: PLC0415
 
-    Exit code 2 without a usable GPU, 1 if a kernel is not bit-exact."""
+    bnn = random_bnn(hidden, seed=seed)
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(images, 784), dtype=np.uint8)
+    return mlp_gpu_rows(bnn, export_bnn(bnn), float_mlp(hidden, seed=seed), pixels, repeats) or []
+
+
+def run_gpu(sizes: Sequence[int | Sequence[int]] | None = None, repeats: int = 30, mlp_hidden: int = 4096,
+            mlp_images: int = 10_000) -> int:
+    """``python -m qnnlib bench gpu``: the one prepared check for a CUDA machine.
+
+    Compiles and verifies every CUDA kernel bit-exact against the CPU reference on odd shapes, prints the
+    GEMM table (1024/4096/8192^3 by default: the float baseline kernel, the XNOR and b1 kernels, cuBLAS
+    fp32, torch fp32/TF32/bf16), then times the MLP 784-3x4096-10 on 10k images (PackedBNN on each CUDA
+    kernel vs the float MLP on cuBLAS and on the baseline kernel; predictions checked against the CPU
+    runtime and the PyTorch BNN). Needs numpy, cupy, numba and torch, not pandas; prints its wall time
+    (budget: 5 minutes on an H100/H200). Exit code 2 without a usable GPU, 1 if a kernel or the MLP is not
+    exact."""
+    t_start = time.perf_counter()
     ok, why = gpu_available()
     if not ok:
         print(f"gpu benchmark: no usable GPU: {why}")
         return 2
     from qnnlib.runtime.gemm_cuda import compile_cuda_kernels  # noqa: PLC0415
 
-    print(f"GPU: {gpu_name()}")
+    print(f"GPU: {gpu_name()}; CPU: {cpu_model()} ({cpu_cores()} cores)")
     for name, seconds in compile_cuda_kernels().items():
         print(f"compiled {name:<20} {seconds:6.2f} s")
     checks = verify_cuda_kernels()
@@ -322,4 +341,13 @@ def run_gpu(sizes: Sequence[int] | None = None, repeats: int = 30) -> int:
     rows = gpu_gemm_sweep(sizes or [1024, 4096, 8192], repeats=repeats)
     print(f"\nbinary GEMM A @ B.T on {gpu_name()} (median of CUDA-event times after warm-up)")
     _print_rows(rows, ["M", "N", "K", "method", "ms", "Top/s", "vs_baseline", "vs_cublas_fp32"])
-    return 0
+    print(f"({time.perf_counter() - t_start:.0f} s so far)")
+    mlp = _gpu_mlp_rows(mlp_hidden, mlp_images, repeats=5)
+    print(f"\nMLP 784-3x{mlp_hidden}-10 inference, {mlp_images} images, random weights (wall-clock medians, synced)")
+    _print_rows(mlp, ["method", "seconds", "images/s", "speedup_vs_baseline_kernel", "speedup_vs_cublas",
+                      "identical_to_packed_cpu", "identical_to_torch_bnn"])
+    exact = all(r["identical_to_packed_cpu"] for r in mlp if r["identical_to_packed_cpu"] is not None)
+    print(f"\nbench gpu finished in {time.perf_counter() - t_start:.0f} s")
+    if not exact:
+        print("MISMATCH: a PackedBNN on the GPU predicted differently from the same PackedBNN on the CPU")
+    return 0 if exact else 1
