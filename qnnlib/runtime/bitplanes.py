@@ -23,9 +23,11 @@ import torch
 from numba import njit, prange
 
 from qnnlib.runtime.binary_gemm import binary_matmul
-from qnnlib.runtime.bitpack import WORD_BITS, pack, pack_word, packed_width
+from qnnlib.runtime.bitpack import WORD_BITS, as_u64_words, pack, pack_word, packed_width
+from qnnlib.runtime.gemm_cpu import compiled_tile, matmul_bitplanes_sign_cpu
 
-__all__ = ["PLANES", "inputs_from_pixels", "pixels_from_inputs", "pack_bitplanes", "bitplane_dot"]
+__all__ = ["PLANES", "inputs_from_pixels", "pixels_from_inputs", "pack_bitplanes", "pack_bitplane_panels",
+           "bitplane_dot", "bitplane_sign"]
 
 PLANES = 8  # bits per input pixel
 
@@ -101,6 +103,22 @@ def pack_bitplanes(p: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover 
 
 
 @njit(parallel=True, cache=True, nogil=True)
+def pack_bitplane_panels(p: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled by Numba
+    """``out[i, w, n] = word w of pack(bit n of p[i, :])``: the 8 bit-planes of each input side by side, the
+    row-panel layout of the fused Eq. 6 kernel (:func:`qnnlib.runtime.gemm_cpu.bitplane_sign_gemm`).
+
+    ``p`` is uint8 pixels (N, K); ``out`` is uint64 (N, ceil(K/64), 8)."""
+    rows, k = p.shape
+    words = out.shape[1]
+    for i in prange(rows):
+        for w in range(words):
+            j0 = w * 64
+            j1 = min(k, j0 + 64)
+            for n in range(8):
+                out[i, w, n] = pack_word(_plane_bit, (p, i, n), j0, j1)
+
+
+@njit(parallel=True, cache=True, nogil=True)
 def _combine_bitplanes(m, rows, s, out):  # pragma: no cover - compiled by Numba
     """Eq. 6: D = Σ_n 2^n (W_b·q_n + S)/2 = (Σ_n 2^n M_n + 255 S) / 2, with M_n = m[n*rows:(n+1)*rows]."""
     h = s.shape[0]
@@ -142,3 +160,23 @@ def bitplane_dot(p: Any, w_packed: Any, row_sum: Any, k: int, backend: str, xp: 
     m = m.reshape(PLANES, rows, -1).astype(xp.int64)
     scale = (2 ** xp.arange(PLANES, dtype=xp.int64))[:, None, None]  # 2^n
     return (((m * scale).sum(0) + 255 * row_sum.astype(xp.int64)[None]) >> 1).astype(xp.int32)
+
+
+def bitplane_sign(p: Any, w_packed: Any, row_sum: Any, k: int, t: Any, f: Any, backend: str, xp: Any = np) -> Any:
+    """The first layer's packed ±1 activations ``+1 iff f·D >= t`` with ``D = W_b·p`` from Eq. 6 (uint64
+    (N, ceil(H/64))); ``t``, ``f`` are the folded first-layer thresholds and flips.
+
+    On the ``"cpu"`` backend of a CPU with AVX-512 VPOPCNTDQ this is one fused pass
+    (:func:`qnnlib.runtime.gemm_cpu.bitplane_sign_gemm`): each 8-row register tile holds the 8 bit-planes of
+    one input, and neither the plane products nor ``D`` are written to memory. Elsewhere it is
+    :func:`bitplane_dot` followed by the comparison (the reference the fused pass is tested against).
+    """
+    if xp is np and backend == "cpu" and compiled_tile() == (8, 2):
+        rows, w = p.shape[0], packed_width(k, WORD_BITS)
+        planes = np.empty((rows, w, PLANES), dtype=np.uint64)
+        if rows:
+            pack_bitplane_panels(np.ascontiguousarray(p, dtype=np.uint8), planes)
+        return matmul_bitplanes_sign_cpu(planes, as_u64_words(w_packed), k, np.asarray(row_sum), np.asarray(t),
+                                         np.asarray(f))
+    d = bitplane_dot(p, w_packed, row_sum, k, backend, xp)
+    return pack(xp.asarray(f)[None].astype(xp.int64) * d >= xp.asarray(t)[None], WORD_BITS)

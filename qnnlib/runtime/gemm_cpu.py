@@ -44,7 +44,7 @@ from qnnlib.runtime.bitpack import as_u64_words
 from qnnlib.runtime.hardware import CacheSizes, cache_sizes
 
 __all__ = ["TILES", "Blocking", "blocking", "matmul_cpu", "matmul_sign_cpu", "sign_bounds", "xor_popcount_gemm",
-           "xor_popcount_sign", "a_panels", "b_panels", "compiled_nibble_split", "compiled_tile"]
+           "xor_popcount_sign", "bitplane_sign_gemm", "matmul_bitplanes_sign_cpu", "a_panels", "b_panels", "compiled_nibble_split", "compiled_tile"]
 
 _BYTE_CHUNK = 31  # words per byte-accumulator flush: 31 * 8 = 248 <= 255, so per-byte counts never wrap
 
@@ -101,12 +101,14 @@ def compiled_tile() -> tuple[int, int]:  # pragma: no cover - compiled by Numba
     return 4, 1
 
 
-def _make_tile_kernel(rows: int, panels: int, sign: bool = False):
+def _make_tile_kernel(rows: int, panels: int, sign: bool = False, planes: bool = False):
     """The register-tiled micro-kernel for ``rows`` (R) rows of A x ``panels`` (P) panels of 8 columns of B;
-    ``sign``: with the folded BN + sign epilogue, storing one byte of packed ±1 bits per row and panel."""
+    ``sign``: with the folded BN + sign epilogue, storing one byte of packed ±1 bits per row and panel;
+    ``planes`` (with ``sign``, R = 8): the R rows are the 8 bit-planes of one input (Eq. 6), combined
+    before the comparison into one byte per panel."""
 
     @intrinsic
-    def tile(typingctx, a, bp, i0, panel, k, out, oi, oj, w0, w1, first, lo, hi):
+    def tile(typingctx, a, bp, i0, panel, k, out, oi, oj, w0, w1, first, lo, hi, s):
         """out[oi:oi+R, oj:oj+8P] (+)= popcount products of A's row panel i0 with B's panels panel..panel+P-1.
 
         ``a`` is A in row panels, (M'/R, W, R) uint64 (word w of rows R*i0..R*i0+R-1 side by side,
@@ -120,6 +122,9 @@ def _make_tile_kernel(rows: int, panels: int, sign: bool = False):
         (``first``), and store, for row r and panel p, the byte ``out[oi + r, oj + p]`` whose bit c is 1 (+1)
         iff ``lo[j] <= k - 2 * popcount <= hi[j]`` for column j = 8 (panel + p) + c: ``out`` is uint8, the
         packed activations viewed as bytes (column j is bit j % 8 of byte j // 8, the ``bitpack`` layout).
+        ``planes`` kernels read the tile's 8 rows as the bit-planes n = 0..7 of one input, ``M_n = k - 2 *
+        popcount``, and compare Eq. 6's ``D = (sum_n 2^n M_n + 255 s[j]) / 2`` instead (``s``: the row sums
+        of W_b, int32), storing the byte ``out[oi, oj + p]``.
 
         Plain, target-independent LLVM vector IR, so it compiles for any CPU and LLVM picks the popcount
         instruction: for every word w, ``acc[r, q] += ctpop(splat(a[i0+r, w]) ^ B's vector q of word w)``
@@ -133,7 +138,7 @@ def _make_tile_kernel(rows: int, panels: int, sign: bool = False):
         out_type = types.Array(types.uint8 if sign else types.int32, 2, "C")
         if a != u64_3d or bp != u64_3d or out != out_type:
             return None
-        if sign and (lo != types.Array(types.int32, 1, "C") or hi != lo):
+        if sign and (lo != types.Array(types.int32, 1, "C") or hi != lo or s != lo):
             return None
         if not all(isinstance(t, types.Integer) for t in (i0, panel, k, oi, oj, w0, w1)):
             return None
@@ -259,16 +264,28 @@ def _make_tile_kernel(rows: int, panels: int, sign: bool = False):
             if sign:
                 ar_lo = context.make_array(signature.args[11])(context, builder, args[11])
                 ar_hi = context.make_array(signature.args[12])(context, builder, args[12])
+                ar_s = context.make_array(signature.args[13])(context, builder, args[13])
                 for p in range(panels):
                     col = builder.mul(builder.add(pp, const(p)), const(8))
                     bounds = [[builder.load(builder.bitcast(builder.gep(ar.data, [builder.add(col, const(lanes * c))]),
                                                             vi32.as_pointer()), align=4)
                                for c in range(per_panel)] for ar in (ar_lo, ar_hi)]
-                    for r in range(rows):
+                    if planes:
+                        sums = [builder.load(builder.bitcast(builder.gep(ar_s.data, [builder.add(col, const(lanes * c))]),
+                                                             vi32.as_pointer()), align=4) for c in range(per_panel)]
+                    for r in range(1 if planes else rows):
                         fires = []
                         for c in range(per_panel):
-                            d = builder.sub(kv, builder.shl(builder.trunc(builder.load(acc64[r][p * per_panel + c]),
-                                                                          vi32), two))
+                            if planes:  # Eq. 6: D = (sum_n 2^n M_n + 255 S) / 2, exact (every M_n + S is even)
+                                d = builder.mul(sums[c], ir.Constant(vi32, [255] * lanes))
+                                for n in range(rows):
+                                    m_n = builder.sub(kv, builder.shl(builder.trunc(
+                                        builder.load(acc64[n][p * per_panel + c]), vi32), two))
+                                    d = builder.add(d, builder.shl(m_n, ir.Constant(vi32, [n] * lanes)))
+                                d = builder.ashr(d, two)
+                            else:
+                                d = builder.sub(kv, builder.shl(builder.trunc(
+                                    builder.load(acc64[r][p * per_panel + c]), vi32), two))
                             fires.append(builder.and_(builder.icmp_signed(">=", d, bounds[0][c]),
                                                       builder.icmp_signed("<=", d, bounds[1][c])))
                         if per_panel == 2:  # two <4 x i1> -> one <8 x i1>
@@ -290,7 +307,7 @@ def _make_tile_kernel(rows: int, panels: int, sign: bool = False):
                     builder.store(builder.sub(base, twice), ptr, align=4)
             return context.get_dummy_value()
 
-        return types.none(a, bp, i0, panel, k, out, oi, oj, w0, w1, first, lo, hi), codegen
+        return types.none(a, bp, i0, panel, k, out, oi, oj, w0, w1, first, lo, hi, s), codegen
 
     return tile
 
@@ -301,6 +318,8 @@ _tile_4x1 = _make_tile_kernel(4, 1)  # AVX2 / SSE2: 4 rows x 8 columns
 _sign_8x2 = _make_tile_kernel(8, 2, sign=True)  # the same tiles with the folded BN + sign epilogue
 _sign_8x1 = _make_tile_kernel(8, 1, sign=True)
 _sign_4x1 = _make_tile_kernel(4, 1, sign=True)
+_planes_8x2 = _make_tile_kernel(8, 2, sign=True, planes=True)  # Eq. 6: the 8 rows are one input's bit-planes
+_planes_8x1 = _make_tile_kernel(8, 1, sign=True, planes=True)
 _NO_BOUNDS = np.zeros(0, dtype=np.int32)
 
 
@@ -310,11 +329,11 @@ def _tile(a, bp, g, p, k, dst, oi, oj, w0, w1, first, panels):  # pragma: no cov
     nb = _NO_BOUNDS
     if a.shape[2] == 8:
         if panels == 2:
-            _tile_8x2(a, bp, g, p, k, dst, oi, oj, w0, w1, first, nb, nb)
+            _tile_8x2(a, bp, g, p, k, dst, oi, oj, w0, w1, first, nb, nb, nb)
         else:
-            _tile_8x1(a, bp, g, p, k, dst, oi, oj, w0, w1, first, nb, nb)
+            _tile_8x1(a, bp, g, p, k, dst, oi, oj, w0, w1, first, nb, nb, nb)
     else:
-        _tile_4x1(a, bp, g, p, k, dst, oi, oj, w0, w1, first, nb, nb)
+        _tile_4x1(a, bp, g, p, k, dst, oi, oj, w0, w1, first, nb, nb, nb)
 
 
 @njit(cache=True, nogil=True)
@@ -323,11 +342,11 @@ def _sign_tile(a, bp, g, p, k, dst, oi, ob, lo, hi, panels):  # pragma: no cover
     w = bp.shape[1]
     if a.shape[2] == 8:
         if panels == 2:
-            _sign_8x2(a, bp, g, p, k, dst, oi, ob, 0, w, True, lo, hi)
+            _sign_8x2(a, bp, g, p, k, dst, oi, ob, 0, w, True, lo, hi, lo)
         else:
-            _sign_8x1(a, bp, g, p, k, dst, oi, ob, 0, w, True, lo, hi)
+            _sign_8x1(a, bp, g, p, k, dst, oi, ob, 0, w, True, lo, hi, lo)
     else:
-        _sign_4x1(a, bp, g, p, k, dst, oi, ob, 0, w, True, lo, hi)
+        _sign_4x1(a, bp, g, p, k, dst, oi, ob, 0, w, True, lo, hi, lo)
 
 
 @njit(cache=True, nogil=True)
@@ -558,6 +577,66 @@ def blocking(m: int, n: int, words: int, split: bool, tile: tuple[int, int], thr
     while tasks() < want and mc > rows:
         mc = max(rows, (mc // 2) // rows * rows)
     return Blocking(mc, nc, kc, tile, tasks())
+
+
+@njit(cache=True, nogil=True)
+def _planes_task(a, bp, k, bits, lo, hi, s, i0, i_end, p0, p_end):  # pragma: no cover - compiled by Numba
+    """One task of :func:`bitplane_sign_gemm`: bytes bits[i0:i_end, p0:p_end] (one input per row panel)."""
+    w = bp.shape[1]
+    for i in range(i0, i_end):
+        for p in range(p0, p_end, 2):
+            if p + 2 <= p_end:
+                _planes_8x2(a, bp, i, p, k, bits, i, p, 0, w, True, lo, hi, s)
+            else:
+                _planes_8x1(a, bp, i, p, k, bits, i, p, 0, w, True, lo, hi, s)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def bitplane_sign_gemm(planes: np.ndarray, bp: np.ndarray, k: int, bits: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                       s: np.ndarray, row_block: int, panel_block: int) -> None:  # pragma: no cover - Numba
+    """Eq. 6 and Alg. 4's first ``sign(BN(.))`` in one pass, on CPUs with AVX-512 VPOPCNTDQ (8-row tiles).
+
+    ``planes`` is (N, W, 8) uint64: for input i, word w of its 8 bit-planes q_0..q_7 side by side (the
+    :func:`a_panels` layout with one input per row panel, :func:`qnnlib.runtime.bitplanes.pack_bitplane_panels`);
+    ``bp`` the weights in column panels (:func:`b_panels`); each tile computes ``M_n = k - 2 popcount(q_n XOR
+    w_j)`` for the 8 planes, ``D = (sum_n 2^n M_n + 255 s[j]) / 2`` and stores the bit ``lo[j] <= D <= hi[j]``:
+    ``bits`` is uint8 (N, bytes >= N'/8), the packed output viewed as bytes. No plane product or D is
+    written to memory."""
+    if not _wide_tiles():
+        raise ValueError("bitplane_sign_gemm needs the 8-row VPOPCNTDQ tiles (compiled_tile() == (8, 2))")
+    m = bits.shape[0]
+    n_panels = bp.shape[0]
+    if planes.shape[2] != 8 or planes.shape[1] != bp.shape[1] or bp.shape[2] != 8 or planes.shape[0] < m:
+        raise ValueError("operand layout does not match the compiled micro-kernel (see pack_bitplane_panels, b_panels)")
+    if bits.shape[1] < n_panels or min(lo.shape[0], hi.shape[0], s.shape[0]) < 8 * n_panels:
+        raise ValueError("bits, lo, hi or s are smaller than the operands (see matmul_bitplanes_sign_cpu)")
+    row_block = max(1, row_block)
+    panel_block = max(2, panel_block // 2 * 2)
+    n_row_blocks = (m + row_block - 1) // row_block
+    n_panel_blocks = (n_panels + panel_block - 1) // panel_block
+    for task in prange(n_row_blocks * n_panel_blocks):
+        p0 = (task // n_row_blocks) * panel_block
+        i0 = (task % n_row_blocks) * row_block
+        _planes_task(planes, bp, k, bits, lo, hi, s, i0, min(m, i0 + row_block), p0, min(n_panels, p0 + panel_block))
+
+
+def matmul_bitplanes_sign_cpu(planes: np.ndarray, b: np.ndarray, k: int, row_sum: np.ndarray, t: np.ndarray,
+                              f: np.ndarray) -> np.ndarray:
+    """Packed ±1 first-layer activations ``+1 iff f[j]·D[i, j] >= t[j]`` with Eq. 6's ``D = W_b·p`` from
+    bit-plane panels (N, W, 8) uint64 and the packed ±1 weights ``b`` (H, W), uint64 (N, ceil(H/64)); one
+    pass of :func:`bitplane_sign_gemm` (needs AVX-512 VPOPCNTDQ: check ``compiled_tile() == (8, 2)``)."""
+    h = b.shape[0]
+    out = (np.zeros if h % 64 else np.empty)((planes.shape[0], -(-h // 64)), dtype=np.uint64)
+    if out.size == 0:
+        return out
+    bp = b_panels(b)
+    lo, hi = sign_bounds(t, f, 8 * bp.shape[0])
+    sums = np.zeros(8 * bp.shape[0], dtype=np.int32)
+    sums[:h] = row_sum
+    blocks = blocking(8 * planes.shape[0], h, bp.shape[1], False, (8, 2), numba.get_num_threads(), cache_sizes())
+    bitplane_sign_gemm(planes, bp, np.int64(k), out.view(np.uint8), lo, hi, sums,
+                       np.int64(max(1, blocks.row_block // 8)), np.int64(blocks.panel_block))
+    return out
 
 
 def sign_bounds(t: np.ndarray, f: np.ndarray, columns: int) -> tuple[np.ndarray, np.ndarray]:

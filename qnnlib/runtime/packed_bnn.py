@@ -3,8 +3,10 @@
 A :class:`PackedBNN` holds what inference needs and nothing else: bit-packed ``sign(W)`` per layer,
 one integer threshold and one sign flip per hidden neuron (BN + sign folded, :mod:`qnnlib.runtime.folding`),
 the first layer's row sums for Eq. 6 (:mod:`qnnlib.runtime.bitplanes`) and the output layer's bias and BN.
-:meth:`PackedBNN.predict` runs every layer on :func:`qnnlib.runtime.binary_gemm.binary_matmul` (Numba
-XOR-popcount on the CPU, CuPy kernels on a GPU). :func:`qnnlib.runtime.export.export_bnn` builds one from a
+:meth:`PackedBNN.predict` runs every layer on the binary GEMM of :mod:`qnnlib.runtime.binary_gemm` (Numba
+XOR-popcount on the CPU, CuPy kernels on a GPU); on the CPU each binary layer's ``sign(BN(.))`` is fused
+into the GEMM (:func:`~qnnlib.runtime.binary_gemm.binary_matmul_sign`; Eq. 6's first layer too where the CPU
+has AVX-512 VPOPCNTDQ, :func:`qnnlib.runtime.bitplanes.bitplane_sign`), so only packed bits reach memory. :func:`qnnlib.runtime.export.export_bnn` builds one from a
 trained model and documents why it is bit-exact.
 
 Alg. 4, layer by layer (L layers, W_k^b = sign(W_k) packed 64 values per ``uint64`` word)::
@@ -43,7 +45,7 @@ from qnnlib.files import UnreadableFileError
 from qnnlib.runtime.arrays import cupy, is_cupy, to_host, to_xp
 from qnnlib.runtime.binary_gemm import BACKENDS, binary_matmul, binary_matmul_sign
 from qnnlib.runtime.bitpack import WORD_BITS, pack, packed_width, unpack
-from qnnlib.runtime.bitplanes import bitplane_dot, pixels_from_inputs
+from qnnlib.runtime.bitplanes import bitplane_dot, bitplane_sign, pixels_from_inputs
 from qnnlib.runtime.folding import batch_norm, threshold_activations
 from qnnlib.runtime.packed_checkpoint import PACKED_BNN_KIND, PackedCheckpoint, read_checkpoint, write_checkpoint
 
@@ -262,7 +264,13 @@ class PackedBNN:
         dots, hidden = [], [[] for _ in range(self.num_layers - 1)]
         for i0 in range(0, n, batch_size):
             p = to_xp(p_all[i0:i0 + batch_size], xp)
-            a = self._threshold(self._first_layer_d(p, xp, arr, backend, first_layer), 1, xp, arr)
+            if first_layer == "bitplanes":  # Eq. 6 and the first sign(BN), fused where the CPU allows
+                if p.ndim != 2 or p.shape[1] != self.in_features[0]:
+                    raise ValueError(f"images must have {self.in_features[0]} pixels each, got shape {tuple(p.shape)}")
+                a = bitplane_sign(p, arr["w"][0], arr["s1"], self.in_features[0], arr["t"][0], arr["f"][0], backend,
+                                  xp)
+            else:
+                a = self._threshold(self._first_layer_d(p, xp, arr, backend, first_layer), 1, xp, arr)
             if keep_hidden:
                 hidden[0].append(to_host(a))
             for k in range(2, self.num_layers):  # Alg. 4: a_k = XnorDotProduct(a_{k-1}^b, W_k^b); sign(BN)

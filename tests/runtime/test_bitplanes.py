@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from qnnlib.runtime.bitpack import pack
-from qnnlib.runtime.bitplanes import bitplane_dot, inputs_from_pixels, pack_bitplanes, pixels_from_inputs
+from qnnlib.runtime.bitpack import pack, unpack
+from qnnlib.runtime.bitplanes import (
+    bitplane_dot,
+    inputs_from_pixels,
+    pack_bitplane_panels,
+    pack_bitplanes,
+    pixels_from_inputs,
+)
 
 
 def random_pixels(n: int, k: int = 784, seed: int = 0) -> np.ndarray:
@@ -50,3 +56,47 @@ def test_bitplane_dot_is_the_exact_integer_product(k):
         d = bitplane_dot(p, w_packed, row_sum, k, backend)
         assert d.dtype == np.int32 and np.array_equal(d, exact)
         assert bitplane_dot(p[:0], w_packed, row_sum, k, backend).shape == (0, 70)
+
+
+# --- the fused Eq. 6 + sign pass ------------------------------------------------------------------
+
+
+def _sign_reference(p: np.ndarray, w: np.ndarray, k: int, t: np.ndarray, f: np.ndarray) -> np.ndarray:
+    d = p.astype(np.int64) @ unpack(w, k).astype(np.int64).T  # D = W_b · p, the definition
+    return pack(f[None].astype(np.int64) * d >= t[None])
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 13, 784), (100, 300, 784), (33, 130, 65), (5, 8, 64), (9, 24, 3072)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("fused", [True, False])
+def test_bitplane_sign_equals_thresholded_integer_layer(shape, fused, monkeypatch):
+    """+1 iff f·(W_b·p) >= t, for random and extreme pixels, both flips; ``fused=False`` forces the
+    unfused path (bitplane_dot, then the comparison) that CPUs without AVX-512 VPOPCNTDQ take."""
+    from qnnlib.runtime import bitplanes as bp
+
+    if fused and bp.compiled_tile() != (8, 2):
+        pytest.skip("the fused Eq. 6 pass needs AVX-512 VPOPCNTDQ")
+    if not fused:
+        monkeypatch.setattr(bp, "compiled_tile", lambda: (4, 1))
+    n, h, k = shape
+    rng = np.random.default_rng(n + h + k)
+    p = rng.integers(0, 256, size=(n, k), dtype=np.uint8)
+    p[0] = 255
+    if n > 1:
+        p[1] = 0
+    w = pack(rng.standard_normal((h, k)))
+    s1 = unpack(w, k).astype(np.int64).sum(1)
+    t = rng.integers(-40 * k, 40 * k, size=h)
+    f = rng.choice(np.array([-1, 1], dtype=np.int8), size=h)
+    got = bp.bitplane_sign(p, w, s1, k, t, f, "cpu")
+    assert got.shape == (n, -(-h // 64)) and got.dtype == np.uint64
+    np.testing.assert_array_equal(got, _sign_reference(p, w, k, t, f))
+
+
+def test_bitplane_panels_layout():
+    rng = np.random.default_rng(1)
+    p = rng.integers(0, 256, size=(3, 130), dtype=np.uint8)
+    out = np.empty((3, 3, 8), dtype=np.uint64)
+    pack_bitplane_panels(p, out)
+    for n in range(8):
+        np.testing.assert_array_equal(out[:, :, n], pack(((p >> n) & 1).astype(bool)))
