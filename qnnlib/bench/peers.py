@@ -16,6 +16,12 @@ Contenders (a missing one is skipped and the table says why and how to install i
 * Larq Compute Engine — its converter needs TensorFlow and a Keras model, which this benchmark does not build: the
   row is skipped and says so (not measured here);
 * ours: ``PackedBNN`` with every layer binary (Eq. 6 bit-planes) and with a float first layer.
+
+``--convnet`` (:func:`time_convnet_peers`) runs the same contenders on the binary CIFAR-10 ConvNet instead
+(:mod:`qnnlib.bench.convnet`: width-scaled, briefly trained on a stand-in so its BN statistics are realistic): PyTorch
+float32 with the ±1 weights, PyTorch int8 dynamic quantization (it quantizes only the ``nn.Linear`` layers; the convs
+stay float32), ONNX Runtime int8 dynamic quantization of the same float graph (convs and fc layers), LCE (skipped,
+as above) and our ``PackedConvNet``.
 """
 
 from __future__ import annotations
@@ -37,9 +43,10 @@ from qnnlib.bench.mlp import float_mlp, random_bnn
 from qnnlib.bench.timing import interleaved_medians
 from qnnlib.runtime.bitplanes import inputs_from_pixels
 from qnnlib.runtime.export import export_bnn
-from qnnlib.runtime.hardware import cpu_model, popcount_isa
+from qnnlib.runtime.hardware import cpu_model, passive_numba_threads, popcount_isa
 
-__all__ = ["FP32", "INT8", "ORT", "LCE", "OURS_EQ6", "OURS_F1", "torch_int8", "onnxruntime_int8", "time_peers", "run"]
+__all__ = ["FP32", "INT8", "ORT", "LCE", "OURS_EQ6", "OURS_F1", "torch_int8", "onnxruntime_int8", "time_peers",
+           "time_convnet_peers", "run"]
 
 FP32 = "PyTorch float32"
 INT8 = "PyTorch int8 dynamic quantization"
@@ -69,8 +76,10 @@ def onnxruntime_int8(model: nn.Module, example: torch.Tensor, threads: int) -> C
     from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
 
     buf = io.BytesIO()
-    torch.onnx.export(model, (example,), buf, input_names=["x"], output_names=["y"],
-                      dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    with warnings.catch_warnings():  # the TorchScript exporter: the default dynamo one needs onnxscript too
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (example,), buf, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, dynamo=False)
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "m.onnx", Path(tmp) / "m.int8.onnx"
         src.write_bytes(buf.getvalue())
@@ -102,13 +111,11 @@ def time_peers(hidden: int = 4096, images: int = 10_000, repeats: int = 3, seed:
     skipped: dict[str, str] = {}
     try:
         ort_run = onnxruntime_int8(float_mlp(hidden, seed=seed), xt[:2], threads)
-        xn = x.astype(np.float32)
+        xn = xt.numpy()  # inputs_from_pixels returns a float32 tensor
         fns[ORT] = lambda: np.argmax(ort_run(xn), axis=1)
     except ImportError as exc:
         skipped[ORT] = f"skipped: {exc}"
-    skipped[LCE] = ("skipped: not installed" if importlib.util.find_spec("larq_compute_engine") is None else
-                    "skipped: installed, but its converter needs TensorFlow and a Keras model, which this benchmark "
-                    "does not build")
+    skipped[LCE] = _lce_status()
     fns[OURS_EQ6] = lambda: packed.predict(pixels, "cpu")
     fns[OURS_F1] = lambda: packed.predict(pixels, "cpu", first_layer="float")
     med, last = interleaved_medians(fns, repeats)
@@ -125,9 +132,51 @@ def time_peers(hidden: int = 4096, images: int = 10_000, repeats: int = 3, seed:
     return pd.DataFrame(rows)
 
 
-def run(hidden: int = 4096, images: int = 10_000, repeats: int = 3) -> int:
+def _lce_status() -> str:
+    return ("skipped: not installed" if importlib.util.find_spec("larq_compute_engine") is None else
+            "skipped: installed, but its converter needs TensorFlow and a Keras model, which this benchmark "
+            "does not build")
+
+
+def time_convnet_peers(width: float = 0.5, fc: int = 1024, images: int = 500, repeats: int = 3, batch: int = 100,
+                       train_steps: int = 20, seed: int = 0) -> tuple[pd.DataFrame, str]:
+    """The ConvNet table: :func:`qnnlib.bench.convnet.time_convnet`'s rows (PyTorch float32 and int8, ours) plus
+    ONNX Runtime int8 (or why it was skipped) and LCE (skipped); agreement with the PyTorch float32 model of the
+    same ±1 weights. Returns (table, note on the weights and data)."""
+    from qnnlib.bench import convnet  # noqa: PLC0415 - bench.convnet imports this module's torch_int8
+
+    model, x, _y, note = convnet.prepare(width, fc, images, None, train_steps, seed)
+    extra, skipped = {}, {}
+    try:
+        ort_run = onnxruntime_int8(convnet.float_copy(model), x[:2], torch.get_num_threads())
+        extra[ORT + " (convs and fc layers)"] = lambda xb: np.argmax(ort_run(xb.numpy()), axis=1)
+    except ImportError as exc:
+        skipped[ORT] = f"skipped: {exc}"
+    skipped[LCE] = _lce_status()
+    return convnet.time_convnet(model, x, repeats, batch, extra=extra, skipped=skipped), note
+
+
+def run(hidden: int = 4096, images: int = 10_000, repeats: int = 3, *, convnet: bool = False, width: float = 0.5,
+        fc: int = 1024, train_steps: int = 20) -> int:
     """Print :func:`time_peers`'s table with the machine (CPU, popcount ISA, threads); exit code 1 if our packed
-    network disagrees with the PyTorch BNN on any image."""
+    network disagrees with the PyTorch BNN on any image. ``convnet=True``: :func:`time_convnet_peers`'s table
+    instead (``width`` scales the convs, ``fc`` units per hidden fc layer, ``train_steps`` of training; ``images``
+    images in batches of 100)."""
+    if convnet:
+
+        spin = passive_numba_threads()
+        print(f"CIFAR-10 ConvNet (conv width {width}) inference on {images} images in batches of 100, {cpu_model()}, "
+              f"popcount: {popcount_isa()}, torch {torch.__version__} with {torch.get_num_threads()} threads; "
+              f"interleaved medians of {repeats} rounds; agreement: with the PyTorch float32 model of the same ±1 "
+              f"weights; GOMP_SPINCOUNT={spin} for Numba's OpenMP threads")
+        df, note = time_convnet_peers(width, fc, images=images, repeats=repeats, train_steps=train_steps)
+        print(f"weights: {note}")
+        with pd.option_context("display.width", 200, "display.max_colwidth", 120):
+            print(df.to_string(index=False, float_format="%.3f"))
+        ok = bool((df[df["method"].str.startswith("ours")]["agreement_pct"] == 100.0).all())
+        print("our packed ConvNet predicts exactly what the PyTorch model predicts" if ok else
+              "MISMATCH: our packed ConvNet disagrees with the PyTorch model")
+        return 0 if ok else 1
     print(f"MLP 784-3x{hidden}-10 inference on {images} images (whole batch), {cpu_model()}, popcount: "
           f"{popcount_isa()}, torch {torch.__version__} with {torch.get_num_threads()} threads; interleaved medians "
           f"of {repeats} rounds; agreement: with the PyTorch model of the same weights (float32 MLP / PyTorch BNN)")

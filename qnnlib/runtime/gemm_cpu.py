@@ -41,10 +41,12 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from qnnlib.runtime.bitpack import as_u64_words
-from qnnlib.runtime.hardware import CacheSizes, cache_sizes
+from qnnlib.runtime.hardware import CacheSizes, cache_sizes, passive_numba_threads
 
 __all__ = ["TILES", "Blocking", "blocking", "matmul_cpu", "matmul_sign_cpu", "sign_bounds", "xor_popcount_gemm",
            "xor_popcount_sign", "bitplane_sign_gemm", "matmul_bitplanes_sign_cpu", "a_panels", "b_panels", "compiled_nibble_split", "compiled_tile"]
+
+passive_numba_threads()  # before the first parallel kernel: Numba's OpenMP threads must not spin against torch's
 
 _BYTE_CHUNK = 31  # words per byte-accumulator flush: 31 * 8 = 248 <= 255, so per-byte counts never wrap
 
@@ -165,8 +167,6 @@ def _make_tile_kernel(rows: int, panels: int, sign: bool = False, planes: bool =
             )
             is_first = args[10]
             a_shape = cgutils.unpack_tuple(builder, ar_a.shape)
-            if rows != 8 and rows != 4:
-                raise ValueError(f"tile rows must be 4 or 8, got {rows}")
             w = cgutils.unpack_tuple(builder, ar_b.shape)[1]  # words per row (split: lo, hi nibble words)
             ldo = cgutils.unpack_tuple(builder, ar_o.shape)[1]
             if nib:  # the only target-specific instructions, emitted only when compiling for an AVX2 CPU

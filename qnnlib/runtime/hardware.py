@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["CPUINFO", "CACHE_DIR", "CacheSizes", "DEFAULT_CACHES", "cache_sizes", "cpu_flags", "cpu_model", "cpu_cores", "popcount_isa", "gpu_available", "gpu_name",
-           "compute_capability", "clock_ghz", "describe"]
+           "compute_capability", "clock_ghz", "passive_numba_threads", "describe"]
 
 CPUINFO = Path("/proc/cpuinfo")
 #: Where Linux describes the first CPU's caches (``index*/level``, ``type``, ``size``).
@@ -151,6 +151,22 @@ def clock_ghz(seconds: float = 0.2) -> float:
     return best
 
 
+def passive_numba_threads() -> str:
+    """Make Numba's OpenMP threads sleep as soon as a parallel kernel ends (``GOMP_SPINCOUNT=0``, unless the
+    variable is already set); returns the value in effect. Called when :mod:`qnnlib.runtime.gemm_cpu` is imported.
+
+    Numba's ``omp`` threading layer runs on the system ``libgomp``, torch on the ``libgomp`` it bundles: two
+    OpenMP runtimes, each with a thread per core that by default spins after every parallel region.
+    Alternating Numba kernels and torch ops (a float first layer, the output BN, PyTorch baselines timed in
+    the same rounds) then fight for the cores: on 2 cores the packed ConvNet ran 2-5x slower, and PyTorch
+    ~1.5x slower, in our measurements. libgomp reads the variable when it starts, so torch is imported first:
+    its runtime keeps its default policy, and only Numba's (started by the first parallel kernel) is passive.
+    """
+    import torch  # noqa: F401, PLC0415 - start torch's OpenMP runtime with its own default first
+
+    return os.environ.setdefault("GOMP_SPINCOUNT", "0")
+
+
 def gpu_available() -> tuple[bool, str]:
     """Whether CuPy and a CUDA device are usable, with the reason when not."""
     try:
@@ -181,6 +197,16 @@ def gpu_name() -> str:
     return f"{name} (sm_{cp.cuda.Device().compute_capability})"
 
 
+def _numba_layer() -> str:
+    """Numba's threading layer once a parallel kernel has run (``"not started"`` before)."""
+    import numba  # noqa: PLC0415
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return "not started"
+
+
 def describe() -> dict[str, object]:
     """Everything a benchmark prints next to its numbers: CPU, ISA, LLVM target, threads, GPU (or why none)."""
     import llvmlite.binding as llvm  # noqa: PLC0415 - numba's LLVM: the target the CPU kernel is compiled for
@@ -191,4 +217,5 @@ def describe() -> dict[str, object]:
     return {"cpu": cpu_model(), "llvm_target": llvm.get_host_cpu_name(), "machine": platform.machine(),
             "cores": cpu_cores(), "cpu_popcount": popcount_isa(), "torch_threads": torch.get_num_threads(),
             "numba_threads": numba.get_num_threads(), "torch": torch.__version__, "caches": str(cache_sizes()),
+            "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"), "numba_threading_layer": _numba_layer(),
             "gpu": gpu_name() if ok else None, "gpu_skipped_reason": None if ok else why}

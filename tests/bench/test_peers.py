@@ -8,7 +8,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from qnnlib.bench import peers
+from qnnlib.bench import convnet, peers
 
 
 def test_peer_table_small() -> None:
@@ -36,3 +36,22 @@ def test_onnxruntime_missing_names_the_packages(monkeypatch) -> None:
                         else real(name, *a))
     with pytest.raises(ImportError, match="onnx, onnxruntime not installed"):
         peers.onnxruntime_int8(None, None, 1)  # type: ignore[arg-type]
+
+
+def test_convnet_peer_table_small() -> None:
+    df, note = peers.time_convnet_peers(width=0.0625, fc=32, images=40, repeats=1, batch=20, train_steps=1)
+    df = df.set_index("method")
+    ran = df[df["status"] == "ran"]
+    assert {convnet.FP32, convnet.INT8, convnet.OURS} <= set(ran.index)
+    assert ran.loc[convnet.OURS, "agreement_pct"] == 100.0 and ran.loc[convnet.FP32, "speedup_vs_fp32"] == 1.0
+    assert df.loc[peers.LCE, "status"].startswith("skipped")
+    if importlib.util.find_spec("onnxruntime") is None:
+        assert "pip install onnx onnxruntime" in df.loc[peers.ORT, "status"]
+    assert "trained 1 steps" in note
+
+
+def test_run_convnet_prints_the_convnet_table(capsys) -> None:
+    assert peers.run(images=30, repeats=1, convnet=True, width=0.0625, fc=32, train_steps=1) == 0
+    out = capsys.readouterr().out
+    assert "CIFAR-10 ConvNet" in out and "popcount:" in out and convnet.OURS in out
+    assert "predicts exactly what the PyTorch model predicts" in out

@@ -82,3 +82,22 @@ def test_describe_names_what_benchmarks_print():
 @pytest.mark.parametrize("text,expected", [("48K", 48 << 10), ("2048K", 2 << 20), ("300M", 300 << 20), ("64", 64)])
 def test_sysfs_size_units(text, expected):
     assert hardware._size_bytes(text) == expected
+
+
+def test_numba_threads_are_made_passive_after_torch_started(tmp_path):
+    """Importing the CPU GEMM starts torch's OpenMP runtime first, then sets GOMP_SPINCOUNT=0 for Numba's
+    (a value the user set is kept)."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys\n"
+            "import qnnlib.runtime.gemm_cpu\n"
+            "print(os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "GOMP_SPINCOUNT"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["0", "True"]
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "GOMP_SPINCOUNT": "1000"}, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.stdout.split() == ["1000", "True"]
