@@ -72,7 +72,8 @@ def cpu_gemm_sweep(
     Gop/s (2*M*N*K / s), the speed-up over torch float32, ``ops/cycle/core`` (2*M*N*K per second, per
     thread, per cycle of ``clock`` GHz -- measured here when not given) and ``GB/s``, the operand bytes
     the method must read and write (float32 A, B and C for torch; packed A, B and int32 C for the binary
-    kernel) per second:
+    kernel) per second. Both products write into outputs allocated once per shape (``out=``), so what is
+    timed is the GEMM, not the page faults of a fresh 64-256 MB result:
 
     - ``torch.matmul fp32``: the float baseline (all of torch's threads);
     - ``binary_matmul cpu``: the Numba XOR-popcount kernel on already packed operands;
@@ -95,11 +96,12 @@ def cpu_gemm_sweep(
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
         pa, pb = pack(a), pack(b)
 
+        c_float, c_int = torch.empty((m, n), dtype=torch.float32), np.empty((m, n), dtype=np.int32)
         exact = bool(np.array_equal(binary_matmul(pa, pb, k, "cpu"), torch.matmul(ta, tb.T).numpy()))
         med, _ = interleaved_medians(
             {
-                "torch": lambda: torch.matmul(ta, tb.T),
-                "binary": lambda: binary_matmul(pa, pb, k, "cpu"),
+                "torch": lambda: torch.matmul(ta, tb.T, out=c_float),
+                "binary": lambda: binary_matmul(pa, pb, k, "cpu", out=c_int),
                 "pack": lambda: (pack(a), pack(b)),
             },
             repeats,

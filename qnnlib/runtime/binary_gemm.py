@@ -120,7 +120,17 @@ def _operand_k(a: Any, b: Any, k: Any) -> tuple[Any, Any, int]:
     return a, b, k
 
 
-def binary_matmul(a_packed: Any, b_packed: Any, k: int | None = None, backend: str = "auto") -> Any:
+def _check_out(out: Any, m: int, n: int, backend: str) -> None:
+    """``out=`` of :func:`binary_matmul`: a C-contiguous NumPy int32 (M, N) array, CPU backends only."""
+    if backend not in ("cpu", "numpy"):
+        raise ValueError(f"out= is supported by the CPU backends ('cpu', 'numpy'), not {backend!r}; leave it out")
+    if not isinstance(out, np.ndarray) or out.dtype != np.int32 or out.shape != (m, n) or not out.flags.c_contiguous:
+        got = f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}"
+        raise ValueError(f"out must be a C-contiguous NumPy int32 array of shape ({m}, {n}), got {got}")
+
+
+def binary_matmul(a_packed: Any, b_packed: Any, k: int | None = None, backend: str = "auto", *,
+                  out: np.ndarray | None = None) -> Any:
     """Exact ±1 matrix product ``A @ B.T`` from bit-packed operands (int32, shape (M, N)).
 
     ``C[m, n] = K - 2 * sum_w popcount(a_packed[m, w] XOR b_packed[n, w])``  (paper Eq. 7)
@@ -134,9 +144,11 @@ def binary_matmul(a_packed: Any, b_packed: Any, k: int | None = None, backend: s
             ``pack`` leaves them; see "Which K" in the module docstring for what can and cannot be checked);
             optional with :class:`~qnnlib.runtime.bitpack.PackedBits`, and then it must equal their K.
         backend: one of :data:`BACKENDS` (see the module docstring).
+        out: a C-contiguous NumPy int32 (M, N) array to write the result into (CPU backends), e.g. reused
+            across calls: a fresh result of 64-256 MB costs its page faults on every call.
 
     Returns:
-        int32 array (M, N), NumPy for NumPy inputs and CuPy for CuPy inputs.
+        int32 array (M, N), NumPy for NumPy inputs and CuPy for CuPy inputs (``out`` when given).
 
     Raises:
         ValueError: bad operands, a ``k`` that disagrees with a carried K, an unknown backend.
@@ -154,6 +166,8 @@ def binary_matmul(a_packed: Any, b_packed: Any, k: int | None = None, backend: s
     _check_operands(a, b, k)
     if backend == "auto":
         backend = "cuda" if on_gpu else "cpu"
+    if out is not None:
+        _check_out(out, a.shape[0], b.shape[0], "cuda" if on_gpu else backend)
     if backend.startswith("cuda"):
         cp = cupy()  # first: without CuPy, say that the cuda backends need it (and a GPU)
         if backend == "cuda":
@@ -162,8 +176,14 @@ def binary_matmul(a_packed: Any, b_packed: Any, k: int | None = None, backend: s
         return out if on_gpu else cp.asnumpy(out)
     if on_gpu:
         a, b = cupy().asnumpy(a), cupy().asnumpy(b)
-    out = _matmul_numpy(a, b, k) if backend == "numpy" else matmul_cpu(a, b, k)
-    return cupy().asarray(out) if on_gpu else out
+    if backend == "numpy":
+        result = _matmul_numpy(a, b, k)
+        if out is None:
+            return cupy().asarray(result) if on_gpu else result
+        out[...] = result
+        return out
+    result = matmul_cpu(a, b, k, out)
+    return cupy().asarray(result) if on_gpu else result
 
 
 def binary_matmul_sign(a_packed: Any, b_packed: Any, t: Any, f: Any, k: int | None = None,

@@ -672,13 +672,14 @@ def matmul_sign_cpu(a: np.ndarray, b: np.ndarray, k: int, t: np.ndarray, f: np.n
     return out
 
 
-def matmul_cpu(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+def matmul_cpu(a: np.ndarray, b: np.ndarray, k: int, out: np.ndarray | None = None) -> np.ndarray:
     """``K - 2 * popcount(a XOR b)`` for every row pair (Eq. 7): int32 (M, N) from checked operands.
 
     ``a`` (M, W) and ``b`` (N, W) are packed along the same K with the same word size (uint32 or uint64,
-    zero padding bits), as :func:`qnnlib.runtime.binary_gemm.binary_matmul` checks before calling this.
+    zero padding bits), as :func:`qnnlib.runtime.binary_gemm.binary_matmul` checks before calling this;
+    ``out``, if given, is a C-contiguous int32 (M, N) array to write into (checked there too).
     """
-    out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
+    out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32) if out is None else out
     if out.size:
         split = bool(compiled_nibble_split())
         ap, bp = a_panels(a, split), b_panels(b, split)

@@ -214,6 +214,26 @@ def test_fused_sign_bad_inputs():
         binary_matmul_sign(a, b, np.zeros(3, np.int64), np.ones(3, np.int8), 200)
 
 
+@pytest.mark.parametrize("backend", ["cpu", "numpy", "auto"])
+def test_out_is_written_and_returned(backend):
+    rng = np.random.default_rng(11)
+    a, b = pack(_random_pm1(rng, 9, 300)), pack(_random_pm1(rng, 17, 300))
+    out = np.full((9, 17), -7, dtype=np.int32)
+    assert binary_matmul(a, b, 300, backend, out=out) is out
+    np.testing.assert_array_equal(out, _expected(a, b, 300))
+
+
+@pytest.mark.parametrize("bad", [np.empty((9, 17), np.int64), np.empty((17, 9), np.int32),
+                                 np.empty((9, 34), np.int32)[:, ::2], [[0] * 17] * 9])
+def test_bad_out_is_refused(bad):
+    rng = np.random.default_rng(12)
+    a, b = pack(_random_pm1(rng, 9, 300)), pack(_random_pm1(rng, 17, 300))
+    with pytest.raises(ValueError, match=r"out must be a C-contiguous NumPy int32 array of shape \(9, 17\)"):
+        binary_matmul(a, b, 300, "cpu", out=bad)
+    with pytest.raises(ValueError, match="CPU backends"):
+        binary_matmul(a, b, 300, "cuda-xnor", out=np.empty((9, 17), np.int32))
+
+
 def test_errors_are_clear():
     a64, b64 = pack(np.ones((2, 100))), pack(np.ones((3, 100)))
     with pytest.raises(ValueError, match="backend"):
