@@ -302,9 +302,12 @@ def _make_tile_kernel(rows: int, panels: int, sign: bool = False, planes: bool =
                 o_row = builder.gep(ar_o.data, [builder.add(builder.mul(builder.add(ooi, const(r)), ldo), ooj)])
                 for q in range(vecs):
                     ptr = builder.bitcast(builder.gep(o_row, [const(lanes * q)]), vi32.as_pointer())
-                    base = builder.select(is_first, kv, builder.load(ptr, align=4))
                     twice = builder.shl(builder.trunc(builder.load(acc64[r][q]), vi32), two)
-                    builder.store(builder.sub(base, twice), ptr, align=4)
+                    with builder.if_else(is_first) as (then, otherwise):
+                        with then:  # the first K block: write without reading the line first
+                            builder.store(builder.sub(kv, twice), ptr, align=4)
+                        with otherwise:
+                            builder.store(builder.sub(builder.load(ptr, align=4), twice), ptr, align=4)
             return context.get_dummy_value()
 
         return types.none(a, bp, i0, panel, k, out, oi, oj, w0, w1, first, lo, hi, s), codegen
