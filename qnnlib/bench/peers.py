@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import logging
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -83,7 +84,12 @@ def onnxruntime_int8(model: nn.Module, example: torch.Tensor, threads: int) -> C
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "m.onnx", Path(tmp) / "m.int8.onnx"
         src.write_bytes(buf.getvalue())
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        root = logging.getLogger()
+        level, root.level = root.level, logging.ERROR  # ORT logs a pre-processing hint on the root logger
+        try:
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         sess = ort.InferenceSession(str(dst), opts, providers=["CPUExecutionProvider"])
