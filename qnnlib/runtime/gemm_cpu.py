@@ -26,7 +26,8 @@ at 512/1.5 = 341 bits, i.e. 683 bit-ops (XOR + count), per cycle and core; an FP
 most 64 FLOPs per cycle, so the binary product can be at most ~10.7x faster than a float GEMM at the
 same efficiency (~14x against PyTorch/MKL's measured ~76% of peak). On AVX2 (no VPOPCNTDQ) the
 nibble-table popcount costs 6 operations per 256 bits over three ports (Intel; four on AMD Zen 3): 256
-(341) bit-ops per cycle against 32 FLOPs, ~8x (~11x). docs/decisions.md D28 has the argument. ``python -m qnnlib bench cpu`` prints the measured operations per cycle and core.
+(341) bit-ops per cycle against 32 FLOPs, ~8x (~11x). docs/decisions.md D28 has the argument;
+``python -m qnnlib bench cpu`` prints the measured operations per cycle and core.
 
 Every Numba function is compiled on first use and cached on disk (``cache=True``).
 """
@@ -44,7 +45,8 @@ from qnnlib.runtime.bitpack import as_u64_words
 from qnnlib.runtime.hardware import CacheSizes, cache_sizes, passive_numba_threads
 
 __all__ = ["TILES", "Blocking", "blocking", "matmul_cpu", "matmul_sign_cpu", "sign_bounds", "xor_popcount_gemm",
-           "xor_popcount_sign", "bitplane_sign_gemm", "matmul_bitplanes_sign_cpu", "a_panels", "b_panels", "compiled_nibble_split", "compiled_tile"]
+           "xor_popcount_sign", "bitplane_sign_gemm", "matmul_bitplanes_sign_cpu", "a_panels", "b_panels",
+           "compiled_nibble_split", "compiled_tile"]
 
 passive_numba_threads()  # before the first parallel kernel: Numba's OpenMP threads must not spin against torch's
 
@@ -117,8 +119,8 @@ def _make_tile_kernel(rows: int, panels: int, sign: bool = False, planes: bool =
         :func:`a_panels`); ``bp`` is B in column panels, (N'/8, W, 8) uint64 (columns 8p..8p+7 of B^T, one
         contiguous 64-byte line per word, :func:`b_panels`); only words ``w0 <= w < w1`` are counted;
         ``out`` is int32 (the result or an edge buffer). With ``first`` the tile is stored as ``k - 2 * popcount``
-        (Eq. 7), else ``2 * popcount`` is subtracted from what is there (the next K block of the same tile).
-        ``lo`` and ``hi`` are not read.
+        (Eq. 7) without reading ``out``, else ``2 * popcount`` is subtracted from what is there (the next K
+        block of the same tile). ``lo``, ``hi`` and ``s`` are not read.
 
         ``sign`` kernels (Alg. 4's ``sign(BN(.))`` folded into thresholds) take the whole K at once
         (``first``), and store, for row r and panel p, the byte ``out[oi + r, oj + p]`` whose bit c is 1 (+1)
@@ -179,7 +181,8 @@ def _make_tile_kernel(rows: int, panels: int, sign: bool = False, planes: bool =
             lut = ir.Constant(v32, [bin(x).count("1") for x in range(16)] * 2)
             pop_t = vec if wide else v32
             ctpop = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(pop_t, [pop_t]), f"llvm.ctpop.v{lanes}i64" if wide else "llvm.ctpop.v32i8"
+                builder.module, ir.FunctionType(pop_t, [pop_t]),
+                f"llvm.ctpop.v{lanes}i64" if wide else "llvm.ctpop.v32i8"
             )
 
             def const(x):
@@ -213,7 +216,8 @@ def _make_tile_kernel(rows: int, panels: int, sign: bool = False, planes: bool =
                     for p in range(panels):
                         for c in range(per_panel):
                             lo = builder.call(pshufb, [lut, builder.bitcast(builder.xor(x_lo, bv[p][c]), v32)])
-                            hi = builder.call(pshufb, [lut, builder.bitcast(builder.xor(x_hi, bv[p][per_panel + c]), v32)])
+                            x = builder.xor(x_hi, bv[p][per_panel + c])
+                            hi = builder.call(pshufb, [lut, builder.bitcast(x, v32)])
                             q = p * per_panel + c
                             builder.store(builder.add(builder.add(builder.load(accs[r][q]), lo), hi), accs[r][q])
 
@@ -271,8 +275,8 @@ def _make_tile_kernel(rows: int, panels: int, sign: bool = False, planes: bool =
                                                             vi32.as_pointer()), align=4)
                                for c in range(per_panel)] for ar in (ar_lo, ar_hi)]
                     if planes:
-                        sums = [builder.load(builder.bitcast(builder.gep(ar_s.data, [builder.add(col, const(lanes * c))]),
-                                                             vi32.as_pointer()), align=4) for c in range(per_panel)]
+                        s_ptrs = [builder.gep(ar_s.data, [builder.add(col, const(lanes * c))]) for c in range(per_panel)]
+                        sums = [builder.load(builder.bitcast(ptr, vi32.as_pointer()), align=4) for ptr in s_ptrs]
                     for r in range(1 if planes else rows):
                         fires = []
                         for c in range(per_panel):
@@ -324,6 +328,14 @@ _sign_4x1 = _make_tile_kernel(4, 1, sign=True)
 _planes_8x2 = _make_tile_kernel(8, 2, sign=True, planes=True)  # Eq. 6: the 8 rows are one input's bit-planes
 _planes_8x1 = _make_tile_kernel(8, 1, sign=True, planes=True)
 _NO_BOUNDS = np.zeros(0, dtype=np.int32)
+
+
+@njit(cache=True, nogil=True)
+def _layout_ok(a, bp, tile_rows):  # pragma: no cover - compiled by Numba
+    """A in row panels of the compiled R and B in panels, both split into nibbles exactly when the kernel is."""
+    split = _nibble_split()
+    return bp.shape[2] == (16 if split else 8) and a.shape[2] == tile_rows and a.shape[1] == bp.shape[1] * (
+        2 if split else 1)
 
 
 @njit(cache=True, nogil=True)
@@ -387,10 +399,10 @@ def xor_popcount_sign(a: np.ndarray, bp: np.ndarray, k: int, bits: np.ndarray, l
     """
     m = bits.shape[0]
     tile_rows, _ = compiled_tile()
-    if bp.shape[2] != (16 if _nibble_split() else 8) or a.shape[2] != tile_rows or a.shape[1] != bp.shape[1] * (bp.shape[2] // 8):
+    if not _layout_ok(a, bp, tile_rows):
         raise ValueError("operand layout does not match the compiled micro-kernel (see a_panels, b_panels)")
     n_panels = bp.shape[0]
-    if a.shape[0] * tile_rows < m or bits.shape[1] < n_panels or lo.shape[0] < 8 * n_panels or hi.shape[0] < 8 * n_panels:
+    if a.shape[0] * tile_rows < m or bits.shape[1] < n_panels or min(lo.shape[0], hi.shape[0]) < 8 * n_panels:
         raise ValueError("bits, lo or hi are smaller than the operands (see matmul_sign_cpu)")
     row_block = max(1, row_block // tile_rows) * tile_rows
     panel_block = max(1, panel_block)
@@ -457,7 +469,7 @@ def xor_popcount_gemm(a: np.ndarray, bp: np.ndarray, k: int, out: np.ndarray, ro
     """
     m, n = out.shape
     tile_rows, _ = compiled_tile()
-    if bp.shape[2] != (16 if _nibble_split() else 8) or a.shape[2] != tile_rows or a.shape[1] != bp.shape[1] * (bp.shape[2] // 8):
+    if not _layout_ok(a, bp, tile_rows):
         raise ValueError("operand layout does not match the compiled micro-kernel (see a_panels, b_panels)")
     if a.shape[0] * tile_rows < m or 8 * bp.shape[0] < n:
         raise ValueError("operands have fewer rows or columns than out (see a_panels, b_panels)")

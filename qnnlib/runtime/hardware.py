@@ -15,8 +15,9 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CPUINFO", "CACHE_DIR", "CacheSizes", "DEFAULT_CACHES", "cache_sizes", "cpu_flags", "cpu_model", "cpu_cores", "popcount_isa", "gpu_available", "gpu_name",
-           "compute_capability", "clock_ghz", "passive_numba_threads", "describe"]
+__all__ = ["CPUINFO", "CACHE_DIR", "CacheSizes", "DEFAULT_CACHES", "cache_sizes", "cpu_flags", "cpu_model",
+           "cpu_cores", "popcount_isa", "gpu_available", "gpu_name", "compute_capability", "clock_ghz",
+           "passive_numba_threads", "describe"]
 
 CPUINFO = Path("/proc/cpuinfo")
 #: Where Linux describes the first CPU's caches (``index*/level``, ``type``, ``size``).

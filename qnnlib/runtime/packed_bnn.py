@@ -6,8 +6,8 @@ the first layer's row sums for Eq. 6 (:mod:`qnnlib.runtime.bitplanes`) and the o
 :meth:`PackedBNN.predict` runs every layer on the binary GEMM of :mod:`qnnlib.runtime.binary_gemm` (Numba
 XOR-popcount on the CPU, CuPy kernels on a GPU); on the CPU each binary layer's ``sign(BN(.))`` is fused
 into the GEMM (:func:`~qnnlib.runtime.binary_gemm.binary_matmul_sign`; Eq. 6's first layer too where the CPU
-has AVX-512 VPOPCNTDQ, :func:`qnnlib.runtime.bitplanes.bitplane_sign`), so only packed bits reach memory. :func:`qnnlib.runtime.export.export_bnn` builds one from a
-trained model and documents why it is bit-exact.
+has AVX-512 VPOPCNTDQ, :func:`qnnlib.runtime.bitplanes.bitplane_sign`), so only packed bits reach memory.
+:func:`qnnlib.runtime.export.export_bnn` builds one from a trained model and documents why it is bit-exact.
 
 Alg. 4, layer by layer (L layers, W_k^b = sign(W_k) packed 64 values per ``uint64`` word)::
 
