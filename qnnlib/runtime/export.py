@@ -69,6 +69,7 @@ __all__ = [
     "NotExportableError",
     "export_bnn",
     "compare_with_model",
+    "torch_activations",
 ]
 
 SUPPORTED = (
@@ -81,7 +82,8 @@ SUPPORTED = (
 
 
 class NotExportableError(ValueError):
-    """The model is not a binary MLP that :func:`export_bnn` can turn into a :class:`PackedBNN`."""
+    """The model is not a binary network that :func:`export_bnn` (an MLP -> :class:`PackedBNN`) or
+    :func:`qnnlib.runtime.export_convnet.export_convnet` (a ConvNet) can turn into a packed network."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -204,8 +206,9 @@ def export_bnn(model: nn.Module) -> PackedBNN:
 
 
 @torch.no_grad()
-def _torch_activations(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Every hidden act's output and the model output, running the eval-mode model module by module."""
+def torch_activations(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Every hidden activation (each ``QuantAct``'s output) and the model output, running the eval-mode
+    ``nn.Sequential`` module by module (its BN statistics and training flag are restored afterwards)."""
     acts, h = [], x
     with eval_mode(model):
         for _name, m in model.named_children():
@@ -237,7 +240,7 @@ def compare_with_model(model: nn.Module, packed: PackedBNN, images: Any, backend
     """
     p = pixels_from_inputs(images)
     x = inputs_from_pixels(p)
-    acts, out = _torch_activations(model, x)
+    acts, out = torch_activations(model, x)
     ref = torch.argmax(out, dim=1).numpy()
     mine_hidden = packed.forward_hidden(p, backend, first_layer=first_layer, batch_size=batch_size)
     pred = packed.predict(p, backend, first_layer=first_layer, batch_size=batch_size)

@@ -18,7 +18,7 @@ for the correctly rounded ``d + bias``; a PyTorch kernel that accumulates the bi
 could round ``s`` a few ulps away. ``PackedConvNet.fragile`` counts, per binary hidden layer, the neurons
 whose decision changes within ``ulp(K + |bias|)`` of a lattice point.
 
-**Refused** with :class:`NotExportableError` naming the layer: anything but ``conv → [MaxPool2d(2)] → BN →
+**Refused** with :class:`qnnlib.runtime.export.NotExportableError` (the MLP export's error) naming the layer: anything but ``conv → [MaxPool2d(2)] → BN →
 QuantAct(bits=1)`` blocks then ``Flatten``, ``fc → BN → QuantAct(bits=1)`` blocks and ``fc → BN``; non-binary
 weights (after layer 1) or activations; stride, dilation or groups ≠ 1, even or non-square kernels, padding ≠
 ``k // 2`` or a padding mode other than zeros; other pooling; shift-based BN (as :func:`export_bnn`); missing
@@ -38,6 +38,7 @@ from qnnlib.gradquant import GradQuant
 from qnnlib.layers import LatentWeightLayer, QuantAct
 from qnnlib.norm import LasagneBatchNorm, ShiftBatchNorm1d, ShiftBatchNorm2d
 from qnnlib.runtime.bitpack import WORD_BITS, pack
+from qnnlib.runtime.export import NotExportableError, torch_activations
 from qnnlib.runtime.folding import (
     NonFiniteStatisticsError,
     bn_tensors,
@@ -47,7 +48,7 @@ from qnnlib.runtime.folding import (
 )
 from qnnlib.runtime.packed_convnet import PackedConvNet, conv_weight_packed, fc_weight_nhwc, images_as_inputs
 
-__all__ = ["SUPPORTED", "NotExportableError", "export_convnet", "compare_convnet", "conv_thresholds",
+__all__ = ["SUPPORTED", "export_convnet", "compare_convnet", "conv_thresholds",
            "float_thresholds"]
 
 SUPPORTED = (
@@ -58,10 +59,6 @@ SUPPORTED = (
     "stride 1, 'same' zero padding (k // 2), binary weights (QuantConv2d/QuantLinear weight_bits=1; the first conv "
     "may be float); GradQuant, Dropout and Identity layers are skipped (identity at inference)."
 )
-
-
-class NotExportableError(ValueError):
-    """The model is not a binary ConvNet that :func:`export_convnet` can turn into a :class:`PackedConvNet`."""
 
 
 _SKIP = (nn.Dropout, nn.Identity, GradQuant)
@@ -381,18 +378,6 @@ def export_convnet(model: nn.Module, image_size: int | tuple[int, int] | None = 
 
 
 @torch.no_grad()
-def _torch_activations(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Every hidden act's output and the model output, running the eval-mode model module by module."""
-    acts, h = [], x
-    with eval_mode(model):
-        for _name, m in model.named_children():
-            h = m(h)
-            if isinstance(m, QuantAct):
-                acts.append(h)
-    return acts, h
-
-
-@torch.no_grad()
 def compare_convnet(model: nn.Module, packed: PackedConvNet, images: Any, backend: str = "cpu") -> dict[str, Any]:
     """Compare ``packed`` with the eval-mode PyTorch ``model`` on ``images`` (N, C, H, W) (floats or uint8 pixels).
 
@@ -407,7 +392,7 @@ def compare_convnet(model: nn.Module, packed: PackedConvNet, images: Any, backen
         output layer given the model's last hidden activations; ``fragile``; ``exact``: no mismatch anywhere.
     """
     x = images_as_inputs(images, packed.in_shape)
-    acts, out = _torch_activations(model, x)
+    acts, out = torch_activations(model, x)
     ref = torch.argmax(out, dim=1).numpy()
     if len(acts) != packed.num_layers - 1:
         raise ValueError(f"the model has {len(acts)} binary activations but the packed network "

@@ -25,7 +25,8 @@ from qnnlib.norm import LasagneBatchNorm
 from qnnlib.precision import LayerBits, Precision
 from qnnlib.runtime.binary_gemm import binary_matmul
 from qnnlib.runtime.bitpack import WORD_BITS, pack
-from qnnlib.runtime.export_convnet import NotExportableError, compare_convnet, export_convnet
+from qnnlib.runtime.export import NotExportableError
+from qnnlib.runtime.export_convnet import compare_convnet, export_convnet
 from qnnlib.runtime.packed_convnet import border_offsets, conv_weight_packed, im2col_packed
 
 
