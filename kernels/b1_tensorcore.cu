@@ -3,7 +3,10 @@
 //   mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc  d, a, b, c
 //   computes d[m][n] = c[m][n] + sum_{k<256} popc(a[m][k] AND b[k][n]).
 //
-// Only AND-popc exists on sm_90 (XOR-popc is sm_80-only and deprecated), so we use
+// The kernel uses the AND-popc form (PTX ISA, "Warp-level matrix instructions": the .and operation of
+// single-bit mma requires sm_80 or higher). The XOR-popc form (.xor.popc) is not used; it is not needed,
+// not because it is unavailable: ptxas 13.0 also assembles mma...b1.b1.s32.xor.popc for sm_90 without a
+// warning. With AND-popc,
 //   popc(a XOR b) = popc(a) + popc(b) - 2 popc(a AND b), hence the ±1 dot product (Eq. 7)
 //   C[m, n] = K - 2 popc(a XOR b) = K - 2 (popA[m] + popB[n]) + 4 sum_w popc(A[m, w] AND B[n, w]),
 // with popA/popB the row popcounts (row_popcount_u32 in pack.cu). Padding bits are 0 in both operands,
@@ -25,7 +28,9 @@
 // 128 A rows and 128 B rows are staged in shared memory with a padded row stride of 20 words, which
 // makes the fragment loads bank-conflict free (rows g = 0..7 land on banks 20g + t mod 32, all distinct).
 // Out-of-range loads read 0, out-of-range stores are skipped, so any M, N, W works.
-// Launch: block 256, grid (ceil(N/128), ceil(M/128)); needs compute capability >= 8.0.
+// Launch: block 256, a 1-D grid of ceil(M/128) * ceil(N/128) blocks: block b computes tile
+// (b / ceil(N/128), b % ceil(N/128)) of C. The tiles are on gridDim.x (up to 2^31 - 1), not on gridDim.y,
+// whose 65535 would cap M at about 8M rows. Needs compute capability >= 8.0.
 
 #define TBM 128
 #define TBN 128
@@ -61,7 +66,8 @@ b1_tc_gemm(const unsigned int* __restrict__ A, const unsigned int* __restrict__ 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp >> 2, wn = warp & 3;  // warp position: 2 along M (64 rows) x 4 along N (32 cols)
     const int g = lane >> 2, t = lane & 3;
-    const int m0 = blockIdx.y * TBM, n0 = blockIdx.x * TBN;
+    const unsigned int tiles_n = (N + TBN - 1) / TBN;
+    const int m0 = (int)(blockIdx.x / tiles_n) * TBM, n0 = (int)(blockIdx.x % tiles_n) * TBN;
 
     int acc[4][4][4];  // [m16 tile][n8 tile][c register]
 #pragma unroll

@@ -29,6 +29,36 @@
 //     (the ISA text prints "+ i" for i < 64, which would overlap a3 and leave columns 0..31 of rows g + 8
 //     uncovered: a typo for "+ (i & 0x1F)", as in m16n8k128 and the figure). B element b_i: row (k)
 //     32 t + (i & 31), + 128 for b1; column g. C/D: c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t), c3 (g+8, 2t+1).
+//   - ldmatrix.sync.aligned.m8n8.{x1,x2,x4}.shared.b16 (qnnlib_emu::ldmatrix_m8n8_b16; PTX ISA section
+//     9.7.14.5.15 "Warp-level matrix load instruction: ldmatrix", docs.nvidia.com/cuda/parallel-thread-execution/
+//     #warp-level-matrix-instructions-ldmatrix) is a warp collective: lanes 8j .. 8j+7 supply the addresses of
+//     rows 0..7 of matrix j (lanes 0-7 for .x1, 0-15 for .x2, all 32 for .x4; the other lanes' addresses are
+//     ignored); each row is 8 b16 elements = 16 contiguous bytes and must be 16-byte aligned (reported
+//     otherwise); lane i receives in its register d_j the elements (row i / 4, columns 2 (i % 4) and 2 (i % 4) + 1)
+//     of matrix j, i.e. the 32-bit word i % 4 of row i / 4. (.trans and the m16n16 / m8n16 shapes are not
+//     emulated.) Shared memory is plain host memory here, so kernels pass generic pointers.
+//   - cp.async.{ca,cg}.shared.global [dst], [src], cp-size{, src-size} with cp.async.commit_group,
+//     cp.async.wait_group N and cp.async.wait_all (qnnlib_emu::cp_async*; PTX ISA section "Data Movement and
+//     Conversion Instructions: cp.async", "cp.async.commit_group", "cp.async.wait_group"): cp-size must be 4, 8
+//     or 16 and both addresses aligned to it, 0 <= src-size <= cp-size (all reported otherwise). A copy is
+//     DEFERRED, as on hardware it is asynchronous: cp.async only records it in the issuing thread's open group,
+//     commit_group closes that group, and the copy happens (src-size bytes copied, the rest of cp-size
+//     zero-filled) only when the ISSUING thread's wait_group N / wait_all completes its group (all but the N most
+//     recently committed groups; copies never committed are never completed by wait_group). So a kernel that
+//     reads a stage before waiting reads stale shared memory. In addition every 4-byte granule a cp.async
+//     targets is tracked per block, and ldmatrix (the shared-memory reads the emulator sees; plain C++ loads are
+//     not seen) reports as an error: reading bytes whose cp.async is still in flight (a missing / too weak
+//     wait_group, a missing commit, or a stage refilled while another warp still reads it and the refill was
+//     issued first), and reading bytes that a cp.async of ANOTHER thread landed with no __syncthreads() since
+//     (the wait makes the data visible to the issuing thread only). Two cp.async in flight to the same bytes
+//     are reported too. Copies still in flight when a thread exits are dropped.
+//   - Scheduling: by default the fibers of a block run round-robin (each runs until it blocks, then the next),
+//     so all warps advance about one collective per sweep and stay nearly in step. With the environment variable
+//     QNNLIB_CUDA_HOST_SCHEDULE=depth-first (read at each launch) the scheduler always resumes the
+//     lowest-numbered runnable fiber instead: warp 0 runs ahead to its next __syncthreads before warp 1 starts,
+//     which exposes write-after-read races that round-robin hides (e.g. a cp.async refill of a pipeline stage
+//     issued before the barrier that guarantees every warp finished reading it). Results of race-free kernels
+//     do not depend on the schedule.
 // Not modelled: timing, memory model/ordering and races beyond the barriers (blocks of one launch may run
 // concurrently on the workers), shared-memory bank conflicts, caches/__restrict__/__ldg (plain loads),
 // register limits and occupancy, dynamic shared memory, __constant__ memory written from the host, streams,
@@ -47,6 +77,7 @@
 #include <bit>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -55,10 +86,16 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+#include <deque>
+#include <unordered_map>
 
 struct uint3 {
     unsigned int x, y, z;
 };
+struct __attribute__((aligned(8))) int2 {
+    int x, y;
+};
+inline int2 make_int2(int x, int y) { return int2{x, y}; }
 struct dim3 {
     unsigned int x, y, z;
     constexpr dim3(unsigned int x_ = 1, unsigned int y_ = 1, unsigned int z_ = 1) : x(x_), y(y_), z(z_) {}
@@ -70,7 +107,8 @@ constexpr int kWarpSize = 32;
 constexpr size_t kStackBytes = 128 * 1024;  // per emulated CUDA thread (fiber)
 
 enum class Wait : int { none, block, warp };
-enum class Op : int { none, syncwarp, ballot, any, all, shfl, shfl_up, shfl_down, shfl_xor, mma_b1_and };
+enum class Op : int { none, syncwarp, ballot, any, all, shfl, shfl_up, shfl_down, shfl_xor, mma_b1_and,
+                      ldmatrix };
 
 struct Fiber {
     ucontext_t ctx;
@@ -89,6 +127,7 @@ struct CollectiveBuf {  // one warp collective's operands and results
     unsigned int b[kWarpSize][2];
     int c[kWarpSize][4];
     int d[kWarpSize][4];
+    unsigned int r[kWarpSize][4];  // ldmatrix results
 };
 
 struct WarpState {
@@ -102,6 +141,32 @@ struct WarpState {
 struct LaunchInfo {
     dim3 grid, block;
     const char* kernel;
+    bool depth_first = false;  // QNNLIB_CUDA_HOST_SCHEDULE=depth-first (see the top of this file)
+};
+
+// cp.async bookkeeping of one block (see the top of this file).
+struct AsyncCopy {
+    unsigned char* dst;
+    const unsigned char* src;
+    int cp_size, src_size;
+};
+struct AsyncShadow {  // one 4-byte granule of shared memory that a cp.async wrote
+    int writer = -1;  // linear thread id of the issuing thread
+    bool pending = false;
+    unsigned long long landed_gen = 0;  // block barrier generation when the copy landed
+};
+struct AsyncState {
+    bool used = false;
+    std::vector<std::vector<AsyncCopy>> open;               // per thread: issued, not yet committed
+    std::vector<std::deque<std::vector<AsyncCopy>>> groups;  // per thread: committed, not yet completed
+    std::unordered_map<std::uintptr_t, AsyncShadow> shadow;  // granule address / 4 -> state
+    void reset(size_t threads) {
+        if (!used && open.size() == threads) return;
+        open.assign(threads, {});
+        groups.assign(threads, {});
+        shadow.clear();
+        used = false;
+    }
 };
 
 struct Block {
@@ -115,6 +180,7 @@ struct Block {
     std::function<void()> entry;
     bool failed = false;
     std::string error;
+    AsyncState async;
 };
 
 inline thread_local Block* tl_block = nullptr;
@@ -308,6 +374,116 @@ inline void mma_m16n8k256_and_popc(int (&d)[4], const unsigned int (&a)[4], cons
     for (int r = 0; r < 4; ++r) d[r] = buf.d[tl_fiber->lane][r];
 }
 
+// ---- cp.async and ldmatrix (see the top of this file) -------------------------------------------------
+
+inline std::string hex_ptr(const void* p) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%p", p);
+    return buf;
+}
+
+// cp.async.{ca,cg}.shared.global [dst], [src], cp_size, src_size: recorded in the thread's open group.
+inline void cp_async(void* dst, const void* src, int cp_size, int src_size) {
+    Block& b = *tl_block;
+    Fiber& f = *tl_fiber;
+    if (cp_size != 4 && cp_size != 8 && cp_size != 16)
+        fail("cp.async cp-size must be 4, 8 or 16, got " + std::to_string(cp_size) + " (" + where() + ")");
+    if (src_size < 0 || src_size > cp_size)
+        fail("cp.async src-size " + std::to_string(src_size) + " outside [0, cp-size " + std::to_string(cp_size) +
+             "] (" + where() + ")");
+    if (((std::uintptr_t)dst | (std::uintptr_t)src) % (std::uintptr_t)cp_size)
+        fail("cp.async addresses must be aligned to cp-size " + std::to_string(cp_size) + ": dst " + hex_ptr(dst) +
+             ", src " + hex_ptr(src) + " (" + where() + ")");
+    b.async.used = true;
+    for (int o = 0; o < cp_size; o += 4) {
+        AsyncShadow& s = b.async.shadow[((std::uintptr_t)dst + o) / 4];
+        if (s.pending)
+            fail("cp.async writes shared memory " + hex_ptr((char*)dst + o) + " that another cp.async (of thread " +
+                 std::to_string(s.writer) + ") still has in flight (" + where() + ")");
+        s.writer = f.linear;
+        s.pending = true;
+    }
+    b.async.open[(size_t)f.linear].push_back(
+        AsyncCopy{static_cast<unsigned char*>(dst), static_cast<const unsigned char*>(src), cp_size, src_size});
+}
+
+inline void cp_async_commit_group() {
+    Block& b = *tl_block;
+    const size_t me = (size_t)tl_fiber->linear;
+    b.async.groups[me].push_back(std::move(b.async.open[me]));  // an empty group is a valid group
+    b.async.open[me].clear();
+}
+
+// cp.async.wait_group n: complete (perform) every committed group of this thread but the n most recent.
+inline void cp_async_wait_group(int n) {
+    Block& b = *tl_block;
+    if (n < 0) fail("cp.async.wait_group needs N >= 0 (" + where() + ")");
+    auto& groups = b.async.groups[(size_t)tl_fiber->linear];
+    while (groups.size() > (size_t)n) {
+        for (const AsyncCopy& c : groups.front()) {
+            std::memcpy(c.dst, c.src, (size_t)c.src_size);
+            std::memset(c.dst + c.src_size, 0, (size_t)(c.cp_size - c.src_size));
+            for (int o = 0; o < c.cp_size; o += 4) {
+                AsyncShadow& s = b.async.shadow[((std::uintptr_t)c.dst + o) / 4];
+                s.pending = false;
+                s.landed_gen = b.bar_gen;
+            }
+        }
+        groups.pop_front();
+    }
+}
+
+inline void cp_async_wait_all() {  // = cp.async.commit_group + cp.async.wait_group 0
+    cp_async_commit_group();
+    cp_async_wait_group(0);
+}
+
+// ldmatrix.sync.aligned.m8n8.x{num}.shared.b16 {d0..d(num-1)}, [row_addr] as a warp collective.
+inline void ldmatrix_m8n8_b16(int num, unsigned int* d, const void* row_addr) {
+    if (num != 1 && num != 2 && num != 4) fail("ldmatrix .num must be x1, x2 or x4 (" + where() + ")");
+    const int warp = tl_fiber->warp;
+    CollectiveBuf& buf = warp_collective(
+        Op::ldmatrix, 0xffffffffu,
+        [&](CollectiveBuf& bb, int lane) {
+            bb.in[lane] = (unsigned long long)(std::uintptr_t)row_addr;
+            bb.arg[lane] = num;
+        },
+        [&](CollectiveBuf& bb) {
+            Block& b = *tl_block;
+            for (int l = 1; l < kWarpSize; ++l)
+                if (bb.arg[l] != bb.arg[0]) fail("ldmatrix: lanes of one warp disagree on .num (" + where() + ")");
+            for (int j = 0; j < num; ++j)
+                for (int row = 0; row < 8; ++row) {
+                    const int src_lane = 8 * j + row;
+                    const std::uintptr_t addr = (std::uintptr_t)bb.in[src_lane];
+                    if (addr % 16)
+                        fail("ldmatrix: row address of lane " + std::to_string(src_lane) + " (" +
+                             hex_ptr((void*)addr) + ") is not 16-byte aligned (" + where() + ")");
+                    if (b.async.used)
+                        for (int o = 0; o < 16; o += 4) {
+                            auto it = b.async.shadow.find((addr + o) / 4);
+                            if (it == b.async.shadow.end()) continue;
+                            const AsyncShadow& s = it->second;
+                            const int reader = warp * kWarpSize + src_lane;
+                            if (s.pending)
+                                fail("ldmatrix (lane " + std::to_string(src_lane) + ") reads shared memory " +
+                                     hex_ptr((void*)(addr + o)) + " while the cp.async of thread " +
+                                     std::to_string(s.writer) + " that writes it is still in flight (missing or "
+                                     "too weak cp.async.wait_group / commit_group, or the stage was refilled too "
+                                     "early) (" + where() + ")");
+                            if (s.writer != reader && s.landed_gen == b.bar_gen)
+                                fail("ldmatrix (lane " + std::to_string(src_lane) + ") reads shared memory " +
+                                     hex_ptr((void*)(addr + o)) + " that the cp.async of thread " +
+                                     std::to_string(s.writer) + " completed with no __syncthreads() since (" +
+                                     where() + ")");
+                        }
+                    for (int w = 0; w < 4; ++w)  // lane 4 row + w receives word w of the row
+                        std::memcpy(&bb.r[4 * row + w][j], reinterpret_cast<const void*>(addr + 4 * w), 4);
+                }
+        });
+    for (int j = 0; j < num; ++j) d[j] = buf.r[tl_fiber->lane][j];
+}
+
 // ---- the launcher -----------------------------------------------------------------------------------
 
 struct Stacks {
@@ -379,6 +555,7 @@ inline bool run_block(Block& b, const Stacks& stacks) {
     b.bar_count = 0;
     b.bar_gen = 0;
     b.failed = false;
+    b.async.reset((size_t)n);
     int remaining = n;
     while (remaining > 0) {
         bool ran = false;
@@ -394,6 +571,7 @@ inline bool run_block(Block& b, const Stacks& stacks) {
             ran = true;
             if (b.failed) return false;
             if (f.done) --remaining;
+            if (b.launch->depth_first) break;  // restart from the lowest-numbered runnable fiber
         }
         if (!ran && remaining > 0) {
             b.failed = true;
@@ -444,6 +622,8 @@ template <class... P>
 int launch(void (*kernel)(P...), const char* name, long long launch_bound, const unsigned int* grid,
            const unsigned int* block, void** args, int workers, char* err, int errlen) {
     LaunchInfo info{dim3(grid[0], grid[1], grid[2]), dim3(block[0], block[1], block[2]), name};
+    if (const char* sched = std::getenv("QNNLIB_CUDA_HOST_SCHEDULE"))
+        info.depth_first = std::string(sched) == "depth-first";
     const unsigned long long nthreads = (unsigned long long)block[0] * block[1] * block[2];
     const unsigned long long nblocks = (unsigned long long)grid[0] * grid[1] * grid[2];
     if (nthreads == 0 || nblocks == 0)
@@ -577,3 +757,5 @@ template <class T>
     requires std::is_integral_v<T>
 inline T atomicAdd(T* address, T val) { return __atomic_fetch_add(address, val, __ATOMIC_SEQ_CST); }
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+// Shared memory is host memory in the emulator: a "shared address" is the pointer itself.
+inline std::size_t __cvta_generic_to_shared(const void* p) { return (std::size_t)(std::uintptr_t)p; }

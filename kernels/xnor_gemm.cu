@@ -11,7 +11,9 @@
 // Shared memory holds XBK words of K for the 64 rows of A and the 64 rows of B, stored k-major
 // (+1 padding column against bank conflicts). Out-of-range loads read 0 (exact, see above) and
 // out-of-range stores are skipped, so any M, N, W works.
-// Launch: block (16, 16), grid (ceil(N/64), ceil(M/64)).
+// Launch: block (16, 16), a 1-D grid of ceil(M/64) * ceil(N/64) blocks: block b computes tile
+// (b / ceil(N/64), b % ceil(N/64)) of C. The tiles are on gridDim.x (up to 2^31 - 1), not on gridDim.y,
+// whose 65535 would cap M at about 4M rows; the order (N tiles fastest) is that of a 2-D grid.
 
 #define XBM 64
 #define XBN 64
@@ -26,7 +28,8 @@ xnor_gemm_u32(const unsigned int* __restrict__ A, const unsigned int* __restrict
     __shared__ unsigned int Bs[XBK][XBN + 1];
     const int tx = threadIdx.x, ty = threadIdx.y;
     const int tid = ty * 16 + tx;
-    const int m0 = blockIdx.y * XBM, n0 = blockIdx.x * XBN;
+    const unsigned int tiles_n = (N + XBN - 1) / XBN;
+    const int m0 = (int)(blockIdx.x / tiles_n) * XBM, n0 = (int)(blockIdx.x % tiles_n) * XBN;
 
     int acc[4][4];
 #pragma unroll

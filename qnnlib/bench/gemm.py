@@ -19,6 +19,7 @@ per connection, binary or not), so "Gop/s" compares like with like. A size ``n``
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -196,8 +197,11 @@ def verify_cuda_kernels(shapes: Iterable[Shape] = VERIFY_SHAPES, seed: int = 0) 
         b = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(n, k))
         pa, pb = pack(a, 32), pack(b, 32)
         ref = binary_matmul(pa, pb, k, "numpy")
+        x64 = x.astype(np.float64)
+        x64[:, ::3] *= 1e-300  # float64 values that a cast to float32 would turn into -0.0 (+1) or +0.0
         checks = {
             "pack_rows_f32": np.array_equal(cp.asnumpy(pack_cuda(cp.asarray(x))), pa),
+            "pack_rows_f64": np.array_equal(cp.asnumpy(pack_cuda(cp.asarray(x64))), pack(x64, 32)),
             "gemm_f32_tiled": np.array_equal(
                 cp.asnumpy(gemm_float_cuda(cp.asarray(a), cp.asarray(np.ascontiguousarray(b.T)))), ref
             ),
@@ -211,6 +215,9 @@ def verify_cuda_kernels(shapes: Iterable[Shape] = VERIFY_SHAPES, seed: int = 0) 
         if compute_capability() >= 80:
             checks["b1_tc_gemm"] = np.array_equal(
                 cp.asnumpy(binary_matmul(cp.asarray(pa), cp.asarray(pb), k, "cuda-tc")), ref
+            )
+            checks["b1_tc_gemm_pipelined"] = np.array_equal(
+                cp.asnumpy(binary_matmul(cp.asarray(pa), cp.asarray(pb), k, "cuda-tc-pipelined")), ref
             )
         results += [{"shape": (m, n, k), "kernel": name, "exact": bool(ok)} for name, ok in checks.items()]
     return results
@@ -252,6 +259,7 @@ def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), re
         if compute_capability() >= 80:
             methods["b1 tensor cores"] = lambda: binary_matmul(pa, pb, k, "cuda-tc")
             methods["b1 tensor cores incl. packing"] = lambda: binary_matmul(pack_cuda(a), pack_cuda(b), k, "cuda-tc")
+            methods["b1 tensor cores, pipelined"] = lambda: binary_matmul(pa, pb, k, "cuda-tc-pipelined")
         methods["cuBLAS fp32 (cupy)"] = lambda: cp.matmul(a, b.T)
         if torch_cuda:
             ta, tb = torch.from_dlpack(a), torch.from_dlpack(b)
@@ -269,7 +277,7 @@ def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), re
 
         # exactness at the timed size: every binary kernel equals the float baseline
         base = gemm_float_cuda(a, b_t)
-        for name in ("XNOR CUDA cores", "b1 tensor cores"):
+        for name in ("XNOR CUDA cores", "b1 tensor cores", "b1 tensor cores, pipelined"):
             if name in methods and not bool(cp.array_equal(methods[name]().astype(cp.float32), base)):
                 raise AssertionError(f"{name} differs from the float baseline at {m}x{n}x{k}")
         del base
@@ -312,6 +320,63 @@ def _gpu_mlp_rows(hidden: int, images: int, repeats: int, seed: int = 0) -> list
     return mlp_gpu_rows(bnn, export_bnn(bnn), float_mlp(hidden, seed=seed), pixels, repeats) or []
 
 
+def convnet_gpu_rows(width: float = 0.5, images: int = 500, repeats: int = 3, batch: int = 100,
+                     backends: Sequence[str] = ("cuda-xnor", "cuda-tc", "cuda-tc-pipelined"), device: str = "cuda",
+                     seed: int = 0) -> list[dict[str, Any]]:
+    """The binary CIFAR-10 ConvNet (random weights, BN statistics from one batch: speed does not depend on
+    them) on ``images`` random 3x32x32 inputs, in batches of ``batch``; rows of plain dicts (no pandas).
+
+    Rows: the float32 model on ``device`` (cuDNN on a GPU), the same in bf16 there, and
+    :class:`~qnnlib.runtime.packed_convnet.PackedConvNet` with its GEMMs on each of ``backends`` -- the
+    im2col gather, pooling and thresholds stay on the CPU, so this times the GPU kernels inside the CPU
+    pipeline, copies included -- and on ``"cpu"``. ``identical_to_packed_cpu``: predictions equal the CPU
+    runtime's (integer arithmetic: they must); ``agreement_pct`` of the float model with the packed one (a
+    float first layer on another device may round differently near a threshold)."""
+    import torch  # noqa: PLC0415
+
+    from qnnlib.models.convnet import cifar10_convnet  # noqa: PLC0415
+    from qnnlib.runtime.export_convnet import export_convnet  # noqa: PLC0415
+
+    torch.manual_seed(seed)
+    model = cifar10_convnet(width=width)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.momentum = 1.0
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((images, 3, 32, 32), generator=g) * 2 - 1
+    with torch.no_grad():
+        model.train()(x[:64])
+    model.eval()
+    packed = export_convnet(model)
+    sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else None  # noqa: E731
+
+    def torch_run(dtype: Any) -> Callable[[], np.ndarray]:
+        m = copy.deepcopy(model).to(device=device, dtype=dtype)
+        xd = x.to(device=device, dtype=dtype)
+
+        def run() -> np.ndarray:
+            with torch.inference_mode():
+                return torch.cat([m(xd[i:i + batch]).argmax(1) for i in range(0, images, batch)]).cpu().numpy()
+        return run
+
+    def packed_run(backend: str) -> Callable[[], np.ndarray]:
+        return lambda: np.concatenate([packed.predict(x[i:i + batch], backend) for i in range(0, images, batch)])
+
+    fns: dict[str, Callable[[], Any]] = {f"PyTorch fp32 ConvNet on {device}": torch_run(torch.float32)}
+    if device.startswith("cuda"):
+        fns[f"PyTorch bf16 ConvNet on {device}"] = torch_run(torch.bfloat16)
+    for backend in backends:
+        fns[f"PackedConvNet, GEMMs on {backend} (im2col, pool, threshold on the CPU)"] = packed_run(backend)
+    fns["PackedConvNet on the CPU"] = packed_run("cpu")
+    med, last = interleaved_medians(fns, repeats, sync=sync)
+    ref = last["PackedConvNet on the CPU"]
+    base = med[f"PyTorch fp32 ConvNet on {device}"]
+    return [{"method": name, "seconds": sec, "images/s": images / sec, "speedup_vs_fp32": base / sec,
+             "identical_to_packed_cpu": bool(np.array_equal(last[name], ref)) if name.startswith("Packed") else None,
+             "agreement_pct": 100.0 * float(np.mean(last[name] == ref)), "images": images, "width": width}
+            for name, sec in med.items()]
+
+
 def run_gpu(sizes: Sequence[int | Sequence[int]] | None = None, repeats: int = 30, mlp_hidden: int = 4096,
             mlp_images: int = 10_000) -> int:
     """``python -m qnnlib bench gpu``: the one prepared check for a CUDA machine.
@@ -320,7 +385,7 @@ def run_gpu(sizes: Sequence[int | Sequence[int]] | None = None, repeats: int = 3
     GEMM table (1024/4096/8192^3 by default: the float baseline kernel, the XNOR and b1 kernels, cuBLAS
     fp32, torch fp32/TF32/bf16), then times the MLP 784-3x4096-10 on 10k images (PackedBNN on each CUDA
     kernel vs the float MLP on cuBLAS and on the baseline kernel; predictions checked against the CPU
-    runtime and the PyTorch BNN). Needs numpy, cupy, numba and torch, not pandas; prints its wall time
+    runtime and the PyTorch BNN) and the binary ConvNet (:func:`convnet_gpu_rows`). Needs numpy, cupy, numba and torch, not pandas; prints its wall time
     (budget: 5 minutes on an H100/H200). Exit code 2 without a usable GPU, 1 if a kernel or the MLP is not
     exact."""
     t_start = time.perf_counter()
@@ -348,8 +413,12 @@ def run_gpu(sizes: Sequence[int | Sequence[int]] | None = None, repeats: int = 3
     print(f"\nMLP 784-3x{mlp_hidden}-10 inference, {mlp_images} images, random weights (wall-clock medians, synced)")
     _print_rows(mlp, ["method", "seconds", "images/s", "speedup_vs_baseline_kernel", "speedup_vs_cublas",
                       "identical_to_packed_cpu", "identical_to_torch_bnn"])
-    exact = all(r["identical_to_packed_cpu"] for r in mlp if r["identical_to_packed_cpu"] is not None)
+    conv = convnet_gpu_rows()
+    print("\nbinary CIFAR-10 ConvNet (width 0.5: convs 64-64-128-128-256-256, fc 1024), 500 random images in "
+          "batches of 100, random weights (wall-clock medians, synced)")
+    _print_rows(conv, ["method", "seconds", "images/s", "speedup_vs_fp32", "identical_to_packed_cpu", "agreement_pct"])
+    exact = all(r["identical_to_packed_cpu"] for r in mlp + conv if r["identical_to_packed_cpu"] is not None)
     print(f"\nbench gpu finished in {time.perf_counter() - t_start:.0f} s")
     if not exact:
-        print("MISMATCH: a PackedBNN on the GPU predicted differently from the same PackedBNN on the CPU")
+        print("MISMATCH: a packed network on the GPU predicted differently from the same network on the CPU")
     return 0 if exact else 1

@@ -152,6 +152,7 @@ def mlp_gpu_rows(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, imag
     if compute_capability() >= 80:
         fns["PackedBNN cuda-tc (Eq. 6)"] = lambda: packed.predict(p_gpu, "cuda-tc")
         fns["PackedBNN cuda-tc, layer 1 float"] = lambda: packed.predict(p_gpu, "cuda-tc", first_layer="float")
+        fns["PackedBNN cuda-tc-pipelined (Eq. 6)"] = lambda: packed.predict(p_gpu, "cuda-tc-pipelined")
     med, last = interleaved_medians(fns, repeats, sync=lambda: cp.cuda.Device().synchronize())
     with torch.inference_mode():
         ref = torch.argmax(bnn.eval()(inputs_from_pixels(p)), dim=1).numpy()

@@ -16,7 +16,12 @@ along K, after checking the operands, with one of these backends:
   ``vpopcntq`` or a ``vpshufb`` nibble-table popcount (:mod:`qnnlib.runtime.gemm_cpu`).
 - ``"cuda-xnor"``: register-tiled XOR/``__popc`` kernel on CUDA cores (``kernels/xnor_gemm.cu``).
 - ``"cuda-tc"``: 1-bit tensor cores, ``mma.m16n8k256 .b1 .and.popc`` (``kernels/b1_tensorcore.cu``).
-- ``"cuda"``: ``cuda-tc`` on compute capability >= 8.0, else ``cuda-xnor``.
+- ``"cuda-tc-pipelined"``: the same on a multi-stage ``cp.async``/``ldmatrix`` kernel
+  (``kernels/b1_tensorcore_pipelined.cu``).
+- ``"cuda"``: the faster of ``cuda-xnor`` and ``cuda-tc`` on this GPU (:func:`select_cuda_backend`: measured once
+  per device on a 2048 x 2048 x 2048 product; ``cuda-xnor`` below compute capability 8.0; the environment
+  variable ``QNNLIB_CUDA_GEMM=xnor|tc`` overrides). Capability alone does not decide: on some GPUs the 1-bit
+  ``mma`` is emulated by many instructions and loses to the CUDA-core kernel.
 - ``"auto"``: ``cuda`` when the inputs are CuPy arrays, else ``cpu``.
 
 **Which K.** Bare words do not carry their K: two rows packed with K = 60 and K = 62 are the same words, and a
@@ -34,11 +39,16 @@ along K, after checking the operands, with one of these backends:
 
 The CUDA kernels are CuPy ``RawModule``\\ s compiled lazily from ``kernels/*.cu``
 (:mod:`qnnlib.runtime.gemm_cuda`); CuPy is imported only when a GPU backend is used. The result lives
-where the inputs live (NumPy in -> NumPy out, CuPy in -> CuPy out).
+where the inputs live (NumPy in -> NumPy out, CuPy in -> CuPy out). A constant CuPy operand may be passed
+prepared (:func:`qnnlib.runtime.gemm_cuda.prepare_cuda_operand`): its 32-bit words and row popcounts are then
+reused on every call.
 """
 
 from __future__ import annotations
 
+import os
+import statistics
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -46,12 +56,76 @@ import numpy as np
 from qnnlib.runtime.arrays import cupy, from_torch, is_cupy
 from qnnlib.runtime.bitpack import WORD_BITS, PackedBits, check_size, pack, packed_width
 from qnnlib.runtime.gemm_cpu import matmul_cpu, matmul_sign_cpu
-from qnnlib.runtime.gemm_cuda import matmul_cuda
+from qnnlib.runtime.gemm_cuda import CUDA_VARIANTS, CudaOperand, cuda_device_id, matmul_cuda, prepare_cuda_operand
 from qnnlib.runtime.hardware import compute_capability
 
-__all__ = ["BACKENDS", "binary_matmul", "binary_matmul_sign"]
+__all__ = ["BACKENDS", "CUDA_GEMM_ENV", "SELECTION_SHAPE", "binary_matmul", "binary_matmul_sign",
+           "select_cuda_backend"]
 
-BACKENDS = ("auto", "numpy", "cpu", "cuda", "cuda-xnor", "cuda-tc")
+BACKENDS = ("auto", "numpy", "cpu", "cuda", "cuda-xnor", "cuda-tc", "cuda-tc-pipelined")
+
+#: Environment variable that fixes the kernel of ``backend="cuda"``: ``xnor`` or ``tc`` (unset: measured).
+CUDA_GEMM_ENV = "QNNLIB_CUDA_GEMM"
+#: (M, N, K) of the product :func:`select_cuda_backend` times each CUDA kernel on.
+SELECTION_SHAPE = (2048, 2048, 2048)
+
+# device id -> the backend "cuda" resolves to there (filled by select_cuda_backend on first use per device).
+_CUDA_CHOICE: dict[int, str] = {}
+
+
+def _time_cuda_variant(variant: str, run: Callable[[], Any]) -> float:
+    """Median seconds of ``run()`` between CUDA events (5 runs after 2 warm-ups, which also compile)."""
+    cp = cupy()
+    for _ in range(2):
+        run()
+    start, stop = cp.cuda.Event(), cp.cuda.Event()
+    times = []
+    for _ in range(5):
+        start.record()
+        run()
+        stop.record()
+        stop.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, stop) / 1e3)
+    return statistics.median(times)
+
+
+def select_cuda_backend(timer: Callable[[str, Callable[[], Any]], float] | None = None) -> str:
+    """The kernel ``backend="cuda"`` runs on the current device: one of :data:`~qnnlib.runtime.gemm_cuda.CUDA_VARIANTS`.
+
+    1. ``$QNNLIB_CUDA_GEMM`` (:data:`CUDA_GEMM_ENV`) set to ``xnor``, ``tc`` or ``tc-pipelined`` decides (a
+       tensor-core kernel on a GPU below compute capability 8.0 raises ``RuntimeError``; another value raises
+       ``ValueError``).
+    2. Compute capability below 8.0: ``"cuda-xnor"`` (no 1-bit ``mma``).
+    3. Otherwise the faster one, measured on first use per device and cached: each kernel computes one fixed
+       random product of :data:`SELECTION_SHAPE` (the second operand prepared, as a layer's weights are), timed
+       by ``timer(variant, run) -> seconds`` (default: median of 5 CUDA-event-timed runs after 2 warm-ups;
+       tests inject a fake). Ties go to the kernel listed later (tensor cores, then the pipelined one).
+    """
+    forced = os.environ.get(CUDA_GEMM_ENV, "").strip().lower()
+    if forced:
+        if forced not in ("xnor", "tc", "tc-pipelined"):
+            raise ValueError(f"${CUDA_GEMM_ENV} must be 'xnor', 'tc' or 'tc-pipelined' (or unset to measure), got "
+                             f"{forced!r}")
+        if forced != "xnor" and compute_capability() < 80:
+            raise RuntimeError(f"${CUDA_GEMM_ENV}={forced} asks for a 1-bit tensor-core kernel, but this GPU has "
+                               f"compute capability {compute_capability() / 10:.1f} < 8.0; set it to 'xnor' or unset it")
+        return f"cuda-{forced}"
+    device = cuda_device_id()
+    if device not in _CUDA_CHOICE:
+        if compute_capability() < 80:
+            _CUDA_CHOICE[device] = "cuda-xnor"
+        else:
+            cp = cupy()
+            m, n, k = SELECTION_SHAPE
+            w = packed_width(k, 32)
+            rng = np.random.default_rng(0)
+            a = cp.asarray(rng.integers(0, 2**32, size=(m, w), dtype=np.uint32))
+            b = prepare_cuda_operand(cp.asarray(rng.integers(0, 2**32, size=(n, w), dtype=np.uint32)))
+            timer = timer or _time_cuda_variant
+            seconds = {v: timer(v, lambda v=v: matmul_cuda(a, b, k, v)) for v in CUDA_VARIANTS}
+            best = min(seconds.values())
+            _CUDA_CHOICE[device] = [v for v in CUDA_VARIANTS if seconds[v] == best][-1]
+    return _CUDA_CHOICE[device]
 
 
 def _check_operands(a: Any, b: Any, k: int) -> int:
@@ -60,6 +134,13 @@ def _check_operands(a: Any, b: Any, k: int) -> int:
     Both must be 2-D uint32 or uint64 words of the same dtype, ``W = ceil(K / word_bits)`` words per row,
     with zero padding bits past K (as :func:`qnnlib.runtime.bitpack.pack` leaves them); anything else raises
     ``ValueError`` saying which operand is wrong and how.
+
+    The padding bits are checked for NumPy operands only. For CuPy operands the check would read the result
+    of a reduction back to the host, a device sync on every product, which the GPU hot paths (a layer per
+    call in :class:`~qnnlib.runtime.packed_bnn.PackedBNN`, the bit-planes) cannot afford and do not need
+    (their K is fixed by construction; ``pack`` and ``pack_cuda`` always zero the padding). Shapes and
+    dtypes, which need no sync, are checked for both. To check CuPy words once, prepare them with a ``k``
+    (:func:`qnnlib.runtime.gemm_cuda.prepare_cuda_operand`), or pack with ``pack_bits`` so the K is carried.
     """
     for name, p in (("a_packed", a), ("b_packed", b)):
         if p.ndim != 2:
@@ -75,7 +156,7 @@ def _check_operands(a: Any, b: Any, k: int) -> int:
             f"K={k} needs ceil({k}/{word_bits}) = {w} words per row, got a_packed {a.shape} and b_packed "
             f"{b.shape}; both operands must be packed along the same K (A is (M, K), B is (N, K))"
         )
-    if k % word_bits:
+    if k % word_bits and not is_cupy(a) and not is_cupy(b):  # CuPy: no per-call host sync (docstring)
         pad_mask = a.dtype.type(~((1 << (k % word_bits)) - 1) & ((1 << word_bits) - 1))
         for name, p in (("a_packed", a), ("b_packed", b)):
             if p.shape[0] and bool((p[:, -1] & pad_mask).any()):
@@ -138,7 +219,7 @@ def binary_matmul(a_packed: Any, b_packed: Any, k: int | None = None, backend: s
     Args:
         a_packed: A (M, K) packed: a :class:`~qnnlib.runtime.bitpack.PackedBits`
             (:func:`qnnlib.runtime.bitpack.pack_bits`, carries K) or bare (M, ceil(K/word_bits)) words
-            (:func:`qnnlib.runtime.bitpack.pack`).
+            (:func:`qnnlib.runtime.bitpack.pack`), or a :class:`~qnnlib.runtime.gemm_cuda.CudaOperand` of CuPy words.
         b_packed: B (N, K) packed the same way, same word size as ``a_packed``.
         k: the number of binary values per row K. Required for bare words (padding bits must be 0, as
             ``pack`` leaves them; see "Which K" in the module docstring for what can and cannot be checked);
@@ -158,6 +239,10 @@ def binary_matmul(a_packed: Any, b_packed: Any, k: int | None = None, backend: s
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     a, b, k = _operand_k(a_packed, b_packed, k)
     a, b = from_torch(a), from_torch(b)
+    prepared_a = a if isinstance(a, CudaOperand) else None
+    prepared_b = b if isinstance(b, CudaOperand) else None
+    a = a if prepared_a is None else prepared_a.packed
+    b = b if prepared_b is None else prepared_b.packed
     if is_cupy(a) != is_cupy(b):
         raise TypeError("a_packed and b_packed must both be NumPy arrays or both CuPy arrays")
     on_gpu = is_cupy(a)
@@ -171,8 +256,9 @@ def binary_matmul(a_packed: Any, b_packed: Any, k: int | None = None, backend: s
     if backend.startswith("cuda"):
         cp = cupy()  # first: without CuPy, say that the cuda backends need it (and a GPU)
         if backend == "cuda":
-            backend = "cuda-tc" if compute_capability() >= 80 else "cuda-xnor"
-        out = matmul_cuda(cp.asarray(a), cp.asarray(b), k, backend)
+            backend = select_cuda_backend()
+        out = matmul_cuda(cp.asarray(a) if prepared_a is None else prepared_a,
+                          cp.asarray(b) if prepared_b is None else prepared_b, k, backend)
         return out if on_gpu else cp.asnumpy(out)
     if on_gpu:
         a, b = cupy().asnumpy(a), cupy().asnumpy(b)
@@ -210,7 +296,8 @@ def binary_matmul_sign(a_packed: Any, b_packed: Any, t: Any, f: Any, k: int | No
     if n is not None and (np.shape(t) != (n,) or np.shape(f) != (n,)):
         raise ValueError(f"t and f must have one entry per column of the product (N = {n}), got shapes "
                          f"{np.shape(t)} and {np.shape(f)}")
-    if backend in ("auto", "cpu") and not is_cupy(a) and not is_cupy(b):
+    on_gpu = any(is_cupy(x) or isinstance(x, CudaOperand) for x in (a, b))
+    if backend in ("auto", "cpu") and not on_gpu:
         a, b = np.asarray(a), np.asarray(b)
         _check_operands(a, b, k)
         return matmul_sign_cpu(a, b, k, np.asarray(t), np.asarray(f))

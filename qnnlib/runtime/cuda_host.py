@@ -43,6 +43,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import types
 import weakref
 from pathlib import Path
 from typing import Any
@@ -301,6 +302,13 @@ class HostCupy:
         self._guarded: dict[int, weakref.ref] = {}
         #: (kernel name, grid, block) of every launch, in order.
         self.launches: list[tuple[str, tuple[int, int, int], tuple[int, int, int]]] = []
+        #: What ``cuda.Device().id`` reports (``gemm_cuda`` keys its caches by it); set it to model another GPU.
+        self.device_id = 0
+
+    @property
+    def cuda(self) -> Any:
+        """The ``cupy.cuda`` part that ``gemm_cuda`` uses: ``cuda.Device().id`` is :attr:`device_id`."""
+        return types.SimpleNamespace(Device=lambda: types.SimpleNamespace(id=self.device_id))
 
     def RawModule(self, code: str, options: tuple = ()) -> HostRawModule:
         """Compile ``code`` for the host emulator (cached on disk by content)."""

@@ -47,6 +47,7 @@ from qnnlib.runtime.binary_gemm import BACKENDS, binary_matmul, binary_matmul_si
 from qnnlib.runtime.bitpack import WORD_BITS, pack, packed_width, unpack
 from qnnlib.runtime.bitplanes import bitplane_dot, bitplane_sign, pixels_from_inputs
 from qnnlib.runtime.folding import batch_norm, threshold_activations
+from qnnlib.runtime.gemm_cuda import cuda_device_id, prepare_cuda_operand
 from qnnlib.runtime.packed_checkpoint import PACKED_BNN_KIND, PackedCheckpoint, read_checkpoint, write_checkpoint
 
 __all__ = ["FirstLayer", "PackedBNN"]
@@ -197,17 +198,22 @@ class PackedBNN:
 
     # -------------------------------------------------------------------------------- devices
     def _on(self, backend: str) -> tuple[Any, dict[str, Any]]:
-        """(xp, arrays) for ``backend``: NumPy arrays for CPU backends, CuPy copies (cached) for CUDA."""
+        """(xp, arrays) for ``backend``: NumPy arrays for CPU backends, CuPy copies (cached per device) for CUDA,
+        the weights as :class:`~qnnlib.runtime.gemm_cuda.CudaOperand` (prepared once)."""
         if backend not in BACKENDS or backend == "auto":  # "auto" is resolved by the callers
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if not backend.startswith("cuda"):
             return np, {"w": self.weights, "t": self.thresholds, "f": self.flips, "s1": self.row_sum}
-        if "cuda" not in self._cache:
+        # One set per device for every CUDA backend: the weights as prepared operands (their 32-bit words and
+        # row popcounts computed once per model, checked against their K once), not on every layer call.
+        key = ("cuda", cuda_device_id())
+        if key not in self._cache:
             cp = cupy()
-            self._cache["cuda"] = {"w": [cp.asarray(w) for w in self.weights],
-                                   "t": [cp.asarray(t) for t in self.thresholds],
-                                   "f": [cp.asarray(f) for f in self.flips], "s1": cp.asarray(self.row_sum)}
-        return cupy(), self._cache["cuda"]
+            self._cache[key] = {"w": [prepare_cuda_operand(cp.asarray(w), kin)
+                                      for w, kin in zip(self.weights, self.in_features)],
+                                "t": [cp.asarray(t) for t in self.thresholds],
+                                "f": [cp.asarray(f) for f in self.flips], "s1": cp.asarray(self.row_sum)}
+        return cupy(), self._cache[key]
 
     def _w1_float(self, xp: Any) -> Any:
         """Layer 1's ±1 weights as float32 (H, K), unpacked once (``first_layer="float"``)."""

@@ -517,6 +517,19 @@ def test_cpu_benchmark_command_prints_isa_blocks_and_rates(capsys):
         assert needle in out, needle
 
 
+def test_convnet_rows_of_the_gpu_benchmark_run_on_the_cpu():
+    """``bench gpu``'s ConvNet section with a CPU device and the NumPy backend standing in for a CUDA one:
+    the packed network on another backend predicts exactly what it predicts on the CPU kernels."""
+    from qnnlib.bench.gemm import convnet_gpu_rows
+
+    rows = convnet_gpu_rows(width=0.125, images=24, repeats=1, batch=12, backends=("numpy",), device="cpu")
+    assert [r["method"] for r in rows] == ["PyTorch fp32 ConvNet on cpu",
+                                           "PackedConvNet, GEMMs on numpy (im2col, pool, threshold on the CPU)",
+                                           "PackedConvNet on the CPU"]
+    assert rows[1]["identical_to_packed_cpu"] is True and rows[0]["identical_to_packed_cpu"] is None
+    assert all(r["seconds"] > 0 and r["images"] == 24 for r in rows)
+
+
 def test_gpu_benchmark_needs_no_pandas():
     """The GPU machines have torch, cupy and numba but not pandas: ``python -m qnnlib bench gpu`` (and the
     modules it runs) must import without it and get as far as looking for the GPU."""

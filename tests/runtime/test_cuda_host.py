@@ -81,15 +81,15 @@ def test_pack_cuda_matches_bitpack_pack(host, shape):
     np.testing.assert_array_equal(got, pack(x, word_bits=32))
 
 
-def test_pack_cuda_current_behaviour_on_negative_zero_and_nan(host):
-    """Documents current behaviour (pack.cu: ``x >= 0.0f``); the pack_cuda NaN / -0.0 policy is an open issue.
-
-    -0.0 packs as +1 (bit 1), like bitpack.pack; NaN packs silently as -1 (bit 0), where bitpack.pack raises.
-    """
-    x = np.array([[-0.0, 0.0, np.nan, -np.nan, np.inf, -np.inf, -1e-45, 1e-45]], dtype=np.float32)
-    assert int(pack_cuda(x)[0, 0]) == 0b10010011
+def test_pack_cuda_on_negative_zero_and_nan(host):
+    """-0.0 packs as +1 (bit 1) and NaN raises ValueError, both like bitpack.pack (more in test_gemm_cuda.py)."""
+    x = np.array([[-0.0, 0.0, np.inf, -np.inf, -1e-45, 1e-45]], dtype=np.float32)
+    assert int(pack_cuda(x)[0, 0]) == 0b100111
+    x[0, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         pack(x, word_bits=32)
+    with pytest.raises(ValueError, match="NaN"):
+        pack_cuda(x)
 
 
 @pytest.mark.parametrize("rows,words", [(1, 1), (3, 31), (5, 33), (70, 100), (1, 1000)])
@@ -143,15 +143,20 @@ def test_all_ones_and_all_minus_ones_extremes(host):
             np.testing.assert_array_equal(matmul_cuda(pa, pb, k, variant), np.full((9, 5), int(va * vb) * k))
 
 
-def test_auto_cuda_backend_follows_compute_capability(monkeypatch):
+def test_auto_cuda_backend_follows_measured_speed_and_capability(monkeypatch):
+    """backend="cuda": the faster kernel (a fake timer here: tc), xnor below 8.0 (more in test_gemm_cuda.py)."""
     gemm_cuda._cuda_module.cache_clear()
     gemm_cuda._cuda_function.cache_clear()
+    monkeypatch.delenv(binary_gemm.CUDA_GEMM_ENV, raising=False)
+    seconds = {"cuda-tc": 1.0, "cuda-xnor": 2.0, "cuda-tc-pipelined": 1.5}
+    monkeypatch.setattr(binary_gemm, "_time_cuda_variant", lambda variant, run: seconds[variant])
     try:
         rng = np.random.default_rng(3)
         pa, pb = pack(_signs(rng, (9, 300)), word_bits=32), pack(_signs(rng, (11, 300)), word_bits=32)
         ref = binary_matmul(pa, pb, 300, backend="numpy")
         for cc, kernel in [(90, "b1_tc_gemm"), (75, "xnor_gemm_u32")]:
             host = _install(monkeypatch, cc)
+            monkeypatch.setattr(binary_gemm, "_CUDA_CHOICE", {})
             np.testing.assert_array_equal(binary_matmul(pa, pb, 300, backend="cuda"), ref)
             assert host.launches[-1][0] == kernel
         with pytest.raises(RuntimeError, match="compute capability"):
@@ -169,8 +174,8 @@ def test_launch_geometry_is_the_host_codes(host):
     assert host.launches == [
         ("row_popcount_u32", (17, 1, 1), (256, 1, 1)),  # 130 rows, one warp each
         ("row_popcount_u32", (33, 1, 1), (256, 1, 1)),
-        ("b1_tc_gemm", (3, 2, 1), (256, 1, 1)),
-        ("xnor_gemm_u32", (5, 3, 1), (16, 16, 1)),
+        ("b1_tc_gemm", (3 * 2, 1, 1), (256, 1, 1)),  # 2 x 3 tiles of 128, flat on gridDim.x
+        ("xnor_gemm_u32", (5 * 3, 1, 1), (16, 16, 1)),
     ]
 
 
