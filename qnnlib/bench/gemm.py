@@ -223,6 +223,18 @@ def verify_cuda_kernels(shapes: Iterable[Shape] = VERIFY_SHAPES, seed: int = 0) 
     return results
 
 
+#: Binary (1-bit) tensor-core peaks NVIDIA publishes, dense, in TOPS (2 operations per 1-bit multiply-add):
+#: the A100 (SXM4, 1410 MHz boost), "NVIDIA A100 Tensor Core GPU Architecture" whitepaper (2020), Table 2:
+#: 4,992 TOPS. NVIDIA publishes none for Hopper (H100/H200) or later.
+BINARY_TC_PEAK_TOPS: dict[str, float] = {"A100": 4992.0}
+
+
+def binary_tc_peak_tops(name: str | None = None) -> float | None:
+    """The published binary tensor-core peak of the GPU called ``name`` (default: the current one), or None."""
+    name = gpu_name() if name is None else name
+    return next((tops for key, tops in BINARY_TC_PEAK_TOPS.items() if key in name), None)
+
+
 def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), repeats: int = 30,
                    seed: int = 0) -> list[dict[str, Any]]:
     """Time every GPU GEMM on ±1 matrices A (M, K), B (N, K) computing A @ B.T; rows of plain dicts.
@@ -274,6 +286,12 @@ def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), re
             methods["torch fp32 (cuBLAS, TF32 off)"] = _torch_mm(ta, tb, "highest")
             methods["torch TF32"] = _torch_mm(ta, tb, "high")
             methods["torch bf16"] = _torch_mm(ta16, tb16, "highest")
+            ta8, tb8t = ta.to(torch.int8), tb.to(torch.int8).T.contiguous()  # ±1 as int8, B^T as (K, N)
+            try:
+                torch._int_mm(ta8[:32], tb8t[:, :32])  # cuBLASLt int8 x int8 -> int32; shape rules vary by version
+                methods["cuBLAS int8 (torch._int_mm)"] = lambda: torch._int_mm(ta8, tb8t)
+            except (RuntimeError, AttributeError) as exc:
+                print(f"cuBLAS int8 (torch._int_mm) skipped at {m}x{n}x{k}: {exc}")
 
         # exactness at the timed size: every binary kernel equals the float baseline
         base = gemm_float_cuda(a, b_t)
@@ -288,12 +306,16 @@ def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), re
             torch.set_float32_matmul_precision("highest")
         t_base = times["baseline float (16x16 tiles)"]
         t_cublas = times.get("torch fp32 (cuBLAS, TF32 off)", times["cuBLAS fp32 (cupy)"])
+        peak = binary_tc_peak_tops()
         for name, seconds in times.items():
+            binary_tc = name.startswith("b1 tensor cores") and "packing" not in name
             rows.append({"M": m, "N": n, "K": k, "method": name, "ms": seconds * 1e3,
                          "Top/s": ops / seconds / 1e12, "vs_baseline": t_base / seconds,
-                         "vs_cublas_fp32": t_cublas / seconds})
+                         "vs_cublas_fp32": t_cublas / seconds,
+                         "vs_bf16": times["torch bf16"] / seconds if "torch bf16" in times else float("nan"),
+                         "of_b1_peak": ops / seconds / 1e12 / peak if binary_tc and peak else float("nan")})
         methods.clear()  # drop this size's operands before the next size allocates its own
-        a = b = b_t = pa = pb = ta = tb = ta16 = tb16 = None
+        a = b = b_t = pa = pb = ta = tb = ta16 = tb16 = ta8 = tb8t = None
         cp.get_default_memory_pool().free_all_blocks()
     return rows
 
@@ -407,7 +429,11 @@ def run_gpu(sizes: Sequence[int | Sequence[int]] | None = None, repeats: int = 3
         return 1
     rows = gpu_gemm_sweep(sizes or [1024, 4096, 8192], repeats=repeats)
     print(f"\nbinary GEMM A @ B.T on {gpu_name()} (median of CUDA-event times after warm-up)")
-    _print_rows(rows, ["M", "N", "K", "method", "ms", "Top/s", "vs_baseline", "vs_cublas_fp32"])
+    _print_rows(rows, ["M", "N", "K", "method", "ms", "Top/s", "vs_baseline", "vs_cublas_fp32", "vs_bf16",
+                       "of_b1_peak"])
+    peak = binary_tc_peak_tops()
+    print(f"of_b1_peak: Top/s over the binary tensor-core peak NVIDIA publishes for this GPU ({peak} TOPS)" if peak
+          else "of_b1_peak: NVIDIA publishes no binary tensor-core peak for this GPU (only the A100's, 4992 TOPS)")
     print(f"({time.perf_counter() - t_start:.0f} s so far)")
     mlp = _gpu_mlp_rows(mlp_hidden, mlp_images, repeats=5)
     print(f"\nMLP 784-3x{mlp_hidden}-10 inference, {mlp_images} images, random weights (wall-clock medians, synced)")

@@ -530,6 +530,14 @@ def test_convnet_rows_of_the_gpu_benchmark_run_on_the_cpu():
     assert all(r["seconds"] > 0 and r["images"] == 24 for r in rows)
 
 
+def test_binary_tensor_core_peak_only_where_published():
+    from qnnlib.bench.gemm import binary_tc_peak_tops
+
+    assert binary_tc_peak_tops("NVIDIA A100-SXM4-80GB (sm_80)") == 4992.0
+    assert binary_tc_peak_tops("NVIDIA H100 80GB HBM3 (sm_90)") is None
+    assert binary_tc_peak_tops("NVIDIA H200 (sm_90)") is None
+
+
 def test_gpu_benchmark_needs_no_pandas():
     """The GPU machines have torch, cupy and numba but not pandas: ``python -m qnnlib bench gpu`` (and the
     modules it runs) must import without it and get as far as looking for the GPU."""
