@@ -7,7 +7,9 @@ activation, both along the packed network's own chain and layer by layer on the 
 
 **Thresholds read off the model's own BN.** Layer 1 (real image): a float32 threshold per channel, found by
 bisection over the float32 numbers with the model's BN module evaluated on each candidate (exact: BN is a
-monotone float map). Binary conv layers: the model's BN module is evaluated, in its own 4-D layout, on
+monotone float map); for a ±1 first conv also the Eq. 6 bit-plane thresholds on the exact integer
+``E = 255·(W_b ⋆ x)`` (:func:`bitplane_thresholds`, float64 crossing, see :mod:`qnnlib.runtime.packed_convnet`).
+Binary conv layers: the model's BN module is evaluated, in its own 4-D layout, on
 **every** integer ``d ∈ [−K, K]`` (``K = k²·C``): at the zero-padded border ``d`` ranges over fewer taps,
 whose parity differs from the interior's when ``C`` is odd (:mod:`qnnlib.runtime.packed_convnet`), then
 ``(t, f)`` is read off the table (:func:`qnnlib.runtime.folding.threshold_from_table`). Hidden fc layers:
@@ -46,10 +48,16 @@ from qnnlib.runtime.folding import (
     hidden_thresholds,
     threshold_from_table,
 )
-from qnnlib.runtime.packed_convnet import PackedConvNet, conv_weight_packed, fc_weight_nhwc, images_as_inputs
+from qnnlib.runtime.packed_convnet import (
+    FirstLayer,
+    PackedConvNet,
+    conv_weight_packed,
+    fc_weight_nhwc,
+    images_as_inputs,
+)
 
 __all__ = ["SUPPORTED", "export_convnet", "compare_convnet", "conv_thresholds",
-           "float_thresholds"]
+           "float_thresholds", "bitplane_thresholds"]
 
 SUPPORTED = (
     "export_convnet supports a ConvNet as built by qnnlib.models.convnet.convnet (cifar10_convnet, svhn_convnet) "
@@ -229,6 +237,38 @@ def conv_thresholds(k: int, bias: torch.Tensor, bn: nn.Module, chunk: int = 512,
     return (t2 // 2).astype(np.int32), f, int(fragile.sum())
 
 
+def bitplane_thresholds(k: int, bias: torch.Tensor, bn: nn.Module, layer: str = "layer 1"
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """(t, f) int32 / int8 of the Eq. 6 first conv: ``a = +1 iff f·E >= t`` on the exact integer
+    ``E = 255·(W_b ⋆ x)`` (:meth:`~qnnlib.runtime.packed_convnet.PackedConvNet.first_layer_integer`,
+    ``|E| <= 2·255·K``, ``K = k²·C``), from the crossing of ``BN(E/255 + bias) = 0`` solved in float64 (as
+    :func:`qnnlib.runtime.folding.first_layer_thresholds` does for the MLP): ``E >= ceil(255·(s* − bias))`` where
+    γ > 0, ``E <= floor(...)`` (``f = −1``) where γ < 0, a constant out-of-range ``t`` where γ = 0. Agrees with the
+    model's float32 ``sign(BN(s))`` except where float32 rounding of ``s`` crosses ``s*``. Raises
+    :class:`NotExportableError` for non-finite statistics."""
+    bnp = bn_tensors(bn)
+    try:
+        check_finite(bnp, bias, layer)
+    except NonFiniteStatisticsError as exc:
+        raise NotExportableError(str(exc)) from exc
+    mean, gamma, beta = (bnp[key].double().numpy() for key in ("mean", "weight", "bias"))
+    std = (1.0 / bnp["invstd"].double().numpy() if bnp.get("invstd") is not None
+           else np.sqrt(bnp["var"].double().numpy() + bnp["eps"]))
+    big = 2 * 255 * k + 2  # out of the range of E
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e_star = (mean - beta * std / gamma - bias.double().numpy()) * 255.0  # BN(E*/255 + bias) = 0
+    pos, neg = gamma > 0, gamma < 0
+    bad = ~np.isfinite(e_star) & (pos | neg)
+    if bad.any():
+        raise NotExportableError(f"{layer} has non-finite BN statistics: its threshold is not finite for channels "
+                                 f"{np.flatnonzero(bad)[:5].tolist()}")
+    t = np.where(beta >= 0, -big, big).astype(np.int64)  # γ = 0: BN(s) = β, a constant channel
+    f = np.where(neg, -1, 1).astype(np.int8)
+    t[pos] = np.clip(np.ceil(e_star[pos]), -big, big)
+    t[neg] = np.clip(-np.floor(e_star[neg]), -big, big)
+    return t.astype(np.int32), f
+
+
 def _ordered(u: np.ndarray) -> np.ndarray:
     """float32 bit patterns (as int64) -> integers in the order of the floats."""
     u = u.astype(np.int64)
@@ -330,6 +370,9 @@ def export_convnet(model: nn.Module, image_size: int | tuple[int, int] | None = 
     w1 = (conv.quantized_weight() if isinstance(conv, LatentWeightLayer) else conv.weight).detach().cpu().float()
     b1 = conv.bias.detach().cpu().float() if conv.bias is not None else torch.zeros(conv.out_channels)
     tau, flip = float_thresholds(b1, bn, f"layer 1 ({name}, {bn_name})")
+    bp_t = bp_f = None
+    if bool(torch.isin(w1, torch.tensor([-1.0, 1.0])).all()):  # ±1 first conv: Eq. 6 bit-planes possible
+        bp_t, bp_f = bitplane_thresholds(ksize * ksize * in_c, b1, bn, f"layer 1 ({name}, {bn_name})")
     conv_w, conv_t, conv_f = [], [], []
     for idx, (name, conv, _pool, bn_name, bn, _) in enumerate(convs[1:], 2):
         wb = conv.quantized_weight().detach().cpu().float()  # W_b = sign(W), exactly as the forward pass
@@ -369,7 +412,8 @@ def export_convnet(model: nn.Module, image_size: int | tuple[int, int] | None = 
                          first_bias=b1.numpy().copy(), first_threshold=tau, first_flip=flip, conv_weights=conv_w,
                          conv_thresholds=conv_t, conv_flips=conv_f, pools=tuple(bool(b[2]) for b in convs),
                          fc_weights=fc_w, fc_in_features=tuple(fc_k), fc_thresholds=fc_t, fc_flips=fc_f,
-                         layer_names=names, fragile=tuple(fragile), **out)
+                         layer_names=names, fragile=tuple(fragile), first_bitplane_threshold=bp_t,
+                         first_bitplane_flip=bp_f, **out)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -378,8 +422,13 @@ def export_convnet(model: nn.Module, image_size: int | tuple[int, int] | None = 
 
 
 @torch.no_grad()
-def compare_convnet(model: nn.Module, packed: PackedConvNet, images: Any, backend: str = "cpu") -> dict[str, Any]:
+def compare_convnet(model: nn.Module, packed: PackedConvNet, images: Any, backend: str = "cpu",
+                    first_layer: FirstLayer = "float") -> dict[str, Any]:
     """Compare ``packed`` with the eval-mode PyTorch ``model`` on ``images`` (N, C, H, W) (floats or uint8 pixels).
+
+    ``first_layer``: the packed network's first layer (``"float"``: bit-identical by construction;
+    ``"bitplanes"``: Eq. 6, exact integers thresholded in float64, so layer 1 may differ from PyTorch's float32
+    where ``s`` lies within rounding of the BN crossing — measured here, not assumed).
 
     Returns:
         ``n_images``, ``predictions_identical`` (bool), ``prediction_mismatches``;
@@ -397,12 +446,12 @@ def compare_convnet(model: nn.Module, packed: PackedConvNet, images: Any, backen
     if len(acts) != packed.num_layers - 1:
         raise ValueError(f"the model has {len(acts)} binary activations but the packed network "
                          f"{packed.num_layers - 1} hidden layers: was it exported from this model?")
-    mine = packed.forward_hidden(x, backend)
-    pred = packed.predict(x, backend)
+    mine = packed.forward_hidden(x, backend, first_layer)
+    pred = packed.predict(x, backend, first_layer=first_layer)
     chain = [int((m != a.numpy().astype(np.int8)).sum()) for m, a in zip(mine, acts)]
     alone = []
     for k in range(1, packed.num_layers):
-        got = packed.layer(k, x if k == 1 else acts[k - 2], backend)
+        got = packed.layer(k, x if k == 1 else acts[k - 2], backend, first_layer)
         alone.append(int((got != acts[k - 1].numpy().astype(np.int8)).sum()))
     out_mine = packed.layer(packed.num_layers, acts[-1], backend)
     out_mis = int((np.argmax(out_mine, axis=1) != ref).sum())

@@ -2,7 +2,7 @@
 
 "BNNs need 32× smaller memory size" (NIPS §3) is checked on files, not on parameter counts
 (docs/decisions.md D19). Everything the runtime writes is one container, :class:`PackedCheckpoint`,
-written by :func:`write_checkpoint` and read back by :func:`read_checkpoint`, of one of two kinds:
+written by :func:`write_checkpoint` and read back by :func:`read_checkpoint`, of one of three kinds:
 
 - ``"model"`` (:data:`MODEL_KIND`): the packed export of *any* ``qnnlib`` model (:func:`packed_export`,
   :func:`save_packed`; read back into a model by :func:`load_packed`): every binary layer's
@@ -12,6 +12,10 @@ written by :func:`write_checkpoint` and read back by :func:`read_checkpoint`, of
 - ``"packed-bnn"`` (:data:`PACKED_BNN_KIND`): a folded :class:`qnnlib.runtime.packed_bnn.PackedBNN`
   (:meth:`~qnnlib.runtime.packed_bnn.PackedBNN.save`, :meth:`~qnnlib.runtime.packed_bnn.PackedBNN.load`):
   packed weights, integer thresholds and flips, row sums and the output layer's bias and BN.
+- ``"packed-convnet"`` (:data:`PACKED_CONVNET_KIND`): a :class:`qnnlib.runtime.packed_convnet.PackedConvNet`
+  (:meth:`~qnnlib.runtime.packed_convnet.PackedConvNet.save`, :meth:`~qnnlib.runtime.packed_convnet.PackedConvNet.load`):
+  ``sign(W)`` of every binary conv / fc layer packed in the model's own weight shape, the float first layer, its
+  float32 and bit-plane (Eq. 6) thresholds, integer thresholds and flips and the output layer's bias and BN.
 
 **The file** is an *uncompressed* ``.npz`` (``np.savez``: the size on disk is the arrays plus small zip
 and ``.npy`` headers; compression would hide what is measured) that loads with
@@ -19,7 +23,7 @@ and ``.npy`` headers; compression would hide what is measured) that loads with
 
 - ``meta``: a 0-d bytes array holding ASCII JSON::
 
-      {"format": "qnnlib.packed-checkpoint", "version": 1, "kind": "model" | "packed-bnn",
+      {"format": "qnnlib.packed-checkpoint", "version": 1, "kind": "model" | "packed-bnn" | "packed-convnet",
        "word_bits": 64, "binary": {"<layer>.weight": {"shape": [rows, ...], "k": K}, ...}, "attrs": {...}}
 
   ``binary`` lists every bit-packed weight with the latent weight's shape and its fan-in
@@ -60,6 +64,7 @@ __all__ = [
     "VERSION",
     "MODEL_KIND",
     "PACKED_BNN_KIND",
+    "PACKED_CONVNET_KIND",
     "KINDS",
     "META_KEY",
     "PACKED_SUFFIX",
@@ -87,7 +92,9 @@ MODEL_KIND = "model"
 """Kind of the packed export of any model (:func:`packed_export`)."""
 PACKED_BNN_KIND = "packed-bnn"
 """Kind of a folded :class:`qnnlib.runtime.packed_bnn.PackedBNN`."""
-KINDS = (MODEL_KIND, PACKED_BNN_KIND)
+PACKED_CONVNET_KIND = "packed-convnet"
+"""Kind of a :class:`qnnlib.runtime.packed_convnet.PackedConvNet` (the binary CIFAR-10/SVHN ConvNets)."""
+KINDS = (MODEL_KIND, PACKED_BNN_KIND, PACKED_CONVNET_KIND)
 META_KEY = "meta"
 """Entry holding the JSON metadata."""
 PACKED_SUFFIX = ".packed"
@@ -101,13 +108,16 @@ SIZE_KEYS = ("float_state_dict_bytes", "packed_bytes", "disk_ratio", "binary_wei
 """The keys of :func:`size_report`, in order."""
 
 _REMEDY = {MODEL_KIND: "Delete it and export it again: qnnlib.runtime.packed_checkpoint.save_packed(model, path).",
-           PACKED_BNN_KIND: "Delete it and export it again: qnnlib.runtime.export.export_bnn(model).save(path)."}
+           PACKED_BNN_KIND: "Delete it and export it again: qnnlib.runtime.export.export_bnn(model).save(path).",
+           PACKED_CONVNET_KIND: "Delete it and export it again: "
+                                "qnnlib.runtime.export_convnet.export_convnet(model).save(path)."}
 
 # What a truncated, emptied or bit-flipped .npz raises inside np.load / NpzFile.__getitem__
 _CORRUPT = (EOFError, zipfile.BadZipFile, zlib.error, ValueError)
 
 _HOW_TO_READ = {MODEL_KIND: "read it with qnnlib.runtime.packed_checkpoint.load_packed or packed_state_dict",
-                PACKED_BNN_KIND: "read it with qnnlib.runtime.packed_bnn.PackedBNN.load"}
+                PACKED_BNN_KIND: "read it with qnnlib.runtime.packed_bnn.PackedBNN.load",
+                PACKED_CONVNET_KIND: "read it with qnnlib.runtime.packed_convnet.PackedConvNet.load"}
 
 
 # ---------------------------------------------------------------------------------------------------

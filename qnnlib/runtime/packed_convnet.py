@@ -14,6 +14,50 @@ max-pooled (when the block pools) and compared with one float32 threshold per ch
 each candidate, so ``f·s ≥ τ`` equals ``sign(BN(s))`` for every float32 ``s`` (BN is a monotone float map).
 The paper's run-time demo ran its first layer on the float kernel too (NIPS 2016 §4).
 
+**Layer 1 as bit-planes (Eq. 6) — ``first_layer="bitplanes"``, exact integers.** For 8-bit images (uint8 pixels
+``p``, or the model's floats ``x = 2p/255 − 1``, :func:`images_as_pixels`) with ±1 first-conv weights. The model
+pads ``x`` with **0**, which is no pixel value (``x = 0 ⇔ p = 127.5``), so the border is worked out exactly: over
+the taps of output pixel (y, x) that lie inside the image, ``W_b·x = (2/255)·D_in − S_in`` with the integers
+``D_in = Σ W_b·p`` and ``S_in = Σ W_b`` (padded taps add nothing). The runtime computes, per output pixel and
+channel, the exact integer **``E = 255·(W_b ⋆ x) = 2·D_in − 255·S_in``** (so ``s = E/255 + bias`` in exact
+arithmetic), :meth:`PackedConvNet.first_layer_integer`:
+
+- :func:`bitplane_conv_sums` packs, per output pixel, the 8 bit-planes ``q_n = 2p^n − 1`` of its ``k²·C`` pixels
+  (im2col straight into packed words; taps outside the image are pixel 0, i.e. plane bits 0, ``q_n = −1``) and
+  XOR-popcounts them with the packed ``W_b`` (Eq. 7): ``Σ_n 2^n M_n = 2·D_in − 255·S`` with ``S`` the full row
+  sum over all ``k²·C`` taps (Eq. 6: ``2·W_b·p = Σ_n 2^n M_n + 255·S``; padded pixels 0 add nothing to D);
+- ``E = Σ_n 2^n M_n + 255·S_pad[y, x, o]`` with ``S_pad = S − S_in`` the sum of ``W_b`` over the padded taps
+  (:func:`first_border_sums`): one (H, W, O) int32 table, zero in the interior, one value per border case (9 for
+  3×3), added in the pool/threshold pass like the binary layers' border correction;
+- ``s = E/255 + bias`` is the **same** increasing map of ``E`` at every position (the border case is inside E),
+  so the 2×2 max-pool, when the block pools, is taken exactly on the integers ``E``: ``max s = (max E)/255 + b``;
+- BN + sign fold into ``f·E ≥ t`` with ``t`` from the crossing of ``BN(E/255 + bias) = 0`` solved in float64
+  (:func:`qnnlib.runtime.export_convnet.bitplane_thresholds`, as :func:`qnnlib.runtime.folding.first_layer_thresholds`
+  for the MLP). This is the exact-arithmetic ``sign(BN(s))``; PyTorch's float32 conv of the float32 ``x`` can differ
+  where ``s`` lies within float32 rounding of the crossing (:func:`~qnnlib.runtime.export_convnet.compare_convnet`
+  with ``first_layer="bitplanes"`` measures it; 0 of 6.5 M layer-1 activations differed on a random width-0.5
+  CIFAR-10 net, none on the test models).
+
+The default stays ``first_layer="float"`` (bit-identical by construction). Measured on 2 cores (AVX-512
+VPOPCNTDQ, shared machine, noisy), batch 100, width-0.5 CIFAR-10 layer 1 (3→64 at 32×32, no pool): the float
+conv 23–55 ms, the bit-plane sums 40–56 ms; pool+threshold ≈ 20–30 ms for both; whole network 250–265 ms float,
+285–325 ms bit-planes.
+
+**File.** :meth:`PackedConvNet.save` / :meth:`PackedConvNet.load` write / read the runtime's packed checkpoint
+(:mod:`qnnlib.runtime.packed_checkpoint`, kind ``"packed-convnet"``, an uncompressed ``.npz`` without pickle),
+layers named as the model names them (conv layers ``conv1..conv{Lc}``, fc layers ``fc{Lc+1}..fc{L}``):
+
+- ``conv{k}.weight.packed`` / ``fc{k}.weight.packed``: ``sign(W)`` in the model's own weight shape ((O, C, k, k)
+  for convs, (F, K) with PyTorch's NCHW flatten for the first fc), bit-packed along the fan-in; the runtime
+  layouts (im2col order, NHWC fc columns) are rebuilt at load. A float first conv is stored as the float32 array
+  ``conv1.weight`` instead;
+- ``conv1.bias``, ``conv1.threshold``, ``conv1.flip`` (float32 ``τ``, ``f``), ``conv1.bitplane_threshold`` /
+  ``conv1.bitplane_flip`` (int32 / int8, when the first conv is binary); ``conv{k}.threshold`` / ``.flip`` and
+  ``fc{k}.threshold`` / ``.flip`` (int32 / int8) for the binary hidden layers;
+- the output layer's ``fc{L}.bias``, ``bn{L}.running_mean``, ``.running_var``, ``.weight``, ``.bias``
+  (``.running_invstd`` for a Lasagne BN); ``meta["attrs"]``: ``in_shape``, ``ksize``, ``pools``, ``out_eps``,
+  ``fragile``, ``layer_names``.
+
 **Binary conv layers — im2col on packed words + Eq. 7.** For each output pixel the words of its ``k×k``
 neighbours are gathered into one row of ``k²·ceil(C/64)`` words (:func:`im2col_packed`: a word copy, no
 unpacking), and ``d = binary_matmul(cols, W_b)`` is the XNOR-popcount GEMM of Eq. 7 on the ``"cpu"`` backend
@@ -50,22 +94,31 @@ model's BN in float32, then argmax.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
+from qnnlib.files import UnreadableFileError
 from qnnlib.runtime.binary_gemm import binary_matmul, binary_matmul_sign
 from qnnlib.runtime.bitpack import WORD_BITS, pack, pack_word, packed_width, unpack
+from qnnlib.runtime.bitplanes import pixels_from_inputs
 from qnnlib.runtime.folding import batch_norm
+from qnnlib.runtime.packed_checkpoint import PACKED_CONVNET_KIND, PackedCheckpoint, read_checkpoint, write_checkpoint
 
-__all__ = ["PackedConvNet", "im2col_packed", "pool_threshold_pack", "conv_weight_packed", "fc_weight_nhwc",
-           "border_offsets", "images_as_inputs"]
+__all__ = ["FirstLayer", "PackedConvNet", "im2col_packed", "bitplane_conv_sums", "pool_threshold_pack",
+           "conv_weight_packed", "first_weight_packed", "first_border_sums", "fc_weight_nhwc", "border_offsets",
+           "images_as_inputs", "images_as_pixels"]
+
+FirstLayer = Literal["float", "bitplanes"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -98,6 +151,66 @@ def im2col_packed(a: np.ndarray, ksize: int, out: np.ndarray) -> None:  # pragma
                     else:
                         for q in range(wc):
                             out[row, base + q] = np.uint64(0)
+
+
+@intrinsic
+def _popcount(typingctx, x):
+    """``popcount(x)`` of a uint64 (LLVM ``ctpop``: ``vpopcntq`` where the loop vectorises on AVX-512 VPOPCNTDQ)."""
+    if x != types.uint64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return types.uint64(types.uint64), codegen
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def bitplane_conv_sums(p: np.ndarray, ksize: int, w_t: np.ndarray, kk: int,
+                       out: np.ndarray) -> None:  # pragma: no cover - compiled by Numba
+    """Eq. 6 for a conv, im2col fused with Eq. 7: ``out[row, o] = Σ_n 2^n M_n[row, o]``, ``M_n = W_b·q_n`` the ±1
+    product of bit-plane ``n`` of the ``k²·C`` pixels under output pixel ``row = (i·H + y)·W + x``.
+
+    ``p`` is (N, C, H, W) uint8 (NCHW, as the model takes images); each output pixel's 8 plane rows are packed on
+    the fly, value ``j = (dy·k + dx)·C + c`` at bit ``j`` (:func:`first_weight_packed`'s order), taps outside the
+    image as pixel 0 (all plane bits 0, ``q_n = −1``). ``w_t`` is the packed weights transposed,
+    (ceil(kk/64), O) uint64, ``kk = k²·C``; ``out`` (N·H·W, O) int32. With ``pc_n`` the popcount of
+    ``q_n XOR W_b``, ``M_n = kk − 2·pc_n`` and ``Σ_n 2^n M_n = 255·kk − 2·Σ_n 2^n pc_n``.
+    """
+    n_img, c0, h, w = p.shape
+    pad = ksize // 2
+    words, o_total = w_t.shape
+    for r in prange(n_img * h):
+        i = r // h
+        y = r - i * h
+        planes = np.empty((8, words), np.uint64)
+        acc = np.empty(o_total, np.int64)
+        for x in range(w):
+            planes[:] = 0
+            for dy in range(ksize):
+                yy = y + dy - pad
+                if yy < 0 or yy >= h:
+                    continue
+                for dx in range(ksize):
+                    xx = x + dx - pad
+                    if xx < 0 or xx >= w:
+                        continue
+                    for c in range(c0):
+                        j = (dy * ksize + dx) * c0 + c
+                        v = np.uint64(p[i, c, yy, xx])
+                        q = j >> 6
+                        sh = np.uint64(j & 63)
+                        for b in range(8):
+                            planes[b, q] |= ((v >> np.uint64(b)) & np.uint64(1)) << sh
+            acc[:] = 0
+            for b in range(8):
+                for q in range(words):
+                    pw = planes[b, q]
+                    for o in range(o_total):
+                        acc[o] += np.int64(_popcount(pw ^ w_t[q, o])) << b
+            row = r * w + x
+            for o in range(o_total):
+                out[row, o] = np.int32(255 * kk - 2 * acc[o])
 
 
 @njit(inline="always")
@@ -186,6 +299,27 @@ def border_offsets(weights: np.ndarray, channels: int, ksize: int, height: int, 
     return np.ascontiguousarray(off.astype(np.int32))
 
 
+def first_weight_packed(w_b: Any) -> np.ndarray:
+    """The first conv's ±1 weights (O, C, k, k) -> (O, ceil(k²·C/64)) uint64, value ``j = (dy·k + dx)·C + c`` at
+    bit ``j`` of the row: the order of :func:`bitplane_conv_sums` (taps and channels contiguous, no per-tap padding)."""
+    w = torch.as_tensor(w_b).detach().cpu().float()
+    o = w.shape[0]
+    return np.ascontiguousarray(pack(w.permute(0, 2, 3, 1).reshape(o, -1).numpy(), WORD_BITS))
+
+
+def first_border_sums(w_b: Any, height: int, width: int) -> np.ndarray:
+    """``S_pad[y, x, o] = Σ_{taps of (y, x) outside the image} Σ_c W_b[o, c, tap]`` (H, W, O) int32 for the first
+    conv's ±1 weights (O, C, k, k), padding ``k // 2``: zero in the interior, one value per border case."""
+    w = np.asarray(torch.as_tensor(w_b).detach().cpu().float().numpy())
+    o, _c, k, _ = w.shape
+    tap_sum = np.rint(w.sum(axis=1)).astype(np.int64).reshape(o, k * k)  # (O, k²)
+    pad = k // 2
+    ys = np.arange(height)[:, None] + np.arange(k)[None, :] - pad
+    xs = np.arange(width)[:, None] + np.arange(k)[None, :] - pad
+    padded = ((ys < 0) | (ys >= height))[:, None, :, None] | ((xs < 0) | (xs >= width))[None, :, None, :]
+    return np.ascontiguousarray((padded.reshape(height, width, k * k).astype(np.int64) @ tap_sum.T).astype(np.int32))
+
+
 def images_as_inputs(images: Any, shape: tuple[int, int, int]) -> torch.Tensor:
     """The model's float32 input (N, C, H, W): float images as given, or uint8 pixels as ``p/255·2 − 1``
     (``qnnlib.data.cifar10``'s scaling); ``ValueError`` naming the expected shape otherwise."""
@@ -198,6 +332,23 @@ def images_as_inputs(images: Any, shape: tuple[int, int, int]) -> torch.Tensor:
     if not x.dtype.is_floating_point:
         raise ValueError(f"images must be float (the model's inputs) or uint8 pixels, got dtype {x.dtype}")
     return x.float().contiguous()
+
+
+def images_as_pixels(images: Any, shape: tuple[int, int, int]) -> np.ndarray:
+    """The 8-bit pixels (N, C, H, W) uint8 of ``images``: uint8 pixels as given, or the model's float inputs on
+    the grid ``x = 2p/255 − 1`` (:func:`qnnlib.runtime.bitplanes.pixels_from_inputs`, which rejects floats off
+    that grid); ``ValueError`` naming the expected shape otherwise."""
+    x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(f"images must have shape (N, {shape[0]}, {shape[1]}, {shape[2]}) (N images of C×H×W, "
+                         f"NCHW as the model takes them), got shape {tuple(x.shape)}")
+    if x.dtype != np.uint8 and x.dtype.kind != "f":
+        raise ValueError(f"images must be float (the model's inputs) or uint8 pixels, got dtype {x.dtype}")
+    try:
+        p = pixels_from_inputs(x) if len(x) else np.zeros((0, int(np.prod(shape))), np.uint8)
+    except ValueError as exc:
+        raise ValueError(f"first_layer='bitplanes' needs 8-bit images: {exc}; or use first_layer='float'") from exc
+    return np.ascontiguousarray(p.reshape(len(x), *shape))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -223,6 +374,9 @@ class PackedConvNet:
         out_bias, out_mean, out_var, out_weight, out_beta, out_eps, out_invstd: the output layer's bias and BN.
         layer_names: the model's names of the layers' activations (``act1``, ..., the output BN's name last).
         fragile: per binary hidden layer, neurons within PyTorch's float rounding of their threshold.
+        first_bitplane_threshold, first_bitplane_flip: (O1,) int32 / int8 ``t``, ``f`` of the Eq. 6 first layer,
+            ``a = +1 iff f·E >= t`` on the exact integer ``E = 255·(W_b·x)`` (module docstring); ``None`` when the
+            first conv's weights are not ±1 (``first_layer="bitplanes"`` is then refused).
     """
 
     in_shape: tuple[int, int, int]
@@ -248,6 +402,8 @@ class PackedConvNet:
     out_invstd: np.ndarray | None = None
     layer_names: tuple[str, ...] = ()
     fragile: tuple[int, ...] = ()
+    first_bitplane_threshold: np.ndarray | None = None
+    first_bitplane_flip: np.ndarray | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -278,6 +434,14 @@ class PackedConvNet:
         if self.fc_in_features[0] != c * h * w:
             raise ValueError(f"the first fc layer has fan-in {self.fc_in_features[0]}, but the last conv gives "
                              f"C·H·W = {c}·{h}·{w} = {c * h * w}")
+        o1 = self.first_weight.shape[0]
+        if (self.first_bitplane_threshold is None) != (self.first_bitplane_flip is None):
+            raise ValueError("first_bitplane_threshold and first_bitplane_flip must be given together")
+        if self.first_bitplane_threshold is not None:
+            if not np.isin(self.first_weight, (-1.0, 1.0)).all():
+                raise ValueError("bit-plane thresholds need a binary first conv: first_weight must be exactly ±1")
+            if self.first_bitplane_threshold.shape != (o1,) or self.first_bitplane_flip.shape != (o1,):
+                raise ValueError(f"first_bitplane_threshold and first_bitplane_flip must have shape ({o1},)")
         self._cache["conv_shapes"] = shapes
         self._cache["final_shape"] = (c, h, w)
         self._cache["offsets"] = [border_offsets(wk, ci, self.ksize, hi, wi)
@@ -311,14 +475,211 @@ class PackedConvNet:
         arrays = [self.first_weight, self.first_bias, self.first_threshold, self.first_flip, *self.conv_weights,
                   *self.conv_thresholds, *self.conv_flips, *self.fc_weights, *self.fc_thresholds, *self.fc_flips,
                   self.out_bias, self.out_mean, self.out_var, self.out_weight, self.out_beta]
+        arrays += [a for a in (self.out_invstd, self.first_bitplane_threshold, self.first_bitplane_flip)
+                   if a is not None]
         return int(sum(a.nbytes for a in arrays))
 
     def __repr__(self) -> str:
         return (f"PackedConvNet(in {self.in_shape}, widths {self.widths}, pools {self.pools}, {self.nbytes:,} bytes, "
                 f"fragile={self.fragile})")
 
+    # ------------------------------------------------------------------------------- save/load
+    def _names(self) -> tuple[list[str], list[str]]:
+        """The model's layer names: ``conv1..conv{Lc}``, ``fc{Lc+1}..fc{L}``."""
+        return ([f"conv{k}" for k in range(1, self.num_conv + 1)],
+                [f"fc{k}" for k in range(self.num_conv + 1, self.num_layers + 1)])
+
+    def to_checkpoint(self) -> PackedCheckpoint:
+        """This network as a packed checkpoint of kind ``"packed-convnet"`` (entries in the module docstring)."""
+        convs, fcs = self._names()
+        weights: dict[str, np.ndarray] = {}
+        shapes: dict[str, tuple[int, ...]] = {}
+        arrays: dict[str, np.ndarray] = {}
+        k = self.ksize
+        w1 = self.first_weight
+        if np.isin(w1, (-1.0, 1.0)).all():
+            weights["conv1.weight"] = pack(w1.reshape(w1.shape[0], -1), WORD_BITS)
+            shapes["conv1.weight"] = tuple(w1.shape)
+        else:
+            arrays["conv1.weight"] = w1
+        arrays.update({"conv1.bias": self.first_bias, "conv1.threshold": self.first_threshold,
+                       "conv1.flip": self.first_flip})
+        if self.first_bitplane_threshold is not None:
+            arrays["conv1.bitplane_threshold"] = self.first_bitplane_threshold
+            arrays["conv1.bitplane_flip"] = self.first_bitplane_flip
+        for name, wk, (c, _h, _w), t, f in zip(convs[1:], self.conv_weights, self._cache["conv_shapes"],
+                                              self.conv_thresholds, self.conv_flips):
+            o = wk.shape[0]
+            w = unpack(wk.reshape(o, k * k, packed_width(c)), c).reshape(o, k, k, c).transpose(0, 3, 1, 2)
+            weights[f"{name}.weight"] = pack(np.ascontiguousarray(w).reshape(o, -1), WORD_BITS)
+            shapes[f"{name}.weight"] = (o, c, k, k)
+            arrays[f"{name}.threshold"], arrays[f"{name}.flip"] = t, f
+        c, h, w = self._cache["final_shape"]
+        for j, (name, wj, kin) in enumerate(zip(fcs, self.fc_weights, self.fc_in_features)):
+            if j == 0:  # back to the model's NCHW flatten order
+                f0 = wj.shape[0]
+                nchw = unpack(wj.reshape(f0, h * w, packed_width(c)), c).reshape(f0, h, w, c).transpose(0, 3, 1, 2)
+                wj = pack(np.ascontiguousarray(nchw).reshape(f0, -1), WORD_BITS)
+            weights[f"{name}.weight"], shapes[f"{name}.weight"] = wj, (wj.shape[0], kin)
+            if j < len(fcs) - 1:
+                arrays[f"{name}.threshold"], arrays[f"{name}.flip"] = self.fc_thresholds[j], self.fc_flips[j]
+        last, n = fcs[-1], self.num_layers
+        arrays.update({f"{last}.bias": self.out_bias, f"bn{n}.running_mean": self.out_mean,
+                       f"bn{n}.running_var": self.out_var, f"bn{n}.weight": self.out_weight,
+                       f"bn{n}.bias": self.out_beta})
+        if self.out_invstd is not None:
+            arrays[f"bn{n}.running_invstd"] = self.out_invstd
+        attrs = {"in_shape": list(self.in_shape), "ksize": self.ksize, "pools": list(self.pools),
+                 "out_eps": self.out_eps, "fragile": list(self.fragile), "layer_names": list(self.layer_names)}
+        return PackedCheckpoint(kind=PACKED_CONVNET_KIND, weights=weights, shapes=shapes, arrays=arrays,
+                                attrs=attrs, word_bits=WORD_BITS)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: PackedCheckpoint) -> PackedConvNet:
+        """The network stored in a ``"packed-convnet"`` checkpoint (``ValueError`` naming a missing or bad entry)."""
+        if checkpoint.kind != PACKED_CONVNET_KIND or checkpoint.word_bits != WORD_BITS:
+            raise ValueError(f"a PackedConvNet needs a {PACKED_CONVNET_KIND!r} checkpoint with {WORD_BITS}-bit "
+                             f"words, got kind {checkpoint.kind!r} with {checkpoint.word_bits}-bit words")
+        a, wts = checkpoint.arrays, checkpoint.weights
+
+        def get(name: str) -> np.ndarray:
+            if name not in a:
+                raise ValueError(f"the packed-convnet checkpoint has no {name!r} entry")
+            return a[name]
+
+        def binary(name: str) -> np.ndarray:
+            if name not in wts:
+                raise ValueError(f"the packed-convnet checkpoint has no packed weight {name!r}")
+            return checkpoint.unpacked(name)
+
+        try:
+            attrs = checkpoint.attrs
+            in_shape = tuple(int(v) for v in attrs["in_shape"])
+            ksize, pools = int(attrs["ksize"]), tuple(bool(v) for v in attrs["pools"])
+            out_eps = float(attrs["out_eps"])
+            fragile = tuple(int(v) for v in attrs.get("fragile", ()))
+            layer_names = tuple(str(v) for v in attrs.get("layer_names", ()))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"the packed-convnet checkpoint's meta attrs lack in_shape/ksize/pools/out_eps: "
+                             f"{exc!r}") from exc
+        if len(in_shape) != 3 or not pools:
+            raise ValueError(f"the packed-convnet checkpoint's in_shape {in_shape} / pools {pools} are not a ConvNet's")
+        nc = len(pools)
+        first = binary("conv1.weight") if "conv1.weight" in wts else get("conv1.weight")
+        conv_w, conv_t, conv_f = [], [], []
+        c, h, w = first.shape[0], in_shape[1], in_shape[2]
+        h, w = (h // 2, w // 2) if pools[0] else (h, w)
+        for k in range(2, nc + 1):
+            wk = binary(f"conv{k}.weight")
+            conv_w.append(conv_weight_packed(wk))
+            conv_t.append(get(f"conv{k}.threshold"))
+            conv_f.append(get(f"conv{k}.flip"))
+            c = wk.shape[0]
+            h, w = (h // 2, w // 2) if pools[k - 1] else (h, w)
+        fc_names = [n[:-len(".weight")] for n in wts if n.startswith("fc")]
+        expected = [f"fc{k}" for k in range(nc + 1, nc + 1 + len(fc_names))]
+        if not fc_names or fc_names != expected:
+            raise ValueError(f"a packed-convnet checkpoint stores its fc weights as {expected or ['fc...']}, got "
+                             f"{fc_names}")
+        fc_w, fc_k = [], []
+        for j, name in enumerate(fc_names):
+            if j == 0:
+                fc_w.append(fc_weight_nhwc(binary(f"{name}.weight"), c, h, w))
+            else:
+                fc_w.append(wts[f"{name}.weight"])
+            fc_k.append(checkpoint.fan_in(f"{name}.weight"))
+        n = nc + len(fc_names)
+        return cls(in_shape=in_shape, ksize=ksize, first_weight=np.ascontiguousarray(first, dtype=np.float32),
+                   first_bias=get("conv1.bias"), first_threshold=get("conv1.threshold"), first_flip=get("conv1.flip"),
+                   conv_weights=conv_w, conv_thresholds=conv_t, conv_flips=conv_f, pools=pools, fc_weights=fc_w,
+                   fc_in_features=tuple(fc_k), fc_thresholds=[get(f"{m}.threshold") for m in fc_names[:-1]],
+                   fc_flips=[get(f"{m}.flip") for m in fc_names[:-1]], out_bias=get(f"{fc_names[-1]}.bias"),
+                   out_mean=get(f"bn{n}.running_mean"), out_var=get(f"bn{n}.running_var"),
+                   out_weight=get(f"bn{n}.weight"), out_beta=get(f"bn{n}.bias"), out_eps=out_eps,
+                   out_invstd=a.get(f"bn{n}.running_invstd"), layer_names=layer_names, fragile=fragile,
+                   first_bitplane_threshold=a.get("conv1.bitplane_threshold"),
+                   first_bitplane_flip=a.get("conv1.bitplane_flip"))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the packed checkpoint (kind ``"packed-convnet"``, an **uncompressed** ``.npz``); returns its path."""
+        return write_checkpoint(self.to_checkpoint(), path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PackedConvNet:
+        """Read a file written by :meth:`save`.
+
+        Raises ``ValueError`` naming the file if it is not a packed-convnet checkpoint: a
+        :class:`qnnlib.files.UnreadableFileError` (delete the file and export again) when it is truncated,
+        corrupt or lacks an entry, a plain ``ValueError`` when it is a checkpoint of another kind or version.
+        """
+        checkpoint = read_checkpoint(path, PACKED_CONVNET_KIND)
+        try:
+            return cls.from_checkpoint(checkpoint)
+        except (ValueError, IndexError) as exc:
+            raise UnreadableFileError(f"{path} is a damaged packed-convnet checkpoint: {exc}. Delete it and export it "
+                                      "again: qnnlib.runtime.export_convnet.export_convnet(model).save(path).",
+                                      Path(path)) from exc
+
     # ------------------------------------------------------------------------------ the layers
-    def _first(self, x: torch.Tensor, timings: dict | None) -> np.ndarray:
+    def _inputs(self, images: Any, first_layer: str) -> torch.Tensor | np.ndarray:
+        """The first layer's input: the model's float32 tensor (``"float"``) or uint8 pixels (``"bitplanes"``)."""
+        if first_layer == "float":
+            return images_as_inputs(images, self.in_shape)
+        if first_layer != "bitplanes":
+            raise ValueError(f"first_layer must be 'float' (the model's float conv) or 'bitplanes' (Eq. 6), "
+                             f"got {first_layer!r}")
+        if self.first_bitplane_threshold is None:
+            raise ValueError("first_layer='bitplanes' needs a binary first conv (±1 weights) and its bit-plane "
+                             "thresholds: export the model with export_convnet (a float first conv, "
+                             "Precision(first=LayerBits(weight_bits=None)), can only run first_layer='float')")
+        return images_as_pixels(images, self.in_shape)
+
+    def _bitplane_cache(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """(packed first-layer weights transposed (words, O), the (H, W, O) int32 table 255·S_pad) for H×W images."""
+        key = ("bitplanes", h, w)
+        if key not in self._cache:
+            self._cache[key] = (np.ascontiguousarray(first_weight_packed(self.first_weight).T),
+                                255 * first_border_sums(self.first_weight, h, w))
+        return self._cache[key]
+
+    def _first_integer(self, p: np.ndarray, timings: dict | None) -> np.ndarray:
+        """``Σ_n 2^n M_n`` (N, H, W, O) int32; adding the table ``255·S_pad`` gives ``E`` (module docstring)."""
+        n, c, h, w = p.shape
+        k = self.ksize
+        kk = k * k * c
+        w_t = self._bitplane_cache(h, w)[0]
+        o = w_t.shape[1]
+        t0 = time.perf_counter()
+        e = np.empty((n * h * w, o), dtype=np.int32)
+        if n:
+            bitplane_conv_sums(p, k, w_t, kk, e)
+        _add(timings, "conv1 (bitplanes)", "gemm", time.perf_counter() - t0)
+        return e.reshape(n, h, w, o)
+
+    def first_layer_integer(self, images: Any) -> np.ndarray:
+        """The exact integer ``E = 255·(W_b ⋆ x)`` of the first conv, bias excluded, before pooling: (N, O, H, W)
+        int32 for 8-bit images (uint8 pixels, or floats ``2p/255 − 1``), computed from the 8 bit-planes (Eq. 6).
+
+        ``E[n, o, y, x] = 2·D_in − 255·S_in`` with ``D_in = Σ W_b[o, c, tap]·p[c, pixel of tap]`` and
+        ``S_in = Σ W_b[o, c, tap]`` over the taps of (y, x) inside the image (the model pads x with 0, i.e. those
+        taps add nothing); the model's ``s = conv(x) + bias`` is ``E/255 + bias`` up to float32 rounding.
+        """
+        p = self._inputs(images, "bitplanes")
+        e = self._first_integer(p, None) + self._bitplane_cache(*p.shape[2:])[1][None]
+        return e.transpose(0, 3, 1, 2).copy()
+
+    def _first(self, x: torch.Tensor | np.ndarray, timings: dict | None) -> np.ndarray:
+        if isinstance(x, np.ndarray):  # uint8 pixels: Eq. 6 on the bit-planes, integer pool + threshold
+            e = self._first_integer(x, timings)
+            n, h, w, c = e.shape
+            ho, wo = (h // 2, w // 2) if self.pools[0] else (h, w)
+            out = np.empty((n, ho, wo, packed_width(c)), dtype=np.uint64)
+            t1 = time.perf_counter()
+            if n:
+                pool_threshold_pack(e, self._bitplane_cache(h, w)[1], self.first_bitplane_threshold,
+                                    self.first_bitplane_flip, self.pools[0], out)
+            _add(timings, "conv1 (bitplanes)", "pool+threshold", time.perf_counter() - t1)
+            return out
         t0 = time.perf_counter()
         pad = self.ksize // 2
         with torch.inference_mode():  # the model's own op: QuantConv2d._conv_forward -> F.conv2d
@@ -403,24 +764,29 @@ class PackedConvNet:
         return scores
 
     # ------------------------------------------------------------------------------ public API
-    def scores(self, images: Any, backend: str = "cpu", *, timings: dict | None = None) -> np.ndarray:
+    def scores(self, images: Any, backend: str = "cpu", *, timings: dict | None = None,
+               first_layer: FirstLayer = "float") -> np.ndarray:
         """The output layer's BN outputs (N, classes) float32 for ``images`` (N, C, H, W) (Alg. 4, every layer).
 
         ``images``: the model's float inputs or uint8 pixels (:func:`images_as_inputs`). ``timings``: a dict
         to which the seconds of each layer's stages are added, keyed ``(layer, stage)`` with stage ``"im2col"``,
         ``"gemm"`` or ``"pool+threshold"`` (for the float first layer, ``"gemm"`` is its float conv).
+        ``first_layer``: ``"float"`` (the model's float32 conv, bit-identical to PyTorch) or ``"bitplanes"``
+        (Eq. 6 on the 8 bit-planes, exact integers; needs 8-bit images; see the module docstring).
         """
-        x = images_as_inputs(images, self.in_shape)
+        x = self._inputs(images, first_layer)
         return self._run(x, backend, timings)
 
-    def predict(self, images: Any, backend: str = "cpu", *, timings: dict | None = None) -> np.ndarray:
+    def predict(self, images: Any, backend: str = "cpu", *, timings: dict | None = None,
+                first_layer: FirstLayer = "float") -> np.ndarray:
         """Predicted classes (N,) int64: argmax of :meth:`scores`."""
-        return np.argmax(self.scores(images, backend, timings=timings), axis=1)
+        return np.argmax(self.scores(images, backend, timings=timings, first_layer=first_layer), axis=1)
 
-    def forward_hidden(self, images: Any, backend: str = "cpu") -> list[np.ndarray]:
+    def forward_hidden(self, images: Any, backend: str = "cpu", first_layer: FirstLayer = "float"
+                       ) -> list[np.ndarray]:
         """Every hidden layer's ±1 activations (int8), in the model's layout: (N, C, H, W) for the convs
         (after pooling), (N, F) for the fc layers — what each ``act{k}`` of the PyTorch model outputs."""
-        x = images_as_inputs(images, self.in_shape)
+        x = self._inputs(images, first_layer)
         words: list[np.ndarray] = []
         self._run(x, backend, None, lambda _k, a: words.append(a))
         return [self._unpack_act(k, a) for k, a in enumerate(words, 1)]
@@ -431,14 +797,14 @@ class PackedConvNet:
             return unpack(a, c).astype(np.int8).transpose(0, 3, 1, 2).copy()
         return unpack(a, c).astype(np.int8)
 
-    def layer(self, k: int, inputs: Any, backend: str = "cpu") -> np.ndarray:
+    def layer(self, k: int, inputs: Any, backend: str = "cpu", first_layer: FirstLayer = "float") -> np.ndarray:
         """Layer ``k`` alone on given inputs, in the model's layout: the image for k = 1, the ±1 activations of
         layer k−1 otherwise ((N, C, H, W) or (N, F)); returns its ±1 activations (int8, the model's layout), or
-        for the output layer its float32 BN outputs (N, classes)."""
+        for the output layer its float32 BN outputs (N, classes). ``first_layer`` applies to k = 1."""
         if not 1 <= k <= self.num_layers:
             raise ValueError(f"layer must be in 1..{self.num_layers}, got {k}")
         if k == 1:
-            return self._unpack_act(1, self._first(images_as_inputs(inputs, self.in_shape), None))
+            return self._unpack_act(1, self._first(self._inputs(inputs, first_layer), None))
         x = inputs.detach().cpu().numpy() if isinstance(inputs, torch.Tensor) else np.asarray(inputs)
         if x.size and not np.isin(x, (-1, 1)).all():
             raise ValueError(f"inputs of binary layer {k} must be exactly ±1")

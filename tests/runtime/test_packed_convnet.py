@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qnnlib.files import UnreadableFileError
 from qnnlib.layers import QuantAct, QuantConv2d, QuantLinear
 from qnnlib.models.blocks import ModelOptions
 from qnnlib.models.convnet import convnet
@@ -25,9 +27,18 @@ from qnnlib.norm import LasagneBatchNorm
 from qnnlib.precision import LayerBits, Precision
 from qnnlib.runtime.binary_gemm import binary_matmul
 from qnnlib.runtime.bitpack import WORD_BITS, pack
-from qnnlib.runtime.export import NotExportableError
+from qnnlib.runtime.export import NotExportableError, export_bnn
 from qnnlib.runtime.export_convnet import compare_convnet, export_convnet
-from qnnlib.runtime.packed_convnet import border_offsets, conv_weight_packed, im2col_packed
+from qnnlib.runtime.packed_bnn import PackedBNN
+from qnnlib.runtime.packed_checkpoint import (
+    PACKED_CONVNET_KIND,
+    file_size,
+    read_checkpoint,
+    state_dict_bytes,
+    write_checkpoint,
+)
+from qnnlib.runtime.packed_convnet import PackedConvNet, border_offsets, conv_weight_packed, im2col_packed
+from tests.bnn_helpers import random_bnn
 
 
 @torch.no_grad()
@@ -267,3 +278,197 @@ def test_non_finite_statistics_are_refused(layer, param):
         getattr(getattr(model, layer), param)[1] = float("nan")
     with pytest.raises(NotExportableError, match="non-finite"):
         export_convnet(model)
+
+
+# ------------------------------------------------------------------------------ Eq. 6 first layer (bit-planes)
+def _first_integer_reference(w: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """From the definition, in int64: ``E = 2·D_in − 255·S_in`` with ``D_in``/``S_in`` the sums of
+    ``W_b[o, c, tap]·p`` / ``W_b[o, c, tap]`` over the taps inside the image (N, O, H, W)."""
+    n, c, h, wd = p.shape
+    k = w.shape[2]
+    pad = k // 2
+    wi = np.rint(w).astype(np.int64)
+    pp = np.pad(p.astype(np.int64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    inside = np.pad(np.ones((1, c, h, wd), np.int64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    d = np.zeros((n, w.shape[0], h, wd), np.int64)
+    s = np.zeros((1, w.shape[0], h, wd), np.int64)
+    for dy in range(k):
+        for dx in range(k):
+            d += np.einsum("oc,nchw->nohw", wi[:, :, dy, dx], pp[:, :, dy:dy + h, dx:dx + wd])
+            s += np.einsum("oc,nchw->nohw", wi[:, :, dy, dx], inside[:, :, dy:dy + h, dx:dx + wd])
+    return 2 * d - 255 * s
+
+
+@pytest.mark.parametrize("in_channels,size,c1,seed", [(3, 8, 8, 0), (1, 16, 5, 1), (8, 8, 70, 2), (2, 8, 3, 3)])
+def test_bitplane_first_layer_integer_is_exact_at_every_position(in_channels, size, c1, seed):
+    torch.manual_seed(seed)
+    model = randomize(convnet((c1, 6, 6), 8, in_channels=in_channels, image_size=size), seed, size, in_channels)
+    packed = export_convnet(model)
+    p = pixels(5, in_channels, size, seed)
+    p[0] = 255  # extreme pixels: |E| at its largest
+    p[1] = 0
+    e = packed.first_layer_integer(p)
+    w = model.conv1.quantized_weight().detach().numpy()
+    ref = _first_integer_reference(w, p.numpy())
+    assert e.dtype == np.int32 and e.shape == ref.shape
+    assert np.array_equal(e, ref)
+    # the border term matters: with S over all k² taps (no border case) the border would be off, the interior not
+    s_all = np.rint(w.sum(axis=(1, 2, 3))).astype(np.int64)[None, :, None, None]
+    s_in = -_first_integer_reference(w, np.zeros_like(p.numpy()[:1])) // 255  # E of black images is −255·S_in
+    uncorrected = ref + 255 * (s_in - s_all)  # 2·D_in − 255·S_all
+    border = np.ones(ref.shape[2:], bool)
+    border[1:-1, 1:-1] = False
+    assert np.array_equal(uncorrected[:, :, ~border], ref[:, :, ~border])
+    assert not np.array_equal(uncorrected[:, :, border], ref[:, :, border])
+    # E/255 is the model's float conv of x = 2p/255 − 1 (zero-padded), up to float32 rounding
+    x = torch.from_numpy(p.numpy().astype(np.float32) / 255 * 2 - 1)
+    s = F.conv2d(x, model.conv1.quantized_weight().detach(), None, padding=1).numpy()
+    assert np.abs(e / 255.0 - s).max() < 1e-3
+    # floats on the 8-bit grid give the same integers as the pixels
+    assert np.array_equal(packed.first_layer_integer(x), e)
+
+
+def test_bitplane_thresholds_are_the_float64_crossing_of_bn():
+    """``f·E >= t``  ⇔  BN(E/255 + bias) >= 0 evaluated in float64, for every E the first layer can produce."""
+    torch.manual_seed(10)
+    model = randomize(convnet((9, 6, 6), 8, image_size=8), 10)
+    packed = export_convnet(model)
+    t, f = packed.first_bitplane_threshold.astype(np.int64), packed.first_bitplane_flip.astype(np.int64)
+    bn = model.bn1
+    k = 27
+    e = np.arange(-2 * 255 * k, 2 * 255 * k + 1, dtype=np.int64)[:, None]
+    s = e / 255.0 + model.conv1.bias.detach().double().numpy()
+    mean, var = bn.running_mean.double().numpy(), bn.running_var.double().numpy()
+    g, b = bn.weight.detach().double().numpy(), bn.bias.detach().double().numpy()
+    on = (s - mean) / np.sqrt(var + bn.eps) * g + b >= 0
+    assert np.array_equal(f * e >= t, on)
+    assert (on.any(0) & ~on.all(0)).sum() >= 5  # most channels cross inside the range: the test can fail
+
+
+def _agreement(model: nn.Module, images) -> dict:
+    packed = export_convnet(model)
+    r = compare_convnet(model, packed, images, first_layer="bitplanes")
+    assert r["layer_mismatches"][1:] == [0] * (len(r["layer_names"]) - 1), r  # layers >= 2 do not use the planes
+    assert r["output_argmax_mismatches"] == 0
+    return r
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_bitplane_first_layer_agrees_with_pytorch_on_random_models(seed):
+    torch.manual_seed(seed)
+    model = randomize(convnet((16, 16, 32), 32, image_size=16), seed, 16)
+    r = _agreement(model, pixels(32, 3, 16, seed))
+    rate = 1 - r["layer_mismatches"][0] / r["activations"][0]
+    print(f"\nseed {seed}: layer 1 agreement {rate:.6f}, chain mismatches {r['activation_mismatches']}, "
+          f"prediction mismatches {r['prediction_mismatches']}/{r['n_images']}")
+    assert rate >= 0.99
+    assert r["prediction_mismatches"] <= 0.1 * r["n_images"]
+
+
+def test_bitplane_first_layer_agrees_on_a_briefly_trained_convnet():
+    torch.manual_seed(13)
+    model = convnet((8, 16, 32), 32, image_size=16)
+    g = torch.Generator().manual_seed(13)
+    x = torch.randint(0, 256, (64, 3, 16, 16), generator=g).float() / 255 * 2 - 1
+    y = (x[:, 0, 4:12, 4:12].mean((1, 2)) > x.mean((1, 2, 3))).long() + 2 * (x[:, 1, :8].mean((1, 2)) > 0).long()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for step in range(15):
+        i = torch.arange(16) + 16 * (step % 4)
+        opt.zero_grad()
+        F.cross_entropy(model(x[i]), y[i]).backward()
+        opt.step()
+    model.eval()
+    r = _agreement(model, torch.randint(0, 256, (24, 3, 16, 16), generator=g, dtype=torch.uint8))
+    rate = 1 - r["layer_mismatches"][0] / r["activations"][0]
+    print(f"\ntrained: layer 1 agreement {rate:.6f}, prediction mismatches {r['prediction_mismatches']}")
+    assert rate >= 0.99 and r["prediction_mismatches"] <= 0.1 * r["n_images"]
+
+
+def test_bitplane_first_layer_needs_a_binary_first_conv_and_8bit_images():
+    torch.manual_seed(14)
+    model = randomize(convnet((4, 8, 8), 8, image_size=8), 14)
+    packed = export_convnet(model)
+    with pytest.raises(ValueError, match="8-bit"):
+        packed.predict(torch.randn(2, 3, 8, 8).clamp(-1, 1), first_layer="bitplanes")
+    with pytest.raises(ValueError, match="'float' .* or 'bitplanes'"):
+        packed.predict(pixels(2, 3, 8), first_layer="planes")
+    with pytest.raises(ValueError, match=r"\(N, 3, 8, 8\)"):
+        packed.predict(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), first_layer="bitplanes")
+    assert packed.predict(torch.zeros(0, 3, 8, 8, dtype=torch.uint8), first_layer="bitplanes").shape == (0,)
+    floaty = export_convnet(randomize(convnet((4, 8, 8), 8, image_size=8,
+                                              precision=Precision(first=LayerBits(weight_bits=None))), 14))
+    assert floaty.first_bitplane_threshold is None
+    with pytest.raises(ValueError, match="binary first conv"):
+        floaty.predict(pixels(2, 3, 8), first_layer="bitplanes")
+
+
+# ------------------------------------------------------------------------------ the packed-convnet file
+def _same_network(a, b, images) -> None:
+    for first_layer in ("float", "bitplanes") if a.first_bitplane_threshold is not None else ("float",):
+        assert np.array_equal(a.scores(images, first_layer=first_layer), b.scores(images, first_layer=first_layer))
+        ha, hb = a.forward_hidden(images, first_layer=first_layer), b.forward_hidden(images, first_layer=first_layer)
+        assert len(ha) == len(hb) and all(np.array_equal(u, v) for u, v in zip(ha, hb))
+
+
+@pytest.mark.parametrize("make,size", [
+    (lambda: convnet((5, 13, 70), 33, image_size=16), 16),
+    (lambda: convnet((6, 12, 20), 30, image_size=8, options=ModelOptions(bn_running="lasagne")), 8),
+    (lambda: convnet((8, 16, 24), 20, image_size=8, precision=Precision(first=LayerBits(weight_bits=None))), 8),
+])
+def test_save_load_round_trip_is_identical(tmp_path, make, size):
+    torch.manual_seed(15)
+    model = randomize(make(), 15, size)
+    packed = export_convnet(model)
+    path = packed.save(tmp_path / "convnet.npz")
+    back = PackedConvNet.load(path)
+    assert back.in_shape == packed.in_shape and back.pools == packed.pools and back.widths == packed.widths
+    assert back.layer_names == packed.layer_names and back.fragile == packed.fragile
+    assert all(np.array_equal(u, v) for u, v in zip(back.conv_weights + back.fc_weights,
+                                                    packed.conv_weights + packed.fc_weights))
+    images = pixels(6, 3, size, 15)
+    _same_network(packed, back, images)
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(z["meta"].item())
+    assert meta["kind"] == PACKED_CONVNET_KIND
+    float_bytes = state_dict_bytes(model, tmp_path / "float.pt")
+    ratio = float_bytes / file_size(path)
+    print(f"\n{packed.widths}: state_dict {float_bytes} B, packed {file_size(path)} B, ratio {ratio:.1f}x")
+    assert ratio > 4
+
+
+def test_packed_convnet_file_weights_are_the_models_sign_w(tmp_path):
+    torch.manual_seed(16)
+    model = randomize(convnet((5, 13, 70), 33, image_size=16), 16, 16)
+    ckpt = read_checkpoint(export_convnet(model).save(tmp_path / "c.npz"), PACKED_CONVNET_KIND)
+    for name in ("conv1.weight", "conv2.weight", "conv6.weight", "fc7.weight", "fc9.weight"):
+        w = getattr(model, name.split(".")[0]).quantized_weight().detach().numpy()
+        assert np.array_equal(ckpt.unpacked(name), w), name
+
+
+def test_wrong_kind_and_corrupt_convnet_files_are_refused(tmp_path):
+    torch.manual_seed(17)
+    packed = export_convnet(randomize(convnet((4, 8, 8), 8, image_size=8), 17))
+    path = packed.save(tmp_path / "convnet.npz")
+    bnn = export_bnn(random_bnn(16, 2, 0)).save(tmp_path / "bnn.npz")
+    with pytest.raises(ValueError, match=r"kind 'packed-bnn', expected kind 'packed-convnet'; .*PackedBNN.load"):
+        PackedConvNet.load(bnn)
+    with pytest.raises(ValueError, match=r"kind 'packed-convnet', expected kind 'packed-bnn'; .*PackedConvNet.load"):
+        PackedBNN.load(path)
+    data = path.read_bytes()
+    for cut in (data[:0], data[:len(data) // 2], data[:-1]):
+        bad = tmp_path / "cut.npz"
+        bad.write_bytes(cut)
+        with pytest.raises(UnreadableFileError, match=r"cut\.npz.*Delete it and export it again: .*export_convnet"):
+            PackedConvNet.load(bad)
+    ckpt = packed.to_checkpoint()
+    del ckpt.arrays["conv3.threshold"]
+    write_checkpoint(ckpt, tmp_path / "missing.npz")
+    with pytest.raises(UnreadableFileError, match=r"missing\.npz is a damaged packed-convnet checkpoint: .*"
+                                                  r"'conv3\.threshold'.*export_convnet"):
+        PackedConvNet.load(tmp_path / "missing.npz")
+    ckpt = packed.to_checkpoint()
+    ckpt.attrs.pop("ksize")
+    write_checkpoint(ckpt, tmp_path / "noattrs.npz")
+    with pytest.raises(UnreadableFileError, match="ksize"):
+        PackedConvNet.load(tmp_path / "noattrs.npz")
