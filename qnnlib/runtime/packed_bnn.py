@@ -41,14 +41,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from qnnlib.files import UnreadableFileError
 from qnnlib.runtime.arrays import cupy, is_cupy, to_host, to_xp
 from qnnlib.runtime.binary_gemm import BACKENDS, binary_matmul, binary_matmul_sign
 from qnnlib.runtime.bitpack import WORD_BITS, pack, packed_width, unpack
 from qnnlib.runtime.bitplanes import bitplane_dot, bitplane_sign, pixels_from_inputs
 from qnnlib.runtime.folding import batch_norm, threshold_activations
 from qnnlib.runtime.gemm_cuda import cuda_device_id, prepare_cuda_operand
-from qnnlib.runtime.packed_checkpoint import PACKED_BNN_KIND, PackedCheckpoint, read_checkpoint, write_checkpoint
+from qnnlib.runtime.packed_checkpoint import PACKED_BNN_KIND, PackedCheckpoint, load_network, write_checkpoint
 
 __all__ = ["FirstLayer", "PackedBNN"]
 
@@ -188,13 +187,8 @@ class PackedBNN:
         :class:`qnnlib.files.UnreadableFileError` (delete the file and export again) when it is truncated,
         corrupt or lacks an entry, a plain ``ValueError`` when it is a checkpoint of another kind or version.
         """
-        checkpoint = read_checkpoint(path, PACKED_BNN_KIND)
-        try:
-            return cls.from_checkpoint(checkpoint)
-        except ValueError as exc:
-            raise UnreadableFileError(f"{path} is a damaged packed-bnn checkpoint: {exc}. Delete it and export it "
-                                      "again: qnnlib.runtime.export.export_bnn(model).save(path).",
-                                      Path(path)) from exc
+        return load_network(path, PACKED_BNN_KIND, cls.from_checkpoint,
+                           "qnnlib.runtime.export.export_bnn(model).save(path)")
 
     # -------------------------------------------------------------------------------- devices
     def _on(self, backend: str) -> tuple[Any, dict[str, Any]]:

@@ -44,9 +44,10 @@ import math
 import os
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -59,7 +60,10 @@ from qnnlib.runtime.bitpack import WORD_BITS, pack, packed_width, unpack, word_d
 if TYPE_CHECKING:  # the PackedBNN is written through its own to_checkpoint(); no runtime import (no cycle)
     from qnnlib.runtime.packed_bnn import PackedBNN
 
+T = TypeVar("T")
+
 __all__ = [
+    "load_network",
     "FORMAT",
     "VERSION",
     "MODEL_KIND",
@@ -214,6 +218,22 @@ def write_checkpoint(checkpoint: PackedCheckpoint, path: str | os.PathLike) -> P
     with atomic_write(path, "wb") as fh:
         np.savez(fh, **entries)
     return path
+
+
+def load_network(path: str | os.PathLike, kind: str, build: Callable[[PackedCheckpoint], T], remedy: str) -> T:
+    """Read a packed checkpoint of ``kind`` and ``build`` the network from it (``PackedBNN.load``,
+    ``PackedConvNet.load``).
+
+    A file of another kind or version raises the plain ``ValueError`` of :func:`read_checkpoint`; one whose
+    contents ``build`` rejects (an entry missing or malformed) raises :class:`qnnlib.files.UnreadableFileError`
+    naming the file, saying to delete it and to export again with ``remedy``.
+    """
+    checkpoint = read_checkpoint(path, kind)
+    try:
+        return build(checkpoint)
+    except (ValueError, IndexError) as exc:
+        raise UnreadableFileError(f"{path} is a damaged {kind} checkpoint: {exc}. Delete it and export it again: "
+                                  f"{remedy}.", Path(path)) from exc
 
 
 def read_checkpoint(path: str | os.PathLike, kind: str) -> PackedCheckpoint:

@@ -107,12 +107,11 @@ import torch.nn.functional as F
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from qnnlib.files import UnreadableFileError
 from qnnlib.runtime.binary_gemm import binary_matmul, binary_matmul_sign
 from qnnlib.runtime.bitpack import WORD_BITS, pack, pack_word, packed_width, unpack
 from qnnlib.runtime.bitplanes import pixels_from_inputs
 from qnnlib.runtime.folding import batch_norm
-from qnnlib.runtime.packed_checkpoint import PACKED_CONVNET_KIND, PackedCheckpoint, read_checkpoint, write_checkpoint
+from qnnlib.runtime.packed_checkpoint import PACKED_CONVNET_KIND, PackedCheckpoint, load_network, write_checkpoint
 
 __all__ = ["FirstLayer", "PackedConvNet", "im2col_packed", "bitplane_conv_sums", "pool_threshold_pack",
            "conv_weight_packed", "first_weight_packed", "first_border_sums", "fc_weight_nhwc", "border_offsets",
@@ -612,13 +611,8 @@ class PackedConvNet:
         :class:`qnnlib.files.UnreadableFileError` (delete the file and export again) when it is truncated,
         corrupt or lacks an entry, a plain ``ValueError`` when it is a checkpoint of another kind or version.
         """
-        checkpoint = read_checkpoint(path, PACKED_CONVNET_KIND)
-        try:
-            return cls.from_checkpoint(checkpoint)
-        except (ValueError, IndexError) as exc:
-            raise UnreadableFileError(f"{path} is a damaged packed-convnet checkpoint: {exc}. Delete it and export it "
-                                      "again: qnnlib.runtime.export_convnet.export_convnet(model).save(path).",
-                                      Path(path)) from exc
+        return load_network(path, PACKED_CONVNET_KIND, cls.from_checkpoint,
+                           "qnnlib.runtime.export_convnet.export_convnet(model).save(path)")
 
     # ------------------------------------------------------------------------------ the layers
     def _inputs(self, images: Any, first_layer: str) -> torch.Tensor | np.ndarray:
