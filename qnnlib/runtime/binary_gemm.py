@@ -54,7 +54,8 @@ from typing import Any
 import numpy as np
 
 from qnnlib.runtime.arrays import cupy, from_torch, is_cupy
-from qnnlib.runtime.bitpack import WORD_BITS, PackedBits, check_size, pack, packed_width
+from qnnlib.runtime.bitpack import PackedBits, check_size, packed_width
+from qnnlib.runtime.folding import threshold_activations
 from qnnlib.runtime.gemm_cpu import matmul_cpu, matmul_sign_cpu
 from qnnlib.runtime.gemm_cuda import CUDA_VARIANTS, CudaOperand, cuda_device_id, matmul_cuda, prepare_cuda_operand
 from qnnlib.runtime.hardware import compute_capability
@@ -303,4 +304,4 @@ def binary_matmul_sign(a_packed: Any, b_packed: Any, t: Any, f: Any, k: int | No
         return matmul_sign_cpu(a, b, k, np.asarray(t), np.asarray(f))
     d = binary_matmul(a, b, k, backend)
     xp = cupy() if is_cupy(d) else np
-    return pack(xp.asarray(f)[None].astype(xp.int64) * d >= xp.asarray(t)[None], WORD_BITS)
+    return threshold_activations(d, xp.asarray(t), xp.asarray(f), xp)

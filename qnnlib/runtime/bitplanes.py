@@ -24,6 +24,7 @@ from numba import njit, prange
 
 from qnnlib.runtime.binary_gemm import binary_matmul
 from qnnlib.runtime.bitpack import WORD_BITS, as_u64_words, pack, pack_word, packed_width
+from qnnlib.runtime.folding import threshold_activations
 from qnnlib.runtime.gemm_cpu import compiled_tile, matmul_bitplanes_sign_cpu
 
 __all__ = ["PLANES", "inputs_from_pixels", "pixels_from_inputs", "pack_bitplanes", "pack_bitplane_panels",
@@ -86,28 +87,10 @@ def _plane_bit(source, j):  # pragma: no cover - compiled by Numba
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def pack_bitplanes(p: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled by Numba
-    """``out[n, i, :] = pack(bit n of p[i, :])`` for n = 0..7: the bit-planes p^n of Eq. 6 in place.
-
-    ``p`` is uint8 pixels (N, K); ``out`` is uint64 (8, N, ceil(K/64)), the :func:`qnnlib.runtime.bitpack.pack`
-    layout (LSB first, zero padding), each word built by :func:`qnnlib.runtime.bitpack.pack_word`.
-    """
-    rows, k = p.shape
-    words = out.shape[2]
-    for i in prange(rows):
-        for w in range(words):
-            j0 = w * 64
-            j1 = min(k, j0 + 64)
-            for n in range(8):
-                out[n, i, w] = pack_word(_plane_bit, (p, i, n), j0, j1)
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def pack_bitplane_panels(p: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled by Numba
-    """``out[i, w, n] = word w of pack(bit n of p[i, :])``: the 8 bit-planes of each input side by side, the
-    row-panel layout of the fused Eq. 6 kernel (:func:`qnnlib.runtime.gemm_cpu.bitplane_sign_gemm`).
-
-    ``p`` is uint8 pixels (N, K); ``out`` is uint64 (N, ceil(K/64), 8)."""
+def _pack_planes(p, out):  # pragma: no cover - compiled by Numba
+    """``out[i, w, n] = word w of pack(bit n of p[i, :])`` for uint8 pixels ``p`` (N, K) and uint64 ``out``
+    (N, ceil(K/64), 8), contiguous or a transposed view; each word built by
+    :func:`qnnlib.runtime.bitpack.pack_word` (LSB first, zero padding)."""
     rows, k = p.shape
     words = out.shape[1]
     for i in prange(rows):
@@ -116,6 +99,23 @@ def pack_bitplane_panels(p: np.ndarray, out: np.ndarray) -> None:  # pragma: no 
             j1 = min(k, j0 + 64)
             for n in range(8):
                 out[i, w, n] = pack_word(_plane_bit, (p, i, n), j0, j1)
+
+
+def pack_bitplanes(p: np.ndarray, out: np.ndarray) -> None:
+    """``out[n, i, :] = pack(bit n of p[i, :])`` for n = 0..7: the bit-planes p^n of Eq. 6 in place.
+
+    ``p`` is uint8 pixels (N, K); ``out`` is uint64 (8, N, ceil(K/64)), the :func:`qnnlib.runtime.bitpack.pack`
+    layout (LSB first, zero padding).
+    """
+    _pack_planes(p, out.transpose(1, 2, 0))
+
+
+def pack_bitplane_panels(p: np.ndarray, out: np.ndarray) -> None:
+    """``out[i, w, n] = word w of pack(bit n of p[i, :])``: the 8 bit-planes of each input side by side, the
+    row-panel layout of the fused Eq. 6 kernel (:func:`qnnlib.runtime.gemm_cpu.bitplane_sign_gemm`).
+
+    ``p`` is uint8 pixels (N, K); ``out`` is uint64 (N, ceil(K/64), 8)."""
+    _pack_planes(p, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -179,4 +179,4 @@ def bitplane_sign(p: Any, w_packed: Any, row_sum: Any, k: int, t: Any, f: Any, b
         return matmul_bitplanes_sign_cpu(planes, as_u64_words(w_packed), k, np.asarray(row_sum), np.asarray(t),
                                          np.asarray(f))
     d = bitplane_dot(p, w_packed, row_sum, k, backend, xp)
-    return pack(xp.asarray(f)[None].astype(xp.int64) * d >= xp.asarray(t)[None], WORD_BITS)
+    return threshold_activations(d, xp.asarray(t), xp.asarray(f), xp)

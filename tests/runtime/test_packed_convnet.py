@@ -127,12 +127,13 @@ def test_float_first_conv_exports():
     assert_exact(model, pixels(8, 3, 8, 5))
 
 
-def test_briefly_trained_convnet_is_bit_exact():
-    torch.manual_seed(6)
-    model = convnet((8, 16, 32), 32, in_channels=1, image_size=16)
-    g = torch.Generator().manual_seed(6)
-    x = torch.randint(0, 256, (64, 1, 16, 16), generator=g).float() / 255 * 2 - 1
-    y = (x[:, 0, 4:12, 4:12].mean((1, 2)) > x.mean((1, 2, 3))).long() + 2 * (x[:, 0, :8].mean((1, 2)) > 0).long()
+def train_briefly(model: nn.Module, seed: int, channels: int) -> torch.Generator:
+    """15 Adam steps on 64 random 16x16 images with labels from their means (channel 0, or 1 if there is one);
+    eval mode after. Returns the generator, to draw the test images from."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (64, channels, 16, 16), generator=g).float() / 255 * 2 - 1
+    c = min(1, channels - 1)
+    y = (x[:, 0, 4:12, 4:12].mean((1, 2)) > x.mean((1, 2, 3))).long() + 2 * (x[:, c, :8].mean((1, 2)) > 0).long()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
     for step in range(15):
@@ -141,6 +142,13 @@ def test_briefly_trained_convnet_is_bit_exact():
         F.cross_entropy(model(x[i]), y[i]).backward()
         opt.step()
     model.eval()
+    return g
+
+
+def test_briefly_trained_convnet_is_bit_exact():
+    torch.manual_seed(6)
+    model = convnet((8, 16, 32), 32, in_channels=1, image_size=16)
+    g = train_briefly(model, 6, 1)
     assert model.bn3.num_batches_tracked.item() == 15
     assert_exact(model, torch.randint(0, 256, (24, 1, 16, 16), generator=g, dtype=torch.uint8), min_mixed=0.2)
 
@@ -368,17 +376,7 @@ def test_bitplane_first_layer_agrees_with_pytorch_on_random_models(seed):
 def test_bitplane_first_layer_agrees_on_a_briefly_trained_convnet():
     torch.manual_seed(13)
     model = convnet((8, 16, 32), 32, image_size=16)
-    g = torch.Generator().manual_seed(13)
-    x = torch.randint(0, 256, (64, 3, 16, 16), generator=g).float() / 255 * 2 - 1
-    y = (x[:, 0, 4:12, 4:12].mean((1, 2)) > x.mean((1, 2, 3))).long() + 2 * (x[:, 1, :8].mean((1, 2)) > 0).long()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    for step in range(15):
-        i = torch.arange(16) + 16 * (step % 4)
-        opt.zero_grad()
-        F.cross_entropy(model(x[i]), y[i]).backward()
-        opt.step()
-    model.eval()
+    g = train_briefly(model, 13, 3)
     r = _agreement(model, torch.randint(0, 256, (24, 3, 16, 16), generator=g, dtype=torch.uint8))
     rate = 1 - r["layer_mismatches"][0] / r["activations"][0]
     print(f"\ntrained: layer 1 agreement {rate:.6f}, prediction mismatches {r['prediction_mismatches']}")
