@@ -88,6 +88,7 @@ def train(cfg: ImagenetConfig, *, out_dir: Path, checkpoint_dir: Path | None = N
         group: ProcessGroup = DistributedGroup(rank, world)
     else:
         group = ProcessGroup()
+    finished = False
     try:
         device = torch.device(f"cuda:{local}" if cuda else "cpu")
         if cuda:
@@ -124,9 +125,12 @@ def train(cfg: ImagenetConfig, *, out_dir: Path, checkpoint_dir: Path | None = N
                      desc=cfg.label, process_group=group)
         if group.is_main:
             _write_metrics(cfg, Path(out_dir), result.history, world, root, classes, result)
+        finished = True
         return result
     finally:
         if world > 1 and torch.distributed.is_initialized():
+            if finished:  # no rank closes its connections while another may still be in a collective or writing
+                torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
 

@@ -99,19 +99,25 @@ def _torchrun(out: Path, env: dict[str, str], *extra: str) -> subprocess.Complet
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
 
 
+def _failure(done: subprocess.CompletedProcess) -> str:
+    """What a failed torchrun printed: the workers' own lines come first, torchrun's summary last."""
+    return f"exit {done.returncode}\nstdout:\n{done.stdout[-2000:]}\nstderr (head):\n{done.stderr[:3000]}\n" \
+           f"stderr (tail):\n{done.stderr[-3000:]}"
+
+
 @pytest.mark.slow
 def test_two_process_gloo_run_killed_after_epoch_1_resumes_to_the_same_weights(tmp_path) -> None:
     env = {**os.environ, "QNNLIB_DATA": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "QNNLIB_PROFILE"):
         env.pop(k, None)
     full = _torchrun(tmp_path / "full", env)
-    assert full.returncode == 0, full.stderr[-3000:]
+    assert full.returncode == 0, _failure(full)
     killed = _torchrun(tmp_path / "killed", env, "--stop-after-epoch", "1")
     assert killed.returncode != 0  # the kill after epoch 1: torchrun reports the failed workers
     mid = json.loads((tmp_path / "killed" / "alexnet-w1a2.json").read_text())
     assert [r["epoch"] for r in mid["history"]] == [1] and not mid["finished"]
     resumed = _torchrun(tmp_path / "killed", env)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.returncode == 0, _failure(resumed)
 
     def last(out: Path) -> dict:
         return torch.load(out / "checkpoints" / "alexnet-w1a2" / "last.pt", map_location="cpu", weights_only=False)
