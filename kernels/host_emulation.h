@@ -2,8 +2,8 @@
 //
 // Force-included by g++ (qnnlib/runtime/cuda_host.py):
 //   g++ -O2 -std=c++20 -DQNNLIB_HOST_EMULATION -include kernels/host_emulation.h -x c++ ...
-// Not for nvcc/NVRTC (the kernels stay self-contained; only b1_tensorcore.cu has an
-// `#elif defined(QNNLIB_HOST_EMULATION)` branch that calls the mma emulation below instead of inline PTX).
+// Not for nvcc/NVRTC (the kernels stay self-contained; their PTX wrappers have an
+// `#elif defined(QNNLIB_HOST_EMULATION)` branch that calls the emulation below instead of inline PTX).
 //
 // Execution model. A launch runs its blocks on a few OS worker threads (one block at a time per worker).
 // Inside a block every CUDA thread is a cooperative fiber (ucontext), so:
@@ -52,6 +52,39 @@
 //     issued first), and reading bytes that a cp.async of ANOTHER thread landed with no __syncthreads() since
 //     (the wait makes the data visible to the issuing thread only). Two cp.async in flight to the same bytes
 //     are reported too. Copies still in flight when a thread exits are dropped.
+//   - Dynamic shared memory (qnnlib_emu::dynamic_shared(), what `extern __shared__` gives a kernel): one
+//     1024-byte aligned buffer per block of the launch's sharedMem bytes (at most 227 KiB, sm_90's opt-in
+//     limit), filled with 0xA5 before every block. __cvta_generic_to_shared of a pointer into it gives an
+//     emulated shared-window address (kSharedWindowBase + offset), as the wgmma matrix descriptors need.
+//   - mbarrier (qnnlib_emu::mbarrier_*; PTX ISA "Parallel Synchronization and Communication Instructions:
+//     mbarrier"): init with an arrival count; a phase completes when all its arrivals came AND its transaction
+//     count (raised by arrive.expect_tx, lowered by the bulk copies that complete on it) is back to 0; then the
+//     next phase expects `count` arrivals again. try_wait.parity P (in a loop: mbarrier_wait_parity) returns
+//     once the phase of parity P has completed, i.e. while the current phase has the other parity (so on a
+//     fresh barrier parity 1 passes at once: the "preceding phase"). Reported: use of an uninitialised barrier,
+//     use by another thread with no __syncthreads() since its init, more transaction bytes completed than
+//     announced; a wait that can never end shows as a deadlock.
+//   - cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes (qnnlib_emu::bulk_copy_g2s): size a
+//     nonzero multiple of 16, both addresses 16-byte aligned (reported otherwise). The bytes land at once, but
+//     the transaction completes on the barrier only when a thread next waits on it; a wgmma that reads bytes
+//     of a copy whose barrier nobody waited on yet is reported (read before the full-barrier wait), and so is a
+//     copy into shared memory an issued, not yet completed wgmma reads (a slot released too early), or into
+//     bytes another bulk copy has in flight. A block that exits with copies never waited on is reported.
+//   - wgmma.fence / wgmma.mma_async.sync.aligned.m64nNk256.s32.b1.b1.and.popc / wgmma.commit_group /
+//     wgmma.wait_group (qnnlib_emu::wgmma_*; PTX ISA "Asynchronous Warpgroup Level Matrix Multiply-Accumulate
+//     Instructions") are warpgroup collectives (the 128 threads 128 w .. 128 w + 127 must all arrive; the block
+//     must be whole warpgroups). mma_async only records the operation (all threads must pass the same
+//     descriptors, N and scale-d) in the warpgroup's open group; commit_group closes the group; wait_group N
+//     EXECUTES every committed group but the N most recent, in order -- so reading the accumulators before the
+//     wait reads their old values, as on hardware. Execution reads A (64 x 256 bits) and B (N x 256 bits) from
+//     shared memory through the matrix descriptors (bits 0-13 start address >> 4 in the shared window, 16-29
+//     leading-dimension byte offset >> 4 = distance between the two 128-bit core matrices along K, 32-45
+//     stride-dimension byte offset >> 4 = distance between 8-row groups; a core matrix is 8 rows x 16 bytes,
+//     row r at byte 16 r, element k of a row at bit k % 8 of byte k / 8; only the no-swizzle mode with base
+//     offset 0 is emulated, others are reported) and computes D = (scale-d ? D : 0) + popc(A AND B) into each
+//     thread's registers with the accumulator fragment of the PTX ISA ("Register Fragments", D of
+//     wgmma .m64nNk*): thread t, register i holds row 16 (t / 32) + (t % 32) / 4 + 8 ((i / 2) % 2), column
+//     8 (i / 4) + 2 (t % 4) + i % 2. A block exiting with wgmma not completed by a wait is reported.
 //   - Scheduling: by default the fibers of a block run round-robin (each runs until it blocks, then the next),
 //     so all warps advance about one collective per sweep and stay nearly in step. With the environment variable
 //     QNNLIB_CUDA_HOST_SCHEDULE=depth-first (read at each launch) the scheduler always resumes the
@@ -61,7 +94,9 @@
 //     do not depend on the schedule.
 // Not modelled: timing, memory model/ordering and races beyond the barriers (blocks of one launch may run
 // concurrently on the workers), shared-memory bank conflicts, caches/__restrict__/__ldg (plain loads),
-// register limits and occupancy, dynamic shared memory, __constant__ memory written from the host, streams,
+// register limits and occupancy, TMA tensor maps and swizzled wgmma layouts, clusters and multicast,
+// setmaxnreg, the async proxy's fences (fence.proxy.async) beyond the checks above, __constant__ memory
+// written from the host, streams,
 // FMA contraction (nvcc contracts a*b+c into fma by default; this build uses -ffp-contract=off, so float
 // kernels give the results of separate IEEE multiply and add), device-side printf/malloc. Launch
 // configuration errors that CUDA reports (block > 1024 threads or over __launch_bounds__, a zero or too
@@ -86,6 +121,7 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+#include <array>
 #include <deque>
 #include <unordered_map>
 
@@ -106,9 +142,9 @@ namespace qnnlib_emu {
 constexpr int kWarpSize = 32;
 constexpr size_t kStackBytes = 128 * 1024;  // per emulated CUDA thread (fiber)
 
-enum class Wait : int { none, block, warp };
+enum class Wait : int { none, block, warp, mbarrier, warpgroup };
 enum class Op : int { none, syncwarp, ballot, any, all, shfl, shfl_up, shfl_down, shfl_xor, mma_b1_and,
-                      ldmatrix };
+                      ldmatrix, wgmma_fence, wgmma_mma, wgmma_commit, wgmma_wait };
 
 struct Fiber {
     ucontext_t ctx;
@@ -142,6 +178,42 @@ struct LaunchInfo {
     dim3 grid, block;
     const char* kernel;
     bool depth_first = false;  // QNNLIB_CUDA_HOST_SCHEDULE=depth-first (see the top of this file)
+    unsigned long long shared_bytes = 0;  // dynamic shared memory per block (the launch's sharedMem)
+};
+
+// The emulated shared window: dynamic shared memory starts at this "shared address" (as a 32-bit
+// __cvta_generic_to_shared would give on hardware, where it is never 0), so wgmma descriptors built from it hold
+// real 18-bit window addresses.
+constexpr unsigned long long kSharedWindowBase = 0x1000;
+constexpr unsigned long long kMaxDynamicShared = 232448;  // 227 KiB: sm_90's opt-in maximum per block
+
+// mbarrier (see the top of this file): one per 8-byte shared address the kernel initialised.
+struct MBarrier {
+    unsigned int count = 0;     // expected arrivals per phase
+    long long pending = 0;      // arrivals still missing in the current phase
+    long long tx = 0;           // transaction bytes still expected in the current phase
+    unsigned long long phase = 0;  // completed phases
+    int init_thread = -1;           // who ran mbarrier.init, and the block barrier generation then
+    unsigned long long init_gen = 0;
+};
+struct BulkCopy {  // a cp.async.bulk whose bytes landed but whose complete_tx is not yet observed
+    const unsigned char* dst;
+    unsigned int bytes;
+    std::uintptr_t bar;
+};
+struct WgmmaOp {  // one wgmma.mma_async of a warpgroup, executed at the wgmma.wait_group that completes it
+    int* d[128];
+    unsigned long long desc_a, desc_b;
+    int n, scale_d;
+};
+struct WarpgroupState {
+    unsigned long long gen = 0;  // completed warpgroup collectives
+    int arrived = 0;
+    Op op = Op::none;
+    unsigned long long args[128][3];  // each thread's operands of the wgmma being issued
+    int* dptr[128];
+    std::vector<WgmmaOp> open;                  // issued, not yet committed
+    std::deque<std::vector<WgmmaOp>> groups;    // committed, not yet complete
 };
 
 // cp.async bookkeeping of one block (see the top of this file).
@@ -181,6 +253,11 @@ struct Block {
     bool failed = false;
     std::string error;
     AsyncState async;
+    unsigned char* dyn = nullptr;  // dynamic shared memory of the block (launch.shared_bytes)
+    std::unordered_map<std::uintptr_t, MBarrier> mbars;
+    std::vector<BulkCopy> bulk;  // in flight
+    std::vector<WarpgroupState> wgroups;
+    unsigned long long mbar_epoch = 0;  // counts completed mbarrier phases (wakes waiting fibers)
 };
 
 inline thread_local Block* tl_block = nullptr;
@@ -484,6 +561,299 @@ inline void ldmatrix_m8n8_b16(int num, unsigned int* d, const void* row_addr) {
     for (int j = 0; j < num; ++j) d[j] = buf.r[tl_fiber->lane][j];
 }
 
+// ---- dynamic shared memory, mbarrier, cp.async.bulk, wgmma (see the top of this file) -----------------
+
+inline unsigned char* dynamic_shared() {
+    Block& b = *tl_block;
+    if (!b.dyn)
+        fail("the kernel uses dynamic shared memory but was launched with sharedMem = 0 (" + where() + ")");
+    return b.dyn;
+}
+
+inline MBarrier& mbarrier_at(const void* bar, const char* what) {
+    Block& b = *tl_block;
+    auto it = b.mbars.find((std::uintptr_t)bar);
+    if (it == b.mbars.end())
+        fail(std::string(what) + " on " + hex_ptr(bar) + ", which is not an initialised mbarrier (mbarrier.init "
+                                 "missing) (" + where() + ")");
+    if (it->second.init_thread != tl_fiber->linear && it->second.init_gen == b.bar_gen)
+        fail(std::string(what) + " on an mbarrier that thread " + std::to_string(it->second.init_thread) +
+             " initialised with no __syncthreads() since: the init is not yet visible to this thread (" + where() +
+             ")");
+    return it->second;
+}
+
+inline void mbarrier_complete_if_done(MBarrier& m) {
+    if (m.pending == 0 && m.tx == 0) {
+        ++m.phase;
+        m.pending = m.count;
+        ++tl_block->mbar_epoch;
+    }
+}
+
+// mbarrier.init.shared::cta.b64 [bar], count
+inline void mbarrier_init(void* bar, unsigned int count) {
+    if ((std::uintptr_t)bar % 8) fail("mbarrier.init: the barrier must be 8-byte aligned (" + where() + ")");
+    if (count < 1 || count > (1u << 20) - 1)
+        fail("mbarrier.init: count must be in [1, 2^20 - 1], got " + std::to_string(count) + " (" + where() + ")");
+    MBarrier& m = tl_block->mbars[(std::uintptr_t)bar];
+    m = MBarrier{count, (long long)count, 0, 0, tl_fiber->linear, tl_block->bar_gen};
+}
+
+// An arrival; the phase completes with the count-th arrival once no transaction bytes are outstanding, and the
+// next phase expects `count` arrivals again.
+inline void mbarrier_arrive_impl(MBarrier& m) {
+    --m.pending;
+    mbarrier_complete_if_done(m);
+}
+
+// mbarrier.arrive.shared::cta.b64 _, [bar]
+inline void mbarrier_arrive(void* bar) { mbarrier_arrive_impl(mbarrier_at(bar, "mbarrier.arrive")); }
+
+// mbarrier.arrive.expect_tx.shared::cta.b64 _, [bar], bytes: expect `bytes` more transaction bytes, then arrive.
+inline void mbarrier_arrive_expect_tx(void* bar, unsigned int bytes) {
+    MBarrier& m = mbarrier_at(bar, "mbarrier.arrive.expect_tx");
+    m.tx += bytes;
+    mbarrier_arrive_impl(m);
+}
+
+// The bulk copies on `bar` complete their transactions (lazily: when somebody looks at the barrier).
+inline void bulk_complete(std::uintptr_t bar) {
+    Block& b = *tl_block;
+    MBarrier& m = b.mbars[bar];
+    bool any = false;
+    for (size_t i = 0; i < b.bulk.size();) {
+        if (b.bulk[i].bar == bar) {
+            m.tx -= b.bulk[i].bytes;
+            b.bulk[i] = b.bulk.back();
+            b.bulk.pop_back();
+            any = true;
+        } else {
+            ++i;
+        }
+    }
+    if (any) {
+        if (m.tx < 0)
+            fail("mbarrier: bulk copies completed more transaction bytes than arrive.expect_tx announced (" +
+                 where() + ")");
+        mbarrier_complete_if_done(m);
+    }
+}
+
+// mbarrier.try_wait.parity.shared::cta.b64 in a loop: return once the phase of parity `parity` has completed
+// (i.e. the current phase has the other parity).
+inline void mbarrier_wait_parity(void* bar, unsigned int parity) {
+    Block& b = *tl_block;
+    Fiber& f = *tl_fiber;
+    if (parity > 1) fail("mbarrier.try_wait.parity: parity must be 0 or 1 (" + where() + ")");
+    for (;;) {
+        mbarrier_at(bar, "mbarrier.try_wait.parity");
+        bulk_complete((std::uintptr_t)bar);
+        if ((b.mbars[(std::uintptr_t)bar].phase & 1u) != parity) return;
+        f.wait = Wait::mbarrier;
+        f.wait_gen = b.mbar_epoch;
+        yield();
+        f.wait = Wait::none;
+    }
+}
+
+// A 128-byte-chunk list of the shared memory one wgmma operand reads (no-swizzle K-major, see wgmma below).
+struct SmemSpan {
+    const unsigned char* p;
+    size_t bytes;
+};
+inline bool overlaps(const unsigned char* a, size_t na, const unsigned char* b, size_t nb) {
+    return a < b + nb && b < a + na;
+}
+
+struct Descriptor {
+    const unsigned char* start;
+    unsigned long long lbo, sbo;
+};
+
+// Decode a wgmma matrix descriptor (PTX ISA "Matrix Descriptor Format"): bits 0-13 start address >> 4, 16-29
+// leading-dimension byte offset >> 4, 32-45 stride-dimension byte offset >> 4, 49-51 base offset, 62-63
+// swizzle mode. Only the no-swizzle mode with base offset 0 is emulated; the start must be in the block's
+// dynamic shared memory, and `rows` x 256 bits from it must stay inside it.
+inline Descriptor decode_descriptor(unsigned long long desc, int rows, const char* which) {
+    Block& b = *tl_block;
+    const unsigned long long start = (desc & 0x3FFFull) << 4, lbo = ((desc >> 16) & 0x3FFFull) << 4,
+                             sbo = ((desc >> 32) & 0x3FFFull) << 4;
+    if ((desc >> 62) != 0 || ((desc >> 49) & 7ull) != 0)
+        fail(std::string("wgmma: descriptor of ") + which + " uses a swizzle mode or base offset; only the "
+             "no-swizzle layout (bits 62-63 = 0, base offset 0) is emulated (" + where() + ")");
+    if (!b.dyn || start < kSharedWindowBase || start - kSharedWindowBase >= b.launch->shared_bytes)
+        fail(std::string("wgmma: descriptor of ") + which + " starts at shared address " + std::to_string(start) +
+             ", outside the block's dynamic shared memory (" + where() + ")");
+    const unsigned long long off = start - kSharedWindowBase;
+    const unsigned long long last = off + (unsigned long long)(rows / 8 - 1) * sbo + lbo + 128;
+    if (last > b.launch->shared_bytes)
+        fail(std::string("wgmma: ") + which + " (" + std::to_string(rows) + " rows from the descriptor) reaches "
+             "past the dynamic shared memory (" + where() + ")");
+    return Descriptor{b.dyn + off, lbo, sbo};
+}
+
+// Row `row` (256 bits along K) of a no-swizzle K-major operand: core matrix (row / 8, k / 128) is 8 rows x 16
+// bytes at start + (row / 8) SBO + (k / 128) LBO, row r of it at byte 16 r; bit k % 8 of byte (k % 128) / 8.
+inline void load_row256(const Descriptor& d, int row, unsigned long long (&out)[4]) {
+    for (int kc = 0; kc < 2; ++kc)
+        std::memcpy(&out[2 * kc], d.start + (size_t)(row >> 3) * d.sbo + (size_t)kc * d.lbo + 16 * (row & 7), 16);
+}
+
+inline void operand_spans(const Descriptor& d, int rows, std::vector<SmemSpan>& out) {
+    for (int g = 0; g < rows / 8; ++g)
+        for (int kc = 0; kc < 2; ++kc) out.push_back(SmemSpan{d.start + (size_t)g * d.sbo + (size_t)kc * d.lbo, 128});
+}
+
+// Execute one wgmma.mma_async.m64nNk256.s32.b1.b1.and.popc: D (= scale_d ? D : 0) + popc(A AND B), the
+// accumulator fragment of the PTX ISA ("Register Fragments", wgmma D matrix): thread t of the warpgroup holds
+// in d[i] the element (16 (t / 32) + (t % 32) / 4 + 8 ((i / 2) % 2), 8 (i / 4) + 2 (t % 4) + i % 2).
+inline void wgmma_execute(const WgmmaOp& op) {
+    const Descriptor da = decode_descriptor(op.desc_a, 64, "A"), db = decode_descriptor(op.desc_b, op.n, "B");
+    std::vector<std::array<unsigned long long, 4>> A(64), B((size_t)op.n);
+    for (int r = 0; r < 64; ++r) {
+        unsigned long long row[4];
+        load_row256(da, r, row);
+        std::memcpy(A[(size_t)r].data(), row, sizeof row);
+    }
+    for (int r = 0; r < op.n; ++r) {
+        unsigned long long row[4];
+        load_row256(db, r, row);
+        std::memcpy(B[(size_t)r].data(), row, sizeof row);
+    }
+    for (int t = 0; t < 128; ++t) {
+        const int w = t >> 5, g = (t & 31) >> 2, q = t & 3;
+        for (int i = 0; i < op.n / 2; ++i) {
+            const int m = 16 * w + g + 8 * ((i >> 1) & 1), n = 8 * (i >> 2) + 2 * q + (i & 1);
+            int acc = op.scale_d ? op.d[t][i] : 0;
+            for (int x = 0; x < 4; ++x) acc += std::popcount(A[(size_t)m][(size_t)x] & B[(size_t)n][(size_t)x]);
+            op.d[t][i] = acc;
+        }
+    }
+}
+
+// Arrive at a warpgroup collective (128 threads, warpgroup = linear thread id / 128): `deposit(state, t)` for
+// every thread, `complete(state)` once by the last one.
+template <class Deposit, class Complete>
+__attribute__((noinline)) void warpgroup_collective(Op op, Deposit&& deposit, Complete&& complete) {
+    Block& b = *tl_block;
+    Fiber& f = *tl_fiber;
+    if (b.fibers.size() % 128)
+        fail("wgmma instructions need whole warpgroups: the block has " + std::to_string(b.fibers.size()) +
+             " threads, not a multiple of 128 (" + where() + ")");
+    WarpgroupState& w = b.wgroups[(size_t)(f.linear / 128)];
+    if (w.arrived == 0) w.op = op;
+    else if (w.op != op)
+        fail("warpgroup divergence: threads of one warpgroup reached different wgmma instructions (" + where() + ")");
+    deposit(w, f.linear % 128);
+    if (++w.arrived == 128) {
+        complete(w);
+        w.arrived = 0;
+        w.op = Op::none;
+        ++w.gen;
+    } else {
+        f.wait = Wait::warpgroup;
+        f.wait_gen = w.gen;
+        yield();
+        f.wait = Wait::none;
+    }
+}
+
+// wgmma.fence.sync.aligned: orders the warpgroup's register accesses before the next wgmma (nothing to do here;
+// checked as a warpgroup collective).
+inline void wgmma_fence() {
+    warpgroup_collective(Op::wgmma_fence, [](WarpgroupState&, int) {}, [](WarpgroupState&) {});
+}
+
+// wgmma.mma_async.sync.aligned.m64nNk256.s32.b1.b1.and.popc d, desc_a, desc_b, scale_d: recorded in the
+// warpgroup's open group; executed only by the wgmma.wait_group that completes its group.
+inline void wgmma_m64nNk256_b1_and_popc(int* d, int n, unsigned long long desc_a, unsigned long long desc_b,
+                                        int scale_d) {
+    if (n < 8 || n > 256 || n % 8)
+        fail("wgmma .m64nNk256 .b1: N must be a multiple of 8 in [8, 256], got " + std::to_string(n) + " (" +
+             where() + ")");
+    warpgroup_collective(
+        Op::wgmma_mma,
+        [&](WarpgroupState& w, int t) {
+            w.args[t][0] = desc_a;
+            w.args[t][1] = desc_b;
+            w.args[t][2] = ((unsigned long long)n << 1) | (scale_d ? 1u : 0u);
+            w.dptr[t] = d;
+        },
+        [&](WarpgroupState& w) {
+            Block& b = *tl_block;
+            for (int t = 1; t < 128; ++t)
+                if (w.args[t][0] != w.args[0][0] || w.args[t][1] != w.args[0][1] || w.args[t][2] != w.args[0][2])
+                    fail("wgmma: the threads of a warpgroup disagree on the descriptors, N or scale-d (" + where() +
+                         ")");
+            WgmmaOp op{};
+            for (int t = 0; t < 128; ++t) op.d[t] = w.dptr[t];
+            op.desc_a = desc_a;
+            op.desc_b = desc_b;
+            op.n = n;
+            op.scale_d = scale_d ? 1 : 0;
+            std::vector<SmemSpan> spans;
+            operand_spans(decode_descriptor(desc_a, 64, "A"), 64, spans);
+            operand_spans(decode_descriptor(desc_b, n, "B"), n, spans);
+            for (const SmemSpan& s : spans)
+                for (const BulkCopy& c : b.bulk)
+                    if (overlaps(s.p, s.bytes, c.dst, c.bytes))
+                        fail("wgmma reads shared memory that a cp.async.bulk is still writing: its mbarrier phase "
+                             "was not waited on before the wgmma (" + where() + ")");
+            w.open.push_back(op);
+        });
+}
+
+// wgmma.commit_group.sync.aligned: the open wgmma become one group.
+inline void wgmma_commit_group() {
+    warpgroup_collective(Op::wgmma_commit, [](WarpgroupState&, int) {}, [](WarpgroupState& w) {
+        w.groups.push_back(std::move(w.open));
+        w.open.clear();
+    });
+}
+
+// wgmma.wait_group.sync.aligned n: every committed group but the n most recent is complete (executed now).
+inline void wgmma_wait_group(int n) {
+    if (n < 0 || n > 7) fail("wgmma.wait_group N must be in [0, 7] (" + where() + ")");
+    warpgroup_collective(Op::wgmma_wait, [](WarpgroupState&, int) {}, [&](WarpgroupState& w) {
+        while (w.groups.size() > (size_t)n) {
+            for (const WgmmaOp& op : w.groups.front()) wgmma_execute(op);
+            w.groups.pop_front();
+        }
+    });
+}
+
+// cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [dst], [src], bytes, [bar]. The bytes land
+// at once (so a slot refilled while a wgmma still has to read it gives a wrong product), but the transaction
+// completes on `bar` only when a thread next waits on it (so reading the slot before waiting is caught).
+inline void bulk_copy_g2s(void* dst, const void* src, unsigned int bytes, void* bar) {
+    Block& b = *tl_block;
+    if (bytes == 0 || bytes % 16 || ((std::uintptr_t)dst | (std::uintptr_t)src) % 16)
+        fail("cp.async.bulk: size must be a nonzero multiple of 16 and both addresses 16-byte aligned (dst " +
+             hex_ptr(dst) + ", src " + hex_ptr(src) + ", " + std::to_string(bytes) + " bytes) (" + where() + ")");
+    mbarrier_at(bar, "cp.async.bulk (its mbarrier)");
+    const auto* d = static_cast<const unsigned char*>(dst);
+    for (const BulkCopy& c : b.bulk)
+        if (overlaps(d, bytes, c.dst, c.bytes))
+            fail("cp.async.bulk writes shared memory another bulk copy still has in flight (" + where() + ")");
+    for (const WarpgroupState& w : b.wgroups) {
+        std::vector<SmemSpan> spans;
+        auto add = [&](const WgmmaOp& op) {
+            operand_spans(decode_descriptor(op.desc_a, 64, "A"), 64, spans);
+            operand_spans(decode_descriptor(op.desc_b, op.n, "B"), op.n, spans);
+        };
+        for (const WgmmaOp& op : w.open) add(op);
+        for (const auto& g : w.groups)
+            for (const WgmmaOp& op : g) add(op);
+        for (const SmemSpan& s : spans)
+            if (overlaps(d, bytes, s.p, s.bytes))
+                fail("cp.async.bulk overwrites shared memory that an issued wgmma has not finished reading (the "
+                     "slot was released before wgmma.wait_group completed it) (" + where() + ")");
+    }
+    std::memcpy(dst, src, bytes);
+    b.bulk.push_back(BulkCopy{d, bytes, (std::uintptr_t)bar});
+}
+
 // ---- the launcher -----------------------------------------------------------------------------------
 
 struct Stacks {
@@ -514,12 +884,14 @@ inline void fiber_main() {
 }
 
 inline std::string describe_deadlock(const Block& b) {
-    int at_bar = 0, at_warp = 0, done = 0;
+    int at_bar = 0, at_warp = 0, at_mbar = 0, at_wg = 0, done = 0;
     std::string warps;
     for (const Fiber& f : b.fibers) {
         if (f.done) ++done;
         else if (f.wait == Wait::block) ++at_bar;
         else if (f.wait == Wait::warp) ++at_warp;
+        else if (f.wait == Wait::mbarrier) ++at_mbar;
+        else if (f.wait == Wait::warpgroup) ++at_wg;
     }
     for (size_t w = 0; w < b.warps.size(); ++w)
         if (b.warps[w].arrived) {
@@ -530,7 +902,9 @@ inline std::string describe_deadlock(const Block& b) {
     return std::string("deadlock in ") + b.launch->kernel + ", block (" + std::to_string(b.block_idx.x) + ", " +
            std::to_string(b.block_idx.y) + ", " + std::to_string(b.block_idx.z) + "): " + std::to_string(at_bar) +
            " threads wait at __syncthreads, " + std::to_string(at_warp) + " at a warp collective," + warps + " " +
-           std::to_string(done) + " exited (divergent barrier, or a collective whose mask names an exited lane)";
+           std::to_string(at_mbar) + " on an mbarrier phase that never completes, " + std::to_string(at_wg) +
+           " at a warpgroup (wgmma) collective, " + std::to_string(done) +
+           " exited (divergent barrier, a collective whose mask names an exited lane, or a missing arrival)";
 }
 
 // Run one block to completion; false (and b.error) on a kernel error.
@@ -556,6 +930,11 @@ inline bool run_block(Block& b, const Stacks& stacks) {
     b.bar_gen = 0;
     b.failed = false;
     b.async.reset((size_t)n);
+    b.mbars.clear();
+    b.bulk.clear();
+    b.mbar_epoch = 0;
+    for (WarpgroupState& w : b.wgroups) w.gen = 0, w.arrived = 0, w.op = Op::none, w.open.clear(), w.groups.clear();
+    if (b.dyn) std::memset(b.dyn, 0xA5, b.launch->shared_bytes);  // uninitialised on hardware too
     int remaining = n;
     while (remaining > 0) {
         bool ran = false;
@@ -564,7 +943,9 @@ inline bool run_block(Block& b, const Stacks& stacks) {
             if (f.done) continue;
             const bool runnable = f.wait == Wait::none ||
                                   (f.wait == Wait::block && b.bar_gen != f.wait_gen) ||
-                                  (f.wait == Wait::warp && b.warps[f.warp].gen != f.wait_gen);
+                                  (f.wait == Wait::warp && b.warps[f.warp].gen != f.wait_gen) ||
+                                  (f.wait == Wait::mbarrier && b.mbar_epoch != f.wait_gen) ||
+                                  (f.wait == Wait::warpgroup && b.wgroups[(size_t)(i / 128)].gen != f.wait_gen);
             if (!runnable) continue;
             tl_fiber = &f;
             swapcontext(&b.sched, &f.ctx);
@@ -578,6 +959,20 @@ inline bool run_block(Block& b, const Stacks& stacks) {
             b.error = describe_deadlock(b);
             return false;
         }
+    }
+    std::string where_block = std::string(b.launch->kernel) + ", block (" + std::to_string(b.block_idx.x) + ", " +
+                              std::to_string(b.block_idx.y) + ", " + std::to_string(b.block_idx.z) + ")";
+    for (const WarpgroupState& w : b.wgroups)
+        if (!w.open.empty() || !w.groups.empty()) {
+            b.failed = true;
+            b.error = "the block exited with wgmma still in flight (no wgmma.commit_group / wgmma.wait_group that "
+                      "completes them) (" + where_block + ")";
+            return false;
+        }
+    if (!b.bulk.empty()) {
+        b.failed = true;
+        b.error = "the block exited with cp.async.bulk copies whose mbarrier was never waited on (" + where_block + ")";
+        return false;
     }
     return true;
 }
@@ -620,8 +1015,14 @@ inline int report(char* err, int errlen, const std::string& msg) {
 // Returns 0, or 1 with a message in `err`.
 template <class... P>
 int launch(void (*kernel)(P...), const char* name, long long launch_bound, const unsigned int* grid,
-           const unsigned int* block, void** args, int workers, char* err, int errlen) {
+           const unsigned int* block, unsigned long long shared_bytes, void** args, int workers, char* err,
+           int errlen) {
     LaunchInfo info{dim3(grid[0], grid[1], grid[2]), dim3(block[0], block[1], block[2]), name};
+    info.shared_bytes = shared_bytes;
+    if (shared_bytes > kMaxDynamicShared)
+        return report(err, errlen, std::string(name) + ": too many resources requested for launch (" +
+                                       std::to_string(shared_bytes) + " bytes of dynamic shared memory, over the " +
+                                       std::to_string(kMaxDynamicShared) + " a block may have)");
     if (const char* sched = std::getenv("QNNLIB_CUDA_HOST_SCHEDULE"))
         info.depth_first = std::string(sched) == "depth-first";
     const unsigned long long nthreads = (unsigned long long)block[0] * block[1] * block[2];
@@ -657,6 +1058,10 @@ int launch(void (*kernel)(P...), const char* name, long long launch_bound, const
         b.entry = entry;
         b.fibers.resize((size_t)nthreads);
         b.warps.resize((size_t)((nthreads + kWarpSize - 1) / kWarpSize));
+        b.wgroups.resize((size_t)((nthreads + 127) / 128));
+        std::vector<unsigned char> dyn_store(shared_bytes ? (size_t)shared_bytes + 1024 : 0);
+        if (shared_bytes)  // 1024-byte aligned, as the largest alignment a kernel may declare for it
+            b.dyn = dyn_store.data() + ((1024 - (std::uintptr_t)dyn_store.data() % 1024) % 1024);
         tl_block = &b;
         for (;;) {
             if (stop) break;
@@ -757,5 +1162,13 @@ template <class T>
     requires std::is_integral_v<T>
 inline T atomicAdd(T* address, T val) { return __atomic_fetch_add(address, val, __ATOMIC_SEQ_CST); }
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
-// Shared memory is host memory in the emulator: a "shared address" is the pointer itself.
-inline std::size_t __cvta_generic_to_shared(const void* p) { return (std::size_t)(std::uintptr_t)p; }
+// Shared memory is host memory in the emulator. A pointer into the block's dynamic shared memory converts to
+// its emulated shared-window address (qnnlib_emu::kSharedWindowBase + offset, as wgmma descriptors need); any
+// other pointer (a static __shared__ array, which lives in thread_local host memory) converts to itself.
+inline std::size_t __cvta_generic_to_shared(const void* p) {
+    const ::qnnlib_emu::Block* b = ::qnnlib_emu::tl_block;
+    const auto* q = static_cast<const unsigned char*>(p);
+    if (b && b->dyn && q >= b->dyn && q < b->dyn + b->launch->shared_bytes)
+        return (std::size_t)(::qnnlib_emu::kSharedWindowBase + (unsigned long long)(q - b->dyn));
+    return (std::size_t)(std::uintptr_t)p;
+}

@@ -41,7 +41,6 @@ NaN and infinity (docs/decisions.md D22):
 from __future__ import annotations
 
 import functools
-
 import math
 import numbers
 from typing import Any

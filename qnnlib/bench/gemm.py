@@ -30,6 +30,7 @@ from qnnlib.bench.timing import cuda_event_median, interleaved_medians
 from qnnlib.runtime.binary_gemm import binary_matmul
 from qnnlib.runtime.bitpack import pack
 from qnnlib.runtime.gemm_cpu import blocking, compiled_nibble_split, compiled_tile
+from qnnlib.runtime.gemm_cuda import device_variants
 from qnnlib.runtime.hardware import (
     cache_sizes,
     clock_ghz,
@@ -181,8 +182,6 @@ def run_cpu(sizes: Sequence[int | Sequence[int]] | None = None, repeats: int = 5
 VERIFY_SHAPES: tuple[Shape, ...] = ((7, 13, 1000), (1, 1, 1), (33, 65, 64), (130, 257, 4097), (129, 131, 513))
 
 
-
-
 def verify_cuda_kernels(shapes: Iterable[Shape] = VERIFY_SHAPES, seed: int = 0) -> list[dict[str, Any]]:
     """Run every CUDA kernel on odd shapes and compare bit-exactly with the NumPy reference."""
     import cupy as cp  # noqa: PLC0415
@@ -212,6 +211,7 @@ def verify_cuda_kernels(shapes: Iterable[Shape] = VERIFY_SHAPES, seed: int = 0) 
                 cp.asnumpy(binary_matmul(cp.asarray(pack(a)), cp.asarray(pack(b)), k, "cuda-xnor")), ref
             ),
         }
+        errors: dict[str, str] = {}
         if compute_capability() >= 80:
             checks["b1_tc_gemm"] = np.array_equal(
                 cp.asnumpy(binary_matmul(cp.asarray(pa), cp.asarray(pb), k, "cuda-tc")), ref
@@ -219,7 +219,14 @@ def verify_cuda_kernels(shapes: Iterable[Shape] = VERIFY_SHAPES, seed: int = 0) 
             checks["b1_tc_gemm_pipelined"] = np.array_equal(
                 cp.asnumpy(binary_matmul(cp.asarray(pa), cp.asarray(pb), k, "cuda-tc-pipelined")), ref
             )
-        results += [{"shape": (m, n, k), "kernel": name, "exact": bool(ok)} for name, ok in checks.items()]
+        if compute_capability() == 90:  # sm_90a: never run on hardware before this check; a failure is reported
+            try:
+                checks["b1_wgmma_gemm"] = np.array_equal(
+                    cp.asnumpy(binary_matmul(cp.asarray(pa), cp.asarray(pb), k, "cuda-wgmma")), ref)
+            except Exception as exc:  # noqa: BLE001 - NVRTC, PTX load or launch: report it, do not stop the check
+                checks["b1_wgmma_gemm"], errors["b1_wgmma_gemm"] = False, f"{type(exc).__name__}: {exc}"
+        results += [{"shape": (m, n, k), "kernel": name, "exact": bool(ok), "error": errors.get(name)}
+                    for name, ok in checks.items()]
     return results
 
 
@@ -236,18 +243,20 @@ def binary_tc_peak_tops(name: str | None = None) -> float | None:
 
 
 def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), repeats: int = 30,
-                   seed: int = 0) -> list[dict[str, Any]]:
+                   seed: int = 0, wgmma: bool | None = None) -> list[dict[str, Any]]:
     """Time every GPU GEMM on ±1 matrices A (M, K), B (N, K) computing A @ B.T; rows of plain dicts.
 
     Methods: the paper's 16x16-tiled float baseline, the XNOR CUDA-core kernel and the 1-bit
     tensor-core kernel (each on packed operands, and including the packing of both operands as in the
     paper's benchmark), cuBLAS fp32 via CuPy, and torch fp32 (TF32 off) / TF32 / bf16 when torch has
     CUDA. Speed-ups are against the float baseline and against cuBLAS fp32. All binary results are
-    checked equal to the baseline's at every size.
+    checked equal to the baseline's at every size. ``wgmma`` (default: on compute capability 9.0) adds the
+    Hopper kernel, with bare operands (both laid out on every call) and with B prepared (laid out once, as a
+    layer's weights).
     """
     import cupy as cp  # noqa: PLC0415
 
-    from qnnlib.runtime.gemm_cuda import gemm_float_cuda, pack_cuda  # noqa: PLC0415
+    from qnnlib.runtime.gemm_cuda import gemm_float_cuda, pack_cuda, prepare_cuda_operand  # noqa: PLC0415
 
     try:
         import torch  # noqa: PLC0415
@@ -272,6 +281,10 @@ def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), re
             methods["b1 tensor cores"] = lambda: binary_matmul(pa, pb, k, "cuda-tc")
             methods["b1 tensor cores incl. packing"] = lambda: binary_matmul(pack_cuda(a), pack_cuda(b), k, "cuda-tc")
             methods["b1 tensor cores, pipelined"] = lambda: binary_matmul(pa, pb, k, "cuda-tc-pipelined")
+        if compute_capability() == 90 if wgmma is None else wgmma:
+            pb_prep = prepare_cuda_operand(pb)
+            methods["b1 tensor cores, wgmma (sm_90a)"] = lambda: binary_matmul(pa, pb, k, "cuda-wgmma")
+            methods["b1 tensor cores, wgmma, B prepared"] = lambda: binary_matmul(pa, pb_prep, k, "cuda-wgmma")
         methods["cuBLAS fp32 (cupy)"] = lambda: cp.matmul(a, b.T)
         if torch_cuda:
             ta, tb = torch.from_dlpack(a), torch.from_dlpack(b)
@@ -295,7 +308,8 @@ def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), re
 
         # exactness at the timed size: every binary kernel equals the float baseline
         base = gemm_float_cuda(a, b_t)
-        for name in ("XNOR CUDA cores", "b1 tensor cores", "b1 tensor cores, pipelined"):
+        for name in ("XNOR CUDA cores", "b1 tensor cores", "b1 tensor cores, pipelined",
+                     "b1 tensor cores, wgmma (sm_90a)", "b1 tensor cores, wgmma, B prepared"):
             if name in methods and not bool(cp.array_equal(methods[name]().astype(cp.float32), base)):
                 raise AssertionError(f"{name} differs from the float baseline at {m}x{n}x{k}")
         del base
@@ -315,7 +329,7 @@ def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), re
                          "vs_bf16": times["torch bf16"] / seconds if "torch bf16" in times else float("nan"),
                          "of_b1_peak": ops / seconds / 1e12 / peak if binary_tc and peak else float("nan")})
         methods.clear()  # drop this size's operands before the next size allocates its own
-        a = b = b_t = pa = pb = ta = tb = ta16 = tb16 = ta8 = tb8t = None
+        a = b = b_t = pa = pb = pb_prep = ta = tb = ta16 = tb16 = ta8 = tb8t = None
         cp.get_default_memory_pool().free_all_blocks()
     return rows
 
@@ -331,7 +345,8 @@ def _print_rows(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(t, widths)))
 
 
-def _gpu_mlp_rows(hidden: int, images: int, repeats: int, seed: int = 0) -> list[dict[str, Any]]:
+def _gpu_mlp_rows(hidden: int, images: int, repeats: int, seed: int = 0,
+                  backends: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """The MLP 784-3xhidden-10 on the GPU (random weights: speed does not depend on them), via
     :func:`qnnlib.bench.mlp.mlp_gpu_rows`; needs torch but no pandas."""
     from qnnlib.bench.mlp import float_mlp, mlp_gpu_rows, random_bnn  # noqa: PLC0415
@@ -339,14 +354,15 @@ def _gpu_mlp_rows(hidden: int, images: int, repeats: int, seed: int = 0) -> list
 
     bnn = random_bnn(hidden, seed=seed)
     pixels = np.random.default_rng(seed).integers(0, 256, size=(images, 784), dtype=np.uint8)
-    return mlp_gpu_rows(bnn, export_bnn(bnn), float_mlp(hidden, seed=seed), pixels, repeats) or []
+    return mlp_gpu_rows(bnn, export_bnn(bnn), float_mlp(hidden, seed=seed), pixels, repeats, backends) or []
 
 
 def convnet_gpu_rows(width: float = 0.5, images: int = 500, repeats: int = 3, batch: int = 100,
-                     backends: Sequence[str] = ("cuda-xnor", "cuda-tc", "cuda-tc-pipelined"), device: str = "cuda",
+                     backends: Sequence[str] | None = None, device: str = "cuda",
                      seed: int = 0) -> list[dict[str, Any]]:
     """The binary CIFAR-10 ConvNet (random weights, BN statistics from one batch: speed does not depend on
     them) on ``images`` random 3x32x32 inputs, in batches of ``batch``; rows of plain dicts (no pandas).
+    ``backends`` default: :func:`gpu_backends`.
 
     Rows: the float32 model on ``device`` (cuDNN on a GPU), the same in bf16 there, and
     :class:`~qnnlib.runtime.packed_convnet.PackedConvNet` with its GEMMs on each of ``backends`` -- the
@@ -370,6 +386,7 @@ def convnet_gpu_rows(width: float = 0.5, images: int = 500, repeats: int = 3, ba
         model.train()(x[:64])
     model.eval()
     packed = export_convnet(model)
+    backends = gpu_backends() if backends is None else backends
     sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else None  # noqa: E731
 
     def torch_run(dtype: Any) -> Callable[[], np.ndarray]:
@@ -399,6 +416,12 @@ def convnet_gpu_rows(width: float = 0.5, images: int = 500, repeats: int = 3, ba
             for name, sec in med.items()]
 
 
+def gpu_backends(wgmma: bool = True) -> tuple[str, ...]:
+    """The CUDA GEMM backends the GPU benchmarks time: :func:`~qnnlib.runtime.gemm_cuda.device_variants`,
+    without ``cuda-wgmma`` when ``wgmma`` is false (it failed its check)."""
+    return tuple(v for v in device_variants() if wgmma or v != "cuda-wgmma")
+
+
 def run_gpu(sizes: Sequence[int | Sequence[int]] | None = None, repeats: int = 30, mlp_hidden: int = 4096,
             mlp_images: int = 10_000) -> int:
     """``python -m qnnlib bench gpu``: the one prepared check for a CUDA machine.
@@ -424,10 +447,13 @@ def run_gpu(sizes: Sequence[int | Sequence[int]] | None = None, repeats: int = 3
     bad = [c for c in checks if not c["exact"]]
     print(f"bit-exact checks vs the CPU reference: {len(checks) - len(bad)}/{len(checks)} passed")
     for c in bad:
-        print(f"  FAIL {c['kernel']} at M,N,K = {c['shape']}")
-    if bad:
+        print(f"  FAIL {c['kernel']} at M,N,K = {c['shape']}" + (f": {c['error']}" if c.get("error") else ""))
+    wgmma_ok = compute_capability() == 90 and not any(c["kernel"] == "b1_wgmma_gemm" for c in bad)
+    if any(c["kernel"] != "b1_wgmma_gemm" for c in bad):
         return 1
-    rows = gpu_gemm_sweep(sizes or [1024, 4096, 8192], repeats=repeats)
+    if compute_capability() == 90 and not wgmma_ok:
+        print("  the wgmma kernel is left out of the tables below; the other kernels are timed")
+    rows = gpu_gemm_sweep(sizes or [1024, 4096, 8192], repeats=repeats, wgmma=wgmma_ok)
     print(f"\nbinary GEMM A @ B.T on {gpu_name()} (median of CUDA-event times after warm-up)")
     _print_rows(rows, ["M", "N", "K", "method", "ms", "Top/s", "vs_baseline", "vs_cublas_fp32", "vs_bf16",
                        "of_b1_peak"])
@@ -435,11 +461,11 @@ def run_gpu(sizes: Sequence[int | Sequence[int]] | None = None, repeats: int = 3
     print(f"of_b1_peak: Top/s over the binary tensor-core peak NVIDIA publishes for this GPU ({peak} TOPS)" if peak
           else "of_b1_peak: NVIDIA publishes no binary tensor-core peak for this GPU (only the A100's, 4992 TOPS)")
     print(f"({time.perf_counter() - t_start:.0f} s so far)")
-    mlp = _gpu_mlp_rows(mlp_hidden, mlp_images, repeats=5)
+    mlp = _gpu_mlp_rows(mlp_hidden, mlp_images, repeats=5, backends=gpu_backends(wgmma_ok))
     print(f"\nMLP 784-3x{mlp_hidden}-10 inference, {mlp_images} images, random weights (wall-clock medians, synced)")
     _print_rows(mlp, ["method", "seconds", "images/s", "speedup_vs_baseline_kernel", "speedup_vs_cublas",
                       "identical_to_packed_cpu", "identical_to_torch_bnn"])
-    conv = convnet_gpu_rows()
+    conv = convnet_gpu_rows(backends=gpu_backends(wgmma_ok))
     print("\nbinary CIFAR-10 ConvNet (width 0.5: convs 64-64-128-128-256-256, fc 1024), 500 random images in "
           "batches of 100, random weights (wall-clock medians, synced)")
     _print_rows(conv, ["method", "seconds", "images/s", "speedup_vs_fp32", "identical_to_packed_cpu", "agreement_pct"])
@@ -447,4 +473,4 @@ def run_gpu(sizes: Sequence[int | Sequence[int]] | None = None, repeats: int = 3
     print(f"\nbench gpu finished in {time.perf_counter() - t_start:.0f} s")
     if not exact:
         print("MISMATCH: a packed network on the GPU predicted differently from the same network on the CPU")
-    return 0 if exact else 1
+    return 0 if exact and (wgmma_ok or compute_capability() != 90) else 1

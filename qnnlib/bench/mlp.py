@@ -9,7 +9,7 @@ on the weights, so :func:`random_bnn` gives the paper's 784–3×4096–10 witho
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,8 @@ from qnnlib.layers import QuantLinear
 from qnnlib.models.mlp import mnist_mlp
 from qnnlib.precision import FLOAT
 from qnnlib.runtime.bitplanes import inputs_from_pixels, pixels_from_inputs
-from qnnlib.runtime.hardware import compute_capability, gpu_available
+from qnnlib.runtime.gemm_cuda import device_variants
+from qnnlib.runtime.hardware import gpu_available
 from qnnlib.runtime.packed_bnn import PackedBNN
 
 __all__ = ["BASELINE", "TORCH_BNN", "PACKED_EQ6", "PACKED_F1", "random_bnn", "float_mlp", "time_mlp_cpu",
@@ -110,9 +111,10 @@ def time_mlp_gpu(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, imag
 
 
 def mlp_gpu_rows(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, images: Any,
-                 repeats: int = 5) -> list[dict[str, Any]] | None:
+                 repeats: int = 5, backends: Sequence[str] | None = None) -> list[dict[str, Any]] | None:
     """GPU inference timing (``None`` without a GPU): PackedBNN on the CUDA kernels vs float MLPs; plain
-    dicts, so that ``python -m qnnlib bench gpu`` needs no pandas.
+    dicts, so that ``python -m qnnlib bench gpu`` needs no pandas. ``backends``: the CUDA kernels PackedBNN
+    runs on (default: every one this GPU has, :func:`~qnnlib.runtime.gemm_cuda.device_variants`).
 
     Float baselines run the same float MLP with CuPy: every GEMM on cuBLAS fp32, and on the paper's
     16×16-tiled baseline kernel (:func:`qnnlib.runtime.gemm_cuda.gemm_float_cuda`). PackedBNN gets the pixels
@@ -147,12 +149,11 @@ def mlp_gpu_rows(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, imag
     fns: dict[str, Callable[[], Any]] = {
         "float MLP, paper's baseline kernel (16x16 tiles)": float_forward(gemm_float_cuda),
         "float MLP, cuBLAS fp32 (CuPy)": float_forward(lambda a, b: cp.matmul(a, b)),
-        "PackedBNN cuda-xnor (Eq. 6)": lambda: packed.predict(p_gpu, "cuda-xnor"),
     }
-    if compute_capability() >= 80:
-        fns["PackedBNN cuda-tc (Eq. 6)"] = lambda: packed.predict(p_gpu, "cuda-tc")
+    for backend in device_variants() if backends is None else backends:
+        fns[f"PackedBNN {backend} (Eq. 6)"] = lambda backend=backend: packed.predict(p_gpu, backend)
+    if "PackedBNN cuda-tc (Eq. 6)" in fns:
         fns["PackedBNN cuda-tc, layer 1 float"] = lambda: packed.predict(p_gpu, "cuda-tc", first_layer="float")
-        fns["PackedBNN cuda-tc-pipelined (Eq. 6)"] = lambda: packed.predict(p_gpu, "cuda-tc-pipelined")
     med, last = interleaved_medians(fns, repeats, sync=lambda: cp.cuda.Device().synchronize())
     with torch.inference_mode():
         ref = torch.argmax(bnn.eval()(inputs_from_pixels(p)), dim=1).numpy()

@@ -18,10 +18,13 @@ along K, after checking the operands, with one of these backends:
 - ``"cuda-tc"``: 1-bit tensor cores, ``mma.m16n8k256 .b1 .and.popc`` (``kernels/b1_tensorcore.cu``).
 - ``"cuda-tc-pipelined"``: the same on a multi-stage ``cp.async``/``ldmatrix`` kernel
   (``kernels/b1_tensorcore_pipelined.cu``).
-- ``"cuda"``: the faster of ``cuda-xnor`` and ``cuda-tc`` on this GPU (:func:`select_cuda_backend`: measured once
-  per device on a 2048 x 2048 x 2048 product; ``cuda-xnor`` below compute capability 8.0; the environment
-  variable ``QNNLIB_CUDA_GEMM=xnor|tc`` overrides). Capability alone does not decide: on some GPUs the 1-bit
-  ``mma`` is emulated by many instructions and loses to the CUDA-core kernel.
+- ``"cuda-wgmma"``: Hopper (compute capability 9.0) only: warpgroup ``wgmma ... .b1.and.popc`` fed by TMA bulk
+  copies (``kernels/b1_wgmma.cu``).
+- ``"cuda"``: the fastest of the CUDA kernels this GPU runs (:func:`select_cuda_backend`: each checked against
+  the CUDA-core kernel and timed once per device on a 2048 x 2048 x 2048 product; ``cuda-xnor`` below compute
+  capability 8.0; the environment variable ``QNNLIB_CUDA_GEMM=xnor|tc|tc-pipelined|wgmma`` overrides).
+  Capability alone does not decide: on some GPUs the 1-bit ``mma`` is emulated by many instructions and loses
+  to the CUDA-core kernel.
 - ``"auto"``: ``cuda`` when the inputs are CuPy arrays, else ``cpu``.
 
 **Which K.** Bare words do not carry their K: two rows packed with K = 60 and K = 62 are the same words, and a
@@ -48,6 +51,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -57,15 +61,23 @@ from qnnlib.runtime.arrays import cupy, from_torch, is_cupy
 from qnnlib.runtime.bitpack import PackedBits, check_size, packed_width
 from qnnlib.runtime.folding import threshold_activations
 from qnnlib.runtime.gemm_cpu import matmul_cpu, matmul_sign_cpu
-from qnnlib.runtime.gemm_cuda import CUDA_VARIANTS, CudaOperand, cuda_device_id, matmul_cuda, prepare_cuda_operand
+from qnnlib.runtime.gemm_cuda import (
+    CUDA_VARIANTS,
+    CudaOperand,
+    cuda_device_id,
+    device_variants,
+    matmul_cuda,
+    prepare_cuda_operand,
+)
 from qnnlib.runtime.hardware import compute_capability
 
 __all__ = ["BACKENDS", "CUDA_GEMM_ENV", "SELECTION_SHAPE", "binary_matmul", "binary_matmul_sign",
            "select_cuda_backend"]
 
-BACKENDS = ("auto", "numpy", "cpu", "cuda", "cuda-xnor", "cuda-tc", "cuda-tc-pipelined")
+BACKENDS = ("auto", "numpy", "cpu", "cuda", *CUDA_VARIANTS)
 
-#: Environment variable that fixes the kernel of ``backend="cuda"``: ``xnor`` or ``tc`` (unset: measured).
+#: Environment variable that fixes the kernel of ``backend="cuda"``: ``xnor``, ``tc``, ``tc-pipelined`` or
+#: ``wgmma`` (unset: measured).
 CUDA_GEMM_ENV = "QNNLIB_CUDA_GEMM"
 #: (M, N, K) of the product :func:`select_cuda_backend` times each CUDA kernel on.
 SELECTION_SHAPE = (2048, 2048, 2048)
@@ -93,40 +105,63 @@ def _time_cuda_variant(variant: str, run: Callable[[], Any]) -> float:
 def select_cuda_backend(timer: Callable[[str, Callable[[], Any]], float] | None = None) -> str:
     """The kernel ``backend="cuda"`` runs on the current device: one of :data:`~qnnlib.runtime.gemm_cuda.CUDA_VARIANTS`.
 
-    1. ``$QNNLIB_CUDA_GEMM`` (:data:`CUDA_GEMM_ENV`) set to ``xnor``, ``tc`` or ``tc-pipelined`` decides (a
-       tensor-core kernel on a GPU below compute capability 8.0 raises ``RuntimeError``; another value raises
-       ``ValueError``).
+    1. ``$QNNLIB_CUDA_GEMM`` (:data:`CUDA_GEMM_ENV`) set to ``xnor``, ``tc``, ``tc-pipelined`` or ``wgmma``
+       decides (a kernel this GPU cannot run raises ``RuntimeError``: the tensor-core ones below compute
+       capability 8.0, ``wgmma`` off 9.0; another value raises ``ValueError``).
     2. Compute capability below 8.0: ``"cuda-xnor"`` (no 1-bit ``mma``).
-    3. Otherwise the faster one, measured on first use per device and cached: each kernel computes one fixed
-       random product of :data:`SELECTION_SHAPE` (the second operand prepared, as a layer's weights are), timed
-       by ``timer(variant, run) -> seconds`` (default: median of 5 CUDA-event-timed runs after 2 warm-ups;
-       tests inject a fake). Ties go to the kernel listed later (tensor cores, then the pipelined one).
+    3. Otherwise the fastest correct one, measured on first use per device and cached: each kernel this GPU
+       runs (``cuda-wgmma`` only on 9.0) computes one fixed random product of :data:`SELECTION_SHAPE` (the
+       second operand prepared, as a layer's weights are); a kernel that raises or whose product differs from
+       ``cuda-xnor``'s is left out with a warning (so a kernel broken on some GPU or toolkit never becomes the
+       default); the rest are timed by ``timer(variant, run) -> seconds`` (default: median of 5
+       CUDA-event-timed runs after 2 warm-ups; tests inject a fake). Ties go to the kernel listed later.
     """
     forced = os.environ.get(CUDA_GEMM_ENV, "").strip().lower()
     if forced:
-        if forced not in ("xnor", "tc", "tc-pipelined"):
-            raise ValueError(f"${CUDA_GEMM_ENV} must be 'xnor', 'tc' or 'tc-pipelined' (or unset to measure), got "
-                             f"{forced!r}")
+        if f"cuda-{forced}" not in CUDA_VARIANTS:
+            raise ValueError(f"${CUDA_GEMM_ENV} must be one of {', '.join(v[5:] for v in CUDA_VARIANTS)} (or unset to "
+                             f"measure), got {forced!r}")
         if forced != "xnor" and compute_capability() < 80:
             raise RuntimeError(f"${CUDA_GEMM_ENV}={forced} asks for a 1-bit tensor-core kernel, but this GPU has "
                                f"compute capability {compute_capability() / 10:.1f} < 8.0; set it to 'xnor' or unset it")
+        if forced == "wgmma" and compute_capability() != 90:
+            raise RuntimeError(f"${CUDA_GEMM_ENV}=wgmma needs compute capability 9.0 (H100/H200), this GPU has "
+                               f"{compute_capability() / 10:.1f}; set it to 'tc-pipelined' or unset it")
         return f"cuda-{forced}"
     device = cuda_device_id()
     if device not in _CUDA_CHOICE:
         if compute_capability() < 80:
             _CUDA_CHOICE[device] = "cuda-xnor"
         else:
-            cp = cupy()
-            m, n, k = SELECTION_SHAPE
-            w = packed_width(k, 32)
-            rng = np.random.default_rng(0)
-            a = cp.asarray(rng.integers(0, 2**32, size=(m, w), dtype=np.uint32))
-            b = prepare_cuda_operand(cp.asarray(rng.integers(0, 2**32, size=(n, w), dtype=np.uint32)))
-            timer = timer or _time_cuda_variant
-            seconds = {v: timer(v, lambda v=v: matmul_cuda(a, b, k, v)) for v in CUDA_VARIANTS}
-            best = min(seconds.values())
-            _CUDA_CHOICE[device] = [v for v in CUDA_VARIANTS if seconds[v] == best][-1]
+            _CUDA_CHOICE[device] = _measure_cuda_variants(timer or _time_cuda_variant)
     return _CUDA_CHOICE[device]
+
+
+def _measure_cuda_variants(timer: Callable[[str, Callable[[], Any]], float]) -> str:
+    """Step 3 of :func:`select_cuda_backend`: check, then time, every CUDA kernel this GPU runs."""
+    cp = cupy()
+    m, n, k = SELECTION_SHAPE
+    w = packed_width(k, 32)
+    rng = np.random.default_rng(0)
+    a = cp.asarray(rng.integers(0, 2**32, size=(m, w), dtype=np.uint32))
+    b = prepare_cuda_operand(cp.asarray(rng.integers(0, 2**32, size=(n, w), dtype=np.uint32)))
+    candidates = device_variants()
+    reference = matmul_cuda(a, b, k, "cuda-xnor")
+    seconds = {}
+    for v in candidates:
+        try:
+            ok = v == "cuda-xnor" or bool(cp.array_equal(matmul_cuda(a, b, k, v), reference))
+        except Exception as exc:  # noqa: BLE001 - any failure (NVRTC, driver, launch) only removes the candidate
+            warnings.warn(f"backend='cuda' leaves out {v}: it failed on this GPU ({exc})", RuntimeWarning,
+                          stacklevel=3)
+            continue
+        if not ok:
+            warnings.warn(f"backend='cuda' leaves out {v}: its product differs from cuda-xnor's on this GPU "
+                          f"(please report it)", RuntimeWarning, stacklevel=3)
+            continue
+        seconds[v] = timer(v, lambda v=v: matmul_cuda(a, b, k, v))
+    best = min(seconds.values())
+    return [v for v in candidates if seconds.get(v) == best][-1]
 
 
 def _check_operands(a: Any, b: Any, k: int) -> int:

@@ -19,7 +19,10 @@ threads; warp collectives (``__ballot_sync``, ``__shfl*_sync``, ``__any/__all_sy
 and the warp-wide ``mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc`` are warp barriers -- the
 mma gathers the 32 lanes' fragments into the full A, B, C matrices with the fragment layout of the PTX ISA,
 computes ``D = C + popc(A AND B)`` and scatters D back, so a kernel whose fragment layout disagrees with the
-ISA computes a wrong product. Divergent collectives, barriers nobody can pass, ``__trap()``, and launch
+ISA computes a wrong product. Hopper's ``wgmma.mma_async ... .b1.and.popc`` (warpgroup collectives, executed at
+the ``wgmma.wait_group`` that completes them, operands read through the shared-memory matrix descriptors),
+``mbarrier`` phases with transaction counts, and ``cp.async.bulk`` copies into dynamic shared memory are
+emulated too, with reports of a slot refilled too early or read before its barrier. Divergent collectives, barriers nobody can pass, ``__trap()``, and launch
 configurations CUDA would refuse (over 1024 threads or ``__launch_bounds__``, a zero dimension) raise
 ``RuntimeError``. Arrays from :meth:`HostCupy.empty` are filled with the byte ``0xA5`` (so outputs a kernel
 never writes are visible) and carry guard bytes on both sides, checked after every launch (so writes out of
@@ -27,7 +30,8 @@ bounds are reported).
 
 What is not: timing and performance, the memory model and races beyond the barriers (blocks may run
 concurrently on a few OS threads), out-of-bounds *reads*, shared-memory bank conflicts, caching hints
-(``__restrict__``, ``__ldg``), registers and occupancy, dynamic shared memory, ``__constant__`` memory, streams
+(``__restrict__``, ``__ldg``), registers and occupancy, TMA tensor maps and swizzled layouts, ``__constant__``
+memory, streams
 (launches are synchronous), lock-step SIMT execution of divergent code outside collectives, and FMA
 contraction: nvcc turns ``a * b + c`` into an FMA by default, this build uses ``-ffp-contract=off``, so the
 float kernel's results are those of separate IEEE float32 multiply and add in the kernel's order.
@@ -75,6 +79,7 @@ POISON_BYTE = 0xA5
 _GUARD_BYTES = 64
 _ERR_BYTES = 4096
 _MAX_PARAMS = 64
+_DEFAULT_DYNAMIC_SHARED = 48 * 1024  # CUDA's default limit without cudaFuncSetAttribute
 
 _KERNEL_RE = re.compile(
     r"__global__\s+(?:__launch_bounds__\s*\(([^()]*)\)\s*)?void\s+(?:__launch_bounds__\s*\(([^()]*)\)\s*)?"
@@ -132,9 +137,9 @@ def _launchers(kernels: dict[str, str | None]) -> str:
     for name, bound in kernels.items():
         lines += [
             (f'extern "C" int qnnlib_launch_{name}(const unsigned int* grid, const unsigned int* block, '
-             "void** args, int workers, char* err, int errlen) {"),
-            (f'    return ::qnnlib_emu::launch(&{name}, "{name}", (long long)({bound or -1}), grid, block, args, '
-             "workers, err, errlen);"),
+             "unsigned long long shared_bytes, void** args, int workers, char* err, int errlen) {"),
+            (f'    return ::qnnlib_emu::launch(&{name}, "{name}", (long long)({bound or -1}), grid, block, '
+             "shared_bytes, args, workers, err, errlen);"),
             "}",
             f'extern "C" int qnnlib_params_{name}(long long* out, int cap) {{',
             f"    return ::qnnlib_emu::kernel_params(&{name}, out, cap);",
@@ -200,18 +205,22 @@ class HostKernel:
         self._launch = getattr(lib, f"qnnlib_launch_{name}")
         self._launch.restype = ctypes.c_int
         self._launch.argtypes = [ctypes.POINTER(ctypes.c_uint)] * 2 + [
-            ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+            ctypes.c_ulonglong, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         info = (ctypes.c_longlong * (3 * _MAX_PARAMS))()
         count = getattr(lib, f"qnnlib_params_{name}")(info, 3 * _MAX_PARAMS)
         #: (bytes, is_pointer, pointee bytes) of every kernel parameter.
         self.params = [(info[3 * i], bool(info[3 * i + 1]), info[3 * i + 2]) for i in range(count)]
         self.launch_bound = launch_bound
+        #: As CuPy's ``RawKernel.max_dynamic_shared_size_bytes`` (``cudaFuncAttributeMaxDynamicSharedMemorySize``):
+        #: a launch with more than 48 KiB of dynamic shared memory needs it raised first, as on a GPU.
+        self.max_dynamic_shared_size_bytes = _DEFAULT_DYNAMIC_SHARED
 
     @property
     def attributes(self) -> dict[str, Any]:
         """What CuPy's ``RawKernel.attributes`` reports that the emulator knows (plus ``"emulated": True``)."""
         return {"max_threads_per_block": 1024, "num_params": len(self.params), "emulated": True,
-                "launch_bounds": self.launch_bound}
+                "launch_bounds": self.launch_bound,
+                "max_dynamic_shared_size_bytes": self.max_dynamic_shared_size_bytes}
 
     def _marshal(self, args: tuple) -> tuple[list[Any], list[np.ndarray]]:
         if len(args) != len(self.params):
@@ -247,9 +256,18 @@ class HostKernel:
         return keep, arrays
 
     def __call__(self, grid: Any, block: Any, args: tuple, *, shared_mem: int = 0, stream: Any = None) -> None:
-        """Run the launch on the emulator (synchronously); ``RuntimeError`` for a kernel or launch error."""
-        if shared_mem:
-            raise NotImplementedError("dynamic shared memory is not emulated (shared_mem must be 0)")
+        """Run the launch on the emulator (synchronously); ``RuntimeError`` for a kernel or launch error.
+
+        ``shared_mem`` is the dynamic shared memory per block; over :attr:`max_dynamic_shared_size_bytes` it is
+        refused as CUDA refuses it.
+        """
+        shared_mem = int(shared_mem)
+        if shared_mem < 0:
+            raise ValueError(f"shared_mem must be >= 0, got {shared_mem}")
+        if shared_mem > self.max_dynamic_shared_size_bytes:
+            raise RuntimeError(f"CUDA host emulation: {self.name}: invalid argument (launch with {shared_mem} bytes of "
+                               f"dynamic shared memory, over the kernel's max_dynamic_shared_size_bytes = "
+                               f"{self.max_dynamic_shared_size_bytes}; raise that attribute first)")
         g, b = _dims(grid, "grid"), _dims(block, "block")
         keep, arrays = self._marshal(tuple(args))
         ptrs = (ctypes.c_void_p * max(1, len(keep)))()
@@ -258,7 +276,8 @@ class HostKernel:
         self.module.owner.launches.append((self.name, g, b))
         err = ctypes.create_string_buffer(_ERR_BYTES)
         workers = max(1, min(cpu_cores(), g[0] * g[1] * g[2]))
-        rc = self._launch((ctypes.c_uint * 3)(*g), (ctypes.c_uint * 3)(*b), ptrs, workers, err, _ERR_BYTES)
+        rc = self._launch((ctypes.c_uint * 3)(*g), (ctypes.c_uint * 3)(*b), shared_mem, ptrs, workers, err,
+                          _ERR_BYTES)
         if rc:
             raise RuntimeError(f"CUDA host emulation: {err.value.decode(errors='replace')}")
         for i, arr in enumerate(arrays):
@@ -297,6 +316,8 @@ class HostCupy:
     uint64 = np.uint64
     bool_ = np.bool_
     ndarray = np.ndarray
+    #: Marks the stand-in: ``gemm_cuda`` compiles every source from its code here (no NVRTC, no PTX files).
+    emulated = True
 
     def __init__(self) -> None:
         self._guarded: dict[int, weakref.ref] = {}
@@ -348,6 +369,11 @@ class HostCupy:
     def asnumpy(a: Any) -> np.ndarray:
         """A host copy, as ``cupy.asnumpy`` makes."""
         return np.array(a, copy=True)
+
+    @staticmethod
+    def array_equal(a: Any, b: Any) -> bool:
+        """``numpy.array_equal``."""
+        return bool(np.array_equal(a, b))
 
     @staticmethod
     def zeros(shape: Any, dtype: Any = np.float64) -> np.ndarray:

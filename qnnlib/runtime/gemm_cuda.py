@@ -13,7 +13,13 @@ module loaded for one device on another. :func:`matmul_cuda` runs the binary GEM
   readable reference;
 - ``"cuda-tc-pipelined"``: the same product, built for speed (``kernels/b1_tensorcore_pipelined.cu``: 128x256
   CTA tiles, 64x64 warp tiles, a 4-stage ``cp.async`` shared-memory pipeline, ``ldmatrix.x4`` fragment loads,
-  a swizzled bank-conflict-free layout), tested bit-exact against the reference on the CPU emulator.
+  a swizzled bank-conflict-free layout), tested bit-exact against the reference on the CPU emulator;
+- ``"cuda-wgmma"``: Hopper only (compute capability 9.0; ``kernels/b1_wgmma.cu``, compiled by NVRTC for
+  ``compute_90a``): ``wgmma.mma_async.m64n256k256 .b1 .and.popc`` from shared memory, fed by TMA bulk copies
+  through a 4-stage mbarrier pipeline, one producer and two consumer warpgroups per 128x256 tile. Its operands
+  are first laid out for the tensor cores (:func:`wgmma_layout`: 512-bit k-slabs of 8x128-bit core matrices,
+  one kernel pass over the operand; a prepared operand keeps its layout), so a stage is two contiguous bulk
+  copies and the kernel needs no bounds checks on loads.
 
 uint64 operands (the runtime's :data:`~qnnlib.runtime.bitpack.WORD_BITS`) are not converted: a C-contiguous
 uint64 row viewed as uint32 *is* the LSB-first uint32 packing of the same values (CUDA devices are
@@ -34,8 +40,10 @@ baseline kernel (``kernels/gemm_float.cu``).
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +53,9 @@ from qnnlib.runtime.arrays import cupy
 from qnnlib.runtime.bitpack import PackedBits, check_size, packed_width
 from qnnlib.runtime.hardware import compute_capability
 
-__all__ = ["KERNEL_DIR", "KERNELS", "CUDA_VARIANTS", "MAX_GRID_X", "CudaOperand", "cuda_device_id",
-           "compile_cuda_kernels", "pack_cuda", "gemm_float_cuda", "prepare_cuda_operand", "gemm_launch",
-           "matmul_cuda"]
+__all__ = ["KERNEL_DIR", "KERNELS", "ARCH_SPECIFIC", "CUDA_VARIANTS", "MAX_GRID_X", "WGMMA_SMEM_BYTES", "CudaOperand",
+           "WgmmaLayout", "cuda_device_id", "compile_cuda_kernels", "pack_cuda", "gemm_float_cuda",
+           "prepare_cuda_operand", "gemm_launch", "wgmma_layout", "device_variants", "matmul_cuda"]
 
 #: Folder of the CUDA sources, found relative to the package (``<repo>/kernels``).
 KERNEL_DIR = Path(__file__).resolve().parents[2] / "kernels"
@@ -58,10 +66,14 @@ KERNELS = {
     "xnor_gemm.cu": ("xnor_gemm_u32",),
     "b1_tensorcore.cu": ("b1_tc_gemm",),
     "b1_tensorcore_pipelined.cu": ("b1_tc_gemm_pipelined",),
+    "b1_wgmma.cu": ("b1_wgmma_layout", "b1_wgmma_gemm"),
 }
+#: Sources that only one architecture runs, compiled by NVRTC for that virtual architecture (CuPy's
+#: ``RawModule(code=...)`` picks the plain ``sm_XX`` of the device, which lacks the ``a`` features).
+ARCH_SPECIFIC = {"b1_wgmma.cu": "compute_90a"}
 
 #: The binary GEMM kernels :func:`matmul_cuda` runs (``binary_matmul`` backend names).
-CUDA_VARIANTS = ("cuda-xnor", "cuda-tc", "cuda-tc-pipelined")
+CUDA_VARIANTS = ("cuda-xnor", "cuda-tc", "cuda-tc-pipelined", "cuda-wgmma")
 
 #: CUDA's limit on ``gridDim.x`` (``gridDim.y`` and ``gridDim.z`` allow only 65535).
 MAX_GRID_X = 2**31 - 1
@@ -72,9 +84,13 @@ _GEMM_TILES = {
     "xnor_gemm_u32": (64, 64, (16, 16)),
     "b1_tc_gemm": (128, 128, (256,)),
 }
-_VARIANT_KERNEL = {"cuda-xnor": "xnor_gemm_u32", "cuda-tc": "b1_tc_gemm", "cuda-tc-pipelined": "b1_tc_gemm_pipelined"}
-# the pipelined kernel's grid is 2-D: M tiles on x, N tiles on y (at most 65535, N <= 16,776,960)
-_PIPELINED_TILES = (128, 256, (256,))
+_VARIANT_KERNEL = {"cuda-xnor": "xnor_gemm_u32", "cuda-tc": "b1_tc_gemm", "cuda-tc-pipelined": "b1_tc_gemm_pipelined",
+                   "cuda-wgmma": "b1_wgmma_gemm"}
+# the pipelined and wgmma kernels' grids are 2-D: M tiles on x, N tiles on y (at most 65535, N <= 16,776,960)
+_GRID_2D_TILES = {"b1_tc_gemm_pipelined": (128, 256, (256,)), "b1_wgmma_gemm": (128, 256, (384,))}
+#: Dynamic shared memory of ``b1_wgmma_gemm`` (4 stages of 8 KiB of A + 16 KiB of B), over CUDA's 48 KiB default.
+WGMMA_SMEM_BYTES = 4 * (8192 + 16384)
+_WGMMA_ROW_ALIGN, _WGMMA_SLAB_WORDS = 256, 16
 _INT32_MAX = 2**31 - 1
 
 
@@ -96,9 +112,32 @@ def _per_device(fn: Callable[[str], Any]) -> Any:
     return wrapper
 
 
+def _nvrtc_ptx(code: str, name: str, arch: str) -> str:
+    """PTX of ``code`` compiled by NVRTC (the one CuPy ships with) for virtual architecture ``arch``."""
+    try:
+        from cupy_backends.cuda.libs import nvrtc  # noqa: PLC0415 - the GPU extra is optional
+    except ImportError:  # older CuPy layouts
+        from cupy.cuda import nvrtc  # noqa: PLC0415
+    prog = nvrtc.createProgram(code, name, (), ())
+    try:
+        try:
+            nvrtc.compileProgram(prog, (f"--gpu-architecture={arch}", "--std=c++14"))
+        except Exception as exc:
+            raise RuntimeError(f"NVRTC could not compile kernels/{name} for {arch} (needs CUDA >= 12.0 for sm_90a): "
+                               f"{exc}\n{nvrtc.getProgramLog(prog)}") from exc
+        return str(nvrtc.getPTX(prog))
+    finally:
+        nvrtc.destroyProgram(prog)
+
+
 @_per_device
 def _cuda_module(source: str) -> Any:
-    """The CuPy RawModule of ``kernels/<source>`` for the current device (NVRTC-compiled on first use)."""
+    """The CuPy RawModule of ``kernels/<source>`` for the current device (NVRTC-compiled on first use).
+
+    Sources in :data:`ARCH_SPECIFIC` are compiled to PTX for their architecture and loaded from a file under
+    ``~/.cache/qnnlib/ptx`` (the driver compiles that PTX for the device); the CPU emulator compiles every
+    source from its code.
+    """
     cp = cupy()
     path = KERNEL_DIR / source
     if not path.is_file():
@@ -106,7 +145,19 @@ def _cuda_module(source: str) -> Any:
             f"CUDA kernel source {path} not found: the GPU backends need the repository's kernels/ folder "
             f"next to the qnnlib package (install from a source checkout with `pip install -e .`)"
         )
-    return cp.RawModule(code=path.read_text(), options=("--std=c++14",))
+    code = path.read_text()
+    if source not in ARCH_SPECIFIC or getattr(cp, "emulated", False):
+        return cp.RawModule(code=code, options=("--std=c++14",))
+    arch = ARCH_SPECIFIC[source]
+    ptx = _nvrtc_ptx(code, source, arch)
+    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qnnlib" / "ptx"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{path.stem}-{arch}-{hashlib.sha256(ptx.encode()).hexdigest()[:16]}.ptx"
+    if not target.is_file():
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(ptx)
+        os.replace(tmp, target)  # atomic: a concurrent process never loads a half-written file
+    return cp.RawModule(path=str(target))
 
 
 @_per_device
@@ -117,14 +168,28 @@ def _cuda_function(name: str) -> Any:
 
 
 def compile_cuda_kernels() -> dict[str, float]:
-    """Compile (or load from CuPy's cache) every CUDA kernel; returns seconds per kernel name."""
+    """Compile (or load from CuPy's cache) every CUDA kernel this device can run; returns seconds per kernel name.
+
+    The sources of :data:`ARCH_SPECIFIC` are compiled only on a device of their architecture, and one that
+    fails there (an NVRTC too old for ``sm_90a``, a driver that cannot load the PTX) is left out with a
+    ``RuntimeWarning`` instead of stopping the others; using its kernels later raises the error.
+    """
     import time  # noqa: PLC0415
+    import warnings  # noqa: PLC0415
 
     times = {}
-    for names in KERNELS.values():
+    for source, names in KERNELS.items():
+        if source in ARCH_SPECIFIC and not _wgmma_device():
+            continue
         for name in names:
             t0 = time.perf_counter()
-            _cuda_function(name).attributes  # noqa: B018 - forces NVRTC compilation and module load
+            try:
+                _cuda_function(name).attributes  # noqa: B018 - forces NVRTC compilation and module load
+            except Exception as exc:
+                if source not in ARCH_SPECIFIC:
+                    raise
+                warnings.warn(f"{name} (kernels/{source}) is left out: {exc}", RuntimeWarning, stacklevel=2)
+                continue
             times[name] = time.perf_counter() - t0
     return times
 
@@ -185,21 +250,21 @@ def _row_popcount_cuda(p: Any) -> Any:
 
 def gemm_launch(kernel: str, m: int, n: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(grid, block) of GEMM ``kernel`` (``gemm_f32_tiled``, ``xnor_gemm_u32``, ``b1_tc_gemm``,
-    ``b1_tc_gemm_pipelined``) for an (M, N) C.
+    ``b1_tc_gemm_pipelined``, ``b1_wgmma_gemm``) for an (M, N) C.
 
-    One block per BM x BN tile of C, all on ``gridDim.x`` (row-major tile order, N fastest); the pipelined
-    kernel (128 x 256 tiles) takes M tiles on ``gridDim.x`` and N tiles on ``gridDim.y``. ``ValueError``
+    One block per BM x BN tile of C, all on ``gridDim.x`` (row-major tile order, N fastest); the pipelined and
+    wgmma kernels (128 x 256 tiles) take M tiles on ``gridDim.x`` and N tiles on ``gridDim.y``. ``ValueError``
     if M or N does not fit the kernels' int arithmetic or the tile count exceeds :data:`MAX_GRID_X`
     (a C of that size would take terabytes; split the product).
     """
-    if kernel == "b1_tc_gemm_pipelined":
-        bm, bn, block = _PIPELINED_TILES
+    if kernel in _GRID_2D_TILES:
+        bm, bn, block = _GRID_2D_TILES[kernel]
         if not (0 < m <= _INT32_MAX - bm and 0 < n <= 65535 * bn):
             raise ValueError(f"{kernel} needs 1 <= M <= {_INT32_MAX - bm} and 1 <= N <= {65535 * bn}, got M={m}, "
                              f"N={n}; split the product into smaller ones")
         return ((m + bm - 1) // bm, (n + bn - 1) // bn), block
     if kernel not in _GEMM_TILES:
-        raise ValueError(f"kernel must be one of {sorted(_GEMM_TILES) + ['b1_tc_gemm_pipelined']}, got {kernel!r}")
+        raise ValueError(f"kernel must be one of {sorted(_GEMM_TILES) + sorted(_GRID_2D_TILES)}, got {kernel!r}")
     bm, bn, block = _GEMM_TILES[kernel]
     if not (0 < m <= _INT32_MAX - bm and 0 < n <= _INT32_MAX - bn):
         raise ValueError(f"{kernel} needs 1 <= M <= {_INT32_MAX - bm} and 1 <= N <= {_INT32_MAX - bn}, got "
@@ -246,6 +311,9 @@ class CudaOperand:
     words: Any
     popcounts: Any
     device: int
+    #: Layouts derived on first use by a kernel that needs one (``"wgmma"``: :class:`WgmmaLayout`), kept with
+    #: the operand so a layer's weights are laid out once.
+    layouts: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -310,6 +378,67 @@ def prepare_cuda_operand(p: Any, k: int | None = None) -> CudaOperand:
     return CudaOperand(packed=packed, words=words, popcounts=_row_popcount_cuda(words), device=cuda_device_id())
 
 
+def _wgmma_device() -> bool:
+    """Whether the current device runs ``b1_wgmma.cu`` (compute capability exactly 9.0: sm_90a code)."""
+    return compute_capability() == 90
+
+
+def device_variants() -> tuple[str, ...]:
+    """The :data:`CUDA_VARIANTS` the current device runs: ``cuda-xnor``; ``cuda-tc`` and ``cuda-tc-pipelined``
+    from compute capability 8.0 (1-bit ``mma``); ``cuda-wgmma`` on 9.0 (sm_90a code runs nowhere else)."""
+    cc = compute_capability()
+    return ("cuda-xnor",) + (("cuda-tc", "cuda-tc-pipelined") if cc >= 80 else ()) + \
+        (("cuda-wgmma",) if cc == 90 else ())
+
+
+@dataclass(frozen=True)
+class WgmmaLayout:
+    """A packed operand laid out for ``b1_wgmma_gemm`` by :func:`wgmma_layout`.
+
+    Attributes:
+        words: CuPy uint32, ``slabs * rows_padded * 16`` words: k-slab ``kt`` (512 bits of every row) at word
+            ``16 * rows_padded * kt``, inside it row ``r`` and 128-bit chunk ``c`` at
+            ``128 (r // 8) + 32 c + 4 (r % 8)`` (8-row x 128-bit core matrices; zero rows and words as padding).
+        rows: the operand's rows.
+        rows_padded: rows rounded up to a multiple of 256 (the kernel's widest tile).
+        slabs: ``ceil(W / 16)`` for W 32-bit words per row.
+    """
+
+    words: Any
+    rows: int
+    rows_padded: int
+    slabs: int
+
+
+def wgmma_layout(words: Any) -> WgmmaLayout:
+    """Lay out CuPy uint32 words (R, W) (LSB-first along K, zero padding) for ``b1_wgmma_gemm``: one kernel pass.
+
+    Zero rows and zero words are exact padding: they add nothing to ``popc(A AND B)`` nor to the row popcounts,
+    and K is passed to the GEMM separately.
+    """
+    cp = cupy()
+    if words.ndim != 2 or words.dtype != np.uint32:
+        raise ValueError(f"wgmma_layout expects (R, W) uint32 words, got {words.dtype} {tuple(words.shape)}")
+    rows, w = (int(d) for d in words.shape)
+    rows_padded = max(1, -(-rows // _WGMMA_ROW_ALIGN)) * _WGMMA_ROW_ALIGN
+    slabs = max(1, -(-w // _WGMMA_SLAB_WORDS))
+    out = cp.empty(slabs * rows_padded * _WGMMA_SLAB_WORDS, dtype=cp.uint32)
+    units = slabs * rows_padded * (_WGMMA_SLAB_WORDS // 4)  # one thread per 16-byte unit (grid-stride)
+    _cuda_function("b1_wgmma_layout")((_grid(units, 256),), (256,),
+                                      (cp.ascontiguousarray(words), out, np.int32(rows), np.int32(w),
+                                       np.int32(rows_padded), np.int32(slabs)))
+    return WgmmaLayout(words=out, rows=rows, rows_padded=rows_padded, slabs=slabs)
+
+
+def _wgmma_operand(x: Any, words: Any) -> WgmmaLayout:
+    """The :class:`WgmmaLayout` of a matmul_cuda operand: cached on a :class:`CudaOperand`, else made now."""
+    if isinstance(x, CudaOperand):
+        if "wgmma" not in x.layouts:
+            x.layouts["wgmma"] = wgmma_layout(words)
+        return x.layouts["wgmma"]
+    return wgmma_layout(words)
+
+
 def _operand(x: Any, cp: Any, name: str) -> tuple[Any, Any]:
     """(uint32 words, row popcounts or None) of a matmul_cuda operand (array or :class:`CudaOperand`)."""
     if isinstance(x, CudaOperand):
@@ -330,7 +459,9 @@ def matmul_cuda(a: Any, b: Any, k: int, variant: str) -> Any:
     ``"cuda-xnor"`` (CUDA cores), ``"cuda-tc"`` or ``"cuda-tc-pipelined"`` (1-bit tensor cores, compute
     capability >= 8.0; the readable reference kernel, or the multi-stage ``cp.async``/``ldmatrix`` one;
     ``C = K - 2 (popcount(A) + popcount(B)) + 4 popcount(A AND B)``, with the row popcounts of a prepared
-    operand reused and those of a bare one computed, one kernel each).
+    operand reused and those of a bare one computed, one kernel each), or ``"cuda-wgmma"`` (compute capability
+    9.0 only: the same product on Hopper's warpgroup tensor cores, each operand laid out by
+    :func:`wgmma_layout` first -- once per prepared operand, once per call for a bare one).
     """
     if variant not in CUDA_VARIANTS:
         raise ValueError(f"variant must be one of {CUDA_VARIANTS}, got {variant!r}")
@@ -348,10 +479,23 @@ def matmul_cuda(a: Any, b: Any, k: int, variant: str) -> Any:
     dims = (np.int32(m), np.int32(n), np.int32(w), np.int32(k))
     if variant == "cuda-xnor":
         _cuda_function(kernel)(grid, block, (a32, b32, out, *dims))
-    else:  # cuda-tc: C = K - 2 (popA + popB) + 4 sum popc(A AND B)
-        if compute_capability() < 80:
-            raise RuntimeError(f"backend {variant!r} needs compute capability >= 8.0 (1-bit mma); use 'cuda-xnor'")
-        pop_a = _row_popcount_cuda(a32) if pop_a is None else pop_a
-        pop_b = _row_popcount_cuda(b32) if pop_b is None else pop_b
+        return out
+    # the tensor-core kernels: C = K - 2 (popA + popB) + 4 sum popc(A AND B)
+    if variant == "cuda-wgmma" and not _wgmma_device():
+        raise RuntimeError(f"backend 'cuda-wgmma' needs compute capability 9.0 (H100/H200: wgmma is sm_90a-only), "
+                           f"this GPU has {compute_capability() / 10:.1f}; use 'cuda-tc-pipelined' or 'cuda'")
+    if compute_capability() < 80:
+        raise RuntimeError(f"backend {variant!r} needs compute capability >= 8.0 (1-bit mma); use 'cuda-xnor'")
+    pop_a = _row_popcount_cuda(a32) if pop_a is None else pop_a
+    pop_b = _row_popcount_cuda(b32) if pop_b is None else pop_b
+    if variant != "cuda-wgmma":
         _cuda_function(kernel)(grid, block, (a32, b32, pop_a, pop_b, out, *dims))
+        return out
+    at, bt = _wgmma_operand(a, a32), _wgmma_operand(b, b32)
+    fn = _cuda_function(kernel)
+    if fn.max_dynamic_shared_size_bytes < WGMMA_SMEM_BYTES:  # above CUDA's 48 KiB default: opt in once
+        fn.max_dynamic_shared_size_bytes = WGMMA_SMEM_BYTES
+    fn(grid, block, (at.words, bt.words, pop_a, pop_b, out, np.int32(m), np.int32(n), np.int32(k),
+                     np.int32(at.slabs), np.int32(at.rows_padded), np.int32(bt.rows_padded)),
+       shared_mem=WGMMA_SMEM_BYTES)
     return out

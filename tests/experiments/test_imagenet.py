@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from qnnlib import cli
-from qnnlib.experiments import imagenet, imagenet_run
 from qnnlib.data.imagenet import ImageNetLayoutError
+from qnnlib.experiments import imagenet, imagenet_run
 
 SMOKE = imagenet.PROFILES["smoke"]
 

@@ -148,13 +148,16 @@ def test_auto_cuda_backend_follows_measured_speed_and_capability(monkeypatch):
     gemm_cuda._cuda_module.cache_clear()
     gemm_cuda._cuda_function.cache_clear()
     monkeypatch.delenv(binary_gemm.CUDA_GEMM_ENV, raising=False)
-    seconds = {"cuda-tc": 1.0, "cuda-xnor": 2.0, "cuda-tc-pipelined": 1.5}
+    seconds = {"cuda-tc": 1.0, "cuda-xnor": 2.0, "cuda-tc-pipelined": 1.5, "cuda-wgmma": 1.2}
     monkeypatch.setattr(binary_gemm, "_time_cuda_variant", lambda variant, run: seconds[variant])
+    monkeypatch.setattr(binary_gemm, "SELECTION_SHAPE", (130, 260, 600))  # each candidate is checked: keep it small
     try:
         rng = np.random.default_rng(3)
         pa, pb = pack(_signs(rng, (9, 300)), word_bits=32), pack(_signs(rng, (11, 300)), word_bits=32)
         ref = binary_matmul(pa, pb, 300, backend="numpy")
         for cc, kernel in [(90, "b1_tc_gemm"), (75, "xnor_gemm_u32")]:
+            gemm_cuda._cuda_module.cache_clear()  # a kernel records its launches on the HostCupy that compiled it
+            gemm_cuda._cuda_function.cache_clear()
             host = _install(monkeypatch, cc)
             monkeypatch.setattr(binary_gemm, "_CUDA_CHOICE", {})
             np.testing.assert_array_equal(binary_matmul(pa, pb, 300, backend="cuda"), ref)

@@ -57,6 +57,7 @@ def host(monkeypatch):
         monkeypatch.setattr(module, "compute_capability", lambda: 90)
     monkeypatch.setattr(packed_bnn, "cupy", lambda: emu)
     monkeypatch.setattr(binary_gemm, "_CUDA_CHOICE", {})
+    monkeypatch.setattr(binary_gemm, "SELECTION_SHAPE", (130, 260, 600))  # 2048^3 is too slow for the emulator
     monkeypatch.delenv(binary_gemm.CUDA_GEMM_ENV, raising=False)
     yield emu
     _clear_caches()  # no emulated module may leak into real CuPy use
@@ -161,7 +162,7 @@ def test_gemm_launch_limits():
         gemm_launch("pack_rows_f32", 1, 1)
 
 
-@pytest.mark.parametrize("variant", ["cuda-xnor", "cuda-tc", "cuda-tc-pipelined"])
+@pytest.mark.parametrize("variant", ["cuda-xnor", "cuda-tc", "cuda-tc-pipelined", "cuda-wgmma"])
 def test_flat_grid_is_bit_exact_on_odd_shapes(host, variant):
     """Several tiles along M and N (tile index split with / and %), odd K."""
     rng = np.random.default_rng(7)
@@ -203,21 +204,54 @@ class _FakeTimer:
         self.seconds, self.calls = seconds, []
 
     def __call__(self, variant, run) -> float:
-        assert callable(run)  # not run: a 2048^3 product is too slow for the emulator
+        assert callable(run)  # not run: the emulator's timings mean nothing
         self.calls.append(variant)
         return self.seconds[variant]
 
 
 def test_cuda_backend_is_the_faster_kernel_per_device(host):
-    slow_tc = _FakeTimer({"cuda-xnor": 1e-4, "cuda-tc": 3e-4, "cuda-tc-pipelined": 2e-4})  # an emulated 1-bit mma
+    slow_tc = _FakeTimer({"cuda-xnor": 1e-4, "cuda-tc": 3e-4, "cuda-tc-pipelined": 2e-4,  # an emulated 1-bit mma
+                          "cuda-wgmma": 2e-4})
     assert select_cuda_backend(slow_tc) == "cuda-xnor"
-    assert sorted(slow_tc.calls) == ["cuda-tc", "cuda-tc-pipelined", "cuda-xnor"]
-    assert select_cuda_backend(slow_tc) == "cuda-xnor" and len(slow_tc.calls) == 3  # cached for device 0
+    assert sorted(slow_tc.calls) == ["cuda-tc", "cuda-tc-pipelined", "cuda-wgmma", "cuda-xnor"]
+    assert select_cuda_backend(slow_tc) == "cuda-xnor" and len(slow_tc.calls) == 4  # cached for device 0
     host.device_id = 1
-    fast_tc = _FakeTimer({"cuda-xnor": 3e-4, "cuda-tc": 1e-4, "cuda-tc-pipelined": 0.5e-4})
-    assert select_cuda_backend(fast_tc) == "cuda-tc-pipelined" and len(fast_tc.calls) == 3
+    fast_tc = _FakeTimer({"cuda-xnor": 3e-4, "cuda-tc": 1e-4, "cuda-tc-pipelined": 0.5e-4, "cuda-wgmma": 0.4e-4})
+    assert select_cuda_backend(fast_tc) == "cuda-wgmma" and len(fast_tc.calls) == 4
     host.device_id = 0
-    assert select_cuda_backend(fast_tc) == "cuda-xnor" and len(fast_tc.calls) == 3
+    assert select_cuda_backend(fast_tc) == "cuda-xnor" and len(fast_tc.calls) == 4
+
+
+def test_wgmma_is_a_candidate_only_on_compute_capability_9_0(host, monkeypatch):
+    for capability in (80, 100, 120):
+        monkeypatch.setattr(binary_gemm, "_CUDA_CHOICE", {})
+        monkeypatch.setattr(binary_gemm, "compute_capability", lambda c=capability: c)
+        monkeypatch.setattr(gemm_cuda, "compute_capability", lambda c=capability: c)
+        timer = _FakeTimer({"cuda-xnor": 3.0, "cuda-tc": 2.0, "cuda-tc-pipelined": 1.0})
+        assert select_cuda_backend(timer) == "cuda-tc-pipelined"
+        assert "cuda-wgmma" not in timer.calls
+    with pytest.raises(RuntimeError, match=r"needs compute capability 9\.0 .* this GPU has 12\.0"):
+        matmul_cuda(np.zeros((1, 1), np.uint32), np.zeros((1, 1), np.uint32), 1, "cuda-wgmma")
+
+
+def test_a_kernel_that_fails_or_computes_wrong_is_never_chosen(host, monkeypatch):
+    """The selection checks every candidate against cuda-xnor first: a broken kernel only costs a warning."""
+    real = gemm_cuda.matmul_cuda
+
+    def broken(a, b, k, variant):
+        if variant == "cuda-wgmma":
+            raise RuntimeError("NVRTC could not compile kernels/b1_wgmma.cu")
+        out = real(a, b, k, variant)
+        return out + 2 if variant == "cuda-tc-pipelined" else out
+
+    monkeypatch.setattr(binary_gemm, "matmul_cuda", broken)
+    timer = _FakeTimer({"cuda-xnor": 3.0, "cuda-tc": 2.0, "cuda-tc-pipelined": 0.1, "cuda-wgmma": 0.1})
+    with pytest.warns(RuntimeWarning) as caught:
+        assert select_cuda_backend(timer) == "cuda-tc"
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "leaves out cuda-wgmma: it failed on this GPU (NVRTC could not compile" in messages
+    assert "leaves out cuda-tc-pipelined: its product differs from cuda-xnor's" in messages
+    assert sorted(timer.calls) == ["cuda-tc", "cuda-xnor"]
 
 
 @pytest.mark.parametrize("faster,kernel", [("cuda-xnor", "xnor_gemm_u32"), ("cuda-tc", "b1_tc_gemm"),
@@ -242,12 +276,16 @@ def test_old_gpus_use_xnor_without_timing(host, monkeypatch):
 def test_environment_variable_overrides_the_measurement(host, monkeypatch):
     timer = _FakeTimer({})
     for value, expected in [("xnor", "cuda-xnor"), ("tc", "cuda-tc"), (" TC ", "cuda-tc"),
-                            ("tc-pipelined", "cuda-tc-pipelined")]:
+                            ("tc-pipelined", "cuda-tc-pipelined"), ("wgmma", "cuda-wgmma")]:
         monkeypatch.setenv("QNNLIB_CUDA_GEMM", value)
         assert select_cuda_backend(timer) == expected
     assert timer.calls == []
     monkeypatch.setenv("QNNLIB_CUDA_GEMM", "fast")
-    with pytest.raises(ValueError, match="QNNLIB_CUDA_GEMM must be 'xnor', 'tc' or 'tc-pipelined'"):
+    with pytest.raises(ValueError, match="QNNLIB_CUDA_GEMM must be one of xnor, tc, tc-pipelined, wgmma"):
+        select_cuda_backend(timer)
+    monkeypatch.setenv("QNNLIB_CUDA_GEMM", "wgmma")
+    monkeypatch.setattr(binary_gemm, "compute_capability", lambda: 80)
+    with pytest.raises(RuntimeError, match=r"wgmma needs compute capability 9\.0 .* this GPU has 8\.0"):
         select_cuda_backend(timer)
     monkeypatch.setenv("QNNLIB_CUDA_GEMM", "tc")
     monkeypatch.setattr(binary_gemm, "compute_capability", lambda: 75)
