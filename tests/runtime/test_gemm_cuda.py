@@ -385,6 +385,26 @@ def test_packed_bnn_prepares_its_weights_once_per_device(host):
     assert packed._cache[("cuda", 0)]["w"] is weights
 
 
+def test_packed_bnn_on_the_wgmma_kernel_lays_its_weights_out_once(host):
+    """PackedBNN's layers on cuda-wgmma (an emulated H100) equal the CPU runtime's; a layer's weights are laid
+    out for the tensor cores on its first product only, the activations on every product."""
+    packed = export_bnn(random_bnn(300, 3, 10, in_features=200))
+    x = np.where(np.random.default_rng(4).random((37, 300)) < 0.5, -1.0, 1.0).astype(np.float32)
+    ref_hidden, ref_out = packed.binary_layer(2, x, "cpu"), packed.output_layer(x, "cpu")
+
+    def layouts() -> int:
+        return sum(1 for name, *_ in host.launches if name == "b1_wgmma_layout")
+
+    np.testing.assert_array_equal(packed.binary_layer(2, x, "cuda-wgmma"), ref_hidden)
+    np.testing.assert_array_equal(packed.output_layer(x, "cuda-wgmma"), ref_out)
+    assert layouts() == 4  # two weight matrices, two activations
+    weights = packed._cache[("cuda", 0)]["w"]
+    assert "wgmma" in weights[1].layouts and "wgmma" in weights[-1].layouts
+    np.testing.assert_array_equal(packed.binary_layer(2, x, "cuda-wgmma"), ref_hidden)
+    np.testing.assert_array_equal(packed.output_layer(x, "cuda-wgmma"), ref_out)
+    assert layouts() == 6  # the activations only
+
+
 # ---- 5c. the padding check does not sync on CuPy operands ---------------------------------------------
 
 
