@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qnnlib.bench.timing import interleaved_medians
+from qnnlib.bench.timing import drop_failing, interleaved_medians
 from qnnlib.layers import QuantLinear
 from qnnlib.models.mlp import mnist_mlp
 from qnnlib.precision import FLOAT
@@ -121,7 +121,8 @@ def mlp_gpu_rows(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, imag
     as a CuPy uint8 array (its output BN runs on the CPU, a (N, classes) array). Wall-clock medians with
     a device synchronisation after each call. ``identical_to_packed_cpu``: the GPU predictions equal the
     same PackedBNN's on the CPU kernels (integer arithmetic: they must); ``identical_to_torch_bnn``: equal
-    to the PyTorch BNN's (float32 first layer, see :func:`qnnlib.runtime.export.compare_with_model`).
+    to the PyTorch BNN's (float32 first layer, see :func:`qnnlib.runtime.export.compare_with_model`). A method
+    that raises gets a row with its ``error`` and no timings.
     """
     ok, _why = gpu_available()
     if not ok:
@@ -154,7 +155,9 @@ def mlp_gpu_rows(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, imag
         fns[f"PackedBNN {backend} (Eq. 6)"] = lambda backend=backend: packed.predict(p_gpu, backend)
     if "PackedBNN cuda-tc (Eq. 6)" in fns:
         fns["PackedBNN cuda-tc, layer 1 float"] = lambda: packed.predict(p_gpu, "cuda-tc", first_layer="float")
-    med, last = interleaved_medians(fns, repeats, sync=lambda: cp.cuda.Device().synchronize())
+    sync = lambda: cp.cuda.Device().synchronize()  # noqa: E731
+    fns, failed = drop_failing(fns, sync)  # a kernel that cannot run on this GPU: reported, the rest timed
+    med, last = interleaved_medians(fns, repeats, sync=sync)
     with torch.inference_mode():
         ref = torch.argmax(bnn.eval()(inputs_from_pixels(p)), dim=1).numpy()
     cpu_pred = packed.predict(p, "cpu")  # the same integer arithmetic on the CPU kernels: must match exactly
@@ -165,8 +168,12 @@ def mlp_gpu_rows(bnn: nn.Module, packed: PackedBNN, float_model: nn.Module, imag
          "speedup_vs_baseline_kernel": base / sec, "speedup_vs_cublas": cublas / sec,
          "identical_to_torch_bnn": bool(np.array_equal(last[name], ref)) if name.startswith("PackedBNN") else None,
          "identical_to_packed_cpu": bool(np.array_equal(last[name], cpu_pred)) if name.startswith("PackedBNN")
-         else None, "images": len(p), "hidden": packed.widths[0]}
-        for name, sec in med.items()]
+         else None, "images": len(p), "hidden": packed.widths[0], "error": None}
+        for name, sec in med.items()] + [
+        {"device": "gpu", "method": name, "seconds": float("nan"), "images/s": float("nan"),
+         "speedup_vs_baseline_kernel": float("nan"), "speedup_vs_cublas": float("nan"), "identical_to_torch_bnn": None,
+         "identical_to_packed_cpu": None, "images": len(p), "hidden": packed.widths[0], "error": why}
+        for name, why in failed.items()]
 
 
 def _float_layers(model: nn.Module, xp: Any) -> list[tuple[Any, Any, Any, Any]]:

@@ -18,7 +18,28 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["interleaved_medians", "cuda_event_median"]
+__all__ = ["interleaved_medians", "cuda_event_median", "drop_failing"]
+
+
+def drop_failing(fns: Mapping[str, Callable[[], Any]], sync: Callable[[], None] | None = None
+                 ) -> tuple[dict[str, Callable[[], Any]], dict[str, str]]:
+    """Run each function once (then ``sync``); ``(the ones that ran, {name: "Error: message"} of the rest)``.
+
+    For a one-shot check on rare hardware: a method that fails (a kernel this GPU or toolkit cannot build, a
+    launch error) is reported and left out, and the other methods are still timed.
+    """
+    ok: dict[str, Callable[[], Any]] = {}
+    failed: dict[str, str] = {}
+    for name, fn in fns.items():
+        try:
+            fn()
+            if sync is not None:
+                sync()
+        except Exception as exc:  # noqa: BLE001 - reported to the caller, who decides what a failure means
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        ok[name] = fn
+    return ok, failed
 
 
 def interleaved_medians(fns: Mapping[str, Callable[[], Any]], repeats: int, *, warmup: int = 1,

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from qnnlib.bench import timing
-from qnnlib.bench.timing import cuda_event_median, interleaved_medians
+from qnnlib.bench.timing import cuda_event_median, drop_failing, interleaved_medians
 from qnnlib.runtime.hardware import gpu_available
 
 
@@ -32,6 +32,21 @@ def test_sync_runs_after_the_warm_up_and_inside_every_timed_call():
     log: list[str] = []
     interleaved_medians({"a": recorder(log, "a"), "b": recorder(log, "b")}, 2, sync=lambda: log.append("sync"))
     assert log == ["a", "b", "sync"] + ["a", "sync", "b", "sync"] * 2
+
+
+def test_drop_failing_keeps_what_runs_and_reports_the_rest():
+    log: list[str] = []
+
+    def broken():
+        log.append("broken")
+        raise RuntimeError("NVRTC could not compile kernels/b1_wgmma.cu")
+
+    ok, failed = drop_failing({"a": recorder(log, "a"), "x": broken, "b": recorder(log, "b")},
+                              sync=lambda: log.append("sync"))
+    assert list(ok) == ["a", "b"] and failed == {"x": "RuntimeError: NVRTC could not compile kernels/b1_wgmma.cu"}
+    assert log == ["a", "sync", "broken", "b", "sync"]  # each run once; a failed sync counts as a failure too
+    _, failed = drop_failing({"s": recorder(log, "s")}, sync=lambda: 1 / 0)
+    assert failed == {"s": "ZeroDivisionError: division by zero"}
 
 
 def test_budget_stops_after_three_rounds_and_at_least_one_round_runs(monkeypatch):
