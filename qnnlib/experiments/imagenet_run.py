@@ -197,6 +197,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = replace(cfg, **overrides)
     result = train(cfg, out_dir=args.out, checkpoint_dir=args.checkpoint_dir, progress=not args.no_progress,
                    stop_after_epoch=args.stop_after_epoch)
-    if launch_env()[0] == 0:
+    rank, world, _ = launch_env()
+    if rank == 0:
         print(f"{cfg.label}: best epoch {result.best_epoch}, top-1 error {100 * result.best_valid_error:.2f}%")
+    if world > 1:
+        # A torchrun worker whose work is done and written (metrics and checkpoints are closed files, the process
+        # group destroyed) ends here, without the interpreter's teardown: with gloo's threads about, that teardown
+        # once aborted a rank ("terminate called without an active exception") after a complete run.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
