@@ -18,15 +18,10 @@ import pytest
 from qnnlib.bench import gemm as bench_gemm
 from qnnlib.bench import mlp as bench_mlp
 from qnnlib.runtime import binary_gemm, gemm_cuda, packed_bnn
-from qnnlib.runtime.cuda_host import HostCupy, gxx
+from qnnlib.runtime.cuda_host import HostCupy
+from tests.runtime.test_b1_pipelined import needs_gxx
 
-try:
-    gxx()
-    HAVE_GXX = True
-except RuntimeError:
-    HAVE_GXX = False
-
-pytestmark = pytest.mark.skipif(not HAVE_GXX, reason="g++ not found: install g++ to run the CUDA kernels on the CPU")
+pytestmark = needs_gxx
 
 
 class DryRunCupy(HostCupy):

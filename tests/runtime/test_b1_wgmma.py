@@ -27,24 +27,13 @@ from hypothesis import strategies as st
 
 from qnnlib.bench import gemm as bench_gemm
 from qnnlib.runtime import binary_gemm, gemm_cuda
-from qnnlib.runtime.cuda_host import POISON_BYTE, HostCupy, gxx
+from qnnlib.runtime.cuda_host import HostCupy
 from qnnlib.runtime.gemm_cuda import KERNEL_DIR, WGMMA_SMEM_BYTES, gemm_launch, matmul_cuda, prepare_cuda_operand
-from tests.runtime.test_b1_pipelined import operands, reference
+from tests.runtime.test_b1_pipelined import needs_gxx, operands, reference
 from tests.runtime.test_kernels_compile import NVCC, needs_nvcc
-
-try:
-    gxx()
-    HAVE_GXX = True
-except RuntimeError:
-    HAVE_GXX = False
-
-needs_gxx = pytest.mark.skipif(
-    not HAVE_GXX, reason="g++ not found: install g++ (apt install g++) to run the CUDA kernels under the host emulator"
-)
 
 SOURCE = KERNEL_DIR / "b1_wgmma.cu"
 NAME = "b1_wgmma_gemm"
-POISON_I32 = np.frombuffer(bytes([POISON_BYTE] * 4), dtype=np.int32)[0]
 
 # (M, N, K): partial 128 x 256 tiles, K not a multiple of 32 or 512, several 512-bit slabs so the 4-slot ring
 # wraps (K = 4097: 9 slabs), a single slab, a single row or column.
