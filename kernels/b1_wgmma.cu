@@ -8,7 +8,7 @@
 // Built like CUTLASS's sm90 "warp-specialized cooperative" GEMM: a producer issues the loads, two consumer
 // warpgroups only multiply. Only sm_90a (H100/H200) has these instructions: for every other target this file
 // compiles to kernels that __trap(), and the host code (qnnlib/runtime/gemm_cuda.py) runs it only on compute
-// capability 9.0, compiled by NVRTC for compute_90a.
+// capability 9.0, compiled by NVRTC for sm_90a.
 //
 // ---- Operand layout (b1_wgmma_layout; PTX ISA "Asynchronous Warpgroup Level Matrix Shared Memory Layout") ----
 // wgmma reads B1 operands from shared memory K-major, as "core matrices" of 8 rows x 16 bytes (128 bits of K),

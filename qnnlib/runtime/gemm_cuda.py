@@ -15,7 +15,7 @@ module loaded for one device on another. :func:`matmul_cuda` runs the binary GEM
   CTA tiles, 64x64 warp tiles, a 4-stage ``cp.async`` shared-memory pipeline, ``ldmatrix.x4`` fragment loads,
   a swizzled bank-conflict-free layout), tested bit-exact against the reference on the CPU emulator;
 - ``"cuda-wgmma"``: Hopper only (compute capability 9.0; ``kernels/b1_wgmma.cu``, compiled by NVRTC for
-  ``compute_90a``): ``wgmma.mma_async.m64n256k256 .b1 .and.popc`` from shared memory, fed by TMA bulk copies
+  ``sm_90a``): ``wgmma.mma_async.m64n256k256 .b1 .and.popc`` from shared memory, fed by TMA bulk copies
   through a 4-stage mbarrier pipeline, one producer and two consumer warpgroups per 128x256 tile. Its operands
   are first laid out for the tensor cores (:func:`wgmma_layout`: 512-bit k-slabs of 8x128-bit core matrices,
   one kernel pass over the operand; a prepared operand keeps its layout), so a stage is two contiguous bulk
@@ -68,9 +68,9 @@ KERNELS = {
     "b1_tensorcore_pipelined.cu": ("b1_tc_gemm_pipelined",),
     "b1_wgmma.cu": ("b1_wgmma_layout", "b1_wgmma_gemm"),
 }
-#: Sources that only one architecture runs, compiled by NVRTC for that virtual architecture (CuPy's
-#: ``RawModule(code=...)`` picks the plain ``sm_XX`` of the device, which lacks the ``a`` features).
-ARCH_SPECIFIC = {"b1_wgmma.cu": "compute_90a"}
+#: Sources that only one architecture runs, compiled by NVRTC for it (CuPy's ``RawModule(code=...)`` picks the
+#: plain ``sm_XX`` of the device, which lacks the architecture-specific ``a`` features such as wgmma).
+ARCH_SPECIFIC = {"b1_wgmma.cu": "90a"}
 
 #: The binary GEMM kernels :func:`matmul_cuda` runs (``binary_matmul`` backend names).
 CUDA_VARIANTS = ("cuda-xnor", "cuda-tc", "cuda-tc-pipelined", "cuda-wgmma")
@@ -112,31 +112,35 @@ def _per_device(fn: Callable[[str], Any]) -> Any:
     return wrapper
 
 
-def _nvrtc_ptx(code: str, name: str, arch: str) -> str:
-    """PTX of ``code`` compiled by NVRTC (the one CuPy ships with) for virtual architecture ``arch``."""
+def _nvrtc_binary(code: str, name: str, arch: str) -> tuple[bytes, str]:
+    """``code`` compiled by NVRTC (the one CuPy uses) for architecture ``arch`` (e.g. ``"90a"``):
+    ``(image, suffix)``, a cubin for ``sm_<arch>`` (machine code: no driver JIT, so no driver-vs-NVRTC version
+    mismatch, as CuPy itself does) or, where CuPy's NVRTC wrapper has no ``getCUBIN``, PTX for ``compute_<arch>``."""
     try:
         from cupy_backends.cuda.libs import nvrtc  # noqa: PLC0415 - the GPU extra is optional
     except ImportError:  # older CuPy layouts
         from cupy.cuda import nvrtc  # noqa: PLC0415
+    cubin = hasattr(nvrtc, "getCUBIN")
+    target = f"sm_{arch}" if cubin else f"compute_{arch}"
     prog = nvrtc.createProgram(code, name, (), ())
     try:
         try:
-            nvrtc.compileProgram(prog, (f"--gpu-architecture={arch}", "--std=c++14"))
+            nvrtc.compileProgram(prog, (f"--gpu-architecture={target}", "--std=c++14"))
         except Exception as exc:
-            raise RuntimeError(f"NVRTC could not compile kernels/{name} for {arch} (needs CUDA >= 12.0 for sm_90a): "
+            raise RuntimeError(f"NVRTC could not compile kernels/{name} for {target} (sm_90a needs CUDA >= 12.0): "
                                f"{exc}\n{nvrtc.getProgramLog(prog)}") from exc
-        return str(nvrtc.getPTX(prog))
+        image = nvrtc.getCUBIN(prog) if cubin else nvrtc.getPTX(prog)
     finally:
         nvrtc.destroyProgram(prog)
+    return (image.encode() if isinstance(image, str) else bytes(image)), (".cubin" if cubin else ".ptx")
 
 
 @_per_device
 def _cuda_module(source: str) -> Any:
     """The CuPy RawModule of ``kernels/<source>`` for the current device (NVRTC-compiled on first use).
 
-    Sources in :data:`ARCH_SPECIFIC` are compiled to PTX for their architecture and loaded from a file under
-    ``~/.cache/qnnlib/ptx`` (the driver compiles that PTX for the device); the CPU emulator compiles every
-    source from its code.
+    Sources in :data:`ARCH_SPECIFIC` are compiled by NVRTC for their architecture (:func:`_nvrtc_binary`) and
+    loaded from a file under ``~/.cache/qnnlib/cuda``; the CPU emulator compiles every source from its code.
     """
     cp = cupy()
     path = KERNEL_DIR / source
@@ -149,13 +153,13 @@ def _cuda_module(source: str) -> Any:
     if source not in ARCH_SPECIFIC or getattr(cp, "emulated", False):
         return cp.RawModule(code=code, options=("--std=c++14",))
     arch = ARCH_SPECIFIC[source]
-    ptx = _nvrtc_ptx(code, source, arch)
-    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qnnlib" / "ptx"
+    image, suffix = _nvrtc_binary(code, source, arch)
+    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qnnlib" / "cuda"
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{path.stem}-{arch}-{hashlib.sha256(ptx.encode()).hexdigest()[:16]}.ptx"
+    target = folder / f"{path.stem}-{arch}-{hashlib.sha256(image).hexdigest()[:16]}{suffix}"
     if not target.is_file():
-        tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(ptx)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(image)
         os.replace(tmp, target)  # atomic: a concurrent process never loads a half-written file
     return cp.RawModule(path=str(target))
 

@@ -9,6 +9,9 @@ operands. Results are checked bit-exactly against NumPy. Needs g++ (skipped with
 
 from __future__ import annotations
 
+import sys
+import types
+
 import numpy as np
 import pytest
 
@@ -291,6 +294,65 @@ def test_environment_variable_overrides_the_measurement(host, monkeypatch):
     monkeypatch.setattr(binary_gemm, "compute_capability", lambda: 75)
     with pytest.raises(RuntimeError, match=r"compute capability 7\.5 < 8\.0"):
         select_cuda_backend(timer)
+
+
+def _fake_nvrtc(monkeypatch, *, cubin: bool, fail: bool = False) -> dict:
+    """CuPy's NVRTC wrapper (``cupy_backends.cuda.libs.nvrtc``) replaced by a recorder; returns its record."""
+    seen: dict = {}
+
+    def compile_program(prog, options):
+        seen["options"] = tuple(options)
+        if fail:
+            raise RuntimeError("NVRTC_ERROR_COMPILATION (6)")
+
+    nvrtc = types.SimpleNamespace(
+        createProgram=lambda code, name, headers, names: seen.update(name=name, code=code) or 42,
+        compileProgram=compile_program, getProgramLog=lambda prog: "b1_wgmma.cu(1): error: something",
+        getPTX=lambda prog: b"// PTX .target sm_90a", destroyProgram=lambda prog: seen.update(destroyed=prog))
+    if cubin:
+        nvrtc.getCUBIN = lambda prog: b"\x7fELF a cubin"
+    libs = types.ModuleType("cupy_backends.cuda.libs")
+    libs.nvrtc = nvrtc
+    for name, module in (("cupy_backends", types.ModuleType("cupy_backends")),
+                         ("cupy_backends.cuda", types.ModuleType("cupy_backends.cuda")),
+                         ("cupy_backends.cuda.libs", libs)):
+        monkeypatch.setitem(sys.modules, name, module)
+    return seen
+
+
+@pytest.mark.parametrize("cubin,target,suffix", [(True, "sm_90a", ".cubin"), (False, "compute_90a", ".ptx")])
+def test_the_hopper_source_is_compiled_by_nvrtc_for_sm90a_and_loaded_from_a_file(monkeypatch, tmp_path, cubin,
+                                                                                 target, suffix):
+    """CuPy's RawModule(code=...) would compile for plain sm_90 (no wgmma): the host code asks NVRTC itself."""
+    _clear_caches()
+    seen = _fake_nvrtc(monkeypatch, cubin=cubin)
+    loaded = []
+    fake_cupy = types.SimpleNamespace(RawModule=lambda **kw: loaded.append(kw) or "module",
+                                      cuda=types.SimpleNamespace(Device=lambda: types.SimpleNamespace(id=0)))
+    monkeypatch.setattr(gemm_cuda, "cupy", lambda: fake_cupy)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    try:
+        assert gemm_cuda._cuda_module("b1_wgmma.cu") == "module"
+    finally:
+        _clear_caches()
+    assert seen["options"] == (f"--gpu-architecture={target}", "--std=c++14") and seen["destroyed"] == 42
+    assert seen["name"] == "b1_wgmma.cu" and "wgmma.mma_async" in seen["code"]
+    (path,) = [kw["path"] for kw in loaded]
+    assert path.endswith(suffix) and path.startswith(str(tmp_path / "qnnlib" / "cuda"))
+    assert open(path, "rb").read() == (b"\x7fELF a cubin" if cubin else b"// PTX .target sm_90a")
+
+
+def test_an_nvrtc_failure_names_the_source_the_target_and_the_log(monkeypatch, tmp_path):
+    _clear_caches()
+    _fake_nvrtc(monkeypatch, cubin=True, fail=True)
+    monkeypatch.setattr(gemm_cuda, "cupy", lambda: types.SimpleNamespace(
+        cuda=types.SimpleNamespace(Device=lambda: types.SimpleNamespace(id=0))))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    try:
+        with pytest.raises(RuntimeError, match=r"(?s)kernels/b1_wgmma.cu for sm_90a.*error: something"):
+            gemm_cuda._cuda_module("b1_wgmma.cu")
+    finally:
+        _clear_caches()
 
 
 # ---- 5a. uint64 words: a zero-copy uint32 view -----------------------------------------------------------
