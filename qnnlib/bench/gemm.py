@@ -251,9 +251,9 @@ def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), re
     paper's benchmark), cuBLAS fp32 via CuPy, and torch fp32 (TF32 off) / TF32 / bf16 when torch has
     CUDA. Speed-ups are against the float baseline and against cuBLAS fp32. All binary results are
     checked equal to the baseline's at every size. A method that fails to run (or, for the wgmma kernel, to
-    equal the baseline) gets a row with its ``error`` and no timings; the others are still timed. ``wgmma`` (default: on compute capability 9.0) adds the
-    Hopper kernel, with bare operands (both laid out on every call) and with B prepared (laid out once, as a
-    layer's weights).
+    equal the baseline) gets a row with its ``error`` and no timings; the others are still timed. ``wgmma``
+    (default: on compute capability 9.0) adds the Hopper kernel, with bare operands (both laid out on every
+    call) and with B prepared (laid out once, as a layer's weights).
     """
     import cupy as cp  # noqa: PLC0415
 
@@ -282,7 +282,7 @@ def gpu_gemm_sweep(sizes: Iterable[int | Sequence[int]] = (1024, 4096, 8192), re
             methods["b1 tensor cores"] = lambda: binary_matmul(pa, pb, k, "cuda-tc")
             methods["b1 tensor cores incl. packing"] = lambda: binary_matmul(pack_cuda(a), pack_cuda(b), k, "cuda-tc")
             methods["b1 tensor cores, pipelined"] = lambda: binary_matmul(pa, pb, k, "cuda-tc-pipelined")
-        if compute_capability() == 90 if wgmma is None else wgmma:
+        if (compute_capability() == 90) if wgmma is None else wgmma:
             pb_prep = prepare_cuda_operand(pb)
             methods["b1 tensor cores, wgmma (sm_90a)"] = lambda: binary_matmul(pa, pb, k, "cuda-wgmma")
             methods["b1 tensor cores, wgmma, B prepared"] = lambda: binary_matmul(pa, pb_prep, k, "cuda-wgmma")
@@ -443,12 +443,14 @@ def run_gpu(sizes: Sequence[int | Sequence[int]] | None = None, repeats: int = 3
     """``python -m qnnlib bench gpu``: the one prepared check for a CUDA machine.
 
     Compiles and verifies every CUDA kernel bit-exact against the CPU reference on odd shapes, prints the
-    GEMM table (1024/4096/8192^3 by default: the float baseline kernel, the XNOR and b1 kernels, cuBLAS
-    fp32, torch fp32/TF32/bf16), then times the MLP 784-3x4096-10 on 10k images (PackedBNN on each CUDA
-    kernel vs the float MLP on cuBLAS and on the baseline kernel; predictions checked against the CPU
-    runtime and the PyTorch BNN) and the binary ConvNet (:func:`convnet_gpu_rows`). Needs numpy, cupy, numba and torch, not pandas; prints its wall time
-    (budget: 5 minutes on an H100/H200). Exit code 2 without a usable GPU, 1 if a kernel or the MLP is not
-    exact."""
+    GEMM table (1024/4096/8192^3 by default: the float baseline kernel, the XNOR and b1 kernels -- the wgmma
+    one on compute capability 9.0 --, cuBLAS fp32 and int8, torch fp32/TF32/bf16), then times the MLP
+    784-3x4096-10 on 10k images (PackedBNN on each CUDA kernel vs the float MLP on cuBLAS and on the baseline
+    kernel; predictions checked against the CPU runtime and the PyTorch BNN) and the binary ConvNet
+    (:func:`convnet_gpu_rows`). Needs numpy, cupy, numba and torch, not pandas; prints its wall time (budget:
+    5 minutes on an H100/H200). A wgmma kernel that fails its check, or any method that fails to run, is
+    reported and left out while the rest is timed. Exit code 2 without a usable GPU; 1 if a kernel or a
+    packed network is not exact, or anything was left out."""
     t_start = time.perf_counter()
     ok, why = gpu_available()
     if not ok:

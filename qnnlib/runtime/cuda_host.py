@@ -22,9 +22,9 @@ computes ``D = C + popc(A AND B)`` and scatters D back, so a kernel whose fragme
 ISA computes a wrong product. Hopper's ``wgmma.mma_async ... .b1.and.popc`` (warpgroup collectives, executed at
 the ``wgmma.wait_group`` that completes them, operands read through the shared-memory matrix descriptors),
 ``mbarrier`` phases with transaction counts, and ``cp.async.bulk`` copies into dynamic shared memory are
-emulated too, with reports of a slot refilled too early or read before its barrier. Divergent collectives, barriers nobody can pass, ``__trap()``, and launch
-configurations CUDA would refuse (over 1024 threads or ``__launch_bounds__``, a zero dimension) raise
-``RuntimeError``. Arrays from :meth:`HostCupy.empty` are filled with the byte ``0xA5`` (so outputs a kernel
+emulated too, with reports of a slot refilled too early or read before its barrier. Divergent collectives,
+barriers nobody can pass, ``__trap()``, and launch configurations CUDA would refuse (over 1024 threads or
+``__launch_bounds__``, a zero dimension, dynamic shared memory over the kernel's limit) raise ``RuntimeError``. Arrays from :meth:`HostCupy.empty` are filled with the byte ``0xA5`` (so outputs a kernel
 never writes are visible) and carry guard bytes on both sides, checked after every launch (so writes out of
 bounds are reported).
 
