@@ -390,9 +390,8 @@ def _wgmma_device() -> bool:
 def device_variants() -> tuple[str, ...]:
     """The :data:`CUDA_VARIANTS` the current device runs: ``cuda-xnor``; ``cuda-tc`` and ``cuda-tc-pipelined``
     from compute capability 8.0 (1-bit ``mma``); ``cuda-wgmma`` on 9.0 (sm_90a code runs nowhere else)."""
-    cc = compute_capability()
-    return ("cuda-xnor",) + (("cuda-tc", "cuda-tc-pipelined") if cc >= 80 else ()) + \
-        (("cuda-wgmma",) if cc == 90 else ())
+    return ("cuda-xnor",) + (("cuda-tc", "cuda-tc-pipelined") if compute_capability() >= 80 else ()) + \
+        (("cuda-wgmma",) if _wgmma_device() else ())
 
 
 @dataclass(frozen=True)

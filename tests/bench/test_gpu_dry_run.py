@@ -19,7 +19,7 @@ from qnnlib.bench import gemm as bench_gemm
 from qnnlib.bench import mlp as bench_mlp
 from qnnlib.runtime import binary_gemm, gemm_cuda, packed_bnn
 from qnnlib.runtime.cuda_host import HostCupy
-from tests.runtime.test_b1_pipelined import needs_gxx
+from tests.runtime.emulator import needs_gxx
 
 pytestmark = needs_gxx
 

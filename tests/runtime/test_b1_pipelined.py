@@ -22,19 +22,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qnnlib.runtime.cuda_host import POISON_BYTE, HostCupy, gxx
+from qnnlib.runtime.cuda_host import POISON_BYTE, HostCupy
 from qnnlib.runtime.gemm_cuda import KERNEL_DIR
+from tests.runtime.emulator import needs_gxx
 from tests.runtime.test_kernels_compile import NVCC, needs_nvcc
-
-try:
-    gxx()
-    HAVE_GXX = True
-except RuntimeError:
-    HAVE_GXX = False
-
-needs_gxx = pytest.mark.skipif(
-    not HAVE_GXX, reason="g++ not found: install g++ (apt install g++) to run the CUDA kernels under the host emulator"
-)
 
 SOURCE = KERNEL_DIR / "b1_tensorcore_pipelined.cu"
 NAME = "b1_tc_gemm_pipelined"

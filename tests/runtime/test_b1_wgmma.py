@@ -29,7 +29,8 @@ from qnnlib.bench import gemm as bench_gemm
 from qnnlib.runtime import binary_gemm, gemm_cuda
 from qnnlib.runtime.cuda_host import HostCupy
 from qnnlib.runtime.gemm_cuda import KERNEL_DIR, WGMMA_SMEM_BYTES, gemm_launch, matmul_cuda, prepare_cuda_operand
-from tests.runtime.test_b1_pipelined import needs_gxx, operands, reference
+from tests.runtime.emulator import needs_gxx
+from tests.runtime.test_b1_pipelined import operands, reference
 from tests.runtime.test_kernels_compile import NVCC, needs_nvcc
 
 SOURCE = KERNEL_DIR / "b1_wgmma.cu"

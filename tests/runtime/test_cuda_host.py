@@ -20,18 +20,11 @@ from hypothesis import strategies as st
 from qnnlib.runtime import binary_gemm, cuda_host, gemm_cuda
 from qnnlib.runtime.binary_gemm import binary_matmul
 from qnnlib.runtime.bitpack import pack
-from qnnlib.runtime.cuda_host import POISON_BYTE, HostCupy, gxx
+from qnnlib.runtime.cuda_host import POISON_BYTE, HostCupy
 from qnnlib.runtime.gemm_cuda import KERNEL_DIR, gemm_float_cuda, matmul_cuda, pack_cuda
+from tests.runtime.emulator import HAVE_GXX, needs_gxx
 
-try:
-    gxx()
-    HAVE_GXX = True
-except RuntimeError:
-    HAVE_GXX = False
-
-pytestmark = pytest.mark.skipif(
-    not HAVE_GXX, reason="g++ not found: install g++ (apt install g++) to run the CUDA kernels under the host emulator"
-)
+pytestmark = needs_gxx
 
 POISON_I32 = np.frombuffer(bytes([POISON_BYTE] * 4), dtype=np.int32)[0]
 

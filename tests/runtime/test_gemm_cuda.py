@@ -18,7 +18,7 @@ import pytest
 from qnnlib.runtime import binary_gemm, gemm_cuda, packed_bnn
 from qnnlib.runtime.binary_gemm import binary_matmul, binary_matmul_sign, select_cuda_backend
 from qnnlib.runtime.bitpack import pack, pack_bits
-from qnnlib.runtime.cuda_host import HostCupy, gxx
+from qnnlib.runtime.cuda_host import HostCupy
 from qnnlib.runtime.export import export_bnn
 from qnnlib.runtime.gemm_cuda import (
     MAX_GRID_X,
@@ -30,16 +30,9 @@ from qnnlib.runtime.gemm_cuda import (
     prepare_cuda_operand,
 )
 from tests.bnn_helpers import random_bnn
+from tests.runtime.emulator import needs_gxx
 
-try:
-    gxx()
-    HAVE_GXX = True
-except RuntimeError:
-    HAVE_GXX = False
-
-pytestmark = pytest.mark.skipif(
-    not HAVE_GXX, reason="g++ not found: install g++ (apt install g++) to run the CUDA kernels under the host emulator"
-)
+pytestmark = needs_gxx
 
 
 _MODULE_CACHE, _FUNCTION_CACHE = gemm_cuda._cuda_module, gemm_cuda._cuda_function  # tests may patch the names
